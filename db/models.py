@@ -1,0 +1,234 @@
+"""The tables that record how every image was made.
+
+The first four tables are the source's published schema (gan_architectures, class_names,
+training_parameters, images): their names and columns are kept exactly, because consumers of
+the published data set query them. What we add is provenance the source left out (seeds,
+checksums, checkpoints, timestamps) plus three tables of our own: checkpoints, reports and
+classifiers.
+
+Column names are the source's (`images.class_name` holds a class id); the Python attribute
+names say what they hold (`Image.class_id`). Bulk inserts through the ORM use the attribute
+names.
+
+Every change here needs a migration in schema/versions and regenerated DDL files
+(`python -m db.ddl --write`); tests fail until both agree with these models.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    CHAR,
+    JSON,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+# Fixed constraint names keep migrations reproducible: SQLite's batch mode can only drop or
+# alter a constraint it can name, and names must not depend on the dialect's defaults.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# One type for both dialects: the published schema says jsonb, SQLite only knows JSON.
+# none_as_null makes Python None an SQL NULL rather than the JSON text 'null'.
+JSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+
+# SQLite would otherwise reuse the id of a deleted newest row; ids are published with the data
+# set, so a deleted model's id must never come back as a different model.
+NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every dialect.
+
+    PostgreSQL stores the zone; SQLite stores bare text, so values are converted to UTC on the
+    way in and marked UTC on the way out.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def __init__(self) -> None:
+        super().__init__(timezone=True)
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("timestamps must be timezone-aware; use datetime.now(UTC)")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class GanArchitecture(Base):
+    """One trained model: its generator and discriminator as the JSON they are rebuilt from."""
+
+    __tablename__ = "gan_architectures"
+    __table_args__ = (NEVER_REUSE_IDS,)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    generator: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
+    discriminator: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
+    # Null for architectures not made from a named preset (for instance the source's own).
+    preset: Mapped[str | None] = mapped_column(String)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utc_now)
+
+
+class ClassName(Base):
+    """A class of a model; `label` is the index the networks' embeddings use."""
+
+    __tablename__ = "class_names"
+    __table_args__ = (
+        # Also serve lookups of a model's classes, so no separate index on gan is needed.
+        UniqueConstraint("gan", "label"),
+        UniqueConstraint("gan", "name"),
+        NEVER_REUSE_IDS,
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String, nullable=False)
+    gan_id: Mapped[int] = mapped_column("gan", ForeignKey("gan_architectures.id"), nullable=False)
+    label: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class TrainingParameters(Base):
+    """How a model was trained: one row per model, updated as training resumes."""
+
+    __tablename__ = "training_parameters"
+    __table_args__ = (UniqueConstraint("gan"), NEVER_REUSE_IDS)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    g_optimizer: Mapped[str] = mapped_column(String, nullable=False)
+    d_optimizer: Mapped[str] = mapped_column(String, nullable=False)
+    loss: Mapped[str] = mapped_column(String, nullable=False)
+    batch_size: Mapped[int] = mapped_column(Integer, nullable=False)
+    # Training counts iterations; epochs (passes over the data set) is kept for the source's
+    # schema and may be null when the trainer does not compute it.
+    epochs: Mapped[int | None] = mapped_column(Integer)
+    g_lr: Mapped[float] = mapped_column(Double, nullable=False)
+    d_lr: Mapped[float] = mapped_column(Double, nullable=False)
+    gan_id: Mapped[int] = mapped_column("gan", ForeignKey("gan_architectures.id"), nullable=False)
+    # {"g": [beta1, beta2], "d": [beta1, beta2]}
+    betas: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # Null means no exponential moving average of the generator's weights.
+    ema_decay: Mapped[float | None] = mapped_column(Double)
+    # A DiffAugment policy such as "color,translation"; null means no augmentation.
+    diffaugment: Mapped[str | None] = mapped_column(String)
+    iterations: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    dataset_path: Mapped[str | None] = mapped_column(String)
+    dataset_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    device: Mapped[str | None] = mapped_column(String)
+    seed: Mapped[int | None] = mapped_column(Integer)
+    # Free-form: anything else a run needs to be repeated.
+    settings: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utc_now)
+
+
+class Checkpoint(Base):
+    """A saved set of weights; the file is checked against sha256 before it is trusted."""
+
+    __tablename__ = "checkpoints"
+    __table_args__ = (Index("ix_checkpoints_gan_iteration", "gan", "iteration"), NEVER_REUSE_IDS)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    gan_id: Mapped[int] = mapped_column("gan", ForeignKey("gan_architectures.id"), nullable=False)
+    path: Mapped[str] = mapped_column(String, nullable=False)
+    iteration: Mapped[int] = mapped_column(Integer, nullable=False)
+    sha256: Mapped[str] = mapped_column(CHAR(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utc_now)
+
+
+class Image(Base):
+    """One generated file and exactly how to make it again.
+
+    (checkpoint, class, seed, sample_index) names the image: the sampler draws the seeded noise
+    stream and keeps element sample_index. The unique constraint adds file_path, so the same
+    sample may be written to two folders but is recorded once per file; its leading columns
+    are what a rerun of an interrupted request looks up, so it is also that lookup's index.
+    """
+
+    __tablename__ = "images"
+    __table_args__ = (
+        UniqueConstraint("checkpoint", "class_name", "seed", "sample_index", "file_path"),
+        # Counting and deleting a model's images go through its classes.
+        Index("ix_images_class_name", "class_name"),
+        NEVER_REUSE_IDS,
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # As the caller gave it, absolute or relative.
+    file_path: Mapped[str] = mapped_column(String, nullable=False)
+    class_id: Mapped[int] = mapped_column("class_name", ForeignKey("class_names.id"), nullable=False)
+    md5: Mapped[str] = mapped_column(CHAR(32), nullable=False)
+    width: Mapped[int] = mapped_column(Integer, nullable=False)
+    height: Mapped[int] = mapped_column(Integer, nullable=False)
+    seed: Mapped[int] = mapped_column(Integer, nullable=False)
+    sample_index: Mapped[int] = mapped_column(Integer, nullable=False)
+    checkpoint_id: Mapped[int] = mapped_column("checkpoint", ForeignKey("checkpoints.id"), nullable=False)
+    # The training iteration of the checkpoint, repeated so the published table reads alone.
+    iteration: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utc_now)
+
+
+class Report(Base):
+    """One figure of a quality report; a null class_name means the figure covers all classes."""
+
+    __tablename__ = "reports"
+    __table_args__ = (Index("ix_reports_gan_metric", "gan", "metric"), NEVER_REUSE_IDS)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    gan_id: Mapped[int] = mapped_column("gan", ForeignKey("gan_architectures.id"), nullable=False)
+    # "fid", "domain_fid", "kid", "histogram_kl", "accuracy_real_only", ...
+    metric: Mapped[str] = mapped_column(String, nullable=False)
+    class_id: Mapped[int | None] = mapped_column("class_name", ForeignKey("class_names.id"))
+    value: Mapped[float] = mapped_column(Double, nullable=False)
+    # How the figure was computed (sample counts, feature network, seed).
+    settings: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utc_now)
+
+
+class Classifier(Base):
+    """A small domain CNN trained on one data set, cached for the metrics that need one."""
+
+    __tablename__ = "classifiers"
+    __table_args__ = (Index("ix_classifiers_dataset_fingerprint", "dataset_fingerprint"), NEVER_REUSE_IDS)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset_fingerprint: Mapped[str] = mapped_column(String(64), nullable=False)
+    path: Mapped[str] = mapped_column(String, nullable=False)
+    sha256: Mapped[str] = mapped_column(CHAR(64), nullable=False)
+    architecture: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
+    # On the data set's held-out images.
+    accuracy: Mapped[float] = mapped_column(Double, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utc_now)

@@ -1,0 +1,459 @@
+"""Small functions over a Session, each doing one thing the CLI and the Python API need.
+
+Every function that writes is one transaction: it commits when it succeeds and rolls back when
+it fails, so a caller never leaves half a model or half a batch of images behind. Functions that
+only read do not commit. Mistakes a user can make (an unknown model id or class name, deleting
+a model that still has images) raise GenError with one sentence that says what exists.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from db.models import (
+    Checkpoint,
+    Classifier,
+    ClassName,
+    GanArchitecture,
+    Image,
+    Report,
+    TrainingParameters,
+    utc_now,
+)
+from gen.errors import GenError
+
+# The keys record_model's `training` may hold: training_parameters' columns, less the ones the
+# database fills in itself.
+TRAINING_KEYS = frozenset(
+    column.key
+    for column in TrainingParameters.__mapper__.column_attrs
+    if column.key not in {"id", "gan_id", "created_at"}
+)
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    id: int
+    path: str
+    iteration: int
+    sha256: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Everything the database knows about one model; enough to rebuild and resume it."""
+
+    id: int
+    preset: str | None
+    generator: dict[str, Any]
+    discriminator: dict[str, Any]
+    class_names: tuple[str, ...]  # in label order: class_names[label]
+    training: dict[str, Any]  # training_parameters' columns, as record_model takes them
+    checkpoints: tuple[CheckpointInfo, ...]  # oldest iteration first
+    image_counts: dict[str, int]  # per class name, zero included
+    created_at: datetime
+
+    @property
+    def latest_checkpoint(self) -> CheckpointInfo | None:
+        return self.checkpoints[-1] if self.checkpoints else None
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    id: int
+    preset: str | None
+    class_names: tuple[str, ...]
+    iterations: int
+    image_count: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    metric: str
+    class_name: str | None  # None: the figure covers all classes
+    value: float
+    settings: dict[str, Any] | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ClassifierInfo:
+    id: int
+    dataset_fingerprint: str
+    path: str
+    sha256: str
+    architecture: dict[str, Any]
+    accuracy: float
+    created_at: datetime
+
+
+@contextmanager
+def _transaction(session: Session) -> Iterator[None]:
+    try:
+        yield
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+
+
+def _model_ids(session: Session) -> list[int]:
+    return list(session.scalars(select(GanArchitecture.id).order_by(GanArchitecture.id)))
+
+
+def _require_model(session: Session, gan_id: int) -> GanArchitecture:
+    model = session.get(GanArchitecture, gan_id)
+    if model is None:
+        ids = _model_ids(session)
+        if not ids:
+            raise GenError(f"no model {gan_id}; the database has no models yet; run gen train first")
+        raise GenError(f"no model {gan_id}; models in the database: {', '.join(map(str, ids))}")
+    return model
+
+
+def _class_names(session: Session, gan_id: int) -> list[ClassName]:
+    return list(
+        session.scalars(select(ClassName).where(ClassName.gan_id == gan_id).order_by(ClassName.label))
+    )
+
+
+def record_model(
+    session: Session,
+    *,
+    preset: str | None,
+    generator: dict[str, Any],
+    discriminator: dict[str, Any],
+    class_names: Sequence[str],
+    training: Mapping[str, Any],
+) -> int:
+    """Record a new model: its architecture, its classes (label i is class_names[i]) and how it
+    is trained. Returns the model's id (gan_architectures.id)."""
+    unknown = set(training) - TRAINING_KEYS
+    if unknown:
+        # A programming error, not a user's: the caller and the schema disagree.
+        raise TypeError(f"unknown training parameters {sorted(unknown)}; known: {sorted(TRAINING_KEYS)}")
+    if not class_names:
+        raise GenError("a model needs at least one class")
+    if len(set(class_names)) != len(class_names):
+        raise GenError(f"class names must be unique; got {', '.join(class_names)}")
+    with _transaction(session):
+        model = GanArchitecture(preset=preset, generator=generator, discriminator=discriminator)
+        session.add(model)
+        session.flush()
+        session.add_all(
+            ClassName(gan_id=model.id, name=name, label=label) for label, name in enumerate(class_names)
+        )
+        session.add(TrainingParameters(gan_id=model.id, **training))
+        gan_id = model.id
+    return gan_id
+
+
+def update_training_iterations(session: Session, gan_id: int, iterations: int) -> None:
+    """Record how far training has got, after a run or a resumed run."""
+    _require_model(session, gan_id)
+    with _transaction(session):
+        session.execute(
+            update(TrainingParameters)
+            .where(TrainingParameters.gan_id == gan_id)
+            .values(iterations=iterations)
+        )
+
+
+def record_checkpoint(session: Session, gan_id: int, path: str, iteration: int, sha256: str) -> int:
+    """Record a saved checkpoint file; returns its id."""
+    _require_model(session, gan_id)
+    with _transaction(session):
+        checkpoint = Checkpoint(gan_id=gan_id, path=path, iteration=iteration, sha256=sha256)
+        session.add(checkpoint)
+        session.flush()
+        checkpoint_id = checkpoint.id
+    return checkpoint_id
+
+
+def latest_model_id(session: Session) -> int:
+    """The model added most recently: what commands use when no id is given."""
+    gan_id = session.scalar(select(func.max(GanArchitecture.id)))
+    if gan_id is None:
+        raise GenError("no model in the database yet; run gen train first")
+    return gan_id
+
+
+def _image_counts(session: Session, gan_ids: Sequence[int] | None = None) -> dict[int, int]:
+    """class_names.id -> number of image rows."""
+    query = select(Image.class_id, func.count()).group_by(Image.class_id)
+    if gan_ids is not None:
+        query = query.join(ClassName, ClassName.id == Image.class_id).where(ClassName.gan_id.in_(gan_ids))
+    return {class_id: count for class_id, count in session.execute(query)}
+
+
+def get_model(session: Session, gan_id: int) -> ModelInfo:
+    """Everything recorded about model gan_id; GenError listing the ids that exist if unknown."""
+    model = _require_model(session, gan_id)
+    classes = _class_names(session, gan_id)
+    parameters = session.scalars(
+        select(TrainingParameters).where(TrainingParameters.gan_id == gan_id)
+    ).one_or_none()
+    checkpoints = session.scalars(
+        select(Checkpoint).where(Checkpoint.gan_id == gan_id).order_by(Checkpoint.iteration, Checkpoint.id)
+    )
+    counts = _image_counts(session, [gan_id])
+    return ModelInfo(
+        id=model.id,
+        preset=model.preset,
+        generator=model.generator,
+        discriminator=model.discriminator,
+        class_names=tuple(c.name for c in classes),
+        training={}
+        if parameters is None
+        else {key: getattr(parameters, key) for key in sorted(TRAINING_KEYS)},
+        checkpoints=tuple(
+            CheckpointInfo(
+                id=c.id, path=c.path, iteration=c.iteration, sha256=c.sha256, created_at=c.created_at
+            )
+            for c in checkpoints
+        ),
+        image_counts={c.name: counts.get(c.id, 0) for c in classes},
+        created_at=model.created_at,
+    )
+
+
+def resolve_class(session: Session, gan_id: int, name: str) -> int:
+    """The class_names.id of a model's class called name; GenError listing its classes if none."""
+    classes = _class_names(session, gan_id)
+    if not classes:
+        _require_model(session, gan_id)
+    for class_name in classes:
+        if class_name.name == name:
+            return class_name.id
+    raise GenError(f"model {gan_id} has no class {name!r}; its classes: {', '.join(c.name for c in classes)}")
+
+
+def list_models(session: Session) -> list[ModelSummary]:
+    """Every model, oldest first, with how far it is trained and how many images it has made."""
+    rows = session.execute(
+        select(GanArchitecture, TrainingParameters.iterations)
+        .outerjoin(TrainingParameters, TrainingParameters.gan_id == GanArchitecture.id)
+        .order_by(GanArchitecture.id)
+    ).all()
+    names: dict[int, list[str]] = {}
+    images: dict[int, int] = {}
+    counts = _image_counts(session)
+    for class_name in session.scalars(select(ClassName).order_by(ClassName.gan_id, ClassName.label)):
+        names.setdefault(class_name.gan_id, []).append(class_name.name)
+        images[class_name.gan_id] = images.get(class_name.gan_id, 0) + counts.get(class_name.id, 0)
+    return [
+        ModelSummary(
+            id=model.id,
+            preset=model.preset,
+            class_names=tuple(names.get(model.id, [])),
+            iterations=iterations or 0,
+            image_count=images.get(model.id, 0),
+            created_at=model.created_at,
+        )
+        for model, iterations in rows
+    ]
+
+
+def delete_model(session: Session, gan_id: int, cascade: bool = False) -> int:
+    """Delete a model's rows (never its files); returns how many image rows went with it.
+
+    Refuses while images are recorded for it, unless cascade: the images table is the published
+    record of how each file was made, so losing it must be asked for.
+    """
+    _require_model(session, gan_id)
+    class_ids = select(ClassName.id).where(ClassName.gan_id == gan_id).scalar_subquery()
+    image_count = session.scalar(select(func.count()).select_from(Image).where(Image.class_id.in_(class_ids)))
+    if image_count and not cascade:
+        raise GenError(
+            f"model {gan_id} still has {image_count} recorded images; "
+            "delete it with --cascade to remove their rows too (the image files are kept)"
+        )
+    # Children before parents: foreign keys stay enforced throughout.
+    checkpoint_ids = select(Checkpoint.id).where(Checkpoint.gan_id == gan_id).scalar_subquery()
+    statements = [
+        delete(Image).where(Image.class_id.in_(class_ids) | Image.checkpoint_id.in_(checkpoint_ids)),
+        delete(Report).where(Report.gan_id == gan_id),
+        delete(Checkpoint).where(Checkpoint.gan_id == gan_id),
+        delete(ClassName).where(ClassName.gan_id == gan_id),
+        delete(TrainingParameters).where(TrainingParameters.gan_id == gan_id),
+        delete(GanArchitecture).where(GanArchitecture.id == gan_id),
+    ]
+    with _transaction(session):
+        for statement in statements:
+            session.execute(statement, execution_options={"synchronize_session": False})
+        session.expunge_all()
+    return image_count or 0
+
+
+def _directory_filter(directory: str) -> tuple[str, str]:
+    """(the folder as compared with os.path.dirname of a stored path, the LIKE prefix to find it)."""
+    folder = directory[:-1] if len(directory) > 1 and directory.endswith(os.sep) else directory
+    return folder, os.path.join(folder, "") if folder else ""
+
+
+def recorded_samples(
+    session: Session, checkpoint_id: int, class_id: int, seed: int, directory: str
+) -> dict[int, tuple[str, str]]:
+    """sample_index -> (file_path, md5) of the samples already recorded with files directly in
+    directory, so that a rerun of an interrupted request can skip them.
+
+    directory is compared with each file_path as stored (no normalisation), so pass it in the
+    form the paths were recorded in: "out/cyt_mast" finds "out/cyt_mast/00007.png".
+    """
+    folder, prefix = _directory_filter(directory)
+    rows = session.execute(
+        select(Image.sample_index, Image.file_path, Image.md5).where(
+            # The unique constraint's leading columns make this an index range scan.
+            Image.checkpoint_id == checkpoint_id,
+            Image.class_id == class_id,
+            Image.seed == seed,
+            Image.file_path.startswith(prefix, autoescape=True),
+        )
+    )
+    # The prefix also matches files in sub-folders; keep only the folder's own files.
+    return {
+        sample_index: (file_path, md5)
+        for sample_index, file_path, md5 in rows
+        if os.path.dirname(file_path) == folder
+    }
+
+
+def recorded_paths(session: Session, directory: str) -> set[str]:
+    """Every file_path directly in directory that has a row, whichever model or request made it,
+    so that a request never overwrites a file another one recorded. Paths compare as stored.
+
+    Unindexed (a prefix match cannot use a b-tree index under every collation); it reads the
+    images table once, which takes milliseconds for the tens of thousands of rows a data set has.
+    """
+    folder, prefix = _directory_filter(directory)
+    paths = session.scalars(
+        select(Image.file_path).where(Image.file_path.startswith(prefix, autoescape=True))
+    )
+    return {path for path in paths if os.path.dirname(path) == folder}
+
+
+def record_images(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert a batch of image rows in one transaction.
+
+    Each row maps Image's attribute names to values: file_path, class_id, md5, width, height,
+    seed, sample_index, checkpoint_id, iteration (created_at is filled in). Call it once per
+    batch of files written (a few hundred): a batch is then either fully recorded or not at all.
+    """
+    if not rows:
+        return
+    with _transaction(session):
+        # A list of dicts makes this an executemany (insertmanyvalues), not one INSERT per row.
+        session.execute(insert(Image), [dict(row) for row in rows])
+
+
+def record_report(session: Session, gan_id: int, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Record one quality report: rows of {"metric", "value", "class_name" (a name, or None for
+    all classes), "settings" (optional)}. All rows share one created_at, which is what groups
+    them into a report."""
+    _require_model(session, gan_id)
+    class_ids = {c.name: c.id for c in _class_names(session, gan_id)}
+    created_at = utc_now()
+    values = []
+    for row in rows:
+        name = row.get("class_name")
+        if name is not None and name not in class_ids:
+            raise GenError(f"model {gan_id} has no class {name!r}; its classes: {', '.join(class_ids)}")
+        values.append(
+            {
+                "gan_id": gan_id,
+                "metric": row["metric"],
+                "class_id": None if name is None else class_ids[name],
+                "value": float(row["value"]),
+                "settings": row.get("settings"),
+                "created_at": created_at,
+            }
+        )
+    if not values:
+        return
+    with _transaction(session):
+        session.execute(insert(Report), values)
+
+
+def latest_report(session: Session, gan_id: int) -> list[ReportRow]:
+    """The newest figure of each (metric, class) recorded for the model, overall figures first.
+
+    Per (metric, class) rather than the newest report as a whole, so that a report that measured
+    only some metrics does not hide the others.
+    """
+    _require_model(session, gan_id)
+    names = {c.id: c.name for c in _class_names(session, gan_id)}
+    reports = session.scalars(
+        select(Report).where(Report.gan_id == gan_id).order_by(Report.created_at.desc(), Report.id.desc())
+    )
+    newest: dict[tuple[str, int | None], Report] = {}
+    for report in reports:
+        newest.setdefault((report.metric, report.class_id), report)
+    labels = {class_id: label for label, class_id in enumerate(names)}
+    ordered = sorted(
+        newest.values(), key=lambda r: (r.metric, -1 if r.class_id is None else labels[r.class_id])
+    )
+    return [
+        ReportRow(
+            metric=r.metric,
+            class_name=None if r.class_id is None else names[r.class_id],
+            value=r.value,
+            settings=r.settings,
+            created_at=r.created_at,
+        )
+        for r in ordered
+    ]
+
+
+def record_classifier(
+    session: Session,
+    *,
+    dataset_fingerprint: str,
+    path: str,
+    sha256: str,
+    architecture: dict[str, Any],
+    accuracy: float,
+) -> int:
+    """Record a trained domain classifier for a data set; returns its id."""
+    with _transaction(session):
+        classifier = Classifier(
+            dataset_fingerprint=dataset_fingerprint,
+            path=path,
+            sha256=sha256,
+            architecture=architecture,
+            accuracy=accuracy,
+        )
+        session.add(classifier)
+        session.flush()
+        classifier_id = classifier.id
+    return classifier_id
+
+
+def latest_classifier(session: Session, dataset_fingerprint: str) -> ClassifierInfo | None:
+    """The newest classifier trained on the data set with this fingerprint, if any."""
+    classifier = session.scalars(
+        select(Classifier)
+        .where(Classifier.dataset_fingerprint == dataset_fingerprint)
+        .order_by(Classifier.id.desc())
+        .limit(1)
+    ).first()
+    if classifier is None:
+        return None
+    return ClassifierInfo(
+        id=classifier.id,
+        dataset_fingerprint=classifier.dataset_fingerprint,
+        path=classifier.path,
+        sha256=classifier.sha256,
+        architecture=classifier.architecture,
+        accuracy=classifier.accuracy,
+        created_at=classifier.created_at,
+    )

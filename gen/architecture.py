@@ -1,0 +1,196 @@
+"""Architectures as data.
+
+A network is described by a frozen dataclass that serialises to JSON; that JSON is what the
+database stores in ``gan_architectures.generator`` / ``.discriminator`` and what
+``gen.networks`` builds a network from. Whatever the database says was trained can be rebuilt
+from the database alone, and the architecture search can mutate a spec without touching code.
+
+Cells use the source method's encoding ``{N, C, [ATTN]}``: ``N`` nodes, ``C`` the operations
+between nodes as dash-separated digit groups (group ``i`` holds the operations from node ``i``
+to every later node), ``ATTN`` the 1-based indices of the cells followed by self-attention.
+Node 1 is the cell's input, the last node its output, and every other node is the sum of
+the operations on its incoming edges.
+
+Reading of the source's cells (SOURCE_METHOD.md section 2), recorded here as the code's choice:
+the tables write ``n2 = n1 + separable(n1)``, which one digit per edge cannot express; we read
+the residual term as a skip from the cell input (node 1 -> node 3), which also gives the
+generator cell the "two skips" and the discriminator cell the "three skips" the thesis states.
+Edges the thesis does not describe are zero. Every convolution operation is
+``conv -> activation -> batch norm`` (conditional batch norm in the generator).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from gen.errors import GenError
+
+OPERATIONS: dict[str, str] = {
+    "1": "conv1x1",
+    "2": "conv3x3",
+    "3": "conv5x5",
+    "4": "separable_conv3x3",
+    "5": "zero",
+    "6": "skip",
+    "7": "max_pool3x3",
+    "8": "avg_pool3x3",
+}
+GENERATOR_OPERATIONS = frozenset("123456")  # pooling would blur what the generator paints
+DISCRIMINATOR_OPERATIONS = frozenset(OPERATIONS)
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """A cell of ``nodes`` nodes wired by ``code`` (e.g. ``"262-42-6"`` for 4 nodes)."""
+
+    nodes: int
+    code: str
+
+    def __post_init__(self) -> None:
+        groups = self.code.split("-")
+        expected = [self.nodes - 1 - i for i in range(self.nodes - 1)]
+        if not 3 <= self.nodes <= 5 or [len(g) for g in groups] != expected:
+            raise GenError(
+                f"cell code {self.code!r} does not fit {self.nodes} nodes "
+                f"(expected digit groups of lengths {expected})."
+            )
+        unknown = set(self.code.replace("-", "")) - set(OPERATIONS)
+        if unknown:
+            raise GenError(f"cell code {self.code!r} uses unknown operation digits {sorted(unknown)}.")
+
+    def edges(self) -> list[tuple[int, int, str]]:
+        """``(source, target, operation)`` for every edge, nodes numbered from 0 (the input)."""
+        result = []
+        for source, group in enumerate(self.code.split("-")):
+            for offset, digit in enumerate(group):
+                result.append((source, source + 1 + offset, OPERATIONS[digit]))
+        return result
+
+
+@dataclass(frozen=True)
+class GeneratorSpec:
+    """Noise (and a class label) in, a 64x64x3 image in [-1, 1] out.
+
+    ``channels[0]`` is the 4x4 stem; each later entry is one upsampling block, so five entries
+    reach 64x64. A cell (with a residual sum, and self-attention where listed) follows the
+    stem and every upsampling block but the last.
+    """
+
+    num_classes: int
+    channels: tuple[int, ...]
+    cell: CellSpec | None
+    attention: tuple[int, ...] = ()
+    noise_dim: int = 128
+    upsample: Literal["nearest_conv_glu", "transposed_conv"] = "nearest_conv_glu"
+    activation: Literal["elu", "relu"] = "elu"
+    kind: Literal["generator"] = "generator"
+
+    @property
+    def image_size(self) -> int:
+        return 4 * 2 ** (len(self.channels) - 1)
+
+    def encoding(self) -> str:
+        return _encoding(self.cell, self.attention)
+
+
+@dataclass(frozen=True)
+class DiscriminatorSpec:
+    """A 64x64x3 image and its label in, one realness score out (projection conditioning).
+
+    ``channels[0]`` is the stem at full resolution; each later entry is one downsampling
+    block. A cell (residual sum, self-attention where listed) precedes every downsampling.
+    """
+
+    num_classes: int
+    channels: tuple[int, ...]
+    cell: CellSpec | None
+    attention: tuple[int, ...] = ()
+    downsample: Literal["space_to_depth", "strided_conv"] = "space_to_depth"
+    activation: Literal["elu", "leaky_relu"] = "elu"
+    kind: Literal["discriminator"] = "discriminator"
+
+    def encoding(self) -> str:
+        return _encoding(self.cell, self.attention)
+
+
+def _encoding(cell: CellSpec | None, attention: tuple[int, ...]) -> str:
+    if cell is None:
+        return "no cells"
+    return f"{{{cell.nodes}, {cell.code}, [{', '.join(map(str, attention))}]}}"
+
+
+def _validate(spec: GeneratorSpec | DiscriminatorSpec) -> None:
+    allowed = GENERATOR_OPERATIONS if spec.kind == "generator" else DISCRIMINATOR_OPERATIONS
+    if spec.cell is not None and not set(spec.cell.code.replace("-", "")) <= allowed:
+        raise GenError(f"the {spec.kind} cell {spec.cell.code!r} uses operations a {spec.kind} cannot have.")
+    cells = len(spec.channels) - 1 if spec.cell is not None else 0
+    if any(not 1 <= index <= cells for index in spec.attention):
+        raise GenError(f"{spec.kind} attention indices {list(spec.attention)} must name cells 1..{cells}.")
+    if spec.num_classes < 2 or len(spec.channels) < 2 or min(spec.channels) < 1:
+        raise GenError(f"the {spec.kind} needs at least 2 classes and 2 positive channel widths.")
+
+
+def to_json(spec: GeneratorSpec | DiscriminatorSpec) -> dict[str, Any]:
+    """The JSON object stored in the database (plain dicts, lists and scalars)."""
+    return json.loads(json.dumps(dataclasses.asdict(spec)))
+
+
+def from_json(data: dict[str, Any] | str) -> GeneratorSpec | DiscriminatorSpec:
+    """Inverse of :func:`to_json`; accepts the dict or its JSON text."""
+    if isinstance(data, str):
+        data = json.loads(data)
+    fields = dict(data)
+    kinds = {"generator": GeneratorSpec, "discriminator": DiscriminatorSpec}
+    spec_class = kinds.get(fields.get("kind"))
+    if spec_class is None:
+        raise GenError(f"architecture JSON has unknown kind {fields.get('kind')!r}.")
+    fields["channels"] = tuple(fields["channels"])
+    fields["attention"] = tuple(fields.get("attention", ()))
+    fields["cell"] = CellSpec(**fields["cell"]) if fields.get("cell") else None
+    try:
+        spec = spec_class(**fields)
+    except TypeError as error:
+        raise GenError(f"architecture JSON does not describe a {fields['kind']}: {error}.") from None
+    _validate(spec)
+    return spec
+
+
+# The source method's searched cells (see the module docstring for how they were read).
+PAPER_GENERATOR_CELL = CellSpec(nodes=4, code="262-42-6")
+PAPER_DISCRIMINATOR_CELL = CellSpec(nodes=5, code="2656-455-88-6")
+
+# Channel widths per preset: one topology, narrower for smaller machines.
+_PRESET_CHANNELS = {
+    "paper": ((1024, 1024, 512, 256, 128), (64, 128, 256, 512, 1024)),
+    "small": ((512, 512, 256, 128, 64), (32, 64, 128, 256, 512)),
+    "tiny": ((64, 64, 32, 16, 16), (8, 16, 32, 64, 64)),
+}
+PRESETS = (*_PRESET_CHANNELS, "dcgan")
+
+
+def preset(name: str, num_classes: int) -> tuple[GeneratorSpec, DiscriminatorSpec]:
+    """The generator and discriminator of a named preset for ``num_classes`` classes."""
+    if name == "dcgan":
+        # The classic DCGAN topology (transposed convolutions up, strided convolutions down,
+        # batch norm, ReLU / LeakyReLU), no cells or attention: the source's baseline. It keeps
+        # spectral norm and our training loop so that a comparison isolates the architecture.
+        generator = GeneratorSpec(
+            num_classes, (512, 256, 128, 64, 32), None, upsample="transposed_conv", activation="relu"
+        )
+        discriminator = DiscriminatorSpec(
+            num_classes, (32, 64, 128, 256, 512), None, downsample="strided_conv", activation="leaky_relu"
+        )
+    elif name in _PRESET_CHANNELS:
+        generator_channels, discriminator_channels = _PRESET_CHANNELS[name]
+        generator = GeneratorSpec(num_classes, generator_channels, PAPER_GENERATOR_CELL, attention=(3, 4))
+        discriminator = DiscriminatorSpec(
+            num_classes, discriminator_channels, PAPER_DISCRIMINATOR_CELL, attention=(1, 2)
+        )
+    else:
+        raise GenError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}.")
+    _validate(generator)
+    _validate(discriminator)
+    return generator, discriminator

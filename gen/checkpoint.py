@@ -1,0 +1,115 @@
+"""Checkpoint files: written atomically, read with ``torch.load(weights_only=True)``.
+
+A checkpoint holds everything to resume training bit for bit (networks, EMA generator,
+optimisers, every random stream) and everything to sample without the run folder: the
+architecture JSON and the class names in label order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gen.architecture import GeneratorSpec, from_json
+from gen.errors import GenError
+
+FORMAT_VERSION = 1
+_NAME = re.compile(r"checkpoint-(\d+)\.pt$")
+
+
+def checkpoint_name(iteration: int) -> str:
+    return f"checkpoint-{iteration:07d}.pt"
+
+
+def atomic_write(path: Path, write: Any) -> None:
+    """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it into place.
+
+    A crash leaves either the old file or the new one, never half of one.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> str:
+    """Write ``state`` atomically; returns the file's SHA-256."""
+    state = {"format": FORMAT_VERSION, **state}
+    atomic_write(path, lambda file: torch.save(state, file))
+    return file_sha256(path)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checkpoints_in(run_dir: Path) -> list[Path]:
+    """The run's checkpoint files, oldest first."""
+    found = [(int(m.group(1)), p) for p in run_dir.glob("checkpoint-*.pt") if (m := _NAME.search(p.name))]
+    return [path for _, path in sorted(found)]
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, or a run folder meaning its latest checkpoint."""
+    path = Path(path)
+    if path.is_dir():
+        found = checkpoints_in(path)
+        if not found:
+            raise GenError(f"no checkpoint in {path}; train there first (gen train --out {path}).")
+        return found[-1]
+    if not path.is_file():
+        raise GenError(f"checkpoint {path} does not exist.")
+    return path
+
+
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    path = resolve_checkpoint(path)
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # torch raises many types for a damaged or foreign file
+        raise GenError(f"{path} is not a readable gen checkpoint ({type(error).__name__}).") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
+        raise GenError(f"{path} is not a gen checkpoint of format {FORMAT_VERSION}.")
+    state["path"] = str(path)
+    return state
+
+
+@dataclass(frozen=True)
+class SamplingState:
+    """What sampling needs from a checkpoint."""
+
+    path: Path
+    iteration: int
+    generator_spec: GeneratorSpec
+    class_names: tuple[str, ...]
+    generator_ema: dict[str, torch.Tensor]
+
+
+def load_for_sampling(path: str | Path, device: torch.device | str = "cpu") -> SamplingState:
+    state = load_checkpoint(path, device)
+    return SamplingState(
+        path=Path(state["path"]),
+        iteration=state["iteration"],
+        generator_spec=from_json(json.loads(state["generator_spec"])),
+        class_names=tuple(state["class_names"]),
+        generator_ema=state["generator_ema"],
+    )

@@ -1,0 +1,253 @@
+"""A small CNN trained on the real classes: the domain feature network and classifier.
+
+The source thesis measured FID with small domain CNNs trained on the cytology classes as
+well as with Inception (section 4: Inception 10.03, a small domain CNN 7.41, a deeper one
+2.34 on the same samples), and computed the Inception Score from such a classifier's
+probabilities, because ImageNet classes say nothing about cell types. This network plays
+both roles here, and ``gen.metrics.utility`` reuses it as the classifier whose accuracy
+on held-out real images measures what synthetic images are worth.
+
+Shape: a few conv blocks (3x3 conv, batch norm, ReLU, 2x2 max pool), global average
+pooling into the penultimate feature vector (like Inception's pool3), dropout, one linear
+layer. The first convolution has stride 2 and the next two blocks are narrow: 64x64 cells survive
+that well (about 98% test accuracy on the 4-class pbc4 blood-cell set), and it keeps feature
+extraction above 1,000 images per second on two CPU cores.
+Inputs are float images in [-1, 1] (the generator's output range); the helpers below take
+the project's uint8 tensors and convert them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from gen.checkpoint import atomic_write
+from gen.errors import GenError
+
+SAVE_FORMAT = "gen.domain_classifier/1"
+IMAGE_SIZE = 64
+
+
+@dataclass(frozen=True)
+class DomainClassifierConfig:
+    """The architecture as data: enough to rebuild the network from a saved file."""
+
+    num_classes: int
+    channels: tuple[int, ...] = (32, 32, 64, 128)  # the last is the feature dimension
+    dropout: float = 0.2
+
+    @property
+    def feature_dim(self) -> int:
+        return self.channels[-1]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"channels": list(self.channels)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DomainClassifierConfig:
+        return cls(
+            num_classes=int(data["num_classes"]),
+            channels=tuple(int(c) for c in data["channels"]),
+            dropout=float(data["dropout"]),
+        )
+
+
+def _conv_block(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+class DomainClassifier(nn.Module):
+    def __init__(self, config: DomainClassifierConfig) -> None:
+        super().__init__()
+        self.config = config
+        blocks: list[nn.Module] = []
+        in_channels = 3
+        for index, out_channels in enumerate(config.channels):
+            # 64 -> 32 by the strided first conv, then halve after every block but the last.
+            blocks.append(_conv_block(in_channels, out_channels, stride=2 if index == 0 else 1))
+            if 0 < index < len(config.channels) - 1:
+                blocks.append(nn.MaxPool2d(2))
+            in_channels = out_channels
+        self.body = nn.Sequential(*blocks)
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(config.feature_dim, config.num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate features (N, feature_dim): globally averaged last conv block."""
+        return self.body(x).mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits (N, num_classes) of float images in [-1, 1]."""
+        return self.classifier(self.dropout(self.features(x)))
+
+
+def to_model_input(images_uint8: torch.Tensor, device: str | torch.device = "cpu") -> torch.Tensor:
+    """uint8 (N, 3, 64, 64) -> float in [-1, 1] on ``device``."""
+    return images_uint8.to(device).float().div_(127.5).sub_(1.0)
+
+
+def _check_images(images: torch.Tensor) -> None:
+    if images.dtype != torch.uint8 or tuple(images.shape[1:]) != (3, IMAGE_SIZE, IMAGE_SIZE):
+        raise ValueError(f"expected uint8 images (N, 3, 64, 64), got {images.dtype} {tuple(images.shape)}")
+
+
+def _check_labels(labels: torch.Tensor, count: int, num_classes: int) -> None:
+    if labels.ndim != 1 or len(labels) != count:
+        raise ValueError(f"expected {count} labels, got shape {tuple(labels.shape)}")
+    if count and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        found = f"{int(labels.min())}..{int(labels.max())}"
+        raise GenError(f"labels must lie in 0..{num_classes - 1}, found {found}.")
+
+
+def random_dihedral(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Each image turned by a random multiple of 90 degrees and maybe mirrored.
+
+    Cells on a slide have no up or left, so all 8 symmetries of the square are fair copies.
+    """
+    count = len(images)
+    turns = torch.randint(0, 4, (count,), generator=generator)
+    mirror = torch.randint(0, 2, (count,), generator=generator).bool()
+    images = torch.where(mirror[:, None, None, None], images.flip(3), images)
+    out = images.clone()
+    for quarter_turns in (1, 2, 3):
+        chosen = turns == quarter_turns
+        if chosen.any():
+            out[chosen] = torch.rot90(images[chosen], quarter_turns, dims=(2, 3))
+    return out
+
+
+def build_classifier(
+    num_classes: int, seed: int, config: DomainClassifierConfig | None = None
+) -> DomainClassifier:
+    """A freshly initialised classifier; the same seed gives the same weights."""
+    config = config or DomainClassifierConfig(num_classes=num_classes)
+    if config.num_classes != num_classes:
+        raise ValueError(f"config is for {config.num_classes} classes, asked for {num_classes}")
+    # fork_rng: initialising with our seed must not reset the caller's global random stream.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return DomainClassifier(config)
+
+
+def train_domain_classifier(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    *,
+    epochs: int = 30,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    augment: bool = True,
+    progress: bool = True,
+    batch_size: int = 64,
+    learning_rate: float = 2e-3,
+    config: DomainClassifierConfig | None = None,
+) -> DomainClassifier:
+    """Train a fresh classifier on uint8 images (N, 3, 64, 64) with int64 labels (N,).
+
+    Adam with a cosine-decayed learning rate, cross-entropy, random flips and quarter turns.
+    Deterministic for a seed on CPU (initialisation, order and augmentation all come from it);
+    CUDA kernels may add run-to-run noise. Returns the network in eval mode on ``device``.
+    """
+    _check_images(images)
+    _check_labels(labels, len(images), num_classes)
+    if len(images) == 0:
+        raise GenError("cannot train a classifier on zero images.")
+    if epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {epochs}")
+    # Plain (NCHW) layout while training: oneDNN's channels_last backward is ~2.5x slower on CPU.
+    model = build_classifier(num_classes, seed, config).to(device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    steps_per_epoch = -(-len(images) // batch_size)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=epochs * steps_per_epoch)
+    generator = torch.Generator().manual_seed(seed)
+    labels = labels.long()
+
+    # Dropout draws from the global stream: fork it so training is reproducible and the
+    # caller's stream is left as it was.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        bar = tqdm(range(epochs), desc="domain classifier", unit="epoch", disable=not progress)
+        for _ in bar:
+            model.train()
+            order = torch.randperm(len(images), generator=generator)
+            total_loss, correct = 0.0, 0
+            for start in range(0, len(images), batch_size):
+                index = order[start : start + batch_size]
+                batch = images[index]
+                if augment:
+                    batch = random_dihedral(batch, generator)
+                batch = to_model_input(batch, device)
+                target = labels[index].to(device)
+                logits = model(batch)
+                loss = F.cross_entropy(logits, target)
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+                schedule.step()
+                total_loss += float(loss.detach()) * len(index)
+                correct += int((logits.argmax(1) == target).sum())
+            bar.set_postfix(loss=f"{total_loss / len(images):.3f}", train_acc=f"{correct / len(images):.3f}")
+    # channels_last for inference: ~1.5x faster feature extraction on CPU.
+    return model.to(memory_format=torch.channels_last).eval()
+
+
+def domain_features_and_probabilities(
+    model: DomainClassifier,
+    images: torch.Tensor,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Penultimate features (N, feature_dim) and softmax probabilities (N, num_classes), float64."""
+    _check_images(images)
+    model.eval()
+    features, probabilities = [], []
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            batch = to_model_input(images[start : start + batch_size], device)
+            pooled = model.features(batch.contiguous(memory_format=torch.channels_last))
+            features.append(pooled.double().cpu().numpy())
+            probabilities.append(model.classifier(pooled).double().softmax(1).cpu().numpy())
+    if not features:
+        return np.zeros((0, model.config.feature_dim)), np.zeros((0, model.config.num_classes))
+    return np.concatenate(features), np.concatenate(probabilities)
+
+
+def save_classifier(model: DomainClassifier, path: str | Path) -> None:
+    """Write the architecture config and weights to ``path`` atomically."""
+    state = {
+        "format": SAVE_FORMAT,
+        "config": model.config.to_dict(),
+        "state_dict": {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()},
+    }
+    atomic_write(Path(path), lambda file: torch.save(state, file))
+
+
+def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> DomainClassifier:
+    """Rebuild a classifier written by ``save_classifier``, in eval mode on ``device``."""
+    path = Path(path)
+    if not path.is_file():
+        raise GenError(f"classifier file {path} does not exist.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch.load raises many types for a bad file; all mean the same here
+        raise GenError(f"{path} is not a readable classifier file ({type(error).__name__}).") from error
+    if not isinstance(state, dict) or state.get("format") != SAVE_FORMAT:
+        raise GenError(f"{path} is not a domain classifier saved by gen ({SAVE_FORMAT}).")
+    try:
+        model = DomainClassifier(DomainClassifierConfig.from_dict(state["config"]))
+        model.load_state_dict(state["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise GenError(f"{path} holds a damaged domain classifier ({type(error).__name__}).") from error
+    return model.to(device, memory_format=torch.channels_last).eval()

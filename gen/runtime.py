@@ -1,0 +1,59 @@
+"""Where the work runs: device choice and the torchrun / DistributedDataParallel context."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from gen.errors import GenError
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    if name not in DEVICES:
+        raise GenError(f"unknown device {name!r}; choose one of {', '.join(DEVICES)}.")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise GenError("--device cuda was asked for, but this torch sees no CUDA GPU.")
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in a (possibly one-process) training job."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def start_distributed(device_name: str) -> Distributed:
+    """Join the process group when launched by ``torchrun``; a plain run is a group of one."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return Distributed(0, 1, resolve_device(device_name))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_name, local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Distributed(dist.get_rank(), dist.get_world_size(), device)
+
+
+def stop_distributed(context: Distributed) -> None:
+    if context.enabled and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,192 @@
+"""Sampling labelled PNGs from a checkpoint's EMA generator.
+
+Determinism: image ``i`` of class ``c`` under seed ``s`` is drawn from noise seeded by
+``(s, c, i)`` alone, and the generator runs in eval mode (batch norm uses its running
+statistics), so each image is independent of the batch it was computed in: the same
+checkpoint, class, count and seed give byte-identical files on any batch size.
+
+Files are never overwritten: names continue the numbering already in ``OUT/<class>/``.
+A ``Recorder`` (the database, in the CLI) may say which images of the request exist already,
+so that a rerun after a crash completes the request instead of repeating it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from tqdm import tqdm
+
+from gen.checkpoint import SamplingState, load_for_sampling
+from gen.errors import GenError
+from gen.images import png_bytes, to_uint8
+from gen.networks import Generator
+from gen.runtime import resolve_device
+
+
+@dataclass(frozen=True)
+class SampledImage:
+    path: Path
+    class_name: str
+    label: int
+    seed: int
+    index: int  # position in the (seed, class) stream
+    md5: str
+    width: int
+    height: int
+
+
+class Recorder(Protocol):
+    """Where sampled images are recorded (see db.recording); every method is per class."""
+
+    def recorded(self, class_name: str, directory: Path) -> dict[int, Path]:
+        """Indices of this request already recorded with files in ``directory``."""
+        ...
+
+    def known_paths(self, directory: Path) -> set[Path]:
+        """Every file in ``directory`` that has a row, whatever request made it."""
+        ...
+
+    def record(self, images: Sequence[SampledImage]) -> None:
+        """Record one batch, all or nothing."""
+        ...
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    images: list[SampledImage]  # made or completed by this call, in request order
+    skipped: int  # already recorded before this call
+    out: Path
+    checkpoint: Path
+    iteration: int
+    seconds: float
+
+    @property
+    def images_per_second(self) -> float:
+        return len(self.images) / max(self.seconds, 1e-9)
+
+
+def image_noise(seed: int, label: int, indices: Sequence[int], noise_dim: int) -> torch.Tensor:
+    """The noise vector of each image, a pure function of (seed, label, index)."""
+    rows = []
+    for index in indices:
+        stream = torch.Generator().manual_seed(hash_seed(seed, label, index))
+        rows.append(torch.randn(noise_dim, generator=stream))
+    return torch.stack(rows)
+
+
+def hash_seed(seed: int, label: int, index: int) -> int:
+    digest = hashlib.blake2b(f"{seed}/{label}/{index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & (2**63 - 1)
+
+
+def load_generator(state: SamplingState, device: torch.device) -> Generator:
+    generator = Generator(state.generator_spec)
+    generator.load_state_dict(state.generator_ema)
+    return generator.to(device).eval().requires_grad_(False)
+
+
+_NUMBERED = re.compile(r"_(\d+)\.png$")
+
+
+def next_number(directory: Path) -> int:
+    numbers = [int(m.group(1)) for p in directory.glob("*.png") if (m := _NUMBERED.search(p.name))]
+    return max(numbers, default=0) + 1
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` whole or not at all, refusing to replace an existing file."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_bytes(data)
+    try:
+        os.link(temporary, path)  # fails if ``path`` exists, unlike a rename
+    finally:
+        temporary.unlink()
+
+
+def _batches(items: list[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def sample(
+    checkpoint: str | Path,
+    out: str | Path,
+    n: int,
+    classes: Sequence[str] | None = None,
+    *,
+    seed: int = 0,
+    batch_size: int = 256,
+    device: str = "auto",
+    recorder: Recorder | None = None,
+    progress: bool = True,
+) -> SampleResult:
+    """Make ``n`` images of each class in ``classes`` (all classes when None) under ``out``."""
+    if n < 1 or batch_size < 1:
+        raise GenError("--n and --batch-size must be at least 1.")
+    torch_device = resolve_device(device)
+    state = load_for_sampling(checkpoint, torch_device)
+    wanted = list(state.class_names) if classes is None else list(dict.fromkeys(classes))
+    unknown = [name for name in wanted if name not in state.class_names]
+    if unknown:
+        raise GenError(f"unknown class {unknown[0]!r}; this model has: {', '.join(state.class_names)}.")
+    generator = load_generator(state, torch_device)
+    out = Path(out)
+    try:
+        for name in wanted:
+            (out / name).mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise GenError(f"cannot create output folder under {out}: {error.strerror}.") from None
+
+    made: list[SampledImage] = []
+    skipped = 0
+    started = time.perf_counter()
+    bar = tqdm(total=n * len(wanted), disable=not progress, unit="img", dynamic_ncols=True)
+    for name in wanted:
+        label = state.class_names.index(name)
+        directory = out / name
+        done = recorder.recorded(name, directory) if recorder else {}
+        todo = [index for index in range(n) if index not in done]
+        skipped += n - len(todo)
+        bar.update(n - len(todo))
+        # Files written by a run that died before recording them: adopt those this request
+        # would make again (same bytes) rather than write duplicates beside them.
+        orphans: dict[str, Path] = {}
+        if recorder and todo:
+            known = recorder.known_paths(directory)
+            for path in directory.glob("*.png"):
+                if path not in known:
+                    orphans[hashlib.md5(path.read_bytes()).hexdigest()] = path
+        number = next_number(directory)
+        for indices in _batches(todo, batch_size):
+            noise = image_noise(seed, label, indices, state.generator_spec.noise_dim).to(torch_device)
+            labels = torch.full((len(indices),), label, device=torch_device)
+            with torch.no_grad():
+                pixels = to_uint8(generator(noise, labels))
+            batch = []
+            for index, image in zip(indices, pixels, strict=True):
+                data = png_bytes(image)
+                md5 = hashlib.md5(data).hexdigest()
+                path = orphans.pop(md5, None)
+                if path is None:
+                    path = directory / f"{name}_{number:06d}.png"
+                    number += 1
+                    _write_new(path, data)
+                height, width = image.shape[1:]
+                batch.append(SampledImage(path, name, label, seed, index, md5, width, height))
+            if recorder:
+                recorder.record(batch)  # after the files exist: a row never lacks its file
+            made.extend(batch)
+            bar.update(len(batch))
+            bar.set_postfix(
+                img_s=f"{len(made) / max(time.perf_counter() - started, 1e-9):.0f}", refresh=False
+            )
+    bar.close()
+    return SampleResult(made, skipped, out, state.path, state.iteration, time.perf_counter() - started)

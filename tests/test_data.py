@@ -1,0 +1,289 @@
+"""gen.data: any labelled image folder in, uint8 tensors out."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gen.data import IMAGE_SIZE, check_class_name, hash_image_folder, load_image_folder
+from gen.errors import GenError
+
+PBC4_TRAIN = Path(__file__).resolve().parents[2] / "shared/data/pbc4/train"
+
+
+def solid(colour: tuple[int, int, int], size: tuple[int, int] = (80, 80)) -> Image.Image:
+    return Image.new("RGB", size, colour)
+
+
+def noise_image(seed: int, size: int = 64) -> Image.Image:
+    """An image with no symmetry, so any flip, turn or warp of it shows."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    return Image.fromarray(pixels)
+
+
+def make_folder(root: Path, classes: dict[str, list[Image.Image]], suffix: str = ".png") -> Path:
+    for name, images in classes.items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for number, image in enumerate(images):
+            image.save(root / name / f"{number:03d}{suffix}")
+    return root
+
+
+def load_one(tmp_path: Path, write: Callable[[Path], None]) -> torch.Tensor:
+    """Load the single image ``write`` puts in class ``a`` (class ``b`` holds a filler)."""
+    (tmp_path / "a").mkdir()
+    write(tmp_path / "a")
+    make_folder(tmp_path, {"b": [solid((0, 0, 0))]})
+    data = load_image_folder(tmp_path)
+    assert data.skipped == ()
+    assert data.images.shape == (2, 3, IMAGE_SIZE, IMAGE_SIZE) and data.images.dtype == torch.uint8
+    return data.images[data.labels == 0][0]
+
+
+def colour_of(image: torch.Tensor) -> list[float]:
+    return image.float().mean(dim=(1, 2)).tolist()
+
+
+@pytest.mark.parametrize(
+    ("name", "image", "expected"),
+    [
+        ("rgb.png", solid((10, 200, 30)), (10, 200, 30)),
+        ("grey.png", Image.new("L", (70, 90), 77), (77, 77, 77)),
+        ("palette.png", solid((200, 40, 160)).convert("P", palette=Image.Palette.ADAPTIVE), (200, 40, 160)),
+        ("opaque.png", Image.new("RGBA", (80, 80), (30, 60, 90, 255)), (30, 60, 90)),
+        # Transparency shows the white of an empty slide.
+        ("clear.png", Image.new("RGBA", (80, 80), (30, 60, 90, 0)), (255, 255, 255)),
+        ("half.png", Image.new("RGBA", (80, 80), (0, 0, 0, 128)), (127, 127, 127)),
+        ("photo.jpg", solid((180, 90, 200), (200, 150)), (180, 90, 200)),
+        ("scan.bmp", solid((5, 100, 250)), (5, 100, 250)),
+        ("scan.tif", solid((120, 130, 140)), (120, 130, 140)),
+        # 16-bit grey is scaled by its full range; Pillow's own conversion would clip it to 255.
+        ("deep.png", Image.fromarray(np.full((80, 80), 128 * 257, np.uint16)), (128, 128, 128)),
+        ("deep.tif", Image.fromarray(np.full((80, 80), 200 * 257, np.uint16)), (200, 200, 200)),
+        ("dark.tif", Image.fromarray(np.full((80, 80), 1000, np.uint16)), (4, 4, 4)),
+        ("float.tif", Image.fromarray(np.full((80, 80), 0.5, np.float32)), (128, 128, 128)),
+    ],
+)
+def test_every_supported_format_and_mode_becomes_rgb_uint8(
+    tmp_path: Path, name: str, image: Image.Image, expected: tuple[int, int, int]
+) -> None:
+    loaded = load_one(tmp_path, lambda folder: image.save(folder / name))
+    assert colour_of(loaded) == pytest.approx(expected, abs=3)
+
+
+def test_a_file_is_judged_by_its_content_not_its_extension(tmp_path: Path) -> None:
+    loaded = load_one(
+        tmp_path, lambda folder: solid((0, 0, 255)).save(folder / "really-a-png.jpg", format="PNG")
+    )
+    assert colour_of(loaded) == pytest.approx((0, 0, 255), abs=1)
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    # Stored sideways (red left, blue right) with the tag a camera writes for "turn 90 clockwise".
+    sideways = np.zeros((80, 80, 3), np.uint8)
+    sideways[:, :40] = (255, 0, 0)
+    sideways[:, 40:] = (0, 0, 255)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+
+    def write(folder: Path) -> None:
+        Image.fromarray(sideways).save(folder / "camera.jpg", exif=exif, quality=95)
+
+    upright = load_one(tmp_path, write).float()
+    assert upright[0, 8].mean() > 200 and upright[2, 8].mean() < 50  # red on top
+    assert upright[2, -8].mean() > 200 and upright[0, -8].mean() < 50  # blue below
+
+
+def test_wide_images_are_centre_cropped_not_squashed(tmp_path: Path) -> None:
+    wide = np.zeros((100, 300, 3), np.uint8)
+    wide[:, :100] = wide[:, 200:] = (255, 0, 0)
+    wide[:, 100:200] = (0, 0, 255)
+    loaded = load_one(tmp_path, lambda folder: Image.fromarray(wide).save(folder / "wide.png"))
+    red, green, blue = loaded.int()
+    assert red.max() <= 8 and blue.min() >= 247
+
+
+def test_tall_images_are_centre_cropped_too(tmp_path: Path) -> None:
+    tall = np.zeros((300, 100, 3), np.uint8)
+    tall[100:200] = (0, 255, 0)
+    loaded = load_one(tmp_path, lambda folder: Image.fromarray(tall).save(folder / "tall.png"))
+    assert colour_of(loaded) == pytest.approx((0, 255, 0), abs=2)
+
+
+def test_unreadable_files_are_skipped_and_listed(tmp_path: Path) -> None:
+    make_folder(tmp_path, {"a": [solid((1, 2, 3))], "b": [solid((4, 5, 6))]})
+    buffer = io.BytesIO()
+    noise_image(0, 200).save(buffer, format="JPEG")
+    (tmp_path / "a" / "truncated.jpg").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    (tmp_path / "b" / "notes.txt").write_text("stained on Tuesday")
+    (tmp_path / "b" / "empty.png").write_bytes(b"")
+
+    data = load_image_folder(tmp_path)
+
+    assert data.skipped == ("a/truncated.jpg", "b/empty.png", "b/notes.txt")
+    assert data.counts() == {"a": 1, "b": 1}
+
+
+def test_hidden_files_and_folders_and_loose_files_are_ignored(tmp_path: Path) -> None:
+    make_folder(
+        tmp_path, {"a": [solid((1, 2, 3))], "b": [solid((4, 5, 6))], ".ipynb_checkpoints": [solid((0, 0, 0))]}
+    )
+    (tmp_path / "a" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    make_folder(tmp_path / "a", {".thumbnails": [solid((9, 9, 9))]})
+    solid((7, 7, 7)).save(tmp_path / "loose.png")
+
+    data = load_image_folder(tmp_path)
+
+    assert data.class_names == ("a", "b")
+    assert data.counts() == {"a": 1, "b": 1}
+    assert data.skipped == ()
+
+
+def test_images_in_nested_folders_belong_to_their_class(tmp_path: Path) -> None:
+    make_folder(tmp_path, {"a": [solid((1, 2, 3))], "a/batch2": [solid((1, 2, 3))], "b": [solid((4, 5, 6))]})
+    assert load_image_folder(tmp_path).counts() == {"a": 2, "b": 1}
+
+
+def test_labels_follow_sorted_class_names(tmp_path: Path) -> None:
+    make_folder(
+        tmp_path,
+        {"zebra": [solid((0, 0, 200))] * 3, "apple": [solid((200, 0, 0))], "Mango": [solid((0, 200, 0))] * 2},
+    )
+    data = load_image_folder(tmp_path)
+    assert data.class_names == ("Mango", "apple", "zebra")
+    assert data.labels.tolist() == [0, 0, 1, 2, 2, 2]
+    assert data.labels.dtype == torch.int64
+    assert data.counts() == {"Mango": 2, "apple": 1, "zebra": 3}
+    # Each label sits beside its own class's images.
+    assert [int(image.float().mean(dim=(1, 2)).argmax()) for image in data.images] == [1, 1, 0, 2, 2, 2]
+
+
+def test_image_size_sets_the_side(tmp_path: Path) -> None:
+    make_folder(tmp_path, {"a": [solid((1, 2, 3))], "b": [solid((4, 5, 6))]})
+    assert load_image_folder(tmp_path, image_size=32).images.shape == (2, 3, 32, 32)
+
+
+def test_a_missing_root_is_a_user_error(tmp_path: Path) -> None:
+    with pytest.raises(GenError, match="does not exist"):
+        load_image_folder(tmp_path / "nowhere")
+
+
+def test_a_file_as_root_is_a_user_error(tmp_path: Path) -> None:
+    solid((0, 0, 0)).save(tmp_path / "one.png")
+    with pytest.raises(GenError, match="is not a folder"):
+        load_image_folder(tmp_path / "one.png")
+
+
+@pytest.mark.parametrize("classes", [{}, {"only": [solid((0, 0, 0))]}])
+def test_fewer_than_two_classes_says_how_many_were_found(tmp_path: Path, classes: dict) -> None:
+    make_folder(tmp_path, classes)
+    with pytest.raises(GenError, match=f"found {len(classes)} class folder"):
+        load_image_folder(tmp_path)
+
+
+def test_a_class_without_readable_images_is_named(tmp_path: Path) -> None:
+    make_folder(tmp_path, {"a": [solid((1, 2, 3))], "b": [solid((4, 5, 6))]})
+    (tmp_path / "empty_class").mkdir()
+    (tmp_path / "empty_class" / "readme.txt").write_text("nothing here yet")
+    with pytest.raises(GenError, match="empty_class holds no readable"):
+        load_image_folder(tmp_path)
+
+
+def test_an_unsafe_class_name_is_refused(tmp_path: Path) -> None:
+    make_folder(tmp_path, {"a": [solid((1, 2, 3))], "two\nlines": [solid((4, 5, 6))]})
+    with pytest.raises(GenError, match="unsafe"):
+        load_image_folder(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["", " padded", ".hidden", "a/b", "a\\b", "tab\there", "what?", "bell\a"])
+def test_check_class_name_refuses(name: str) -> None:
+    with pytest.raises(GenError, match="class name"):
+        check_class_name(name)
+
+
+@pytest.mark.parametrize("name", ["cyt_mast", "Lymphocyte (large)", "клітини", "ç-1"])
+def test_check_class_name_accepts(name: str) -> None:
+    check_class_name(name)
+
+
+def test_fingerprint_is_stable_and_follows_every_byte_and_name(tmp_path: Path) -> None:
+    make_folder(tmp_path, {"a": [noise_image(1), noise_image(2)], "b": [noise_image(3)]}, suffix=".bmp")
+    first = load_image_folder(tmp_path).fingerprint
+    assert len(first) == 64 and int(first, 16) >= 0
+    assert load_image_folder(tmp_path, image_size=32).fingerprint == first
+    assert hash_image_folder(tmp_path) == first
+
+    # A BMP has no checksum, so one changed pixel byte still loads, and must still show.
+    path = tmp_path / "a" / "001.bmp"
+    original = path.read_bytes()
+    path.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+    assert load_image_folder(tmp_path).fingerprint != first
+
+    path.write_bytes(original)
+    assert load_image_folder(tmp_path).fingerprint == first
+    path.rename(tmp_path / "b" / "001.bmp")
+    assert load_image_folder(tmp_path).fingerprint != first
+
+
+def test_skipped_files_do_not_change_the_fingerprint(tmp_path: Path) -> None:
+    make_folder(tmp_path, {"a": [noise_image(1)], "b": [noise_image(2)]})
+    before = load_image_folder(tmp_path).fingerprint
+    (tmp_path / "a" / "notes.txt").write_text("not an image")
+    assert load_image_folder(tmp_path).fingerprint == before
+
+
+def test_balance_tops_every_class_up_to_exactly_n(tmp_path: Path) -> None:
+    make_folder(tmp_path, {"a": [noise_image(seed) for seed in range(3)], "b": [noise_image(9)]})
+    plain = load_image_folder(tmp_path)
+
+    balanced = load_image_folder(tmp_path, balance=8, seed=1)
+
+    assert balanced.counts() == {"a": 8, "b": 8}
+    assert balanced.images.shape == (16, 3, IMAGE_SIZE, IMAGE_SIZE) and balanced.images.dtype == torch.uint8
+    assert balanced.fingerprint == plain.fingerprint
+    for label in (0, 1):
+        originals = plain.images[plain.labels == label]
+        topped_up = balanced.images[balanced.labels == label]
+        assert torch.equal(topped_up[: len(originals)], originals)  # the real images come first, untouched
+        for copy in topped_up[len(originals) :]:
+            assert all(not torch.equal(copy, original) for original in originals)
+            # An augmented copy still looks like its class: same overall colour statistics.
+            assert abs(copy.float().mean() - originals.float().mean()) < 20
+
+
+def test_balance_is_deterministic_for_a_seed(tmp_path: Path) -> None:
+    make_folder(tmp_path, {"a": [noise_image(seed) for seed in range(3)], "b": [noise_image(9)]})
+    first = load_image_folder(tmp_path, balance=6, seed=4).images
+    assert torch.equal(first, load_image_folder(tmp_path, balance=6, seed=4).images)
+    assert not torch.equal(first, load_image_folder(tmp_path, balance=6, seed=5).images)
+
+
+def test_balance_keeps_every_image_of_a_larger_class(tmp_path: Path) -> None:
+    make_folder(tmp_path, {"a": [noise_image(seed) for seed in range(5)], "b": [noise_image(9)]})
+    assert load_image_folder(tmp_path, balance=3).counts() == {"a": 5, "b": 3}
+
+
+@pytest.mark.parametrize("balance", [0, -2])
+def test_balance_below_one_is_a_user_error(tmp_path: Path, balance: int) -> None:
+    make_folder(tmp_path, {"a": [solid((1, 2, 3))], "b": [solid((4, 5, 6))]})
+    with pytest.raises(GenError, match="balance"):
+        load_image_folder(tmp_path, balance=balance)
+
+
+def test_the_real_pbc4_training_set_loads() -> None:
+    if not PBC4_TRAIN.is_dir():
+        pytest.skip(f"the pbc4 data set is not at {PBC4_TRAIN} (it lives outside the repository)")
+    data = load_image_folder(PBC4_TRAIN)
+    assert data.class_names == ("basophil", "eosinophil", "lymphocyte", "monocyte")
+    assert data.counts() == dict.fromkeys(data.class_names, 200)
+    assert data.images.shape == (800, 3, 64, 64) and data.images.dtype == torch.uint8
+    assert data.skipped == ()
+    # Stained cells on a light background: bright on average, with dark purple nuclei somewhere.
+    assert 150 < data.images.float().mean() < 240
+    assert (data.images.float().amin(dim=(1, 2, 3)) < 120).all()
