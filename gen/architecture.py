@@ -169,6 +169,8 @@ _PRESET_CHANNELS = {
     "tiny": ((64, 64, 32, 16, 16), (8, 16, 32, 64, 64)),
 }
 PRESETS = (*_PRESET_CHANNELS, "dcgan")
+# Training batch per preset: the source's 128 at full width, less where memory or a CPU is short.
+PRESET_BATCH_SIZES = {"paper": 128, "small": 64, "tiny": 16, "dcgan": 64}
 
 
 def preset(name: str, num_classes: int) -> tuple[GeneratorSpec, DiscriminatorSpec]:

@@ -70,7 +70,11 @@ def demo_data(out: Path, per_class: int, seed: int) -> None:
     "--preset", type=click.Choice(["paper", "small", "tiny", "dcgan"]), default="tiny", show_default=True
 )
 @click.option("--iters", "iterations", type=click.IntRange(1), default=10_000, show_default=True)
-@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1),
+    help="Images per step [default: the preset's: paper 128, small 64, tiny 16, dcgan 64].",
+)
 @click.option("--g-lr", type=float, default=1e-4, show_default=True, help="Generator learning rate.")
 @click.option("--d-lr", type=float, default=4e-4, show_default=True, help="Discriminator learning rate.")
 @click.option("--ema-decay", type=click.FloatRange(0, 1), default=0.999, show_default=True)

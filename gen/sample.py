@@ -93,6 +93,20 @@ def load_generator(state: SamplingState, device: torch.device) -> Generator:
     return generator.to(device).eval().requires_grad_(False)
 
 
+@torch.no_grad()
+def generate(
+    generator: Generator, seed: int, label: int, indices: Sequence[int], device: torch.device
+) -> torch.Tensor:
+    """uint8 images for the stream positions ``indices`` of one class, in that order."""
+    noise = image_noise(seed, label, indices, generator.spec.noise_dim)
+    # PyTorch's CPU convolution takes another kernel for a batch of one, whose rounding
+    # differs in the last bit (enough to flip a pixel now and then): a lone image is
+    # computed beside a dummy one so that every image comes out of the same kernels.
+    padded = torch.cat([noise, noise[:1]]) if len(indices) == 1 else noise
+    labels = torch.full((len(padded),), label, device=device)
+    return to_uint8(generator(padded.to(device), labels))[: len(indices)]
+
+
 _NUMBERED = re.compile(r"_(\d+)\.png$")
 
 
@@ -166,10 +180,7 @@ def sample(
                     orphans[hashlib.md5(path.read_bytes()).hexdigest()] = path
         number = next_number(directory)
         for indices in _batches(todo, batch_size):
-            noise = image_noise(seed, label, indices, state.generator_spec.noise_dim).to(torch_device)
-            labels = torch.full((len(indices),), label, device=torch_device)
-            with torch.no_grad():
-                pixels = to_uint8(generator(noise, labels))
+            pixels = generate(generator, seed, label, indices, torch_device)
             batch = []
             for index, image in zip(indices, pixels, strict=True):
                 data = png_bytes(image)

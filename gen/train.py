@@ -27,7 +27,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from gen.architecture import from_json, preset, to_json
+from gen.architecture import PRESET_BATCH_SIZES, PRESETS, from_json, preset, to_json
 from gen.checkpoint import checkpoint_name, checkpoints_in, load_checkpoint, save_checkpoint
 from gen.data import load_image_folder
 from gen.diffaugment import parse_policy
@@ -46,7 +46,7 @@ class TrainConfig:
     out: str
     preset: str = "tiny"
     iterations: int = 10_000
-    batch_size: int = 64
+    batch_size: int | None = None  # None: the preset's (PRESET_BATCH_SIZES)
     g_lr: float = 1e-4
     d_lr: float = 4e-4
     betas: tuple[float, float] = (0.5, 0.999)
@@ -69,7 +69,9 @@ class TrainConfig:
         return cls(**fields)
 
     def validate(self) -> None:
-        if self.iterations < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
+        if self.preset not in PRESETS:
+            raise GenError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}.")
+        if self.iterations < 1 or (self.batch_size or 1) < 1 or self.checkpoint_every < 1:
             raise GenError("iterations, batch size and checkpoint interval must all be at least 1.")
         if self.keep_checkpoints < 1:
             raise GenError("--keep-checkpoints must be at least 1.")
@@ -156,6 +158,8 @@ def _prepare_config(config: TrainConfig, resume: bool) -> tuple[TrainConfig, dic
                 f"{out} already holds a training run; use --resume to continue it or another --out."
             )
         config.validate()
+        if config.batch_size is None:
+            config = dataclasses.replace(config, batch_size=PRESET_BATCH_SIZES[config.preset])
         return config, None
     if not existing:
         raise GenError(f"nothing to resume in {out}: it holds no checkpoint.")

@@ -1,0 +1,12 @@
+"""Quality metrics for synthetic images; each metric in its own module, nothing heavy imported here.
+
+- ``frechet``: Gaussian statistics of features and the Fréchet distance (pytorch-fid's).
+- ``inception``: pytorch-fid's FID Inception (pool3, 2048 dims) from a local weights file.
+- ``domain``: a small CNN trained on the real classes: domain features and class probabilities.
+- ``kid``: Kernel Inception Distance (unbiased MMD^2, cubic polynomial kernel, subsets).
+- ``inception_score``: Inception Score from class probabilities.
+- ``histogram``: per-class colour-histogram KL divergence, real against synthetic, and figures.
+- ``utility``: one classifier trained on real, synthetic, and both, tested on held-out real images.
+
+Every function takes the project's images: uint8 tensors (N, 3, 64, 64) with int64 labels (N,).
+"""
