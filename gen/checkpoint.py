@@ -104,8 +104,9 @@ class SamplingState:
     generator_ema: dict[str, torch.Tensor]
 
 
-def load_for_sampling(path: str | Path, device: torch.device | str = "cpu") -> SamplingState:
-    state = load_checkpoint(path, device)
+def load_for_sampling(checkpoint: str | Path | dict, device: torch.device | str = "cpu") -> SamplingState:
+    """From a checkpoint file or run folder, or from a state ``load_checkpoint`` returned."""
+    state = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint, device)
     return SamplingState(
         path=Path(state["path"]),
         iteration=state["iteration"],

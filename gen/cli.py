@@ -44,6 +44,22 @@ def echo_error(message: str) -> None:
     click.secho(message, err=True, fg="yellow")
 
 
+database_option = click.option(
+    "--db",
+    "database_url",
+    envvar="GEN_DATABASE_URL",
+    metavar="URL",
+    help="Database URL [default: $GEN_DATABASE_URL, else sqlite:///gen.db here]; "
+    "e.g. postgresql://user@127.0.0.1:5432/gen.",
+)
+
+
+def open_db(url: str | None, *, create: bool = True) -> Any:
+    from db import open_database
+
+    return open_database(url, create=create)
+
+
 @cli.command("demo-data")
 @click.option(
     "--out",
@@ -95,16 +111,31 @@ def demo_data(out: Path, per_class: int, seed: int) -> None:
 )
 @click.option("--resume", is_flag=True, help="Continue the run in --out exactly where it stopped.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@database_option
 def train(
-    resume: bool, quiet: bool, data: Path | None, out: Path, iterations: int, precision: str, **settings: Any
+    resume: bool,
+    quiet: bool,
+    data: Path | None,
+    out: Path,
+    iterations: int,
+    precision: str,
+    database_url: str | None,
+    **settings: Any,
 ) -> None:
     """Train a class-conditional self-attention GAN on an image folder.
 
-    Checkpoints are written atomically every --checkpoint-every iterations and at the end;
-    Ctrl-C saves one and stops. Under `torchrun --nproc_per_node=K` the same command trains
-    on K processes with DistributedDataParallel.
+    The model, its classes, settings and every checkpoint are recorded in the database;
+    the first line printed is the model's id. Checkpoints are written atomically every
+    --checkpoint-every iterations and at the end; Ctrl-C saves one and stops. Under
+    `torchrun --nproc_per_node=K` the same command trains on K processes with
+    DistributedDataParallel.
     """
-    from gen.train import TrainConfig
+    import dataclasses
+
+    from sqlalchemy.orm import Session
+
+    from db import recording
+    from gen.train import RunStart, TrainConfig
     from gen.train import train as run_training
 
     if data is None and not resume:
@@ -116,32 +147,57 @@ def train(
         mixed_precision=precision == "bf16",
         **settings,
     )
+    engine = open_db(database_url)
+    model: dict[str, int] = {}
 
-    def on_start(start: Any) -> None:
+    def on_start(start: RunStart) -> None:
         if start.skipped_files:
             echo_error(
                 f"warning: skipped {len(start.skipped_files)} unreadable or non-image files "
                 f"(first: {start.skipped_files[0]})"
             )
+        with Session(engine) as session:
+            row = recording.checkpoint_row(session, start.resumed_from) if start.resumed_from else None
+            if row is not None:
+                model["id"] = row.gan_id
+            else:
+                model["id"] = recording.record_run(
+                    session,
+                    config=dataclasses.asdict(start.config),
+                    generator=start.generator,
+                    discriminator=start.discriminator,
+                    class_names=start.class_names,
+                    data_fingerprint=start.data_fingerprint,
+                    num_images=start.num_images,
+                    iterations=start.start_iteration,
+                    device=start.device,
+                )
+        click.echo(f"model {model['id']}")
 
-    result = run_training(config, resume=resume, progress=not quiet, on_start=on_start)
+    def on_checkpoint(path: Path, iteration: int, sha256: str) -> None:
+        with Session(engine) as session:
+            recording.record_checkpoint_file(session, model["id"], path, iteration, sha256)
+
+    result = run_training(
+        config, resume=resume, progress=not quiet, on_start=on_start, on_checkpoint=on_checkpoint
+    )
     if result.interrupted:
         echo_error(
             f"interrupted at iteration {result.iteration}; saved {result.checkpoint}; continue with --resume"
         )
         sys.exit(130)
     click.echo(
-        f"trained to iteration {result.iteration}: {result.checkpoint} "
+        f"trained model {model.get('id')} to iteration {result.iteration}: {result.checkpoint} "
         f"({result.images_per_second:.0f} images/s)"
     )
 
 
 @cli.command()
+@click.option("--model", "model_id", type=int, help="Model id [default: the latest model].")
 @click.option(
     "--checkpoint",
     type=click.Path(path_type=Path),
-    required=True,
-    help="A checkpoint file, or a run folder (its latest checkpoint).",
+    help="Sample this checkpoint file or run folder (its latest) instead of a model's latest.",
 )
 @click.option("--n", "count", type=click.IntRange(1), required=True, help="Images per class.")
 @click.option("--class", "class_names", multiple=True, help="A class to sample (repeatable).")
@@ -150,9 +206,12 @@ def train(
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=256, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--no-record", is_flag=True, help="Do not record the images in the database.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@database_option
 def sample(
-    checkpoint: Path,
+    model_id: int | None,
+    checkpoint: Path | None,
     count: int,
     class_names: tuple[str, ...],
     all_classes: bool,
@@ -160,29 +219,171 @@ def sample(
     seed: int,
     batch_size: int,
     device: str,
+    no_record: bool,
     quiet: bool,
+    database_url: str | None,
 ) -> None:
-    """Sample labelled 64x64 PNGs into OUT/<class>/ (never overwriting a file)."""
+    """Sample labelled 64x64 PNGs into OUT/<class>/, one database row per image.
+
+    Files are never overwritten: new names continue the numbering. The same model, class,
+    count and --seed give byte-identical files; rerunning an interrupted request completes
+    it without duplicates.
+    """
+    from sqlalchemy.orm import Session
+
+    from db import queries, recording
+    from gen.checkpoint import file_sha256, load_checkpoint, resolve_checkpoint
     from gen.sample import sample as run_sampling
 
     if bool(class_names) == all_classes:
         raise GenError(
             "name the classes with --class (repeatable) or ask for --all-classes, not both or neither."
         )
+    if model_id is not None and checkpoint is not None:
+        raise GenError("give --model or --checkpoint, not both.")
+    engine = None if no_record and checkpoint is not None else open_db(database_url)
+    if checkpoint is None:
+        with Session(engine) as session:
+            info = queries.get_model(
+                session, model_id if model_id is not None else queries.latest_model_id(session)
+            )
+        present = [c for c in info.checkpoints if Path(c.path).is_file()]
+        if not present:
+            raise GenError(
+                f"model {info.id} has no checkpoint file left on disk; train it (or resume) first."
+            )
+        checkpoint_path = Path(present[-1].path)
+        if file_sha256(checkpoint_path) != present[-1].sha256:
+            raise GenError(
+                f"{checkpoint_path} changed since it was recorded (SHA-256 differs); refusing to sample."
+            )
+    else:
+        checkpoint_path = resolve_checkpoint(checkpoint)
+    state = load_checkpoint(checkpoint_path)
+    recorder = None
+    if not no_record:
+        with Session(engine) as session:
+            gan_id, checkpoint_id = recording.adopt_checkpoint(session, state, file_sha256(checkpoint_path))
+        recorder = recording.ImageRecorder(engine, gan_id, checkpoint_id, state["iteration"], seed)
     result = run_sampling(
-        checkpoint,
+        state,
         out,
         count,
         None if all_classes else class_names,
         seed=seed,
         batch_size=batch_size,
         device=device,
+        recorder=recorder,
         progress=not quiet,
     )
+    done = f"; {result.skipped} were already there" if result.skipped else ""
     click.echo(
-        f"wrote {len(result.images)} images to {out}/ from {result.checkpoint} "
-        f"({result.images_per_second:.0f} images/s)"
+        f"wrote {len(result.images)} images to {out}/ from {checkpoint_path} "
+        f"({result.images_per_second:.0f} images/s){done}"
     )
+
+
+@cli.group()
+def models() -> None:
+    """List, show and delete the models in the database."""
+
+
+@models.command("list")
+@database_option
+def models_list(database_url: str | None) -> None:
+    """One line per model: id, preset, classes, iterations, images, created."""
+    from sqlalchemy.orm import Session
+
+    from db import queries
+
+    with Session(open_db(database_url, create=False)) as session:
+        rows = queries.list_models(session)
+    if not rows:
+        click.echo("no models yet; train one with gen train")
+        return
+    click.echo(f"{'id':>4}  {'preset':<7} {'iterations':>10} {'images':>8}  {'created':<16}  classes")
+    for row in rows:
+        created = row.created_at.strftime("%Y-%m-%d %H:%M")
+        click.echo(
+            f"{row.id:>4}  {row.preset or '-':<7} {row.iterations:>10} {row.image_count:>8}  {created:<16}  "
+            f"{', '.join(row.class_names)}"
+        )
+
+
+@models.command("show")
+@click.argument("model_id", type=int)
+@database_option
+def models_show(model_id: int, database_url: str | None) -> None:
+    """Architecture, training parameters, checkpoints and image counts of one model."""
+    import json
+
+    from sqlalchemy.orm import Session
+
+    from db import queries
+    from gen.architecture import from_json
+
+    with Session(open_db(database_url, create=False)) as session:
+        info = queries.get_model(session, model_id)
+        report = queries.latest_report(session, model_id)
+    generator, discriminator = from_json(info.generator), from_json(info.discriminator)
+    click.echo(f"model {info.id} ({info.preset or 'custom'}), created {info.created_at:%Y-%m-%d %H:%M} UTC")
+    click.echo(f"  generator      {generator.encoding()}  channels {list(generator.channels)}")
+    click.echo(f"  discriminator  {discriminator.encoding()}  channels {list(discriminator.channels)}")
+    click.echo(
+        "  classes        "
+        + ", ".join(f"{name} ({info.image_counts[name]} images)" for name in info.class_names)
+    )
+    click.echo("  training")
+    for key, value in info.training.items():
+        if key != "settings":
+            click.echo(f"    {key:<20} {json.dumps(value) if isinstance(value, (dict, list)) else value}")
+    click.echo("  checkpoints")
+    for c in info.checkpoints:
+        state = "" if Path(c.path).is_file() else "  (file gone)"
+        click.echo(f"    {c.iteration:>8}  {c.path}  sha256 {c.sha256[:12]}{state}")
+    if report:
+        click.echo("  latest report")
+        for row in report:
+            click.echo(f"    {row.metric:<24} {row.class_name or 'overall':<20} {row.value:.4f}")
+
+
+@models.command("delete")
+@click.argument("model_id", type=int)
+@click.option("--cascade", is_flag=True, help="Also delete the rows of the images it made (files are kept).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@database_option
+def models_delete(model_id: int, cascade: bool, yes: bool, database_url: str | None) -> None:
+    """Delete a model's rows; refuses while images reference it unless --cascade."""
+    from sqlalchemy.orm import Session
+
+    from db import queries
+
+    with Session(open_db(database_url, create=False)) as session:
+        info = queries.get_model(session, model_id)
+        images = sum(info.image_counts.values())
+        if images and cascade and not yes:
+            click.confirm(f"delete model {model_id} and the rows of its {images} images?", abort=True)
+        deleted = queries.delete_model(session, model_id, cascade=cascade)
+    click.echo(f"deleted model {model_id}" + (f" and {deleted} image rows (files kept)" if deleted else ""))
+
+
+@cli.group("db")
+def database() -> None:
+    """Manage the database schema."""
+
+
+@database.command("upgrade")
+@database_option
+def database_upgrade(database_url: str | None) -> None:
+    """Apply the schema migrations this gen knows to an existing (or new) database."""
+    from db import mask_url, resolve_database_url, upgrade_database
+
+    before, after = upgrade_database(database_url)
+    where = mask_url(resolve_database_url(database_url))
+    if before == after:
+        click.echo(f"{where} is already at schema revision {after}")
+    else:
+        click.echo(f"upgraded {where} from schema revision {before or 'empty'} to {after}")
 
 
 def main() -> None:

@@ -131,7 +131,7 @@ def _batches(items: list[int], size: int) -> Iterator[list[int]]:
 
 
 def sample(
-    checkpoint: str | Path,
+    checkpoint: str | Path | dict,
     out: str | Path,
     n: int,
     classes: Sequence[str] | None = None,
@@ -142,7 +142,11 @@ def sample(
     recorder: Recorder | None = None,
     progress: bool = True,
 ) -> SampleResult:
-    """Make ``n`` images of each class in ``classes`` (all classes when None) under ``out``."""
+    """Make ``n`` images of each class in ``classes`` (all classes when None) under ``out``.
+
+    ``checkpoint`` is a checkpoint file, a run folder (its latest checkpoint) or a state that
+    ``gen.checkpoint.load_checkpoint`` returned.
+    """
     if n < 1 or batch_size < 1:
         raise GenError("--n and --batch-size must be at least 1.")
     torch_device = resolve_device(device)
@@ -176,7 +180,7 @@ def sample(
         if recorder and todo:
             known = recorder.known_paths(directory)
             for path in directory.glob("*.png"):
-                if path not in known:
+                if path.resolve() not in known:
                     orphans[hashlib.md5(path.read_bytes()).hexdigest()] = path
         number = next_number(directory)
         for indices in _batches(todo, batch_size):

@@ -86,6 +86,7 @@ class RunStart:
     generator: dict[str, Any]
     discriminator: dict[str, Any]
     class_names: tuple[str, ...]
+    num_images: int
     data_fingerprint: str
     skipped_files: tuple[str, ...]
     start_iteration: int
@@ -265,6 +266,7 @@ def _train(
                 generator=to_json(generator_spec),
                 discriminator=to_json(discriminator_spec),
                 class_names=data.class_names,
+                num_images=len(data.labels),
                 data_fingerprint=data.fingerprint,
                 skipped_files=data.skipped,
                 start_iteration=start_iteration,

@@ -1,0 +1,157 @@
+"""What training and sampling write to the database, in the shape gen hands it over.
+
+gen.train and gen.sample know nothing of SQL: they call back with what they made; the
+functions here turn that into rows. Paths are stored absolute (resolved), so rows stay true
+whichever folder a later command runs from; an export rewrites them relative to its root.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from db import queries
+from db.models import Checkpoint, ClassName
+
+OPTIMIZER = "adam"
+LOSS = "hinge"
+
+
+def stored_path(path: str | Path) -> str:
+    return str(Path(path).resolve())
+
+
+def training_parameters(config: dict[str, Any], *, num_images: int, iterations: int, device: str) -> dict:
+    """training_parameters' columns from a run's settings (gen.train.TrainConfig as a dict)."""
+    batch_size = config["batch_size"]
+    return {
+        "g_optimizer": OPTIMIZER,
+        "d_optimizer": OPTIMIZER,
+        "loss": LOSS,
+        "batch_size": batch_size,
+        # The source counts epochs; we train by iterations and record both.
+        "epochs": round(config["iterations"] * batch_size / max(num_images, 1)),
+        "g_lr": config["g_lr"],
+        "d_lr": config["d_lr"],
+        "betas": {"g": list(config["betas"]), "d": list(config["betas"])},
+        "ema_decay": config["ema_decay"],
+        "diffaugment": config["diffaugment"],
+        "iterations": iterations,
+        "dataset_path": stored_path(config["data"]),
+        "device": device,
+        "seed": config["seed"],
+        "settings": config,
+    }
+
+
+def record_run(
+    session: Session,
+    *,
+    config: dict[str, Any],
+    generator: dict[str, Any],
+    discriminator: dict[str, Any],
+    class_names: Sequence[str],
+    data_fingerprint: str,
+    num_images: int,
+    iterations: int,
+    device: str,
+) -> int:
+    """A new model row set for a training run; returns its id."""
+    training = training_parameters(config, num_images=num_images, iterations=iterations, device=device)
+    training["dataset_fingerprint"] = data_fingerprint
+    return queries.record_model(
+        session,
+        preset=config["preset"],
+        generator=generator,
+        discriminator=discriminator,
+        class_names=class_names,
+        training=training,
+    )
+
+
+def checkpoint_row(session: Session, path: str | Path) -> Checkpoint | None:
+    """The newest row recorded for this checkpoint file, if any."""
+    return session.scalars(
+        select(Checkpoint).where(Checkpoint.path == stored_path(path)).order_by(Checkpoint.id.desc()).limit(1)
+    ).first()
+
+
+def record_checkpoint_file(
+    session: Session, gan_id: int, path: str | Path, iteration: int, sha256: str
+) -> int:
+    checkpoint_id = queries.record_checkpoint(session, gan_id, stored_path(path), iteration, sha256)
+    queries.update_training_iterations(session, gan_id, iteration)
+    return checkpoint_id
+
+
+def adopt_checkpoint(session: Session, state: dict[str, Any], sha256: str) -> tuple[int, int]:
+    """(model id, checkpoint id) for a loaded checkpoint, recording its model if it is new.
+
+    Any gen checkpoint carries its architecture, classes and settings, so one trained without
+    this database (or elsewhere) can still be sampled with full provenance.
+    """
+    row = checkpoint_row(session, state["path"])
+    if row is not None and row.sha256 == sha256:
+        return row.gan_id, row.id
+    config = json.loads(state["config"])
+    gan_id = record_run(
+        session,
+        config=config,
+        generator=json.loads(state["generator_spec"]),
+        discriminator=json.loads(state["discriminator_spec"]),
+        class_names=state["class_names"],
+        data_fingerprint=state["data_fingerprint"],
+        num_images=0,
+        iterations=state["iteration"],
+        device=config["device"],
+    )
+    return gan_id, record_checkpoint_file(session, gan_id, state["path"], state["iteration"], sha256)
+
+
+class ImageRecorder:
+    """gen.sample's Recorder: one transaction per batch, after the batch's files exist."""
+
+    def __init__(self, engine: Engine, gan_id: int, checkpoint_id: int, iteration: int, seed: int):
+        self.engine = engine
+        self.checkpoint_id = checkpoint_id
+        self.iteration = iteration
+        self.seed = seed
+        with Session(engine) as session:
+            self.class_ids = {
+                c.name: c.id for c in session.scalars(select(ClassName).where(ClassName.gan_id == gan_id))
+            }
+
+    def recorded(self, class_name: str, directory: Path) -> dict[int, Path]:
+        with Session(self.engine) as session:
+            found = queries.recorded_samples(
+                session, self.checkpoint_id, self.class_ids[class_name], self.seed, stored_path(directory)
+            )
+        return {index: Path(path) for index, (path, _md5) in found.items() if Path(path).is_file()}
+
+    def known_paths(self, directory: Path) -> set[Path]:
+        with Session(self.engine) as session:
+            return {Path(p) for p in queries.recorded_paths(session, stored_path(directory))}
+
+    def record(self, images: Sequence[Any]) -> None:
+        rows = [
+            {
+                "file_path": stored_path(image.path),
+                "class_id": self.class_ids[image.class_name],
+                "md5": image.md5,
+                "width": image.width,
+                "height": image.height,
+                "seed": image.seed,
+                "sample_index": image.index,
+                "checkpoint_id": self.checkpoint_id,
+                "iteration": self.iteration,
+            }
+            for image in images
+        ]
+        with Session(self.engine) as session:
+            queries.record_images(session, rows)
