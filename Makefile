@@ -1,0 +1,50 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+GEN := $(BIN)/gen
+DEMO_ITERS ?= 200
+
+.PHONY: install demo test lint bench bench-quality clean-demo
+
+install: $(VENV)/.installed
+
+# Pinned torch (CPU wheel where the machine's pip offers one); see pyproject.toml.
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+# The main job end to end on the embedded defaults: phantom data -> tiny GAN -> samples.
+# Each step is skipped when its result exists, so `make demo` can be run again safely.
+demo: install
+	@test -d data/phantoms || $(GEN) demo-data --out data/phantoms
+	@if [ ! -f runs/demo/checkpoint-$$(printf %07d $(DEMO_ITERS)).pt ]; then \
+	  if ls runs/demo/checkpoint-*.pt >/dev/null 2>&1; then \
+	    $(GEN) train --out runs/demo --iters $(DEMO_ITERS) --resume; \
+	  else \
+	    $(GEN) train --data data/phantoms --out runs/demo --preset tiny --iters $(DEMO_ITERS) --checkpoint-every 100; \
+	  fi; \
+	fi
+	@$(GEN) sample --checkpoint runs/demo --n 25 --all-classes --out samples/demo --quiet
+	@echo
+	@echo "Demo done:"
+	@echo "  trained tiny model   runs/demo/ (progress grid: runs/demo/grid-$$(printf %07d $(DEMO_ITERS)).png)"
+	@echo "  labelled samples     samples/demo/<class>/*.png"
+	@echo "  provenance database  gen.db   (try: $(GEN) models list)"
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: install
+	$(BIN)/python -m bench
+
+bench-quality: install
+	$(BIN)/python -m bench.quality
+
+clean-demo:
+	rm -rf data/phantoms runs/demo samples/demo gen.db gen.db-wal gen.db-shm
