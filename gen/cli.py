@@ -233,6 +233,7 @@ def sample(
 
     from db import queries, recording
     from gen.checkpoint import file_sha256, load_checkpoint, resolve_checkpoint
+    from gen.sample import requested_classes
     from gen.sample import sample as run_sampling
 
     if bool(class_names) == all_classes:
@@ -241,7 +242,10 @@ def sample(
         )
     if model_id is not None and checkpoint is not None:
         raise GenError("give --model or --checkpoint, not both.")
-    engine = None if no_record and checkpoint is not None else open_db(database_url)
+    # Sampling a recorded model needs a database that exists; only a checkpoint can start one.
+    engine = (
+        None if no_record and checkpoint is not None else open_db(database_url, create=checkpoint is not None)
+    )
     if checkpoint is None:
         with Session(engine) as session:
             info = queries.get_model(
@@ -260,6 +264,8 @@ def sample(
     else:
         checkpoint_path = resolve_checkpoint(checkpoint)
     state = load_checkpoint(checkpoint_path)
+    # Before a new checkpoint is adopted, so that a mistyped class records nothing.
+    requested_classes(state["class_names"], None if all_classes else class_names)
     recorder = None
     if not no_record:
         with Session(engine) as session:
@@ -384,6 +390,137 @@ def database_upgrade(database_url: str | None) -> None:
         click.echo(f"{where} is already at schema revision {after}")
     else:
         click.echo(f"upgraded {where} from schema revision {before or 'empty'} to {after}")
+
+
+@cli.command()
+@click.option("--model", "model_id", type=int, help="Model id [default: the latest model].")
+@click.option(
+    "--real",
+    "real_dir",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Held-out real images, REAL/<class>/<images> (never the training folder).",
+)
+@click.option(
+    "--train",
+    "train_dir",
+    type=click.Path(path_type=Path),
+    help="Real training images [default: the folder the model was trained on, if it still exists].",
+)
+@click.option(
+    "--fid-weights",
+    type=click.Path(path_type=Path),
+    help="pt_inception-2015-12-05-6726825d.pth [default: the torch hub cache].",
+)
+@click.option("--utility", is_flag=True, help="Also train classifiers on real, synthetic and both (slower).")
+@click.option(
+    "--n",
+    "n_per_class",
+    type=click.IntRange(2),
+    default=300,
+    show_default=True,
+    help="Synthetic images generated per class.",
+)
+@click.option(
+    "--histogram-n",
+    type=click.IntRange(1),
+    default=150,
+    show_default=True,
+    help="Images per side for the colour-histogram KL.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), help="Report folder [default: reports/model-<id>].")
+@click.option("--force", is_flag=True, help="Replace an existing report folder.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@database_option
+def report(
+    model_id: int | None,
+    real_dir: Path,
+    train_dir: Path | None,
+    fid_weights: Path | None,
+    utility: bool,
+    n_per_class: int,
+    histogram_n: int,
+    seed: int,
+    out: Path | None,
+    force: bool,
+    device: str,
+    quiet: bool,
+    database_url: str | None,
+) -> None:
+    """Measure a model against held-out real images: FID, domain FID/KID/IS, histogram KL, utility.
+
+    Figures go to the database (reports table) and to OUT/report.json, OUT/report.md and
+    plots; a compact table is printed.
+    """
+    from sqlalchemy.orm import Session
+
+    from db import queries
+    from gen.checkpoint import file_sha256
+    from gen.report import ReportSettings, make_report, table_rows
+
+    engine = open_db(database_url, create=False)
+    with Session(engine) as session:
+        info = queries.get_model(
+            session, model_id if model_id is not None else queries.latest_model_id(session)
+        )
+    present = [c for c in info.checkpoints if Path(c.path).is_file()]
+    if not present:
+        raise GenError(f"model {info.id} has no checkpoint file left on disk.")
+    if file_sha256(Path(present[-1].path)) != present[-1].sha256:
+        raise GenError(f"{present[-1].path} changed since it was recorded (SHA-256 differs).")
+    if (
+        train_dir is None
+        and info.training.get("dataset_path")
+        and Path(info.training["dataset_path"]).is_dir()
+    ):
+        train_dir = Path(info.training["dataset_path"])
+    settings = ReportSettings(n_per_class=n_per_class, histogram_n=histogram_n, seed=seed, utility=utility)
+
+    def on_classifier(path: Path, sha256: str, architecture: dict, accuracy: float, fingerprint: str) -> None:
+        with Session(engine) as session:
+            queries.record_classifier(
+                session,
+                dataset_fingerprint=fingerprint,
+                path=str(path),
+                sha256=sha256,
+                architecture=architecture,
+                accuracy=accuracy,
+            )
+
+    result = make_report(
+        present[-1].path,
+        real_dir,
+        train_dir,
+        out or Path("reports") / f"model-{info.id}",
+        model_id=info.id,
+        settings=settings,
+        fid_weights=fid_weights,
+        device=device,
+        force=force,
+        progress=not quiet,
+        on_classifier=on_classifier,
+    )
+    with Session(engine) as session:
+        queries.record_report(
+            session,
+            info.id,
+            [
+                {
+                    "metric": f.metric,
+                    "value": f.value,
+                    "class_name": f.class_name,
+                    "settings": {**result.settings, **f.settings, "checkpoint": result.checkpoint},
+                }
+                for f in result.figures
+            ],
+        )
+    for metric, where, value in table_rows(result):
+        click.echo(f"{metric:<40} {where:<22} {value:>10}")
+    for note in result.notes:
+        echo_error(f"note: {note}")
+    click.echo(f"report for model {info.id}: {out or Path('reports') / f'model-{info.id}'}/report.md")
 
 
 def main() -> None:

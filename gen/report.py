@@ -1,0 +1,428 @@
+"""A model's quality report: every figure the source method reported, measured the same way.
+
+The synthetic side is generated afresh from the model's checkpoint (seeded, so a report can be
+repeated); the real side is a held-out folder (``--real``). Figures:
+
+- domain FID, KID and IS, overall and per class, from a small CNN trained on the model's
+  training classes (cached per data set fingerprint and recorded in ``classifiers``);
+- Inception FID (pytorch-fid's network and published weights) when the weights are present;
+- per-class colour-histogram KL, real against synthetic (150 against 150), beside its floor:
+  the same KL between real training and real held-out images of the class;
+- classifier utility (optional): one classifier trained on real, synthetic, and both.
+
+Each figure becomes a ``reports`` row and a line of report.json / report.md, beside the plots.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gen.checkpoint import file_sha256, load_for_sampling
+from gen.data import LabelledImages, load_image_folder
+from gen.errors import GenError
+from gen.metrics import domain, frechet, histogram, inception, inception_score, kid, utility
+from gen.runtime import resolve_device
+from gen.sample import generate, load_generator
+
+DEFAULT_CACHE = Path.home() / ".cache" / "gen"
+
+
+def cache_dir() -> Path:
+    """Where classifiers and real-image statistics are cached ($GEN_CACHE_DIR to move it)."""
+    return Path(os.environ.get("GEN_CACHE_DIR") or DEFAULT_CACHE)
+
+
+@dataclass(frozen=True)
+class Figure:
+    metric: str
+    value: float
+    class_name: str | None = None  # None: all classes
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Report:
+    model_id: int | None
+    checkpoint: str
+    iteration: int
+    class_names: tuple[str, ...]
+    settings: dict[str, Any]
+    figures: list[Figure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    plots: list[str] = field(default_factory=list)
+    utility: dict[str, Any] | None = None
+
+    def add(self, metric: str, value: float, class_name: str | None = None, **settings: Any) -> None:
+        self.figures.append(Figure(metric, float(value), class_name, settings))
+
+    def value(self, metric: str, class_name: str | None = None) -> float | None:
+        for figure in self.figures:
+            if figure.metric == metric and figure.class_name == class_name:
+                return figure.value
+        return None
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    n_per_class: int = 300  # synthetic images generated per class
+    histogram_n: int = 150  # the source's 150 real against 150 synthetic
+    seed: int = 0
+    classifier_epochs: int = 15
+    utility: bool = False
+    utility_epochs: int = 15
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+
+
+def _align(
+    real: LabelledImages, class_names: tuple[str, ...], what: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images and labels of a real folder, relabelled to the model's label order."""
+    missing = [name for name in class_names if name not in real.class_names]
+    if missing:
+        raise GenError(
+            f"the {what} folder has no class {missing[0]!r}; the model's classes: {', '.join(class_names)}."
+        )
+    mapping = torch.tensor(
+        [class_names.index(name) if name in class_names else -1 for name in real.class_names]
+    )
+    labels = mapping[real.labels]
+    keep = labels >= 0
+    return real.images[keep], labels[keep]
+
+
+def _synthetic(state: Any, n: int, seed: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = load_generator(state, device)
+    images, labels = [], []
+    for label in range(len(state.class_names)):
+        for start in range(0, n, 256):
+            indices = list(range(start, min(n, start + 256)))
+            images.append(generate(generator, seed, label, indices, device))
+            labels.append(torch.full((len(indices),), label))
+    return torch.cat(images), torch.cat(labels)
+
+
+def domain_classifier(
+    train_images: torch.Tensor,
+    train_labels: torch.Tensor,
+    num_classes: int,
+    fingerprint: str,
+    settings: ReportSettings,
+    device: torch.device,
+    on_trained: Any = None,
+    progress: bool = True,
+) -> tuple[domain.DomainClassifier, Path, bool]:
+    """The cached classifier for this training set, trained once: (model, path, was_cached)."""
+    config = domain.DomainClassifierConfig(num_classes=num_classes)
+    key = f"{fingerprint[:16]}-{num_classes}c-{settings.classifier_epochs}e-s{settings.seed}"
+    path = cache_dir() / "classifiers" / f"{key}.pt"
+    if path.is_file():
+        return domain.load_classifier(path, device), path, True
+    model = domain.train_domain_classifier(
+        train_images,
+        train_labels,
+        num_classes,
+        epochs=settings.classifier_epochs,
+        seed=settings.seed,
+        device=device,
+        progress=progress,
+        config=config,
+    )
+    domain.save_classifier(model, path)
+    return model, path, False
+
+
+def _real_inception_statistics(
+    network: torch.nn.Module, images: torch.Tensor, fingerprint: str, weights_sha: str, device: torch.device
+) -> tuple[np.ndarray, np.ndarray]:
+    path = cache_dir() / "fid" / f"{fingerprint[:16]}-{weights_sha[:12]}.npz"
+    if path.is_file():
+        cached = np.load(path)
+        return cached["mu"], cached["sigma"]
+    mu, sigma = frechet.gaussian_statistics(inception.inception_features(network, images, device=device))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".npz")
+    os.close(handle)
+    np.savez(temporary, mu=mu, sigma=sigma)
+    os.replace(temporary, path)
+    return mu, sigma
+
+
+def _feature_scores(
+    report: Report,
+    prefix: str,
+    real: np.ndarray,
+    fake: np.ndarray,
+    real_labels: np.ndarray | None,
+    fake_labels: np.ndarray | None,
+    settings: ReportSettings,
+) -> None:
+    """FID and KID overall and, given labels, per class; unstable estimates are noted, not printed."""
+    groups: list[tuple[str | None, np.ndarray, np.ndarray]] = [(None, real, fake)]
+    if real_labels is not None and fake_labels is not None:
+        for label, name in enumerate(report.class_names):
+            groups.append((name, real[real_labels == label], fake[fake_labels == label]))
+    dims = real.shape[1]
+    for class_name, real_part, fake_part in groups:
+        where = class_name or "overall"
+        smallest = min(len(real_part), len(fake_part))
+        if smallest <= dims:
+            report.notes.append(
+                f"{prefix}FID {where}: not computed; {smallest} images on one side are too few for a stable "
+                f"estimate with {dims}-dimensional features (needs more than {dims})."
+            )
+        else:
+            distance = frechet.frechet_distance(
+                *frechet.gaussian_statistics(real_part), *frechet.gaussian_statistics(fake_part)
+            )
+            report.add(f"{prefix}fid", distance, class_name, real=len(real_part), synthetic=len(fake_part))
+        if smallest < 2:
+            report.notes.append(f"{prefix}KID {where}: not computed; fewer than 2 images on one side.")
+            continue
+        mean, std = kid.kernel_inception_distance(
+            real_part, fake_part, settings.kid_subsets, settings.kid_subset_size, settings.seed
+        )
+        if smallest < 50:
+            report.notes.append(
+                f"{prefix}KID {where}: only {smallest} images per side; the estimate is noisy."
+            )
+        report.add(
+            f"{prefix}kid", mean, class_name, std=std, subset_size=min(settings.kid_subset_size, smallest)
+        )
+
+
+def make_report(
+    checkpoint: str | Path | dict,
+    real_dir: str | Path,
+    train_dir: str | Path | None,
+    out: str | Path,
+    *,
+    model_id: int | None = None,
+    settings: ReportSettings = ReportSettings(),
+    fid_weights: str | Path | None = None,
+    device: str = "auto",
+    force: bool = False,
+    progress: bool = True,
+    on_classifier: Any = None,
+) -> Report:
+    """Measure a checkpoint against held-out real images; write report.json, report.md and plots.
+
+    ``train_dir`` holds the real training images (for the domain classifier, the histogram
+    floor and classifier utility); without it those figures are left out and a note says so.
+    ``on_classifier(path, sha256, architecture, accuracy, fingerprint)`` is called when a new
+    domain classifier was trained (the CLI records it in the database).
+    """
+    out = Path(out)
+    if out.exists() and not force:
+        raise GenError(f"{out} already exists; pass --force to replace it or choose another --out.")
+    torch_device = resolve_device(device)
+    state = load_for_sampling(checkpoint)
+    class_names = state.class_names
+    report = Report(
+        model_id=model_id,
+        checkpoint=str(state.path),
+        iteration=state.iteration,
+        class_names=class_names,
+        settings=asdict(settings) | {"real": str(Path(real_dir).resolve()), "train": str(train_dir or "")},
+    )
+    real = load_image_folder(real_dir)
+    real_images, real_labels = _align(real, class_names, "--real")
+    fake_images, fake_labels = _synthetic(state, settings.n_per_class, settings.seed, torch_device)
+    train = load_image_folder(train_dir) if train_dir else None
+    if train is not None and train.fingerprint == real.fingerprint:
+        raise GenError("--real and the training folder hold the same images; evaluate on held-out images.")
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        # Built beside the target and renamed into place: never half a report folder.
+        temporary = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as error:
+        raise GenError(f"cannot write a report under {out.parent}: {error.strerror}.") from None
+    try:
+        # Domain network: features and class probabilities from a CNN trained on the real classes.
+        if train is None:
+            report.notes.append(
+                "no training folder: domain FID/KID/IS, the histogram floor and utility skipped."
+            )
+        else:
+            train_images, train_labels = _align(train, class_names, "training")
+            classifier, path, cached = domain_classifier(
+                train_images,
+                train_labels,
+                len(class_names),
+                train.fingerprint,
+                settings,
+                torch_device,
+                progress=progress,
+            )
+            real_features, real_probabilities = domain.domain_features_and_probabilities(
+                classifier, real_images, device=torch_device
+            )
+            fake_features, fake_probabilities = domain.domain_features_and_probabilities(
+                classifier, fake_images, device=torch_device
+            )
+            accuracy = float((real_probabilities.argmax(1) == real_labels.numpy()).mean())
+            report.add("domain_classifier_accuracy", accuracy, None, classifier=str(path))
+            if not cached and on_classifier is not None:
+                on_classifier(
+                    path, file_sha256(path), classifier.config.to_dict(), accuracy, train.fingerprint
+                )
+            _feature_scores(
+                report,
+                "domain_",
+                real_features,
+                fake_features,
+                real_labels.numpy(),
+                fake_labels.numpy(),
+                settings,
+            )
+            report.add("domain_is", inception_score.inception_score(fake_probabilities)[0])
+            report.add("domain_is_real", inception_score.inception_score(real_probabilities)[0])
+            synthetic_accuracy = float((fake_probabilities.argmax(1) == fake_labels.numpy()).mean())
+            report.add("domain_classifier_accuracy_on_synthetic", synthetic_accuracy)
+
+        # Inception FID: only with the published weights, never with stand-ins.
+        weights = inception.find_fid_weights(fid_weights)
+        if weights is None:
+            report.notes.append(inception.missing_weights_message())
+        else:
+            network = inception.load_fid_inception(weights, torch_device)
+            mu, sigma = _real_inception_statistics(
+                network, real_images, real.fingerprint, file_sha256(weights), torch_device
+            )
+            fake_mu, fake_sigma = frechet.gaussian_statistics(
+                inception.inception_features(network, fake_images, device=torch_device, progress=progress)
+            )
+            report.add("fid", frechet.frechet_distance(mu, sigma, fake_mu, fake_sigma), weights=weights.name)
+
+        # Colour histograms, 150 against 150 per class, beside the real-against-real floor.
+        comparisons = histogram.per_class_histogram_kl(
+            real_images,
+            real_labels,
+            fake_images,
+            fake_labels,
+            list(class_names),
+            settings.histogram_n,
+            settings.seed,
+        )
+        floors = {}
+        if train is not None:
+            floors = {
+                c.class_name: c
+                for c in histogram.per_class_histogram_kl(
+                    train_images,
+                    train_labels,
+                    real_images,
+                    real_labels,
+                    list(class_names),
+                    settings.histogram_n,
+                    settings.seed,
+                )
+            }
+        for comparison in comparisons:
+            name = comparison.class_name
+            for channel, value in comparison.kl.items():
+                metric = "histogram_kl" if channel == "mean" else f"histogram_kl_{channel}"
+                report.add(
+                    metric, value, name, real=comparison.real_count, synthetic=comparison.synthetic_count
+                )
+            report.notes.extend(f"histogram {name}: {note}" for note in comparison.notes)
+            if name in floors:
+                report.add(
+                    "histogram_kl_floor", floors[name].kl["mean"], name, between="real train and real test"
+                )
+            plot = temporary / f"histogram-{name}.png"
+            histogram.plot_histograms(
+                comparison.real_histograms,
+                comparison.synthetic_histograms,
+                f"{name}: real (solid) vs synthetic (dashed), KL {comparison.kl['mean']:.4f}",
+                plot,
+            )
+            report.plots.append(plot.name)
+
+        # Classifier utility: does adding synthetic images help a classifier on real test images?
+        if settings.utility:
+            if train is None:
+                raise GenError("--utility needs the real training images: pass --train DIR.")
+            results = utility.classifier_utility(
+                (train_images, train_labels),
+                (fake_images, fake_labels),
+                (real_images, real_labels),
+                len(class_names),
+                list(class_names),
+                epochs=settings.utility_epochs,
+                seed=settings.seed,
+                device=torch_device,
+                progress=progress,
+            )
+            report.utility = results
+            for regime, result in results.items():
+                report.add(f"accuracy_{regime}", result["accuracy"], train_count=result["train_count"])
+                report.add(f"macro_f1_{regime}", result["macro_f1"])
+                for name, auc in result["roc_auc"].items():
+                    if auc is not None:
+                        report.add(f"roc_auc_{regime}", auc, name)
+                plot = temporary / f"confusion-{regime}.png"
+                utility.plot_confusion_matrix(
+                    np.array(result["confusion_matrix"]), list(class_names), plot, f"trained on {regime}"
+                )
+                report.plots.append(plot.name)
+
+        (temporary / "report.json").write_text(json.dumps(report_json(report), indent=2) + "\n")
+        (temporary / "report.md").write_text(report_markdown(report))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(temporary, out)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    return report
+
+
+def report_json(report: Report) -> dict[str, Any]:
+    return {
+        "model": report.model_id,
+        "checkpoint": report.checkpoint,
+        "iteration": report.iteration,
+        "classes": list(report.class_names),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "settings": report.settings,
+        "figures": [asdict(figure) for figure in report.figures],
+        "notes": report.notes,
+        "plots": report.plots,
+        "utility": report.utility,
+    }
+
+
+def table_rows(report: Report) -> list[tuple[str, str, str]]:
+    """(metric, class or "overall", value) for printing, in report order."""
+    return [(f.metric, f.class_name or "overall", f"{f.value:.4f}") for f in report.figures]
+
+
+def report_markdown(report: Report) -> str:
+    lines = [
+        f"# Quality report: model {report.model_id if report.model_id is not None else '-'}",
+        "",
+        f"Checkpoint `{report.checkpoint}` (iteration {report.iteration}); "
+        f"{report.settings['n_per_class']} synthetic images per class against `{report.settings['real']}`.",
+        "",
+        "| metric | class | value |",
+        "|---|---|---|",
+        *(f"| {metric} | {where} | {value} |" for metric, where, value in table_rows(report)),
+        "",
+    ]
+    if report.notes:
+        lines += ["## Notes", "", *(f"- {note}" for note in report.notes), ""]
+    if report.plots:
+        lines += ["## Plots", "", *(f"![{plot}]({plot})" for plot in report.plots), ""]
+    return "\n".join(lines)
