@@ -272,7 +272,13 @@ def make_report(
                 classifier, fake_images, device=torch_device
             )
             accuracy = float((real_probabilities.argmax(1) == real_labels.numpy()).mean())
-            report.add("domain_classifier_accuracy", accuracy, None, classifier=str(path))
+            report.add(
+                "domain_classifier_accuracy",
+                accuracy,
+                None,
+                classifier=str(path),
+                fingerprint=train.fingerprint,
+            )
             if not cached and on_classifier is not None:
                 on_classifier(
                     path, file_sha256(path), classifier.config.to_dict(), accuracy, train.fingerprint
@@ -304,6 +310,11 @@ def make_report(
                 inception.inception_features(network, fake_images, device=torch_device, progress=progress)
             )
             report.add("fid", frechet.frechet_distance(mu, sigma, fake_mu, fake_sigma), weights=weights.name)
+            if min(len(real_images), len(fake_images)) <= inception.FEATURE_DIM:
+                report.notes.append(
+                    f"Inception FID from fewer than {inception.FEATURE_DIM + 1} images per side is biased "
+                    "upwards; compare it only with FIDs from as many images."
+                )
 
         # Colour histograms, 150 against 150 per class, beside the real-against-real floor.
         comparisons = histogram.per_class_histogram_kl(

@@ -1,0 +1,152 @@
+"""gen report end to end: figures in the database, report.json/report.md/plots on disk."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from sqlalchemy.orm import Session
+
+from db import open_database, queries
+from gen.cli import cli
+from gen.metrics import inception
+from gen.phantoms import write_phantoms
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | str]:
+    root = tmp_path_factory.mktemp("report")
+    write_phantoms(root / "train", per_class=12, seed=1)
+    write_phantoms(root / "test", per_class=10, seed=2)
+    url = f"sqlite:///{root / 'gen.db'}"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "--data",
+            str(root / "train"),
+            "--out",
+            str(root / "run"),
+            "--iters",
+            "2",
+            "--batch-size",
+            "4",
+            "--db",
+            url,
+            "-q",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    return {"root": root, "url": url}
+
+
+def run_report(trained: dict, *args: str, env: dict[str, str] | None = None) -> object:
+    root = trained["root"]
+    return CliRunner(env={"GEN_CACHE_DIR": str(root / "cache"), **(env or {})}).invoke(
+        cli,
+        [
+            "report",
+            "--real",
+            str(root / "test"),
+            "--n",
+            "12",
+            "--histogram-n",
+            "10",
+            "--db",
+            trained["url"],
+            "-q",
+            *args,
+        ],
+    )
+
+
+def test_report_writes_rows_files_and_a_table(trained: dict, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-weights"))  # Inception weights absent
+    out = tmp_path / "report"
+    result = run_report(trained, "--out", str(out), "--utility")
+    assert result.exit_code == 0, result.output
+    assert "histogram_kl" in result.output and "accuracy_real_plus_synthetic" in result.output
+    # No weights: said in one line, no FID figure, everything else still there.
+    assert "pt_inception-2015-12-05-6726825d.pth" in result.output
+    data = json.loads((out / "report.json").read_text())
+    metrics = {(f["metric"], f["class_name"]) for f in data["figures"]}
+    assert ("fid", None) not in metrics
+    classes = data["classes"]
+    for name in classes:
+        assert ("histogram_kl", name) in metrics and ("histogram_kl_floor", name) in metrics
+        assert (out / f"histogram-{name}.png").stat().st_size > 1000
+    assert {("domain_kid", None), ("domain_is", None), ("accuracy_real_only", None)} <= metrics
+    # 12 synthetic images per class cannot give a stable 128-dimensional FID: said, not printed.
+    assert ("domain_fid", classes[0]) not in metrics
+    assert any("too few for a stable estimate" in note for note in data["notes"])
+    assert (out / "confusion-real_plus_synthetic.png").is_file()
+    assert "| histogram_kl |" in (out / "report.md").read_text()
+
+    engine = open_database(trained["url"])
+    with Session(engine) as session:
+        model_id = queries.latest_model_id(session)
+        rows = queries.latest_report(session, model_id)
+        accuracy = next(f for f in data["figures"] if f["metric"] == "domain_classifier_accuracy")
+        classifier = queries.latest_classifier(session, accuracy["settings"]["fingerprint"])
+    stored = {(row.metric, row.class_name): row.value for row in rows}
+    for figure in data["figures"]:
+        assert stored[(figure["metric"], figure["class_name"])] == pytest.approx(figure["value"])
+    # The domain classifier is cached on disk and recorded once, with its accuracy.
+    assert classifier is not None and classifier.accuracy == pytest.approx(accuracy["value"])
+    assert Path(classifier.path).is_file()
+
+    shown = CliRunner().invoke(cli, ["models", "show", str(model_id), "--db", trained["url"]])
+    assert shown.exit_code == 0 and "latest report" in shown.output and "histogram_kl" in shown.output
+
+
+def test_report_refuses_to_replace_without_force(trained: dict, tmp_path: Path) -> None:
+    out = tmp_path / "existing"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep me")
+    result = run_report(trained, "--out", str(out))
+    assert result.exit_code == 1 and "--force" in result.output
+    assert (out / "mine.txt").read_text() == "keep me"
+
+
+def test_report_uses_given_inception_weights(trained: dict, tmp_path: Path) -> None:
+    # A randomly initialised Inception, named as such: the real code path, not the real weights.
+    weights = tmp_path / "random_inception_for_tests.pth"
+    torch.save(inception.random_inception_for_tests().state_dict(), weights)
+    out = tmp_path / "with-fid"
+    result = run_report(trained, "--out", str(out), "--fid-weights", str(weights))
+    assert result.exit_code == 0, result.output
+    figures = json.loads((out / "report.json").read_text())["figures"]
+    fid = [f for f in figures if f["metric"] == "fid"]
+    assert len(fid) == 1 and fid[0]["value"] > 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "99"], "no model 99"),
+        (["--fid-weights", "/nonexistent/weights.pth"], "does not exist"),
+        (["--train", "REAL"], "same images"),
+    ],
+)
+def test_report_bad_input(trained: dict, tmp_path: Path, args: list[str], message: str) -> None:
+    args = [str(trained["root"] / "test") if a == "REAL" else a for a in args]
+    result = run_report(trained, "--out", str(tmp_path / "r"), *args)
+    assert result.exit_code == 1
+    assert message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_report_on_a_folder_missing_a_class(trained: dict, tmp_path: Path) -> None:
+    partial = tmp_path / "partial"
+    write_phantoms(partial, per_class=3, seed=9)
+    victim = sorted(partial.iterdir())[0]
+    for file in victim.iterdir():
+        file.unlink()
+    victim.rmdir()
+    result = CliRunner().invoke(
+        cli, ["report", "--real", str(partial), "--db", trained["url"], "--out", str(tmp_path / "r"), "-q"]
+    )
+    assert result.exit_code == 1 and "has no class" in result.output
