@@ -130,5 +130,43 @@ def main() -> None:
         report(mask_url(arguments.url), lambda: bench(arguments.url))
 
 
+def run() -> list[dict]:
+    """Rows for `make bench`: median rows/s of 3 runs per database."""
+    import statistics
+
+    rows = []
+    measures = {
+        "sqlite (WAL)": lambda folder: bench(f"sqlite:///{Path(folder) / f'bench-{time.monotonic_ns()}.db'}"),
+        "postgresql (fsync=off)": lambda folder: on_postgres(fsync=False),
+        "postgresql (fsync=on)": lambda folder: on_postgres(fsync=True),
+    }
+    for label, measure in measures.items():
+        with tempfile.TemporaryDirectory() as folder:
+            try:
+                rates = [measure(folder)["rows_per_s"] for _ in range(3)]
+            except PostgresUnavailable as exc:
+                rows.append(
+                    {
+                        "figure": "record image rows",
+                        "device": label,
+                        "value": None,
+                        "unit": "rows/s",
+                        "note": f"skipped: {exc}",
+                    }
+                )
+                continue
+        rows.append(
+            {
+                "figure": "record 16,000 image rows",
+                "preset": "-",
+                "device": label,
+                "value": statistics.median(rates),
+                "unit": "rows/s",
+                "note": f"batches of {BATCH}, median of 3",
+            }
+        )
+    return rows
+
+
 if __name__ == "__main__":
     main()

@@ -79,5 +79,88 @@ def main() -> None:
         print(f"Fréchet distance, 2048-d: {time.perf_counter() - started:6.1f} s (scipy sqrtm, full rank)")
 
 
+def median_rate(work, count: int, repeats: int) -> float:
+    work()  # warm-up: first calls pick kernels and allocate
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - started)
+    return count / sorted(times)[len(times) // 2]
+
+
+def run() -> list[dict]:
+    """Rows for `make bench`: feature throughput and the time of a full report (4 x 150)."""
+    from gen.report import ReportSettings, make_report
+    from gen.train import TrainConfig, train
+
+    rows = []
+    images = torch.randint(0, 256, (2048, 3, 64, 64), dtype=torch.uint8)
+    domain = build_classifier(4, seed=0).to(memory_format=torch.channels_last).eval()
+    rate = median_rate(lambda: domain_features_and_probabilities(domain, images, 256), len(images), 3)
+    rows.append(
+        {
+            "figure": "domain features",
+            "preset": "-",
+            "device": "cpu",
+            "value": rate,
+            "unit": "images/s",
+            "note": "target >= 1000; batch 256, median of 3",
+        }
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        weights = find_fid_weights(None)
+        note = "published FID weights"
+        if weights is None:
+            weights = Path(folder) / "random_inception_for_tests.pth"
+            torch.save(random_inception_for_tests().state_dict(), weights)
+            note = "random weights (published ones absent): same speed"
+        network = load_fid_inception(weights, "cpu")
+        few = images[:50]
+        rate = median_rate(lambda: inception_features(network, few, batch_size=50), len(few), 3)
+        rows.append(
+            {
+                "figure": "Inception features",
+                "preset": "-",
+                "device": "cpu",
+                "value": rate,
+                "unit": "images/s",
+                "note": note,
+            }
+        )
+
+        pbc4 = Path(__file__).resolve().parents[2] / "shared" / "data" / "pbc4"
+        if pbc4.is_dir():
+            import os
+
+            os.environ["GEN_CACHE_DIR"] = str(Path(folder) / "cache")  # time a cold report
+            result = train(
+                TrainConfig(
+                    data=str(pbc4 / "train"), out=str(Path(folder) / "run"), iterations=1, batch_size=4
+                ),
+                progress=False,
+            )
+            started = time.perf_counter()
+            make_report(
+                result.checkpoint,
+                pbc4 / "test",
+                pbc4 / "train",
+                Path(folder) / "report",
+                settings=ReportSettings(n_per_class=150),
+                progress=False,
+            )
+            rows.append(
+                {
+                    "figure": "full report, 4 classes x 150",
+                    "preset": "tiny",
+                    "device": "cpu",
+                    "value": time.perf_counter() - started,
+                    "unit": "s",
+                    "note": "cold: includes training the domain classifier (15 epochs); no Inception FID",
+                }
+            )
+    return rows
+
+
 if __name__ == "__main__":
     main()
