@@ -147,11 +147,13 @@ def from_json(data: dict[str, Any] | str) -> GeneratorSpec | DiscriminatorSpec:
     spec_class = kinds.get(fields.get("kind"))
     if spec_class is None:
         raise GenError(f"architecture JSON has unknown kind {fields.get('kind')!r}.")
-    fields["channels"] = tuple(fields["channels"])
-    fields["attention"] = tuple(fields.get("attention", ()))
-    fields["cell"] = CellSpec(**fields["cell"]) if fields.get("cell") else None
     try:
+        fields["channels"] = tuple(fields["channels"])
+        fields["attention"] = tuple(fields.get("attention", ()))
+        fields["cell"] = CellSpec(**fields["cell"]) if fields.get("cell") else None
         spec = spec_class(**fields)
+    except KeyError as error:
+        raise GenError(f"architecture JSON does not describe a {fields['kind']}: no {error} field.") from None
     except TypeError as error:
         raise GenError(f"architecture JSON does not describe a {fields['kind']}: {error}.") from None
     _validate(spec)

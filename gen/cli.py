@@ -242,10 +242,10 @@ def sample(
         )
     if model_id is not None and checkpoint is not None:
         raise GenError("give --model or --checkpoint, not both.")
-    # Sampling a recorded model needs a database that exists; only a checkpoint can start one.
-    engine = (
-        None if no_record and checkpoint is not None else open_db(database_url, create=checkpoint is not None)
-    )
+    engine = None
+    if not (no_record and checkpoint is not None):
+        # Sampling a recorded model needs a database that exists; only a checkpoint can start one.
+        engine = open_db(database_url, create=checkpoint is not None)
     if checkpoint is None:
         with Session(engine) as session:
             info = queries.get_model(
@@ -342,7 +342,9 @@ def models_show(model_id: int, database_url: str | None) -> None:
     click.echo("  training")
     for key, value in info.training.items():
         if key != "settings":
-            click.echo(f"    {key:<20} {json.dumps(value) if isinstance(value, (dict, list)) else value}")
+            # Sorted keys: PostgreSQL's jsonb hands objects back in an order of its own.
+            shown = json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
+            click.echo(f"    {key:<20} {shown}")
     click.echo("  checkpoints")
     for c in info.checkpoints:
         state = "" if Path(c.path).is_file() else "  (file gone)"
@@ -521,6 +523,151 @@ def report(
     for note in result.notes:
         echo_error(f"note: {note}")
     click.echo(f"report for model {info.id}: {out or Path('reports') / f'model-{info.id}'}/report.md")
+
+
+class CsvRows(click.ParamType):
+    """A number of rows, or "all" (None)."""
+
+    name = "N|all"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int | None:
+        if value is None or isinstance(value, int):
+            return value
+        if str(value).strip().lower() == "all":
+            return None
+        try:
+            rows = int(value)
+        except ValueError:
+            rows = -1
+        if rows < 0:
+            self.fail(f"{value!r} is not a number of rows or 'all'.", param, ctx)
+        return rows
+
+
+@cli.command("export")
+@click.option("--model", "model_id", type=int, help="Model id [default: the latest model].")
+@click.option(
+    "--out", type=click.Path(path_type=Path), help="Data set folder to create [default: exports/model-<id>]."
+)
+@click.option(
+    "--classes",
+    "class_names",
+    multiple=True,
+    metavar="NAMES",
+    help="Export only these classes (repeatable, or comma-separated).",
+)
+@click.option("--limit-per-class", type=click.IntRange(1), help="At most N images per class (the oldest).")
+@click.option("--sql-dump", is_flag=True, help="Write database.sql: the rows behind the images.")
+@click.option(
+    "--dialect",
+    type=click.Choice(["postgresql", "sqlite"]),
+    default="postgresql",
+    show_default=True,
+    help="SQL dialect of database.sql (psql -f, or sqlite3 db < database.sql).",
+)
+@click.option(
+    "--csv", "write_csv", is_flag=True, help="Write settings.csv: the GAN settings behind each image."
+)
+@click.option(
+    "--csv-rows", type=CsvRows(), default="100", show_default=True, help="Rows of settings.csv, or all."
+)
+@click.option(
+    "--archive", is_flag=True, help="Also write OUT.tar.gz and OUT.tar.gz.sha256 beside the folder."
+)
+@click.option(
+    "--report",
+    "report_dir",
+    type=click.Path(path_type=Path),
+    help="A report folder whose report.json and *.png plots go into the data set.",
+)
+@click.option("--skip-missing", is_flag=True, help="Leave out images whose file is gone instead of refusing.")
+@click.option("--force", is_flag=True, help="Replace an existing data set at OUT.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@database_option
+def export(
+    model_id: int | None,
+    out: Path | None,
+    class_names: tuple[str, ...],
+    limit_per_class: int | None,
+    sql_dump: bool,
+    dialect: str,
+    write_csv: bool,
+    csv_rows: int | None,
+    archive: bool,
+    report_dir: Path | None,
+    skip_missing: bool,
+    force: bool,
+    quiet: bool,
+    database_url: str | None,
+) -> None:
+    """Pack a model's images into a data set folder that anyone can verify.
+
+    OUT gets <class>/*.png with an MD5SUMS per class, report.json, a card (README.md,
+    index.html with a sample grid per class) and manifest.json; --sql-dump and --csv add the
+    provenance rows and the settings table. The folder is built beside OUT and renamed into
+    place, so a failure leaves nothing behind. Check it with gen verify OUT.
+    """
+    from sqlalchemy.orm import Session
+
+    from db import queries
+    from gen.export import export_dataset
+
+    classes = [name.strip() for value in class_names for name in value.split(",") if name.strip()]
+    engine = open_db(database_url, create=False)
+    if out is None:
+        with Session(engine) as session:
+            model_id = model_id if model_id is not None else queries.latest_model_id(session)
+        out = Path("exports") / f"model-{model_id}"
+    result = export_dataset(
+        engine,
+        model_id,
+        out,
+        classes=classes or None,
+        limit_per_class=limit_per_class,
+        sql_dump=sql_dump,
+        dialect=dialect,
+        csv=write_csv,
+        csv_rows=csv_rows,
+        archive=archive,
+        force=force,
+        report_dir=report_dir,
+        skip_missing=skip_missing,
+        progress=not quiet,
+    )
+    extras = [name for name in ("database.sql", "settings.csv") if name in result.files]
+    click.echo(
+        f"exported {result.images} images in {len(result.classes)} classes of model {result.model_id} "
+        f"to {result.out}/ ({', '.join([*extras, 'card'])}) in {result.seconds:.1f} s "
+        f"({result.images_per_second:.0f} images/s)"
+    )
+    if result.missing:
+        echo_error(
+            f"left out {len(result.missing)} recorded images whose file is gone (first: {result.missing[0]})"
+        )
+    if result.archive is not None:
+        click.echo(f"archive {result.archive} (SHA-256 in {result.archive.name}.sha256)")
+
+
+@cli.command("verify")
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def verify(directory: Path, quiet: bool) -> None:
+    """Check an exported data set: every MD5, every row, every count and the SQL dump.
+
+    Prints "OK: ..." and exits 0, or lists every problem found and exits 1.
+    """
+    import json
+
+    from gen.verify import verify_dataset
+
+    problems = verify_dataset(directory, progress=not quiet)
+    if problems:
+        for problem in problems:
+            click.echo(f"- {problem}")
+        count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
+        raise GenError(f"{directory} does not verify: {count} (listed above).")
+    manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
+    click.echo(f"OK: {manifest['images']} images in {len(manifest['classes'])} classes verified")
 
 
 def main() -> None:

@@ -125,6 +125,15 @@ def _write_new(path: Path, data: bytes) -> None:
         temporary.unlink()
 
 
+def requested_classes(class_names: Sequence[str], classes: Sequence[str] | None) -> list[str]:
+    """The classes to sample (all when ``classes`` is None), or GenError naming the model's classes."""
+    wanted = list(class_names) if classes is None else list(dict.fromkeys(classes))
+    unknown = [name for name in wanted if name not in class_names]
+    if unknown:
+        raise GenError(f"unknown class {unknown[0]!r}; this model has: {', '.join(class_names)}.")
+    return wanted
+
+
 def _batches(items: list[int], size: int) -> Iterator[list[int]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -151,10 +160,7 @@ def sample(
         raise GenError("--n and --batch-size must be at least 1.")
     torch_device = resolve_device(device)
     state = load_for_sampling(checkpoint, torch_device)
-    wanted = list(state.class_names) if classes is None else list(dict.fromkeys(classes))
-    unknown = [name for name in wanted if name not in state.class_names]
-    if unknown:
-        raise GenError(f"unknown class {unknown[0]!r}; this model has: {', '.join(state.class_names)}.")
+    wanted = requested_classes(state.class_names, classes)
     generator = load_generator(state, torch_device)
     out = Path(out)
     try:
@@ -170,6 +176,9 @@ def sample(
     for name in wanted:
         label = state.class_names.index(name)
         directory = out / name
+        # A run killed inside _write_new leaves its temporary behind; the image is made again.
+        for stale in directory.glob(".*.png.tmp"):
+            stale.unlink(missing_ok=True)
         done = recorder.recorded(name, directory) if recorder else {}
         todo = [index for index in range(n) if index not in done]
         skipped += n - len(todo)
