@@ -6,6 +6,7 @@ stderr and a non-zero exit). Long work shows a progress bar on stderr.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -147,7 +148,9 @@ def train(
         mixed_precision=precision == "bf16",
         **settings,
     )
-    engine = open_db(database_url)
+    # Under torchrun only rank 0 records (its callbacks are the only ones called); other
+    # ranks must not race it to create the schema of a new database.
+    engine = open_db(database_url) if os.environ.get("RANK", "0") == "0" else None
     model: dict[str, int] = {}
 
     def on_start(start: RunStart) -> None:

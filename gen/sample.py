@@ -17,6 +17,7 @@ import os
 import re
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -134,6 +135,27 @@ def requested_classes(class_names: Sequence[str], classes: Sequence[str] | None)
     return wanted
 
 
+class _ClassWriter:
+    """Names and writes one class's files in stream order, adopting matching orphans."""
+
+    def __init__(self, directory: Path, name: str, label: int, seed: int, orphans: dict[str, Path]):
+        self.directory, self.name, self.label, self.seed, self.orphans = directory, name, label, seed, orphans
+        self.number = next_number(directory)
+
+    def write(self, indices: list[int], pixels: torch.Tensor, encoded: list[bytes]) -> list[SampledImage]:
+        batch = []
+        for index, image, data in zip(indices, pixels, encoded, strict=True):
+            md5 = hashlib.md5(data).hexdigest()
+            path = self.orphans.pop(md5, None)
+            if path is None:
+                path = self.directory / f"{self.name}_{self.number:06d}.png"
+                self.number += 1
+                _write_new(path, data)
+            height, width = image.shape[1:]
+            batch.append(SampledImage(path, self.name, self.label, self.seed, index, md5, width, height))
+        return batch
+
+
 def _batches(items: list[int], size: int) -> Iterator[list[int]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -173,6 +195,18 @@ def sample(
     skipped = 0
     started = time.perf_counter()
     bar = tqdm(total=n * len(wanted), disable=not progress, unit="img", dynamic_ncols=True)
+    encoders = ThreadPoolExecutor(max_workers=2)
+
+    def finish(
+        writer: _ClassWriter, indices: list[int], pixels: torch.Tensor, encoded: list[Future[bytes]]
+    ) -> None:
+        batch = writer.write(indices, pixels, [png.result() for png in encoded])
+        if recorder:
+            recorder.record(batch)  # after the files exist: a row never lacks its file
+        made.extend(batch)
+        bar.update(len(batch))
+        bar.set_postfix(img_s=f"{len(made) / max(time.perf_counter() - started, 1e-9):.0f}", refresh=False)
+
     for name in wanted:
         label = state.class_names.index(name)
         directory = out / name
@@ -191,26 +225,19 @@ def sample(
             for path in directory.glob("*.png"):
                 if path.resolve() not in known:
                     orphans[hashlib.md5(path.read_bytes()).hexdigest()] = path
-        number = next_number(directory)
+        writer = _ClassWriter(directory, name, label, seed, orphans)
+
+        # PNG encoding (which releases the GIL) of one batch overlaps the next forward pass;
+        # files are still named and written in index order, so the result is the same.
+        pending = None
         for indices in _batches(todo, batch_size):
             pixels = generate(generator, seed, label, indices, torch_device)
-            batch = []
-            for index, image in zip(indices, pixels, strict=True):
-                data = png_bytes(image)
-                md5 = hashlib.md5(data).hexdigest()
-                path = orphans.pop(md5, None)
-                if path is None:
-                    path = directory / f"{name}_{number:06d}.png"
-                    number += 1
-                    _write_new(path, data)
-                height, width = image.shape[1:]
-                batch.append(SampledImage(path, name, label, seed, index, md5, width, height))
-            if recorder:
-                recorder.record(batch)  # after the files exist: a row never lacks its file
-            made.extend(batch)
-            bar.update(len(batch))
-            bar.set_postfix(
-                img_s=f"{len(made) / max(time.perf_counter() - started, 1e-9):.0f}", refresh=False
-            )
+            encoded = [encoders.submit(png_bytes, image) for image in pixels]
+            if pending is not None:
+                finish(writer, *pending)
+            pending = (indices, pixels, encoded)
+        if pending is not None:
+            finish(writer, *pending)
+    encoders.shutdown()
     bar.close()
     return SampleResult(made, skipped, out, state.path, state.iteration, time.perf_counter() - started)

@@ -1,0 +1,254 @@
+"""gen.networks and gen.diffaugment: shapes, conditioning, spectral norm, attention, augmentation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from gen.architecture import PRESETS, CellSpec, preset
+from gen.diffaugment import POLICIES, diff_augment
+from gen.errors import GenError
+from gen.networks import (
+    Cell,
+    ClassConditionalBatchNorm,
+    Discriminator,
+    Generator,
+    SelfAttention,
+    build,
+)
+
+NUM_CLASSES = 4
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """On a shared 2-core machine one torch thread is several times faster than two fighting
+    other processes for the cores (the paper networks are ~100M parameters)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def networks() -> dict[str, tuple[Generator, Discriminator]]:
+    """Every preset's networks, built once (the paper pair takes a while)."""
+    torch.manual_seed(0)
+    return {name: tuple(build(spec) for spec in preset(name, NUM_CLASSES)) for name in PRESETS}
+
+
+def _randomise_class_conditioning(generator: Generator, seed: int = 0) -> None:
+    """A fresh generator's conditional batch norm is the identity for every class (gain 1, bias 0);
+    training moves it. Random per-class gains and biases stand in for that training."""
+    rng = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in generator.modules():
+            if isinstance(module, ClassConditionalBatchNorm):
+                module.gain.weight.copy_(1 + 0.3 * torch.randn(module.gain.weight.shape, generator=rng))
+                module.bias.weight.copy_(0.3 * torch.randn(module.bias.weight.shape, generator=rng))
+
+
+# ---------------------------------------------------------------------------------------------
+# Shapes
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_output_shapes(name: str, networks: dict) -> None:
+    generator, discriminator = networks[name]
+    batch = 2 if name == "paper" else 4
+    noise = torch.randn(batch, generator.spec.noise_dim, generator=torch.Generator().manual_seed(1))
+    labels = torch.arange(batch) % NUM_CLASSES
+    generator.train()
+    discriminator.train()
+    with torch.no_grad():
+        images = generator(noise, labels)
+    assert images.shape == (batch, 3, 64, 64)
+    assert images.dtype == torch.float32
+    assert torch.isfinite(images).all()
+    assert images.min() >= -1 and images.max() <= 1
+    assert images.std() > 0  # not a constant picture
+
+    scores = discriminator(images, labels)
+    assert scores.shape == (batch,)
+    assert torch.isfinite(scores).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# Conditioning
+
+
+@pytest.mark.parametrize("name", ["tiny", "dcgan"])
+def test_generator_output_depends_on_the_class(name: str) -> None:
+    torch.manual_seed(0)
+    generator = build(preset(name, NUM_CLASSES)[0])
+    _randomise_class_conditioning(generator)
+    noise = torch.randn(4, generator.spec.noise_dim, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        generator.train()
+        generator(noise, torch.arange(4))  # gives batch norm running statistics to use in eval
+        generator.eval()
+        as_class_0 = generator(noise, torch.zeros(4, dtype=torch.long))
+        as_class_1 = generator(noise, torch.ones(4, dtype=torch.long))
+        again_class_0 = generator(noise, torch.zeros(4, dtype=torch.long))
+    assert torch.equal(as_class_0, again_class_0)  # eval mode: a pure function of (noise, label)
+    difference = (as_class_0 - as_class_1).abs().amax(dim=(1, 2, 3))
+    assert (difference > 1e-3).all(), difference
+
+
+@pytest.mark.parametrize("name", ["tiny", "dcgan"])
+def test_discriminator_output_depends_on_the_label(name: str) -> None:
+    torch.manual_seed(0)
+    discriminator = build(preset(name, NUM_CLASSES)[1])
+    images = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    with torch.no_grad():
+        discriminator.train()
+        discriminator(images, torch.arange(4))
+        discriminator.eval()
+        scores = torch.stack([discriminator(images, torch.full((4,), label)) for label in range(NUM_CLASSES)])
+    # For every image, the four labels give four different scores.
+    for image in range(4):
+        assert len(set(scores[:, image].tolist())) == NUM_CLASSES, scores[:, image]
+
+
+# ---------------------------------------------------------------------------------------------
+# Spectral norm
+
+
+def _is_spectrally_normalised(module: nn.Module) -> bool:
+    if not parametrize.is_parametrized(module, "weight"):
+        return False
+    return any(type(p).__name__ == "_SpectralNorm" for p in module.parametrizations.weight)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_every_weight_layer_is_spectrally_normalised(name: str, networks: dict) -> None:
+    for network in networks[name]:
+        # The conditional batch norm's per-class gain and bias are a lookup of affine
+        # parameters, not a weight layer: the one exception.
+        conditional_norm_embeddings = {
+            id(embedding)
+            for module in network.modules()
+            if isinstance(module, ClassConditionalBatchNorm)
+            for embedding in (module.gain, module.bias)
+        }
+        checked = {"Conv2d": 0, "ConvTranspose2d": 0, "Linear": 0, "Embedding": 0}
+        for module_name, module in network.named_modules():
+            if isinstance(module, nn.Embedding) and id(module) in conditional_norm_embeddings:
+                continue
+            for kind in (nn.ConvTranspose2d, nn.Conv2d, nn.Linear, nn.Embedding):
+                if isinstance(module, kind):
+                    assert _is_spectrally_normalised(module), f"{name} {module_name} lacks spectral norm"
+                    checked[kind.__name__] += 1
+                    break
+        assert checked["Conv2d"] > 0
+        if isinstance(network, Generator):
+            assert checked["ConvTranspose2d"] >= 1  # the stem (and DCGAN's upsampling)
+            assert checked["Embedding"] == 0
+            assert len(conditional_norm_embeddings) > 0
+        else:
+            assert checked["Linear"] == 1 and checked["Embedding"] == 1  # score and projection
+
+
+# ---------------------------------------------------------------------------------------------
+# Self-attention and cells
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_self_attention_where_the_spec_asks_and_gamma_starts_at_zero(name: str, networks: dict) -> None:
+    for network in networks[name]:
+        attention = [module for module in network.modules() if isinstance(module, SelfAttention)]
+        assert len(attention) == len(network.spec.attention)
+        for module in attention:
+            assert module.gamma.item() == 0.0
+            assert module.gamma.requires_grad
+
+
+def test_self_attention_output_is_zero_until_gamma_moves() -> None:
+    torch.manual_seed(0)
+    attention = SelfAttention(16)
+    x = torch.randn(2, 16, 32, 32)
+    assert torch.equal(attention(x), torch.zeros_like(x))
+    with torch.no_grad():
+        attention.gamma.fill_(0.5)
+    out = attention(x)
+    assert out.shape == x.shape
+    assert out.abs().max() > 0
+
+
+def test_a_cell_whose_output_has_only_zero_edges_yields_zeros() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, 16, 16)
+    labels = torch.tensor([0, 1])
+    # Every edge zero.
+    assert torch.equal(Cell(CellSpec(3, "55-5"), 8, "elu", NUM_CLASSES)(x, labels), torch.zeros_like(x))
+    # Convolutions into node 1 but nothing from anywhere into the output node.
+    cell = Cell(CellSpec(4, "225-25-5"), 8, "elu", None)
+    out = cell(x, labels)
+    assert torch.equal(out, torch.zeros_like(x))
+    # The control: one skip into the output node passes the input through.
+    assert torch.equal(Cell(CellSpec(3, "56-5"), 8, "elu", None)(x, labels), x)
+
+
+# ---------------------------------------------------------------------------------------------
+# DiffAugment
+
+
+@pytest.fixture
+def images() -> torch.Tensor:
+    return torch.rand(6, 3, 64, 64, generator=torch.Generator().manual_seed(4)) * 2 - 1
+
+
+@pytest.mark.parametrize("policy", ["color", "translation", "color,translation", " color , translation "])
+def test_diffaugment_keeps_the_shape_and_is_deterministic(policy: str, images: torch.Tensor) -> None:
+    first = diff_augment(images, policy, torch.Generator().manual_seed(7))
+    second = diff_augment(images, policy, torch.Generator().manual_seed(7))
+    other_seed = diff_augment(images, policy, torch.Generator().manual_seed(8))
+    assert first.shape == images.shape
+    assert torch.equal(first, second)
+    assert not torch.equal(first, images)
+    assert not torch.equal(first, other_seed)
+
+
+def test_diffaugment_draws_from_the_generator_it_is_given(images: torch.Tensor) -> None:
+    rng = torch.Generator().manual_seed(7)
+    first = diff_augment(images, "color,translation", rng)
+    second = diff_augment(images, "color,translation", rng)  # the stream moved on
+    assert not torch.equal(first, second)
+
+
+def test_translation_shifts_pixels_and_fills_with_zeros() -> None:
+    ones = torch.ones(64, 3, 16, 16)
+    shifted = diff_augment(ones, "translation", torch.Generator().manual_seed(0))
+    assert set(shifted.unique().tolist()) <= {0.0, 1.0}
+    assert (shifted == 0).any()  # some image was moved and its border filled
+
+
+def test_empty_policy_is_identity(images: torch.Tensor) -> None:
+    rng = torch.Generator().manual_seed(7)
+    state = rng.get_state()
+    assert torch.equal(diff_augment(images, "", rng), images)
+    assert torch.equal(rng.get_state(), state)  # nothing was drawn
+
+
+@pytest.mark.parametrize("policy", ["cutout", "color,blur", "Color"])
+def test_unknown_policy_is_a_gen_error(policy: str, images: torch.Tensor) -> None:
+    with pytest.raises(GenError, match="unknown DiffAugment policy"):
+        diff_augment(images, policy, torch.Generator().manual_seed(0))
+
+
+def test_policies_are_the_documented_ones() -> None:
+    assert set(POLICIES) == {"color", "translation"}
+
+
+@pytest.mark.parametrize("policy", ["color", "translation", "color,translation"])
+def test_gradients_flow_through_diffaugment(policy: str, images: torch.Tensor) -> None:
+    x = images.clone().requires_grad_(True)
+    weights = torch.rand(x.shape, generator=torch.Generator().manual_seed(9))
+    (diff_augment(x, policy, torch.Generator().manual_seed(0)) * weights).sum().backward()
+    assert x.grad is not None
+    assert torch.isfinite(x.grad).all()
+    assert x.grad.abs().sum() > 0
+    for image in range(len(x)):  # every image of the batch gets a gradient
+        assert x.grad[image].abs().sum() > 0

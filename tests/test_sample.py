@@ -1,0 +1,221 @@
+"""gen.sample: deterministic, batch-size-independent, never-overwriting PNG sampling."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gen.errors import GenError
+from gen.phantoms import PHANTOM_CLASSES, write_phantoms
+from gen.sample import SampleResult, sample
+from gen.train import TrainConfig, train
+
+CLASS_NAMES = tuple(sorted(PHANTOM_CLASSES))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """On a shared 2-core machine one torch thread is many times faster than two fighting
+    other processes for the cores (test_same_files_whatever_the_thread_count checks that the
+    images do not depend on it)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model after a few iterations: enough for every class to have its own conditioning."""
+    root = tmp_path_factory.mktemp("sample")
+    write_phantoms(root / "data", per_class=8)
+    config = TrainConfig(
+        data=str(root / "data"),
+        out=str(root / "run"),
+        preset="tiny",
+        iterations=3,
+        batch_size=8,
+        checkpoint_every=1000,
+        device="cpu",
+    )
+    return train(config, progress=False).checkpoint
+
+
+def run_sample(checkpoint: Path, out: Path, n: int, classes: list[str] | None, **options) -> SampleResult:
+    return sample(checkpoint, out, n, classes, device="cpu", progress=False, **options)
+
+
+def md5s_in_index_order(result: SampleResult, class_name: str) -> list[str]:
+    images = [image for image in result.images if image.class_name == class_name]
+    images.sort(key=lambda image: image.index)
+    # The MD5 recorded is the file's.
+    for image in images:
+        assert hashlib.md5(image.path.read_bytes()).hexdigest() == image.md5
+    return [image.md5 for image in images]
+
+
+def test_same_request_gives_identical_files_at_any_batch_size(checkpoint: Path, tmp_path: Path) -> None:
+    name = CLASS_NAMES[1]
+    by_batch_size = {
+        batch_size: md5s_in_index_order(
+            run_sample(checkpoint, tmp_path / f"batch{batch_size}", 8, [name], seed=5, batch_size=batch_size),
+            name,
+        )
+        for batch_size in (1, 3, 7, 64)
+    }
+    reference = by_batch_size[64]
+    assert len(reference) == 8
+    assert len(set(reference)) == 8  # eight different images
+    for batch_size, md5s in by_batch_size.items():
+        assert md5s == reference, f"batch size {batch_size} gave other images"
+    # And again, in the same folder layout, gives the same bytes.
+    again = run_sample(checkpoint, tmp_path / "again", 8, [name], seed=5, batch_size=3)
+    assert md5s_in_index_order(again, name) == reference
+
+
+def test_same_files_whatever_the_thread_count(checkpoint: Path, tmp_path: Path) -> None:
+    name = CLASS_NAMES[0]
+    one_thread = run_sample(checkpoint, tmp_path / "one", 3, [name], batch_size=2)
+    torch.set_num_threads(2)
+    try:
+        two_threads = run_sample(checkpoint, tmp_path / "two", 3, [name], batch_size=3)
+    finally:
+        torch.set_num_threads(1)
+    assert md5s_in_index_order(one_thread, name) == md5s_in_index_order(two_threads, name)
+
+
+def test_seeds_and_classes_give_different_images(checkpoint: Path, tmp_path: Path) -> None:
+    seed0 = run_sample(checkpoint, tmp_path / "seed0", 4, None, seed=0)
+    seed1 = run_sample(checkpoint, tmp_path / "seed1", 4, None, seed=1)
+    per_class_seed0 = {name: md5s_in_index_order(seed0, name) for name in CLASS_NAMES}
+    per_class_seed1 = {name: md5s_in_index_order(seed1, name) for name in CLASS_NAMES}
+    for name in CLASS_NAMES:
+        assert not set(per_class_seed0[name]) & set(per_class_seed1[name]), name
+    every_file = [md5 for md5s in per_class_seed0.values() for md5 in md5s]
+    assert len(set(every_file)) == len(every_file) == 4 * len(CLASS_NAMES)
+
+    # The same noise through different classes: the class changes the picture.
+    pixels = {}
+    for image in seed0.images:
+        if image.index == 0:
+            with Image.open(image.path) as opened:
+                pixels[image.class_name] = torch.from_numpy(np.array(opened.convert("RGB"))).short()
+    for first in CLASS_NAMES:
+        for second in CLASS_NAMES:
+            if first < second:
+                assert (pixels[first] - pixels[second]).abs().max() > 0, (first, second)
+
+
+def test_never_overwrites_and_continues_the_numbering(checkpoint: Path, tmp_path: Path) -> None:
+    name = CLASS_NAMES[0]
+    directory = tmp_path / name
+    directory.mkdir()
+    (directory / "notes.txt").write_text("my notes, not an image")
+    (directory / "my picture.png").write_bytes(b"someone's own file")
+
+    first = run_sample(checkpoint, tmp_path, 5, [name], seed=0)
+    first_names = [image.path.name for image in first.images]
+    assert first_names == [f"{name}_{number:06d}.png" for number in range(1, 6)]
+    first_bytes = {path: path.read_bytes() for path in directory.glob(f"{name}_*.png")}
+
+    # The same request again: new files with new numbers, even though the pixels are the same.
+    second = run_sample(checkpoint, tmp_path, 5, [name], seed=0)
+    second_names = [image.path.name for image in second.images]
+    assert second_names == [f"{name}_{number:06d}.png" for number in range(6, 11)]
+    assert [image.md5 for image in second.images] == [image.md5 for image in first.images]
+    for path, data in first_bytes.items():
+        assert path.read_bytes() == data
+    assert (directory / "notes.txt").read_text() == "my notes, not an image"
+    assert (directory / "my picture.png").read_bytes() == b"someone's own file"
+    assert sorted(path.name for path in directory.iterdir()) == sorted(
+        ["notes.txt", "my picture.png", *(f"{name}_{number:06d}.png" for number in range(1, 11))]
+    )  # and nothing temporary left behind
+
+
+def test_numbering_continues_after_the_highest_number(checkpoint: Path, tmp_path: Path) -> None:
+    name = CLASS_NAMES[2]
+    directory = tmp_path / name
+    directory.mkdir()
+    (directory / f"{name}_000041.png").write_bytes(b"an older sample")
+    result = run_sample(checkpoint, tmp_path, 2, [name])
+    assert [image.path.name for image in result.images] == [f"{name}_000042.png", f"{name}_000043.png"]
+    assert (directory / f"{name}_000041.png").read_bytes() == b"an older sample"
+
+
+def test_unknown_class_names_the_classes(checkpoint: Path, tmp_path: Path) -> None:
+    with pytest.raises(GenError) as error:
+        run_sample(checkpoint, tmp_path / "out", 1, [CLASS_NAMES[0], "phantom_square"])
+    message = str(error.value)
+    assert "'phantom_square'" in message
+    for name in CLASS_NAMES:
+        assert name in message
+    assert not (tmp_path / "out").exists()  # nothing half-made
+
+
+@pytest.mark.parametrize("n", [0, -3])
+def test_n_below_one_is_refused(checkpoint: Path, tmp_path: Path, n: int) -> None:
+    with pytest.raises(GenError, match="at least 1"):
+        run_sample(checkpoint, tmp_path / "out", n, None)
+    assert not (tmp_path / "out").exists()
+
+
+def test_batch_size_below_one_is_refused(checkpoint: Path, tmp_path: Path) -> None:
+    with pytest.raises(GenError, match="at least 1"):
+        run_sample(checkpoint, tmp_path / "out", 1, None, batch_size=0)
+
+
+def test_missing_checkpoint_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(GenError, match="does not exist"):
+        run_sample(tmp_path / "nowhere.pt", tmp_path / "out", 1, None)
+    (tmp_path / "empty-run").mkdir()
+    with pytest.raises(GenError, match="no checkpoint in"):
+        run_sample(tmp_path / "empty-run", tmp_path / "out", 1, None)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"\x00\x01garbage bytes\xff" * 100, b"", b"PK\x03\x04 not really a zip"],
+    ids=["garbage", "empty", "fake-zip"],
+)
+def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "checkpoint-0000001.pt"
+    path.write_bytes(content)
+    with pytest.raises(GenError, match="not a readable gen checkpoint"):
+        run_sample(path, tmp_path / "out", 1, None)
+
+
+def test_a_torch_file_that_is_not_a_gen_checkpoint_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "weights.pt"
+    torch.save({"weights": torch.zeros(3)}, path)
+    with pytest.raises(GenError, match="not a gen checkpoint"):
+        run_sample(path, tmp_path / "out", 1, None)
+
+
+def test_output_is_64x64_rgb_png_and_the_result_lists_it(checkpoint: Path, tmp_path: Path) -> None:
+    # A run folder stands for its latest checkpoint.
+    result = run_sample(checkpoint.parent, tmp_path, 3, [CLASS_NAMES[3], CLASS_NAMES[0]], seed=2)
+    assert result.checkpoint == checkpoint
+    assert result.iteration == 3
+    assert result.out == tmp_path
+    assert result.skipped == 0
+    assert result.images_per_second > 0
+    assert [(image.class_name, image.index) for image in result.images] == [
+        (CLASS_NAMES[3], 0), (CLASS_NAMES[3], 1), (CLASS_NAMES[3], 2),
+        (CLASS_NAMES[0], 0), (CLASS_NAMES[0], 1), (CLASS_NAMES[0], 2),
+    ]  # fmt: skip
+    for image in result.images:
+        assert image.path.is_file()
+        assert image.path.parent == tmp_path / image.class_name
+        assert image.label == CLASS_NAMES.index(image.class_name)
+        assert image.seed == 2
+        assert (image.width, image.height) == (64, 64)
+        with Image.open(image.path) as opened:
+            assert (opened.format, opened.mode, opened.size) == ("PNG", "RGB", (64, 64))
+    # Only the classes asked for got a folder.
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted([CLASS_NAMES[3], CLASS_NAMES[0]])
