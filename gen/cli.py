@@ -55,6 +55,15 @@ database_option = click.option(
 )
 
 
+device_option = click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="Where the networks run; auto means CUDA when torch sees a GPU.",
+)
+
+
 def open_db(url: str | None, *, create: bool = True) -> Any:
     from db import open_database
 
@@ -102,7 +111,7 @@ def demo_data(out: Path, per_class: int, seed: int) -> None:
     "--balance", type=click.IntRange(1), help="Top every class up to N images with affine augmentation."
 )
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@device_option
 @click.option(
     "--precision",
     type=click.Choice(["bf16", "fp32"]),
@@ -208,7 +217,7 @@ def train(
 @click.option("--out", type=click.Path(path_type=Path), default=Path("samples"), show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=256, show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@device_option
 @click.option("--no-record", is_flag=True, help="Do not record the images in the database.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @database_option
@@ -436,7 +445,7 @@ def database_upgrade(database_url: str | None) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), help="Report folder [default: reports/model-<id>].")
 @click.option("--force", is_flag=True, help="Replace an existing report folder.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@device_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @database_option
 def report(
