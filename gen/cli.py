@@ -590,7 +590,8 @@ class CsvRows(click.ParamType):
     "--report",
     "report_dir",
     type=click.Path(path_type=Path),
-    help="A report folder whose report.json and *.png plots go into the data set.",
+    help="A report folder whose report.json and plots go into the data set "
+    "[default: reports/model-<id> when it exists].",
 )
 @click.option("--skip-missing", is_flag=True, help="Leave out images whose file is gone instead of refusing.")
 @click.option("--force", is_flag=True, help="Replace an existing data set at OUT.")
@@ -626,10 +627,13 @@ def export(
 
     classes = [name.strip() for value in class_names for name in value.split(",") if name.strip()]
     engine = open_db(database_url, create=False)
-    if out is None:
+    if model_id is None:
         with Session(engine) as session:
-            model_id = model_id if model_id is not None else queries.latest_model_id(session)
-        out = Path("exports") / f"model-{model_id}"
+            model_id = queries.latest_model_id(session)
+    out = out or Path("exports") / f"model-{model_id}"
+    default_report = Path("reports") / f"model-{model_id}"
+    if report_dir is None and (default_report / "report.json").is_file():
+        report_dir = default_report  # what `gen report` wrote for this model, plots included
     result = export_dataset(
         engine,
         model_id,
