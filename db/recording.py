@@ -82,6 +82,20 @@ def checkpoint_row(session: Session, path: str | Path) -> Checkpoint | None:
     ).first()
 
 
+def latest_checkpoint_file(info: queries.ModelInfo) -> tuple[Path, str]:
+    """The model's newest checkpoint still on disk and its SHA-256, checked against its row."""
+    from gen.checkpoint import file_sha256
+    from gen.errors import GenError
+
+    present = [c for c in info.checkpoints if Path(c.path).is_file()]
+    if not present:
+        raise GenError(f"model {info.id} has no checkpoint file left on disk; train it (or resume) first.")
+    path, sha256 = Path(present[-1].path), file_sha256(Path(present[-1].path))
+    if sha256 != present[-1].sha256:
+        raise GenError(f"{path} changed since it was recorded (its SHA-256 differs); refusing to use it.")
+    return path, sha256
+
+
 def record_checkpoint_file(
     session: Session, gan_id: int, path: str | Path, iteration: int, sha256: str
 ) -> int:

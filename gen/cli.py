@@ -263,25 +263,17 @@ def sample(
             info = queries.get_model(
                 session, model_id if model_id is not None else queries.latest_model_id(session)
             )
-        present = [c for c in info.checkpoints if Path(c.path).is_file()]
-        if not present:
-            raise GenError(
-                f"model {info.id} has no checkpoint file left on disk; train it (or resume) first."
-            )
-        checkpoint_path = Path(present[-1].path)
-        if file_sha256(checkpoint_path) != present[-1].sha256:
-            raise GenError(
-                f"{checkpoint_path} changed since it was recorded (SHA-256 differs); refusing to sample."
-            )
+        checkpoint_path, sha256 = recording.latest_checkpoint_file(info)
     else:
         checkpoint_path = resolve_checkpoint(checkpoint)
+        sha256 = file_sha256(checkpoint_path) if not no_record else ""
     state = load_checkpoint(checkpoint_path)
     # Before a new checkpoint is adopted, so that a mistyped class records nothing.
     requested_classes(state["class_names"], None if all_classes else class_names)
     recorder = None
     if not no_record:
         with Session(engine) as session:
-            gan_id, checkpoint_id = recording.adopt_checkpoint(session, state, file_sha256(checkpoint_path))
+            gan_id, checkpoint_id = recording.adopt_checkpoint(session, state, sha256)
         recorder = recording.ImageRecorder(engine, gan_id, checkpoint_id, state["iteration"], seed)
     result = run_sampling(
         state,
@@ -470,8 +462,7 @@ def report(
     """
     from sqlalchemy.orm import Session
 
-    from db import queries
-    from gen.checkpoint import file_sha256
+    from db import queries, recording
     from gen.report import ReportSettings, make_report, table_rows
 
     engine = open_db(database_url, create=False)
@@ -479,11 +470,7 @@ def report(
         info = queries.get_model(
             session, model_id if model_id is not None else queries.latest_model_id(session)
         )
-    present = [c for c in info.checkpoints if Path(c.path).is_file()]
-    if not present:
-        raise GenError(f"model {info.id} has no checkpoint file left on disk.")
-    if file_sha256(Path(present[-1].path)) != present[-1].sha256:
-        raise GenError(f"{present[-1].path} changed since it was recorded (SHA-256 differs).")
+    checkpoint_path, _ = recording.latest_checkpoint_file(info)
     if (
         train_dir is None
         and info.training.get("dataset_path")
@@ -504,7 +491,7 @@ def report(
             )
 
     result = make_report(
-        present[-1].path,
+        checkpoint_path,
         real_dir,
         train_dir,
         out or Path("reports") / f"model-{info.id}",
