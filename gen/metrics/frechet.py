@@ -12,6 +12,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import scipy.linalg
 
 import gen._torchvision  # noqa: F401  (before pytorch_fid, which imports torchvision)
 from gen.errors import GenError
@@ -40,6 +41,9 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     with warnings.catch_warnings():
         # pytorch-fid 0.3.0 passes sqrtm's `disp`, deprecated in SciPy 1.17 (still honoured there).
         warnings.filterwarnings("ignore", message=".*`disp` argument", category=DeprecationWarning)
+        # A singular covariance (dead ReLU features, fewer images than dimensions) is handled
+        # by pytorch-fid itself, which adds a small offset; scipy's warning about it is noise.
+        warnings.filterwarnings("ignore", category=scipy.linalg.LinAlgWarning)
         try:
             distance = calculate_frechet_distance(mu1, sigma1, mu2, sigma2)
         except ValueError as error:
