@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
+import torch
 
 from db.pg_server import PostgresServer, PostgresUnavailable, find_postgres_bin, start_postgres
 
@@ -50,3 +51,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield url
     finally:
         server.drop_database(url)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Tiny batches run several times faster on one torch thread than on two when other
+    processes share a two-core machine; the results are the same (test_sample checks it)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -50,6 +50,9 @@ SAMPLE = "--batch-size 4 --device cpu --quiet"
 UNREACHABLE_URL = "postgresql://nobody@127.0.0.1:1/x"
 
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
 @dataclass(frozen=True)
 class Trained:
     data: Path
@@ -200,15 +203,6 @@ def check_rows(rows: Sequence[ImageRow], out: Path, n: int, classes: Sequence[st
     assert {name: sorted(found) for name, found in indices.items()} == {
         name: list(range(n)) for name in classes
     }
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Tiny batches on a busy two-core machine run many times faster on one thread than on two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -18,15 +18,7 @@ from gen.train import TrainConfig, train
 CLASS_NAMES = tuple(sorted(PHANTOM_CLASSES))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """On a shared 2-core machine one torch thread is many times faster than two fighting
-    other processes for the cores (test_same_files_whatever_the_thread_count checks that the
-    images do not depend on it)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -34,20 +34,13 @@ from gen.train import RunStart, TrainConfig, TrainResult, train
 CLASS_NAMES = tuple(sorted(PHANTOM_CLASSES))
 
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
 def child_env(tmp_path: Path) -> dict[str, str]:
     """The CLI records runs in a database: a throwaway one, never gen.db in the working copy.
     Children get one torch thread too (see one_torch_thread)."""
     return {**os.environ, "GEN_DATABASE_URL": f"sqlite:///{tmp_path / 'gen.db'}", "OMP_NUM_THREADS": "1"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """On a shared 2-core machine one torch thread is several times faster than two fighting
-    other processes for the cores; the results are the same."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
