@@ -36,12 +36,12 @@ from pathlib import Path
 
 import torch
 
+from gen import train
 from gen.architecture import PRESET_BATCH_SIZES, preset, to_json
 from gen.checkpoint import save_checkpoint
 from gen.losses import HingeLoss
 from gen.networks import build
 from gen.sample import sample
-from gen.train import TrainConfig, update_ema
 
 PRESET_ORDER = ("tiny", "small", "dcgan", "paper")
 NUM_CLASSES = 4
@@ -89,11 +89,11 @@ def median_seconds(work: Callable[[], None], timings: int, device: torch.device)
     return statistics.median(seconds)
 
 
-def training_step(
+def make_training_step(
     preset_name: str, device: torch.device, batch: int, mixed_precision: bool, channels_last: bool
 ) -> Callable[[], None]:
-    """One iteration of gen.train's loop body, with fixed random "real" images and labels."""
-    settings = TrainConfig(data="", out="")  # the default learning rates, betas, EMA and policy
+    """One iteration of gen.train's loop (its training_step and EMA update) on fixed random images."""
+    settings = train.TrainConfig(data="", out="")  # the default learning rates, betas, EMA and policy
     generator_spec, discriminator_spec = preset(preset_name, NUM_CLASSES)
     torch.manual_seed(0)
     generator, discriminator = build(generator_spec), build(discriminator_spec)
@@ -110,22 +110,12 @@ def training_step(
     real = torch.rand(batch, 3, 64, 64, device=device, generator=rng).mul_(2).sub_(1)
     real = real.contiguous(memory_format=memory_format)
     labels = torch.randint(NUM_CLASSES, (batch,), device=device, generator=rng)
-    use_autocast = mixed_precision and device.type == "cuda"
+    enabled = mixed_precision and device.type == "cuda"
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
     def step() -> None:
-        noise = torch.randn(batch, generator_spec.noise_dim, generator=rng, device=device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
-            d_loss = loss.discriminator_loss(real, labels, noise, labels)
-        d_optimizer.zero_grad(set_to_none=True)
-        d_loss.backward()
-        d_optimizer.step()
-        noise = torch.randn(batch, generator_spec.noise_dim, generator=rng, device=device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
-            g_loss = loss.generator_loss(noise, labels)
-        g_optimizer.zero_grad(set_to_none=True)
-        g_loss.backward()
-        g_optimizer.step()
-        update_ema(generator_ema, generator, settings.ema_decay)
+        train.training_step(loss, d_optimizer, g_optimizer, real, labels, generator_spec.noise_dim, autocast)
+        train.update_ema(generator_ema, generator, settings.ema_decay)
 
     return step
 
@@ -133,7 +123,7 @@ def training_step(
 def training_rate(
     preset_name: str, device: torch.device, work: Plan, mixed_precision: bool, channels_last: bool
 ) -> float:
-    step = training_step(preset_name, device, work.train_batch, mixed_precision, channels_last)
+    step = make_training_step(preset_name, device, work.train_batch, mixed_precision, channels_last)
 
     def steps() -> None:
         for _ in range(work.steps_per_timing):

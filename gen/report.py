@@ -65,12 +65,6 @@ class Report:
     def add(self, metric: str, value: float, class_name: str | None = None, **settings: Any) -> None:
         self.figures.append(Figure(metric, float(value), class_name, settings))
 
-    def value(self, metric: str, class_name: str | None = None) -> float | None:
-        for figure in self.figures:
-            if figure.metric == metric and figure.class_name == class_name:
-                return figure.value
-        return None
-
 
 @dataclass(frozen=True)
 class ReportSettings:
@@ -119,7 +113,6 @@ def domain_classifier(
     fingerprint: str,
     settings: ReportSettings,
     device: torch.device,
-    on_trained: Any = None,
     progress: bool = True,
 ) -> tuple[domain.DomainClassifier, Path, bool]:
     """The cached classifier for this training set, trained once: (model, path, was_cached)."""

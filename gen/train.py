@@ -134,8 +134,36 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
         ema_buffer.copy_(buffer)
 
 
-def _unwrap(module: nn.Module) -> nn.Module:
-    return module.module if isinstance(module, DistributedDataParallel) else module
+def training_step(
+    loss: HingeLoss,
+    d_optimizer: torch.optim.Optimizer,
+    g_optimizer: torch.optim.Optimizer,
+    real: torch.Tensor,
+    labels: torch.Tensor,
+    noise_dim: int,
+    autocast: torch.autocast,
+    discriminator_no_sync: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One discriminator step, then one generator step (fakes share the real batch's labels).
+
+    Noise comes from ``loss.rng``, so a resumed run draws exactly what it would have drawn.
+    Returns the two losses (detach them before keeping them).
+    """
+    noise = torch.randn(len(labels), noise_dim, generator=loss.rng, device=real.device)
+    with autocast:
+        d_loss = loss.discriminator_loss(real, labels, noise, labels)
+    d_optimizer.zero_grad(set_to_none=True)
+    d_loss.backward()
+    d_optimizer.step()
+
+    noise = torch.randn(len(labels), noise_dim, generator=loss.rng, device=real.device)
+    # The generator step needs gradients through D but must not all-reduce D's.
+    with discriminator_no_sync(), autocast:
+        g_loss = loss.generator_loss(noise, labels)
+    g_optimizer.zero_grad(set_to_none=True)
+    g_loss.backward()
+    g_optimizer.step()
+    return d_loss, g_loss
 
 
 @torch.no_grad()
@@ -290,10 +318,11 @@ def _train(
     )
 
     def checkpoint(iteration: int) -> Path:
-        noise_states = [noise_rng.get_state()]
         if context.enabled:
             noise_states = [None] * context.world_size
             dist.all_gather_object(noise_states, noise_rng.get_state())
+        else:
+            noise_states = [noise_rng.get_state()]
         path = run_dir / checkpoint_name(iteration)
         if context.is_main:
             sha256 = save_checkpoint(
@@ -332,21 +361,16 @@ def _train(
             real = real.contiguous(memory_format=memory_format)
             real_labels = labels[batch_indices]
 
-            noise = torch.randn(local_batch, generator_spec.noise_dim, generator=noise_rng, device=device)
-            with autocast:
-                d_loss = loss.discriminator_loss(real, real_labels, noise, real_labels)
-            d_optimizer.zero_grad(set_to_none=True)
-            d_loss.backward()
-            d_optimizer.step()
-
-            noise = torch.randn(local_batch, generator_spec.noise_dim, generator=noise_rng, device=device)
-            # The generator step needs gradients through D but must not all-reduce D's.
-            no_sync = d_model.no_sync() if context.enabled else contextlib.nullcontext()
-            with no_sync, autocast:
-                g_loss = loss.generator_loss(noise, real_labels)
-            g_optimizer.zero_grad(set_to_none=True)
-            g_loss.backward()
-            g_optimizer.step()
+            d_loss, g_loss = training_step(
+                loss,
+                d_optimizer,
+                g_optimizer,
+                real,
+                real_labels,
+                generator_spec.noise_dim,
+                autocast,
+                d_model.no_sync if context.enabled else contextlib.nullcontext,
+            )
             update_ema(generator_ema, generator, min(config.ema_decay, (1 + iteration) / (10 + iteration)))
             iteration += 1
 
