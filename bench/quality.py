@@ -112,11 +112,11 @@ def write_comparison_grid(runs: list[dict], path: Path, device: torch.device, pe
     """One row per class: real test images, then ours, then dcgan."""
     real = load_image_folder(PBC4 / "test")
     rows = []
-    generators = [(load_for_sampling(run["checkpoint"]), run) for run in runs]
+    generators = [load_generator(load_for_sampling(run["checkpoint"]), device) for run in runs]
     for label in range(len(real.class_names)):
         row = [real.images[real.labels == label][:per_row]]
-        for state, _ in generators:
-            row.append(generate(load_generator(state, device), 1, label, list(range(per_row)), device))
+        for generator in generators:
+            row.append(generate(generator, 1, label, list(range(per_row)), device))
         rows.append(torch.cat(row))
     write_grid(torch.cat(rows), per_row * (1 + len(runs)), path)
 

@@ -61,6 +61,7 @@ from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from gen import __version__
+from gen.checkpoint import file_sha256
 from gen.errors import GenError
 
 MANIFEST_FORMAT = "gen-dataset/1"
@@ -623,14 +624,6 @@ def render_index(card: _Card) -> str:
 
 
 # ----------------------------------------------------------------------------- archive, target
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while chunk := file.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _walk_sorted(root: Path) -> list[Path]:

@@ -28,6 +28,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from gen.checkpoint import file_sha256
 from gen.errors import GenError
 from gen.export import (
     CARD_FILES,
@@ -40,7 +41,6 @@ from gen.export import (
     PLOTS_DIR,
     SQL_DUMP_NAME,
     check_class_folder_name,
-    file_sha256,
     parse_md5sums_line,
 )
 
