@@ -18,6 +18,8 @@ from sqlalchemy.orm import Session
 
 from db import queries
 from db.models import Checkpoint, ClassName
+from gen.checkpoint import file_sha256
+from gen.errors import GenError
 
 OPTIMIZER = "adam"
 LOSS = "hinge"
@@ -84,9 +86,6 @@ def checkpoint_row(session: Session, path: str | Path) -> Checkpoint | None:
 
 def latest_checkpoint_file(info: queries.ModelInfo) -> tuple[Path, str]:
     """The model's newest checkpoint still on disk and its SHA-256, checked against its row."""
-    from gen.checkpoint import file_sha256
-    from gen.errors import GenError
-
     present = [c for c in info.checkpoints if Path(c.path).is_file()]
     if not present:
         raise GenError(f"model {info.id} has no checkpoint file left on disk; train it (or resume) first.")
