@@ -2,8 +2,13 @@
 
 Determinism: image ``i`` of class ``c`` under seed ``s`` is drawn from noise seeded by
 ``(s, c, i)`` alone, and the generator runs in eval mode (batch norm uses its running
-statistics), so each image is independent of the batch it was computed in: the same
-checkpoint, class, count and seed give byte-identical files on any batch size.
+statistics), so each image is independent of the batch it was computed in. What that buys:
+
+- exact (byte-identical files): the same checkpoint, class, index and seed on the same
+  machine, torch version, device, batch size and thread count;
+- on any machine: every pixel within one intensity level. Convolution kernels are chosen by
+  batch size, thread count and instruction set (oneDNN on x86, e.g. AVX2 against AVX-512),
+  and their sums round differently in the last bit, which now and then moves a pixel by one.
 
 Files are never overwritten: names continue the numbering already in ``OUT/<class>/``.
 A ``Recorder`` (the database, in the CLI) may say which images of the request exist already,

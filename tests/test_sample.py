@@ -51,26 +51,49 @@ def md5s_in_index_order(result: SampleResult, class_name: str) -> list[str]:
     return [image.md5 for image in images]
 
 
-def test_same_request_gives_identical_files_at_any_batch_size(checkpoint: Path, tmp_path: Path) -> None:
+def pixels_in_index_order(result: SampleResult, class_name: str) -> torch.Tensor:
+    """The class's images as one int16 tensor (index, height, width, channel), index order."""
+    images = sorted((i for i in result.images if i.class_name == class_name), key=lambda i: i.index)
+    decoded = []
+    for image in images:
+        with Image.open(image.path) as opened:
+            decoded.append(torch.from_numpy(np.array(opened.convert("RGB"))).short())
+    return torch.stack(decoded)
+
+
+def assert_within_one_level(left: torch.Tensor, right: torch.Tensor, what: str) -> None:
+    """What holds on any CPU: convolution kernels chosen by batch size, thread count and
+    instruction set round differently in the last bit, which can move a pixel by one level."""
+    assert left.shape == right.shape, what
+    worst = int((left - right).abs().max())
+    assert worst <= 1, f"{what}: a pixel differs by {worst} intensity levels"
+
+
+def test_same_settings_give_identical_files(checkpoint: Path, tmp_path: Path) -> None:
+    """Exact: same machine, torch version, device, batch size and thread count."""
     name = CLASS_NAMES[1]
-    by_batch_size = {
-        batch_size: md5s_in_index_order(
-            run_sample(checkpoint, tmp_path / f"batch{batch_size}", 8, [name], seed=5, batch_size=batch_size),
-            name,
-        )
-        for batch_size in (1, 3, 7, 64)
-    }
-    reference = by_batch_size[64]
-    assert len(reference) == 8
-    assert len(set(reference)) == 8  # eight different images
-    for batch_size, md5s in by_batch_size.items():
-        assert md5s == reference, f"batch size {batch_size} gave other images"
-    # And again, in the same folder layout, gives the same bytes.
+    first = run_sample(checkpoint, tmp_path / "first", 8, [name], seed=5, batch_size=3)
     again = run_sample(checkpoint, tmp_path / "again", 8, [name], seed=5, batch_size=3)
+    reference = md5s_in_index_order(first, name)
+    assert len(set(reference)) == 8  # eight different images
     assert md5s_in_index_order(again, name) == reference
 
 
-def test_same_files_whatever_the_thread_count(checkpoint: Path, tmp_path: Path) -> None:
+def test_same_request_gives_the_same_images_at_any_batch_size(checkpoint: Path, tmp_path: Path) -> None:
+    name = CLASS_NAMES[1]
+    by_batch_size = {
+        batch_size: run_sample(
+            checkpoint, tmp_path / f"batch{batch_size}", 8, [name], seed=5, batch_size=batch_size
+        )
+        for batch_size in (1, 3, 7, 64)
+    }
+    reference = pixels_in_index_order(by_batch_size[64], name)
+    assert len(reference) == 8
+    for batch_size, result in by_batch_size.items():
+        assert_within_one_level(pixels_in_index_order(result, name), reference, f"batch size {batch_size}")
+
+
+def test_same_images_whatever_the_thread_count(checkpoint: Path, tmp_path: Path) -> None:
     name = CLASS_NAMES[0]
     one_thread = run_sample(checkpoint, tmp_path / "one", 3, [name], batch_size=2)
     torch.set_num_threads(2)
@@ -78,7 +101,9 @@ def test_same_files_whatever_the_thread_count(checkpoint: Path, tmp_path: Path) 
         two_threads = run_sample(checkpoint, tmp_path / "two", 3, [name], batch_size=3)
     finally:
         torch.set_num_threads(1)
-    assert md5s_in_index_order(one_thread, name) == md5s_in_index_order(two_threads, name)
+    assert_within_one_level(
+        pixels_in_index_order(one_thread, name), pixels_in_index_order(two_threads, name), "two threads"
+    )
 
 
 def test_seeds_and_classes_give_different_images(checkpoint: Path, tmp_path: Path) -> None:
