@@ -4,7 +4,10 @@ The synthetic side is generated afresh from the model's checkpoint (seeded, so a
 repeated); the real side is a held-out folder (``--real``). Figures:
 
 - domain FID, KID and IS, overall and per class, from a small CNN trained on the model's
-  training classes (cached per data set fingerprint and recorded in ``classifiers``);
+  training classes (cached per data set fingerprint and recorded in ``classifiers``). FID and
+  KID are normalised: computed on features z-scored with the real training images' statistics
+  (``gen.metrics.normalised``), so they do not depend on the network's scale, and each comes
+  beside its floor, the same figure between real training and real held-out images;
 - Inception FID (pytorch-fid's network and published weights) when the weights are present;
 - per-class colour-histogram KL, real against synthetic (150 against 150), beside its floor:
   the same KL between real training and real held-out images of the class;
@@ -30,7 +33,7 @@ import torch
 from gen.checkpoint import file_sha256, load_for_sampling
 from gen.data import LabelledImages, load_image_folder
 from gen.errors import GenError
-from gen.metrics import domain, frechet, histogram, inception, inception_score, kid, utility
+from gen.metrics import domain, frechet, histogram, inception, inception_score, normalised, utility
 from gen.runtime import resolve_device
 from gen.sample import generate, load_generator
 
@@ -151,47 +154,97 @@ def _real_inception_statistics(
     return mu, sigma
 
 
+# How the domain FID and KID rows say they are normalised (the metric names stay as they were).
+NORMALISED_FEATURES = "z-scored with real training statistics"
+FLOOR_BETWEEN = "real train and real test"
+
+
+def _fid(
+    report: Report,
+    metric: str,
+    class_name: str | None,
+    first: np.ndarray,
+    second: np.ndarray,
+    standardiser: normalised.FeatureStandardiser,
+    **row_settings: Any,
+) -> None:
+    """One normalised FID row, or a note when a side has too few images for a stable estimate."""
+    dims = first.shape[1]
+    smallest = min(len(first), len(second))
+    if smallest <= dims:
+        report.notes.append(
+            f"{metric} {class_name or 'overall'}: not computed; {smallest} images on one side are too few "
+            f"for a stable estimate with {dims}-dimensional features (needs more than {dims})."
+        )
+        return
+    distance = normalised.normalised_fid(first, second, standardiser)
+    report.add(metric, distance, class_name, features=NORMALISED_FEATURES, **row_settings)
+
+
+def _kid(
+    report: Report,
+    metric: str,
+    class_name: str | None,
+    first: np.ndarray,
+    second: np.ndarray,
+    standardiser: normalised.FeatureStandardiser,
+    settings: ReportSettings,
+    **row_settings: Any,
+) -> None:
+    """One normalised KID row (noted as noisy under 50 images a side), or a note under 2."""
+    where = class_name or "overall"
+    smallest = min(len(first), len(second))
+    if smallest < 2:
+        report.notes.append(f"{metric} {where}: not computed; fewer than 2 images on one side.")
+        return
+    mean, std = normalised.normalised_kid(
+        first, second, standardiser, settings.kid_subsets, settings.kid_subset_size, settings.seed
+    )
+    if smallest < 50:
+        report.notes.append(f"{metric} {where}: only {smallest} images per side; the estimate is noisy.")
+    report.add(
+        metric,
+        mean,
+        class_name,
+        std=std,
+        subset_size=min(settings.kid_subset_size, smallest),
+        features=NORMALISED_FEATURES,
+        **row_settings,
+    )
+
+
 def _feature_scores(
     report: Report,
     prefix: str,
+    standardiser: normalised.FeatureStandardiser,
+    train: np.ndarray,
     real: np.ndarray,
     fake: np.ndarray,
-    real_labels: np.ndarray | None,
-    fake_labels: np.ndarray | None,
+    labels: tuple[np.ndarray, np.ndarray, np.ndarray],
     settings: ReportSettings,
 ) -> None:
-    """FID and KID overall and, given labels, per class; unstable estimates are noted, not printed."""
-    groups: list[tuple[str | None, np.ndarray, np.ndarray]] = [(None, real, fake)]
-    if real_labels is not None and fake_labels is not None:
-        for label, name in enumerate(report.class_names):
-            groups.append((name, real[real_labels == label], fake[fake_labels == label]))
-    dims = real.shape[1]
-    for class_name, real_part, fake_part in groups:
-        where = class_name or "overall"
-        smallest = min(len(real_part), len(fake_part))
-        if smallest <= dims:
-            report.notes.append(
-                f"{prefix}FID {where}: not computed; {smallest} images on one side are too few for a stable "
-                f"estimate with {dims}-dimensional features (needs more than {dims})."
-            )
-        else:
-            distance = frechet.frechet_distance(
-                *frechet.gaussian_statistics(real_part), *frechet.gaussian_statistics(fake_part)
-            )
-            report.add(f"{prefix}fid", distance, class_name, real=len(real_part), synthetic=len(fake_part))
-        if smallest < 2:
-            report.notes.append(f"{prefix}KID {where}: not computed; fewer than 2 images on one side.")
-            continue
-        mean, std = kid.kernel_inception_distance(
-            real_part, fake_part, settings.kid_subsets, settings.kid_subset_size, settings.seed
+    """Normalised FID and KID overall and per class, each followed by its real-vs-real floor.
+
+    ``standardiser`` is fitted on ``train``, the real training images' features; each figure
+    compares real held-out against synthetic features, its floor real training against real
+    held-out ones, both z-scored by it.
+    """
+    train_labels, real_labels, fake_labels = labels
+    groups: list[tuple[str | None, np.ndarray, np.ndarray, np.ndarray]] = [(None, train, real, fake)]
+    for label, name in enumerate(report.class_names):
+        groups.append(
+            (name, train[train_labels == label], real[real_labels == label], fake[fake_labels == label])
         )
-        if smallest < 50:
-            report.notes.append(
-                f"{prefix}KID {where}: only {smallest} images per side; the estimate is noisy."
-            )
-        report.add(
-            f"{prefix}kid", mean, class_name, std=std, subset_size=min(settings.kid_subset_size, smallest)
+    for class_name, train_part, real_part, fake_part in groups:
+        floor_counts = {"train": len(train_part), "real": len(real_part), "between": FLOOR_BETWEEN}
+        comparisons = (
+            ("", real_part, fake_part, {"real": len(real_part), "synthetic": len(fake_part)}),
+            ("_floor", train_part, real_part, floor_counts),
         )
+        for suffix, first, second, counts in comparisons:
+            _fid(report, f"{prefix}fid{suffix}", class_name, first, second, standardiser, **counts)
+        for suffix, first, second, counts in comparisons:
+            _kid(report, f"{prefix}kid{suffix}", class_name, first, second, standardiser, settings, **counts)
 
 
 def make_report(
@@ -258,6 +311,8 @@ def make_report(
                 torch_device,
                 progress=progress,
             )
+            # Domain FID and KID are measured on features z-scored with these (training) statistics.
+            standardiser, train_features = normalised.domain_reference(classifier, train_images, torch_device)
             real_features, real_probabilities = domain.domain_features_and_probabilities(
                 classifier, real_images, device=torch_device
             )
@@ -279,10 +334,11 @@ def make_report(
             _feature_scores(
                 report,
                 "domain_",
+                standardiser,
+                train_features,
                 real_features,
                 fake_features,
-                real_labels.numpy(),
-                fake_labels.numpy(),
+                (train_labels.numpy(), real_labels.numpy(), fake_labels.numpy()),
                 settings,
             )
             report.add("domain_is", inception_score.inception_score(fake_probabilities)[0])

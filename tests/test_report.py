@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -12,8 +14,10 @@ from sqlalchemy.orm import Session
 
 from db import open_database, queries
 from gen.cli import cli
-from gen.metrics import inception
+from gen.data import load_image_folder
+from gen.metrics import domain, inception, normalised
 from gen.phantoms import write_phantoms
+from gen.report import ReportSettings, make_report, table_rows
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +83,12 @@ def test_report_writes_rows_files_and_a_table(trained: dict, tmp_path: Path, mon
         assert ("histogram_kl", name) in metrics and ("histogram_kl_floor", name) in metrics
         assert (out / f"histogram-{name}.png").stat().st_size > 1000
     assert {("domain_kid", None), ("domain_is", None), ("accuracy_real_only", None)} <= metrics
+    # Domain KID beside its real-vs-real floor, overall and per class, both on z-scored features.
+    for where in (None, *classes):
+        assert ("domain_kid", where) in metrics and ("domain_kid_floor", where) in metrics
+    for figure in data["figures"]:
+        if figure["metric"] in ("domain_kid", "domain_kid_floor"):
+            assert figure["settings"]["features"] == "z-scored with real training statistics"
     # 12 synthetic images per class cannot give a stable 128-dimensional FID: said, not printed.
     assert ("domain_fid", classes[0]) not in metrics
     assert any("too few for a stable estimate" in note for note in data["notes"])
@@ -100,6 +110,55 @@ def test_report_writes_rows_files_and_a_table(trained: dict, tmp_path: Path, mon
 
     shown = CliRunner().invoke(cli, ["models", "show", str(model_id), "--db", trained["url"]])
     assert shown.exit_code == 0 and "latest report" in shown.output and "histogram_kl" in shown.output
+
+
+def test_domain_fid_and_kid_come_beside_their_floors(trained: dict, tmp_path: Path, monkeypatch) -> None:
+    # More than 128 images (the domain feature dimension) per side overall, so FIDs get numbers;
+    # through the Python API, to train the domain classifier for one epoch only.
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-weights"))
+    monkeypatch.setenv("GEN_CACHE_DIR", str(tmp_path / "cache"))
+    write_phantoms(tmp_path / "train", per_class=33, seed=3)
+    write_phantoms(tmp_path / "test", per_class=33, seed=4)
+    settings = ReportSettings(n_per_class=33, histogram_n=10, classifier_epochs=1, kid_subsets=10)
+    out = tmp_path / "report"
+    report = make_report(
+        trained["root"] / "run", tmp_path / "test", tmp_path / "train", out, settings=settings, progress=False
+    )
+    data = json.loads((out / "report.json").read_text())
+    assert data["figures"] == [asdict(figure) for figure in report.figures]
+    figures = {(f["metric"], f["class_name"]): f for f in data["figures"]}
+    rows = [(metric, where) for metric, where, _ in table_rows(report)]
+    markdown = (out / "report.md").read_text()
+    for metric in ("domain_fid", "domain_kid"):
+        figure, floor = figures[(metric, None)], figures[(f"{metric}_floor", None)]
+        assert np.isfinite(figure["value"]) and np.isfinite(floor["value"])
+        assert figure["settings"]["features"] == "z-scored with real training statistics"
+        assert floor["settings"]["features"] == figure["settings"]["features"]
+        assert floor["settings"]["between"] == "real train and real test"
+        # Beside each other: in the printed table and in report.md.
+        assert rows.index((f"{metric}_floor", "overall")) == rows.index((metric, "overall")) + 1
+        assert f"| {metric} | overall | {figure['value']:.4f} |\n| {metric}_floor | overall |" in markdown
+    assert figures[("domain_fid_floor", None)]["value"] > 0
+    # Per class there are 33 images a side: too few for a 128-dimensional FID, floor included.
+    assert ("domain_fid_floor", data["classes"][0]) not in figures
+    assert any(
+        note.startswith(f"domain_fid_floor {data['classes'][0]}: not computed") for note in data["notes"]
+    )
+
+    # The floor is the training images against the held-out ones, z-scored with the training
+    # images' statistics, measured with the report's own (cached) domain classifier.
+    classifier_path = figures[("domain_classifier_accuracy", None)]["settings"]["classifier"]
+    classifier = domain.load_classifier(classifier_path)
+    standardiser, train_features = normalised.domain_reference(
+        classifier, load_image_folder(tmp_path / "train").images, "cpu"
+    )
+    test_features, _ = domain.domain_features_and_probabilities(
+        classifier, load_image_folder(tmp_path / "test").images
+    )
+    fid_floor = normalised.normalised_fid(train_features, test_features, standardiser)
+    assert figures[("domain_fid_floor", None)]["value"] == pytest.approx(fid_floor, rel=1e-6)
+    kid_floor, _ = normalised.normalised_kid(train_features, test_features, standardiser, 10, 1000, 0)
+    assert figures[("domain_kid_floor", None)]["value"] == pytest.approx(kid_floor, rel=1e-6, abs=1e-9)
 
 
 def test_report_refuses_to_replace_without_force(trained: dict, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@
 - ``inception``: pytorch-fid's FID Inception (pool3, 2048 dims) from a local weights file.
 - ``domain``: a small CNN trained on the real classes: domain features and class probabilities.
 - ``kid``: Kernel Inception Distance (unbiased MMD^2, cubic polynomial kernel, subsets).
+- ``normalised``: FID and KID on features z-scored with the real training images' statistics.
 - ``inception_score``: Inception Score from class probabilities.
 - ``histogram``: per-class colour-histogram KL divergence, real against synthetic, and figures.
 - ``utility``: one classifier trained on real, synthetic, and both, tested on held-out real images.
