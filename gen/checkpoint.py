@@ -3,6 +3,10 @@
 A checkpoint holds everything to resume training bit for bit (networks, EMA generator,
 optimisers, every random stream) and everything to sample without the run folder: the
 architecture JSON and the class names in label order.
+
+A checkpoint may come from anyone, so it is read with ``weights_only=True`` (tensors and plain
+containers, never code), and its class names, which become folder and file names when
+sampling, must pass the rule class folders follow (gen.data.check_class_name).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 import torch
 
 from gen.architecture import GeneratorSpec, from_json
+from gen.data import check_class_name
 from gen.errors import GenError
 
 FORMAT_VERSION = 1
@@ -89,8 +94,25 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dic
         raise GenError(f"{path} is not a readable gen checkpoint ({type(error).__name__}).") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
         raise GenError(f"{path} is not a gen checkpoint of format {FORMAT_VERSION}.")
+    check_class_names(state.get("class_names"), path)
     state["path"] = str(path)
     return state
+
+
+def check_class_names(class_names: Any, path: str | Path) -> tuple[str, ...]:
+    """The checkpoint's class names, or GenError unless each is a distinct valid folder name."""
+    if not isinstance(class_names, list | tuple) or not all(isinstance(name, str) for name in class_names):
+        raise GenError(f"checkpoint {path} is damaged: its class_names is not a list of names.")
+    for name in class_names:
+        try:
+            check_class_name(name)
+        except GenError as error:
+            raise GenError(
+                f"checkpoint {path} names a class {name!r} that cannot be a folder name: {error}"
+            ) from None
+    if len(set(class_names)) != len(class_names):
+        raise GenError(f"checkpoint {path} is damaged: it names a class twice.")
+    return tuple(class_names)
 
 
 @dataclass(frozen=True)
@@ -107,10 +129,15 @@ class SamplingState:
 def load_for_sampling(checkpoint: str | Path | dict, device: torch.device | str = "cpu") -> SamplingState:
     """From a checkpoint file or run folder, or from a state ``load_checkpoint`` returned."""
     state = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint, device)
-    return SamplingState(
-        path=Path(state["path"]),
-        iteration=state["iteration"],
-        generator_spec=from_json(json.loads(state["generator_spec"])),
-        class_names=tuple(state["class_names"]),
-        generator_ema=state["generator_ema"],
-    )
+    path = Path(state["path"])
+    class_names = check_class_names(state.get("class_names"), path)
+    try:
+        generator_spec = from_json(json.loads(state["generator_spec"]))
+        iteration, generator_ema = state["iteration"], state["generator_ema"]
+    except (KeyError, TypeError, ValueError) as error:
+        raise GenError(f"checkpoint {path} is damaged: {type(error).__name__} {error}.") from None
+    if not isinstance(generator_spec, GeneratorSpec) or generator_spec.num_classes != len(class_names):
+        raise GenError(
+            f"checkpoint {path} is damaged: its generator does not match its {len(class_names)} classes."
+        )
+    return SamplingState(path, iteration, generator_spec, class_names, generator_ema)

@@ -659,9 +659,7 @@ def verify(directory: Path, quiet: bool) -> None:
 
     Prints "OK: ..." and exits 0, or lists every problem found and exits 1.
     """
-    import json
-
-    from gen.verify import verify_dataset
+    from gen.verify import read_manifest, verify_dataset
 
     problems = verify_dataset(directory, progress=not quiet)
     if problems:
@@ -669,7 +667,7 @@ def verify(directory: Path, quiet: bool) -> None:
             click.echo(f"- {problem}")
         count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
         raise GenError(f"{directory} does not verify: {count} (listed above).")
-    manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
+    manifest = read_manifest(directory)
     click.echo(f"OK: {manifest['images']} images in {len(manifest['classes'])} classes verified")
 
 

@@ -62,6 +62,7 @@ from tqdm import tqdm
 
 from gen import __version__
 from gen.checkpoint import file_sha256
+from gen.data import check_class_name
 from gen.errors import GenError
 
 MANIFEST_FORMAT = "gen-dataset/1"
@@ -181,9 +182,9 @@ def parse_md5sums_line(line: str) -> tuple[str, str] | None:
 
 
 def check_class_folder_name(name: str) -> None:
-    """A class name must work as one folder name beside the data set's own files."""
-    if not name or name in (".", "..") or "/" in name or "\x00" in name or name.startswith("."):
-        raise GenError(f"class name {name!r} cannot be used as a folder name in a data set.")
+    """A class name must work as one folder name beside the data set's own files: the rule
+    class folders follow (gen.data.check_class_name), and none of the data set's own names."""
+    check_class_name(name)
     if name.lower() in {reserved.lower() for reserved in RESERVED_NAMES}:
         raise GenError(
             f"class name {name!r} clashes with the data set's own {name} (reserved: "

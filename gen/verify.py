@@ -4,31 +4,49 @@
 
 Every image file's MD5 is recomputed and compared with its class's MD5SUMS and with its row in
 database.sql; every file must have a row and every row a file; counts and byte totals must
-match manifest.json, and so must the SHA-256 of every other file the manifest lists. The dump
-is checked by loading it into a temporary in-memory SQLite database. A PostgreSQL dump loads
-there too: its two PostgreSQL-only kinds of statement (the leading SET lines and the closing
-setval calls) are skipped and stood in for, everything else (schema, every row, the
-transaction) runs as written.
+match manifest.json, and so must the SHA-256 of every other file the manifest lists.
 
 Extra files inside class folders, grids/ or plots/ are errors (they would pass for data);
 extra files at the top level are not, so a publisher may add LICENSE or CITATION.cff.
 README.md and index.html are meant to be edited and are not checksummed.
+
+A data set comes from a stranger, so verifying one trusts none of it (SECURITY.md):
+
+- It holds regular files and folders only. The folder is walked without following links, and
+  a symbolic link, named pipe, socket or device anywhere in it is a problem and is never
+  opened; every read goes through `open_inside`, which follows no link either and refuses
+  anything but a regular file after opening it (so a swap after the walk is caught too).
+- database.sql is loaded into a private in-memory SQLite database, and only if it is made of
+  the statements gen's dumps are made of (db/dump.py), in their order: for PostgreSQL the two
+  leading SET lines (skipped), BEGIN, CREATE TABLE of gen's tables, CREATE INDEX of gen's
+  indexes, INSERT INTO gen's tables with plain values only, for PostgreSQL the closing setval
+  call (run against stand-in functions), COMMIT. Any other statement stops the load with a
+  problem naming its line. An SQLite authoriser then lets each statement do only what its
+  kind needs, so ATTACH, PRAGMA, triggers, views, UPDATE, DELETE and any function but the two
+  stand-ins are refused even if a statement slipped past the first check. Verifying writes
+  nothing anywhere.
+- Class names, from the manifest and from the dump, must pass the rule class folders follow.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import sqlite3
+import stat
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 
 from tqdm import tqdm
 
-from gen.checkpoint import file_sha256
+from db.ddl import DIALECTS
+from db.models import Base
 from gen.errors import GenError
 from gen.export import (
     CARD_FILES,
@@ -44,89 +62,420 @@ from gen.export import (
     parse_md5sums_line,
 )
 
-_SET_STATEMENT = re.compile(r"\s*SET\s", re.IGNORECASE)
+# A manifest lists a few dozen files; anything this large is not one.
+MANIFEST_MAX_BYTES = 16 * 1024 * 1024
+READ_BLOCK = 1 << 20
+
+# ----------------------------------------------------------------------------- reading files
+
+# Where the platform has them (it does on Linux and macOS): never follow a link, never wait
+# for a writer on a named pipe, and open folders relative to their parent's descriptor.
+_NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_FILE_FLAGS = os.O_RDONLY | _NO_FOLLOW | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+_FOLDER_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
+_SPECIAL_KINDS = {
+    stat.S_IFLNK: "a symbolic link",
+    stat.S_IFIFO: "a named pipe (FIFO)",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a device file",
+    stat.S_IFBLK: "a device file",
+}
+
+
+class NotARegularFile(OSError):
+    """What open_inside raises for a link, a pipe, a device or any other special file."""
+
+
+def open_inside(root: Path, relative: str) -> BinaryIO:
+    """root/relative (a /-separated path) opened for reading in binary.
+
+    Only a regular file reached through real folders opens: no link below root is followed
+    (root itself may be one, the user's choice), a named pipe opens without waiting and is
+    refused, and the file's type is checked on the open descriptor, so replacing it after the
+    walk changes nothing. OSError (NotARegularFile for a special file) otherwise.
+    """
+    *folders, name = relative.split("/")
+    if os.open in os.supports_dir_fd:
+        parent = os.open(root, _FOLDER_FLAGS)
+        try:
+            for folder in folders:
+                inner = os.open(folder, _FOLDER_FLAGS | _NO_FOLLOW, dir_fd=parent)
+                os.close(parent)
+                parent = inner
+            descriptor = os.open(name, _FILE_FLAGS, dir_fd=parent)
+        finally:
+            os.close(parent)
+    else:  # without dir_fd (Windows) the walk has refused linked folders already
+        descriptor = os.open(root.joinpath(*folders, name), _FILE_FLAGS)
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise NotARegularFile(f"{relative} is not a regular file")
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
+def _hexdigest(file: BinaryIO, algorithm: str) -> tuple[str, int]:
+    """(hex digest, bytes read) of the rest of file, read in blocks."""
+    digest = hashlib.new(algorithm)
+    size = 0
+    while block := file.read(READ_BLOCK):
+        digest.update(block)
+        size += len(block)
+    return digest.hexdigest(), size
+
+
+def _read_text(root: Path, relative: str) -> str:
+    """The file as UTF-8 text; OSError or UnicodeDecodeError."""
+    with open_inside(root, relative) as file:
+        return file.read().decode("utf-8")
+
+
+@dataclass
+class _Tree:
+    """What a data set holds, links not followed: its regular files and folders (paths relative
+    to the root, with /), the paths of everything else (each already reported), and each
+    folder's entries by name ("" for the root)."""
+
+    files: set[str] = field(default_factory=set)
+    folders: set[str] = field(default_factory=set)
+    refused: set[str] = field(default_factory=set)
+    listing: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _walk(root: Path, problems: list[str]) -> _Tree:
+    tree = _Tree()
+    pending = [""]
+    while pending:  # a loop, not recursion: a crafted folder may be nested thousands deep
+        folder = pending.pop()
+        try:
+            with os.scandir(root / folder) as scanned:
+                entries = sorted(scanned, key=lambda entry: entry.name)
+        except OSError as error:
+            problems.append(f"{folder or root}/ cannot be read: {error.strerror or error}")
+            continue
+        tree.listing[folder] = [entry.name for entry in entries]
+        for entry in entries:
+            relative = f"{folder}/{entry.name}" if folder else entry.name
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    tree.folders.add(relative)
+                    pending.append(relative)
+                elif entry.is_file(follow_symlinks=False):
+                    tree.files.add(relative)
+                else:
+                    kind = _SPECIAL_KINDS.get(stat.S_IFMT(entry.stat(follow_symlinks=False).st_mode))
+                    tree.refused.add(relative)
+                    problems.append(
+                        f"{relative} is {kind or 'a special file'}; a data set holds only regular files "
+                        "and folders"
+                    )
+            except OSError as error:
+                tree.refused.add(relative)
+                problems.append(f"{relative} cannot be read: {error.strerror or error}")
+    return tree
+
+
+# ----------------------------------------------------------------------------- loading the dump
 
 
 class DumpError(Exception):
-    """The dump does not load; the message names the line."""
+    """The dump does not load, or holds a statement gen's dumps never hold; the message names the line."""
+
+
+# What SQLite's tokenizer reads as one unit whatever it contains: a string, a quoted identifier
+# (three quotings), a comment; and the ';' that ends a statement. An unclosed quote runs to the
+# end. Everything between these is left to the statement checks below.
+_LEXEME = re.compile(
+    r"""'[^']*(?:''[^']*)*'?
+      | "[^"]*(?:""[^"]*)*"?
+      | `[^`]*(?:``[^`]*)*`?
+      | \[[^\]]*\]?
+      | --[^\n]*
+      | /\*
+      | ;""",
+    re.VERBOSE,
+)
 
 
 def _statements(sql: str) -> Iterator[tuple[int, str]]:
-    """(first line number, statement) for each complete statement, split by SQLite's tokenizer."""
-    buffer: list[str] = []
-    first = 1
-    for number, line in enumerate(sql.splitlines(keepends=True), start=1):
-        if not buffer:
-            if not line.strip() or line.lstrip().startswith("--"):
+    """(first line number, text) of each statement, split where SQLite would split them, in
+    one pass. Comments between statements are skipped; one inside a statement is refused,
+    since gen's dumps have none and a comment is where a keyword would hide."""
+    start: int | None = None  # where the statement being read begins
+    consumed = line = counted = 0
+
+    def line_of(position: int) -> int:
+        nonlocal line, counted
+        line += sql.count("\n", counted, position)
+        counted = position
+        return line + 1
+
+    for match in _LEXEME.finditer(sql):
+        lexeme = match.group()
+        if start is None:
+            gap = sql[consumed : match.start()]
+            if gap.strip():
+                start = consumed + len(gap) - len(gap.lstrip())
+            elif lexeme.startswith("--"):
+                consumed = match.end()
                 continue
-            first = number
-        buffer.append(line)
-        # Only a line ending in ';' can end a statement; checking just those keeps this linear.
-        if line.rstrip().endswith(";") and sqlite3.complete_statement(text := "".join(buffer)):
-            yield first, text
-            buffer = []
-    if buffer:
-        yield first, "".join(buffer)
+            else:
+                start = match.start()
+        if lexeme.startswith(("--", "/*")):
+            raise DumpError(
+                f"line {line_of(match.start())}: a comment where a gen dump has none (it has only whole "
+                "-- lines between statements)"
+            )
+        consumed = match.end()
+        if lexeme == ";":
+            yield line_of(start), sql[start:consumed]
+            start = None
+    rest = sql[consumed:]
+    if start is not None or rest.strip():
+        begins = start if start is not None else consumed + len(rest) - len(rest.lstrip())
+        yield line_of(begins), sql[begins:]
+
+
+@dataclass(frozen=True)
+class _Statement:
+    """A statement that passed the whitelist: its kind and the table it concerns."""
+
+    kind: str  # "set", "begin", "create", "insert", "setval" or "commit"
+    table: str | None = None
+
+
+_KNOWN_TABLES = frozenset({*Base.metadata.tables, "alembic_version"})
+_KNOWN_INDEXES = {
+    index.name: table.name for table in Base.metadata.tables.values() for index in table.indexes
+}
+_NAME = r"""(?P<{}>\w+|"\w+")"""
+_SET = re.compile(r"SET\s+(?:client_encoding\s*=\s*'UTF8'|standard_conforming_strings\s*=\s*on)\s*;", re.I)
+_BEGIN = re.compile(r"BEGIN\s*;", re.I)
+_COMMIT = re.compile(r"COMMIT\s*;", re.I)
+# A table's definition is not compared with this version's (older exports have older tables):
+# the authoriser lets it call no function, and one that lacks what verify reads fails its queries.
+_CREATE_TABLE = re.compile(rf"CREATE\s+TABLE\s+{_NAME.format('table')}\s*\(.*\)\s*;", re.I | re.S)
+_CREATE_INDEX = re.compile(
+    rf"CREATE\s+(?:UNIQUE\s+)?INDEX\s+{_NAME.format('index')}\s+ON\s+{_NAME.format('table')}"
+    r"""\s*\([\w\s,"]*\)\s*;""",
+    re.I,
+)
+_INSERT = re.compile(
+    rf"""INSERT\s+INTO\s+{_NAME.format("table")}\s*\([\w\s,"]*\)\s*VALUES\b(?P<values>.*)""", re.I | re.S
+)
+_STRING = re.compile(r"'[^']*(?:''[^']*)*'")
+# The rows of an INSERT once each string is replaced by '': parentheses, commas, numbers,
+# NULL, TRUE and FALSE, nothing else (no names, so no function, subquery or ON CONFLICT).
+# Possessive quantifiers keep a long run of digits from backtracking.
+_PLAIN_VALUES = re.compile(
+    r"(?:[\s(),]++|[-+]?+(?:\d++\.?+\d*+|\.\d++)(?:[eE][-+]?+\d++)?+|NULL|TRUE|FALSE|'')*+;",
+    re.I,
+)
+_SETVAL_CALL = r"setval\(pg_get_serial_sequence\('(\w+)',\s*'id'\),\s*\d+\)"
+_SETVAL = re.compile(rf"SELECT\s+{_SETVAL_CALL}(?:\s*,\s*{_SETVAL_CALL})*\s*;", re.I)
+
+
+def _whitelisted(text: str, dialect: str) -> _Statement | None:
+    """What the statement is, if it is one of those gen's dumps are made of; None otherwise.
+
+    By leading keywords and names: BEGIN, COMMIT, CREATE TABLE of one of gen's tables, CREATE
+    INDEX of one of gen's indexes on its table, INSERT INTO one of gen's tables with nothing but
+    plain values; for PostgreSQL also its two SET lines and the setval call on gen's tables.
+    """
+    if _BEGIN.fullmatch(text):
+        return _Statement("begin")
+    if _COMMIT.fullmatch(text):
+        return _Statement("commit")
+    if dialect == "postgresql" and _SET.fullmatch(text):
+        return _Statement("set")
+    if create := _CREATE_TABLE.fullmatch(text):
+        table = create["table"].strip('"')
+        return _Statement("create", table) if table in _KNOWN_TABLES else None
+    if create := _CREATE_INDEX.fullmatch(text):
+        table, index = create["table"].strip('"'), create["index"].strip('"')
+        return _Statement("create", table) if _KNOWN_INDEXES.get(index) == table else None
+    if insert := _INSERT.fullmatch(text):
+        table = insert["table"].strip('"')
+        plain = _PLAIN_VALUES.fullmatch(_STRING.sub("''", insert["values"]))
+        return _Statement("insert", table) if table in _KNOWN_TABLES and plain else None
+    setval = _SETVAL.fullmatch(text) if dialect == "postgresql" else None
+    if setval and set(re.findall(_SETVAL_CALL, text)) <= _KNOWN_TABLES:
+        return _Statement("setval")
+    return None
+
+
+# sqlite3's authoriser action codes by name, for messages (the module's constants are shared
+# with result codes, so they are named here).
+_ACTION_NAMES = {
+    getattr(sqlite3, f"SQLITE_{name}"): name.replace("_", " ")
+    for name in (
+        "CREATE_INDEX", "CREATE_TABLE", "CREATE_TEMP_INDEX", "CREATE_TEMP_TABLE", "CREATE_TEMP_TRIGGER",
+        "CREATE_TEMP_VIEW", "CREATE_TRIGGER", "CREATE_VIEW", "DELETE", "DROP_INDEX", "DROP_TABLE",
+        "DROP_TEMP_INDEX", "DROP_TEMP_TABLE", "DROP_TEMP_TRIGGER", "DROP_TEMP_VIEW", "DROP_TRIGGER",
+        "DROP_VIEW", "INSERT", "PRAGMA", "READ", "SELECT", "TRANSACTION", "UPDATE", "ATTACH", "DETACH",
+        "ALTER_TABLE", "REINDEX", "ANALYZE", "CREATE_VTABLE", "DROP_VTABLE", "FUNCTION", "SAVEPOINT",
+        "RECURSIVE",
+    )
+}  # fmt: skip
+
+
+class _Authoriser:
+    """The second layer: an SQLite authoriser that lets the statement being run do only what its
+    kind needs (sqlite3's action codes). Everything else is denied: ATTACH, DETACH, PRAGMA,
+    triggers, views, virtual tables, UPDATE, DELETE, ALTER, any function but the two stand-ins."""
+
+    STAND_INS = frozenset({"setval", "pg_get_serial_sequence"})
+    SCHEMA_TABLE = "sqlite_master"  # CREATE records itself there
+    ACTIONS = {
+        "begin": {sqlite3.SQLITE_TRANSACTION},
+        "commit": {sqlite3.SQLITE_TRANSACTION},
+        "create": {
+            sqlite3.SQLITE_CREATE_TABLE,
+            sqlite3.SQLITE_CREATE_INDEX,
+            sqlite3.SQLITE_REINDEX,
+            sqlite3.SQLITE_INSERT,
+            sqlite3.SQLITE_UPDATE,
+            sqlite3.SQLITE_READ,
+        },
+        "insert": {sqlite3.SQLITE_INSERT, sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ},
+        "setval": {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_FUNCTION},
+    }
+
+    def __init__(self) -> None:
+        self.statement: _Statement | None = None
+        self.denied: tuple[int, str | None, str | None] | None = None
+
+    def __call__(
+        self, action: int, first: str | None, second: str | None, database: str | None, _: Any
+    ) -> int:
+        if self.permits(action, first, second, database):
+            return sqlite3.SQLITE_OK
+        self.denied = (action, first, second)
+        return sqlite3.SQLITE_DENY
+
+    def permits(self, action: int, first: str | None, second: str | None, database: str | None) -> bool:
+        statement = self.statement
+        if statement is None or action not in self.ACTIONS[statement.kind] or database not in (None, "main"):
+            return False
+        if action == sqlite3.SQLITE_TRANSACTION:
+            return first == statement.kind.upper()
+        if action == sqlite3.SQLITE_FUNCTION:
+            return second in self.STAND_INS
+        if action == sqlite3.SQLITE_CREATE_TABLE:  # AUTOINCREMENT creates sqlite_sequence
+            return first in (statement.table, "sqlite_sequence")
+        if action == sqlite3.SQLITE_CREATE_INDEX:  # the table's own, or those its constraints imply
+            return second == statement.table
+        if action == sqlite3.SQLITE_INSERT:
+            return first == (self.SCHEMA_TABLE if statement.kind == "create" else statement.table)
+        if action == sqlite3.SQLITE_UPDATE:
+            return first == self.SCHEMA_TABLE
+        if action == sqlite3.SQLITE_READ:  # constraints and foreign keys read the tables
+            return first in _KNOWN_TABLES or first == self.SCHEMA_TABLE
+        return action in (sqlite3.SQLITE_SELECT, sqlite3.SQLITE_REINDEX)  # VALUES rows; a new index
+
+
+def _preview(text: str) -> str:
+    words = " ".join(text.split())
+    return repr(words if len(words) <= 60 else words[:57] + "...")
 
 
 def load_dump(sql: str, dialect: str) -> sqlite3.Connection:
-    """An in-memory SQLite database with the dump loaded; DumpError naming the line if it fails."""
+    """A private in-memory SQLite database with the dump loaded; DumpError naming the line if a
+    statement fails or is not one gen's dumps are made of (see the module's docstring)."""
+    if not isinstance(dialect, str) or dialect not in DIALECTS:
+        raise DumpError(f"its dialect {dialect!r} is not one gen writes ({', '.join(DIALECTS)})")
     connection = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        _load(connection, sql, dialect)
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def _load(connection: sqlite3.Connection, sql: str, dialect: str) -> None:
+    connection.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)  # no ATTACH, not even by VACUUM INTO
+    connection.execute("PRAGMA foreign_keys=ON")
     if dialect == "postgresql":
         connection.create_function(
             "setval", -1, lambda *arguments: arguments[1] if len(arguments) > 1 else None
         )
         connection.create_function("pg_get_serial_sequence", 2, lambda table, column: f"{table}_{column}_seq")
-    connection.execute("PRAGMA foreign_keys=ON")
-    committed = False
-    for line, statement in _statements(sql):
-        if dialect == "postgresql" and _SET_STATEMENT.match(statement):
-            continue
-        if not sqlite3.complete_statement(statement):
-            connection.close()
+    authoriser = _Authoriser()
+    connection.set_authorizer(authoriser)
+    # The order of dump_sql: SET lines (PostgreSQL), BEGIN, the rest, COMMIT and nothing after.
+    phase = "start"
+    for line, text in _statements(sql):
+        if not sqlite3.complete_statement(text):
             raise DumpError(f"line {line}: the statement that starts here never ends")
+        statement = _whitelisted(text, dialect)
+        if statement is None:
+            raise DumpError(f"line {line}: {_preview(text)} is not a statement gen's dumps are made of")
+        if phase == "committed":
+            raise DumpError(f"line {line}: {_preview(text)} follows COMMIT")
+        if (phase == "start") != (statement.kind in ("set", "begin")):
+            expected = "BEGIN first" if phase == "start" else "a SET line or BEGIN only at the start"
+            raise DumpError(f"line {line}: {_preview(text)} is out of place ({expected})")
+        if statement.kind == "set":
+            continue  # PostgreSQL settings that mean nothing to SQLite
+        authoriser.statement, authoriser.denied = statement, None
         try:
-            connection.execute(statement)
+            connection.execute(text)
         except (sqlite3.Error, sqlite3.Warning) as error:
-            connection.close()
+            if authoriser.denied is not None:
+                action, first, second = authoriser.denied
+                asked = f"{_ACTION_NAMES.get(action, action)} {first or second!r}"
+                raise DumpError(
+                    f"line {line}: {_preview(text)} was refused: it asks SQLite for {asked}, which "
+                    "a gen dump never needs"
+                ) from None
             raise DumpError(f"line {line}: {error}") from None
-        committed = statement.strip().rstrip(";").strip().upper() in ("COMMIT", "END")
-    if not committed:
-        connection.close()
+        finally:
+            authoriser.statement = None
+        phase = {"begin": "begun", "commit": "committed"}.get(statement.kind, phase)
+    if phase != "committed":
         raise DumpError("it does not end with COMMIT (truncated?)")
-    return connection
+    connection.set_authorizer(None)  # what follows are verify's own queries
 
 
-def _md5_chunk(paths: list[Path]) -> list[tuple[str | None, int]]:
-    results = []
-    for path in paths:
+# ----------------------------------------------------------------------------- checking
+
+
+def _md5_chunk(root: Path, relatives: list[str]) -> list[tuple[str | None, int]]:
+    results: list[tuple[str | None, int]] = []
+    for relative in relatives:
         try:
-            data = path.read_bytes()
+            with open_inside(root, relative) as file:
+                results.append(_hexdigest(file, "md5"))
         except OSError:
             results.append((None, 0))
-            continue
-        results.append((hashlib.md5(data).hexdigest(), len(data)))
     return results
 
 
-def _hash_files(paths: list[Path], progress: bool) -> dict[Path, tuple[str | None, int]]:
-    chunks = [paths[start : start + COPY_CHUNK] for start in range(0, len(paths), COPY_CHUNK)]
-    found: dict[Path, tuple[str | None, int]] = {}
+def _hash_files(root: Path, relatives: list[str], progress: bool) -> dict[str, tuple[str | None, int]]:
+    chunks = [relatives[start : start + COPY_CHUNK] for start in range(0, len(relatives), COPY_CHUNK)]
+    found: dict[str, tuple[str | None, int]] = {}
     with (
-        tqdm(total=len(paths), disable=not progress, unit="img", desc="verify", dynamic_ncols=True) as bar,
+        tqdm(
+            total=len(relatives), disable=not progress, unit="img", desc="verify", dynamic_ncols=True
+        ) as bar,
         ThreadPoolExecutor(COPY_THREADS) as pool,
     ):
-        for chunk, results in zip(chunks, pool.map(_md5_chunk, chunks), strict=True):
+        for chunk, results in zip(chunks, pool.map(partial(_md5_chunk, root), chunks), strict=True):
             found.update(zip(chunk, results, strict=True))
             bar.update(len(chunk))
     return found
 
 
-def _read_md5sums(path: Path, relative: str, problems: list[str]) -> dict[str, tuple[str, int]]:
+def _read_md5sums(root: Path, tree: _Tree, relative: str, problems: list[str]) -> dict[str, tuple[str, int]]:
     """name -> (md5, line number); malformed or repeated lines become problems."""
     entries: dict[str, tuple[str, int]] = {}
+    if relative in tree.refused:
+        return entries  # reported by the walk
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_text(root, relative)
     except OSError:
         problems.append(f"{relative} is missing")
         return entries
@@ -150,6 +499,11 @@ def _dump_images(
     connection: sqlite3.Connection, manifest: dict[str, Any], problems: list[str]
 ) -> dict[str, list[tuple[str, str]]]:
     """relative path -> [(md5, class name)] per image row; inconsistencies become problems."""
+    for (name,) in connection.execute("SELECT name FROM class_names ORDER BY label"):
+        try:
+            check_class_folder_name(str(name))
+        except GenError as error:
+            problems.append(f"{SQL_DUMP_NAME} names a class {name!r} that cannot be a folder name: {error}")
     models = [row[0] for row in connection.execute("SELECT id FROM gan_architectures ORDER BY id")]
     if models != [manifest.get("model_id")]:
         problems.append(
@@ -158,7 +512,7 @@ def _dump_images(
     rows: dict[str, list[tuple[str, str]]] = {}
     query = "SELECT i.file_path, i.md5, c.name FROM images i LEFT JOIN class_names c ON c.id = i.class_name"
     for file_path, md5, class_name in connection.execute(query):
-        rows.setdefault(file_path, []).append((md5, class_name))
+        rows.setdefault(str(file_path), []).append((md5, class_name))
     total = sum(len(found) for found in rows.values())
     expected = manifest.get("image_rows", manifest.get("images"))
     if total != expected:
@@ -166,25 +520,30 @@ def _dump_images(
     return rows
 
 
-def _check_listed_files(root: Path, manifest: dict[str, Any], problems: list[str]) -> None:
-    for name, expected in sorted(manifest.get("files", {}).items()):
-        path = root / name
-        if not path.is_file():
+def _check_listed_files(root: Path, tree: _Tree, manifest: dict[str, Any], problems: list[str]) -> None:
+    listed = manifest["files"]
+    for name, expected in sorted(listed.items()):
+        if name in tree.refused:
+            continue  # reported by the walk
+        if name not in tree.files:
             problems.append(f"{name} is missing (listed in {MANIFEST_NAME})")
             continue
-        size = path.stat().st_size
-        if size != expected.get("bytes"):
+        try:
+            with open_inside(root, name) as file:
+                size = os.fstat(file.fileno()).st_size
+                sha256 = _hexdigest(file, "sha256")[0] if size == expected.get("bytes") else None
+        except OSError as error:
+            problems.append(f"{name} cannot be read: {error.strerror or error}")
+            continue
+        if sha256 is None:
             problems.append(
                 f"{name} changed: it has {size} bytes but {MANIFEST_NAME} says {expected.get('bytes')}"
             )
-        elif file_sha256(path) != expected.get("sha256"):
+        elif sha256 != expected.get("sha256"):
             problems.append(f"{name} changed: its SHA-256 differs from the one in {MANIFEST_NAME}")
-    for folder in (GRIDS_DIR, PLOTS_DIR):
-        if (root / folder).is_dir():
-            for path in sorted((root / folder).rglob("*")):
-                relative = path.relative_to(root).as_posix()
-                if path.is_file() and relative not in manifest.get("files", {}):
-                    problems.append(f"{relative}: extra file, not listed in {MANIFEST_NAME}")
+    for relative in sorted(tree.files):
+        if relative.split("/", 1)[0] in (GRIDS_DIR, PLOTS_DIR) and relative not in listed:
+            problems.append(f"{relative}: extra file, not listed in {MANIFEST_NAME}")
 
 
 def _sources(in_md5sums: bool, has_row: bool) -> str:
@@ -211,18 +570,54 @@ def _malformed(manifest: dict[str, Any]) -> str | None:
     return None
 
 
+def _printable(problem: str) -> str:
+    """The problem with control characters escaped: names in it come from the data set, and a
+    terminal must not act on them."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in problem)
+
+
+def _read_manifest(root: Path) -> Any:
+    """manifest.json parsed; OSError, or ValueError if it is not JSON in UTF-8 of a sane size."""
+    with open_inside(root, MANIFEST_NAME) as file:
+        data = file.read(MANIFEST_MAX_BYTES + 1)
+    if len(data) > MANIFEST_MAX_BYTES:
+        raise ValueError(f"it is larger than {MANIFEST_MAX_BYTES} bytes")
+    try:
+        return json.loads(data.decode("utf-8"))
+    except RecursionError:
+        raise ValueError("it nests too deeply to be a manifest") from None
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The data set's manifest.json, read as verify reads it; GenError if it cannot be."""
+    try:
+        manifest = _read_manifest(Path(path))
+    except (OSError, ValueError) as error:
+        raise GenError(f"{MANIFEST_NAME} in {path} cannot be read: {error}.") from None
+    if not isinstance(manifest, dict):
+        raise GenError(f"{MANIFEST_NAME} in {path} is not a gen data set manifest.")
+    return manifest
+
+
 def verify_dataset(path: str | Path, *, progress: bool = False) -> list[str]:
     """Every problem found in the data set at path, each one sentence naming the file; [] if none.
 
     GenError if path is not a folder at all.
     """
-    root = Path(path)
-    if not root.is_dir():
+    return [_printable(problem) for problem in _problems(Path(path), progress)]
+
+
+def _problems(root: Path, progress: bool) -> list[str]:
+    if not root.is_dir():  # the root may be a link to a folder: the user chose it
         raise GenError(f"no data set at {root}: it is not a folder.")
-    try:
-        manifest = json.loads((root / MANIFEST_NAME).read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    problems: list[str] = []
+    tree = _walk(root, problems)
+    if MANIFEST_NAME in tree.refused:
+        return problems
+    if MANIFEST_NAME not in tree.files:
         return [f"{MANIFEST_NAME} is missing: {root} is not a gen data set, or an incomplete one"]
+    try:
+        manifest = _read_manifest(root)
     except (OSError, ValueError) as error:
         return [f"{MANIFEST_NAME} cannot be read: {error}"]
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
@@ -230,55 +625,56 @@ def verify_dataset(path: str | Path, *, progress: bool = False) -> list[str]:
     malformed = _malformed(manifest)
     if malformed:
         return [f"{MANIFEST_NAME} is malformed: {malformed}"]
-    problems: list[str] = []
     classes: dict[str, int] = manifest["classes"]
     listed = manifest["files"]
 
-    _check_listed_files(root, manifest, problems)
+    _check_listed_files(root, tree, manifest, problems)
 
     rows: dict[str, list[tuple[str, str]]] | None = None
-    if SQL_DUMP_NAME in listed and (root / SQL_DUMP_NAME).is_file():
+    if SQL_DUMP_NAME in listed and SQL_DUMP_NAME in tree.files:
         try:
-            connection = load_dump(
-                (root / SQL_DUMP_NAME).read_text(encoding="utf-8"), manifest.get("dialect")
-            )
+            connection = load_dump(_read_text(root, SQL_DUMP_NAME), manifest.get("dialect"))
+        except OSError as error:
+            problems.append(f"{SQL_DUMP_NAME} cannot be read: {error.strerror or error}")
         except UnicodeDecodeError:
             problems.append(f"{SQL_DUMP_NAME} is not UTF-8 text")
         except DumpError as error:
             problems.append(f"{SQL_DUMP_NAME} does not load into SQLite: {error}")
         else:
-            rows = _dump_images(connection, manifest, problems)
+            try:
+                rows = _dump_images(connection, manifest, problems)
+            except sqlite3.Error as error:  # it created gen's tables with other columns
+                problems.append(f"{SQL_DUMP_NAME} does not hold gen's tables: {error}")
             connection.close()
-    elif (root / SQL_DUMP_NAME).exists() and SQL_DUMP_NAME not in listed:
+    elif SQL_DUMP_NAME in tree.files and SQL_DUMP_NAME not in listed:
         problems.append(f"{SQL_DUMP_NAME} is not listed in {MANIFEST_NAME}")
 
     # Every folder at the top level is a class of the manifest, or the card's.
-    for entry in sorted(root.iterdir()):
-        if entry.is_dir() and entry.name not in classes and entry.name not in (GRIDS_DIR, PLOTS_DIR):
-            problems.append(f"{entry.name}/: unexpected folder (not a class of this data set)")
+    for name in tree.listing[""]:
+        if name in tree.folders and name not in classes and name not in (GRIDS_DIR, PLOTS_DIR):
+            problems.append(f"{name}/: unexpected folder (not a class of this data set)")
 
-    files_on_disk: dict[str, list[Path]] = {}
+    files_on_disk: dict[str, list[str]] = {}
     md5sums: dict[str, dict[str, tuple[str, int]]] = {}
     for class_name in classes:
-        folder = root / class_name
-        if not folder.is_dir():
+        files_on_disk[class_name], md5sums[class_name] = [], {}
+        if class_name in tree.refused:
+            continue  # reported by the walk
+        if class_name not in tree.folders:
             problems.append(f"{class_name}/ is missing ({MANIFEST_NAME} lists {classes[class_name]} images)")
-            files_on_disk[class_name] = []
-            md5sums[class_name] = {}
             continue
-        found = []
-        for entry in sorted(folder.iterdir()):
-            if entry.is_dir():
-                problems.append(f"{class_name}/{entry.name}/: unexpected folder inside a class folder")
-            elif entry.name != MD5SUMS_NAME:
-                found.append(entry)
-        files_on_disk[class_name] = found
-        md5sums[class_name] = _read_md5sums(folder / MD5SUMS_NAME, f"{class_name}/{MD5SUMS_NAME}", problems)
+        for name in tree.listing.get(class_name, []):
+            relative = f"{class_name}/{name}"
+            if relative in tree.folders:
+                problems.append(f"{relative}/: unexpected folder inside a class folder")
+            elif relative in tree.files and name != MD5SUMS_NAME:
+                files_on_disk[class_name].append(relative)
+        md5sums[class_name] = _read_md5sums(root, tree, f"{class_name}/{MD5SUMS_NAME}", problems)
 
-    hashes = _hash_files([p for paths in files_on_disk.values() for p in paths], progress)
+    hashes = _hash_files(root, [p for paths in files_on_disk.values() for p in paths], progress)
     total_files = total_bytes = 0
     for class_name, paths in files_on_disk.items():
-        on_disk = {p.name: p for p in paths}
+        on_disk = {relative.split("/", 1)[1]: relative for relative in paths}
         entries = md5sums[class_name]
         class_rows = {
             relative.split("/", 1)[1]: found
@@ -289,7 +685,10 @@ def verify_dataset(path: str | Path, *, progress: bool = False) -> list[str]:
             relative = f"{class_name}/{name}"
             in_md5sums, row = name in entries, class_rows.get(name)
             if name not in on_disk:
-                problems.append(f"{relative} is missing (listed in {_sources(in_md5sums, row is not None)})")
+                if relative not in tree.refused and class_name not in tree.refused:
+                    problems.append(
+                        f"{relative} is missing (listed in {_sources(in_md5sums, row is not None)})"
+                    )
                 continue
             md5, size = hashes[on_disk[name]]
             total_files += 1
@@ -325,7 +724,7 @@ def verify_dataset(path: str | Path, *, progress: bool = False) -> list[str]:
                 what = "the file changed" if len(wrong) == len(claims) else "a checksum record changed"
                 problems.append(f"{relative}: MD5 is {md5} but {said} ({what})")
         expected = classes.get(class_name)
-        if len(paths) != expected:
+        if class_name not in tree.refused and len(paths) != expected:
             problems.append(
                 f"{class_name}/ holds {len(paths)} image files but {MANIFEST_NAME} says {expected}"
             )
@@ -342,6 +741,6 @@ def verify_dataset(path: str | Path, *, progress: bool = False) -> list[str]:
             f"the images hold {total_bytes} bytes but {MANIFEST_NAME} says {manifest.get('image_bytes')}"
         )
     for name in CARD_FILES:
-        if not (root / name).is_file():
+        if name not in tree.files and name not in tree.refused:
             problems.append(f"{name} is missing")
     return problems

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
+import resource
 import shutil
+import sqlite3
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +23,7 @@ from db.session import open_database
 from gen.cli import cli
 from gen.errors import GenError
 from gen.export import export_dataset
-from gen.verify import DumpError, load_dump, verify_dataset
+from gen.verify import DumpError, _Authoriser, _Statement, load_dump, open_inside, verify_dataset
 
 FILE = "cyt_mast/cyt_mast_000002.png"
 
@@ -117,7 +124,7 @@ TAMPERING: dict[str, tuple[Callable[[Path], None], list[str]]] = {
         lambda root: (root / "database.sql").write_text(
             (root / "database.sql").read_text().replace("INSERT INTO images", "INSERT INTO", 1)
         ),
-        [r"database.sql does not load into SQLite: line \d+: near .*syntax error"],
+        [r"database.sql does not load into SQLite: line \d+: 'INSERT INTO \(.*' is not a statement"],
     ),
     "a truncated dump": (
         lambda root: (root / "database.sql").write_text((root / "database.sql").read_text()[:-60]),
@@ -200,5 +207,285 @@ def test_a_postgresql_dump_loads_into_sqlite(exported: dict[str, Path]) -> None:
     connection = load_dump(sql, "postgresql")
     assert connection.execute("SELECT count(*) FROM images").fetchone() == (20,)
     connection.close()
-    with pytest.raises(DumpError, match="line 1: .*syntax error"):
+    with pytest.raises(DumpError, match="line 1: 'INSERT INTO nowhere VALUES;' is not a statement"):
         load_dump("INSERT INTO nowhere VALUES;\n", "sqlite")
+    # What SQLite itself refuses is named with its line too.
+    broken = sql.replace("'cyt_mast/cyt_mast_000002.png', ", "", 1)
+    line = next(number for number, text in enumerate(broken.splitlines(), 1) if "INSERT INTO images" in text)
+    with pytest.raises(DumpError, match=rf"line {line}: all VALUES must have the same number of terms"):
+        load_dump(broken, "postgresql")
+
+
+# ----------------------------------------------------------------------------- crafted data sets
+# What an attacker who edits a data set does: change files, then make the manifest agree again,
+# so that only the attack itself is left for verify to find.
+
+
+def resign(root: Path) -> None:
+    """Rewrite manifest.json's bytes and SHA-256 of every file it lists to match the files now."""
+    manifest = json.loads((root / "manifest.json").read_text())
+    for name, entry in manifest["files"].items():
+        data = (root / name).read_bytes()
+        entry.update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    (root / "manifest.json").write_text(json.dumps(manifest, indent=2))
+
+
+def tree(folder: Path) -> dict[str, bytes | None]:
+    """Every path below folder with its bytes (None for a folder), links not followed."""
+    return {
+        path.relative_to(folder).as_posix(): None if path.is_dir() else path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+    }
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The user's working folder, made current, holding their own SQLite gen.db with rows."""
+    folder = tmp_path / "home"
+    folder.mkdir()
+    connection = sqlite3.connect(folder / "gen.db")
+    connection.execute("CREATE TABLE images (id INTEGER PRIMARY KEY, file_path VARCHAR)")
+    connection.executemany("INSERT INTO images VALUES (?, ?)", [(1, "a.png"), (2, "b.png")])
+    connection.commit()
+    connection.close()
+    monkeypatch.chdir(folder)
+    return folder
+
+
+# Each attack: where its statements go and the statements. Every one reaches the user's files
+# only through ATTACH (or VACUUM INTO), which a dump never holds.
+DUMP_ATTACKS = {
+    "empties the user's database": (
+        "start",
+        "ATTACH DATABASE 'gen.db' AS mine;\nDELETE FROM mine.images;\nDETACH DATABASE mine;",
+    ),
+    "creates a file elsewhere": ("start", "ATTACH DATABASE '../created.db' AS far;\nCREATE TABLE far.x (y);"),
+    "copies the database out": (
+        "after BEGIN",
+        "ATTACH DATABASE 'gen.db' AS mine;\nATTACH DATABASE 'stolen.db' AS out;\n"
+        "CREATE TABLE out.images AS SELECT * FROM mine.images;",
+    ),
+    "hides behind BEGIN on its line": (
+        "same line as BEGIN",
+        "ATTACH 'gen.db' AS mine; DELETE FROM mine.images;",
+    ),
+    "hides behind a comment": (
+        "after BEGIN",
+        "/* a note */ ATTACH 'gen.db' AS mine;\nDELETE FROM mine.images;",
+    ),
+    "vacuums into a new file": ("start", "VACUUM INTO 'vacuumed.db';"),
+    "comes after COMMIT": ("end", "ATTACH 'gen.db' AS mine;\nDELETE FROM mine.images;"),
+}
+
+
+def inject(sql: str, where: str, statements: str) -> str:
+    if where == "start":
+        return statements + "\n" + sql
+    if where == "end":
+        return sql + statements + "\n"
+    separator = " " if where == "same line as BEGIN" else "\n"
+    return sql.replace("BEGIN;", "BEGIN;" + separator + statements, 1)
+
+
+@pytest.mark.parametrize("attack", list(DUMP_ATTACKS))
+@pytest.mark.parametrize("dialect", ["postgresql", "sqlite"])
+def test_a_crafted_dump_never_reaches_the_users_files(
+    exported: dict[str, Path], tmp_path: Path, home: Path, dialect: str, attack: str
+) -> None:
+    root = Path(shutil.copytree(exported[dialect], tmp_path / "data"))
+    dump = root / "database.sql"
+    dump.write_text(inject(dump.read_text(), *DUMP_ATTACKS[attack]))
+    resign(root)
+    before = tree(tmp_path)
+
+    problems = verify_dataset(root)
+    code, output = verify_cli(root)
+
+    assert tree(tmp_path) == before  # gen.db unchanged, no file created anywhere
+    refused = [p for p in problems if p.startswith("database.sql does not load into SQLite: line ")]
+    assert refused, problems
+    assert code == 1 and f"- {refused[0]}" in output and "OK" not in output
+
+
+# Statements SQLite accepts that a check of the first keyword alone might let through.
+SLIPPERY = {
+    "REPLACE": "REPLACE INTO alembic_version (version_num) VALUES ('x');",
+    "INSERT OR": "INSERT OR REPLACE INTO alembic_version (version_num) VALUES ('x');",
+    "WITH ... INSERT": "WITH x AS (SELECT 1) INSERT INTO alembic_version (version_num) VALUES ('x');",
+    "INSERT ... SELECT": "INSERT INTO alembic_version (version_num) SELECT name FROM sqlite_master;",
+    "a subquery in VALUES": "INSERT INTO alembic_version (version_num) VALUES ((SELECT 1));",
+    "a function in VALUES": "INSERT INTO alembic_version (version_num) VALUES (load_extension('x'));",
+    "an upsert": "INSERT INTO alembic_version (version_num) VALUES ('x') ON CONFLICT DO NOTHING;",
+    "an unknown table": "INSERT INTO sqlite_master (name) VALUES ('x');",
+    "a quoted name hiding a statement": "INSERT INTO [a;ATTACH 'gen.db' AS m;] (x) VALUES (1);",
+    "CREATE TEMP TRIGGER": "CREATE TEMP TRIGGER t AFTER INSERT ON images BEGIN DELETE FROM images; END;",
+    "CREATE VIEW": "CREATE VIEW v AS SELECT 1;",
+    "an extra index": "CREATE INDEX ix_more ON images (md5);",
+    "a changed table": "CREATE TABLE alembic_version (version_num VARCHAR(32) CHECK (abs(1)));",
+    "PRAGMA": "PRAGMA writable_schema = 1;",
+    "a keyword after a comment": "INSERT -- a note\nINTO alembic_version (version_num) VALUES ('x');",
+    "a second BEGIN": "BEGIN;",
+    "an empty statement": ";",
+}
+
+
+@pytest.mark.parametrize("case", list(SLIPPERY))
+def test_the_dump_whitelist_refuses_what_sqlite_would_run(exported: dict[str, Path], case: str) -> None:
+    sql = (exported["sqlite"] / "database.sql").read_text()
+    line = sql[: sql.index("INSERT INTO")].count("\n") + 1
+    crafted = sql.replace("INSERT INTO", SLIPPERY[case] + "\nINSERT INTO", 1)
+    with pytest.raises(DumpError, match=rf"^line {line}: "):
+        load_dump(crafted, "sqlite")
+
+
+def test_the_dump_loader_stays_quick_on_a_flood_of_statements() -> None:
+    # One pass over the text: a million statements, or a string of a million ';' lines, is
+    # refused or split at once (splitting at each ';' line by re-reading would take hours).
+    started = time.perf_counter()
+    with pytest.raises(DumpError, match="line 1: ';' is not a statement"):
+        load_dump(";\n" * 1_000_000, "sqlite")
+    with pytest.raises(DumpError, match="line 2: no such table"):
+        load_dump("BEGIN;\nINSERT INTO images (x) VALUES ('" + "x;\n" * 1_000_000 + "');\n", "sqlite")
+    assert time.perf_counter() - started < 30
+
+
+def test_an_unknown_dialect_is_refused(exported: dict[str, Path]) -> None:
+    sql = (exported["sqlite"] / "database.sql").read_text()
+    for dialect in ("mysql", None, ["sqlite"]):
+        with pytest.raises(DumpError, match="is not one gen writes"):
+            load_dump(sql, dialect)  # type: ignore[arg-type]
+
+
+def test_the_authoriser_alone_refuses_what_a_dump_never_does(home: Path) -> None:
+    """The second layer, as if the whitelist had let each statement through as an INSERT."""
+    connection = sqlite3.connect(":memory:", isolation_level=None)
+    connection.execute("CREATE TABLE images (x)")
+    authoriser = _Authoriser()
+    connection.set_authorizer(authoriser)
+    authoriser.statement = _Statement("insert", "images")
+    connection.execute("INSERT INTO images VALUES (1), (2)")  # what it is there for
+    for statement in [
+        "ATTACH DATABASE 'gen.db' AS mine",
+        "ATTACH DATABASE 'new.db' AS new",
+        "VACUUM INTO 'copy.db'",
+        "PRAGMA writable_schema = 1",
+        "CREATE TEMP TRIGGER t AFTER INSERT ON images BEGIN SELECT 1; END",
+        "CREATE VIEW v AS SELECT 1",
+        "CREATE VIRTUAL TABLE v USING rtree(id, x0, x1)",
+        "DELETE FROM images",
+        "UPDATE images SET x = 3",
+        "ALTER TABLE images ADD COLUMN y",
+        "SELECT load_extension('anything')",
+        "INSERT INTO images VALUES (abs(-1))",
+        "CREATE TABLE elsewhere (x)",
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) INSERT INTO images SELECT i FROM n",
+    ]:
+        with pytest.raises(sqlite3.DatabaseError, match="not authorized|authorization denied"):
+            connection.execute(statement)
+    assert sorted(p.name for p in home.iterdir()) == ["gen.db"]
+    connection.set_authorizer(None)
+    assert connection.execute("SELECT x FROM images").fetchall() == [(1,), (2,)]
+
+
+def test_class_names_in_the_dump_must_be_folder_names(dataset: Path) -> None:
+    dump = dataset / "database.sql"
+    dump.write_text(dump.read_text().replace("'cyt_mast'", "'../cyt_mast'", 1))
+    resign(dataset)
+    problems = verify_dataset(dataset)
+    assert any(
+        p.startswith("database.sql names a class '../cyt_mast' that cannot be a folder name: ")
+        for p in problems
+    ), problems
+
+
+# ----------------------------------------------------------------------------- links, pipes, devices
+
+LINK_SENTENCE = "is a symbolic link; a data set holds only regular files and folders"
+
+
+def verify_in_a_child(root: Path) -> subprocess.CompletedProcess[str]:
+    """`gen verify` in its own process with a deadline and a memory cap, so that a regression
+    (a verify blocked on a pipe, or reading /dev/zero) fails the test instead of the machine."""
+
+    def cap_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+
+    return subprocess.run(
+        [sys.executable, "-c", "from gen.cli import main; main()", "verify", str(root), "-q"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=cap_memory,
+    )
+
+
+def test_a_named_pipe_is_reported_and_never_opened(dataset: Path) -> None:
+    os.mkfifo(dataset / "cyt_mast" / "cyt_mast_000009.png")
+    result = verify_in_a_child(dataset)
+    assert result.returncode == 1, result.stderr
+    assert "- cyt_mast/cyt_mast_000009.png is a named pipe (FIFO); a data set holds only" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_a_link_to_a_device_is_reported_and_never_read(dataset: Path) -> None:
+    (dataset / "cyt_mast" / "cyt_mast_000009.png").symlink_to("/dev/zero")
+    result = verify_in_a_child(dataset)
+    assert result.returncode == 1, result.stderr
+    assert f"- cyt_mast/cyt_mast_000009.png {LINK_SENTENCE}" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_a_link_to_a_file_outside_is_reported(dataset: Path, tmp_path: Path) -> None:
+    # The outside file has the very bytes of the image it stands for: MD5SUMS, the dump and the
+    # manifest all agree, so only the link is wrong.
+    outside = tmp_path / "outside.png"
+    shutil.move(dataset / FILE, outside)
+    (dataset / FILE).symlink_to(outside)
+    problems = verify_dataset(dataset)
+    assert f"{FILE} {LINK_SENTENCE}" in problems
+    assert not any(p.startswith(f"{FILE} is missing") for p in problems)
+    assert verify_cli(dataset)[0] == 1
+
+
+@pytest.mark.parametrize("name", ["cyt_mast", "manifest.json", "database.sql", "grids/cyt_mast.png"])
+def test_a_linked_class_folder_or_named_file_is_reported(dataset: Path, tmp_path: Path, name: str) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.move(dataset / name, outside / "moved")
+    (dataset / name).symlink_to(outside / "moved")
+    problems = verify_dataset(dataset)
+    assert f"{name} {LINK_SENTENCE}" in problems
+    assert not any(p.startswith(f"{name} is missing") for p in problems)
+    code, output = verify_cli(dataset)
+    assert code == 1 and f"- {name} {LINK_SENTENCE}" in output
+
+
+def test_the_root_may_be_a_link_to_a_data_set(dataset: Path, tmp_path: Path) -> None:
+    (tmp_path / "linked").symlink_to(dataset)
+    assert verify_dataset(tmp_path / "linked") == []
+    assert verify_cli(tmp_path / "linked") == (0, "OK: 20 images in 4 classes verified\n")
+
+
+def test_open_inside_refuses_what_is_not_a_regular_file(dataset: Path, tmp_path: Path) -> None:
+    # What guards a swap between the walk and the read: a link anywhere below the root, or a
+    # pipe, is refused when it is opened.
+    os.mkfifo(dataset / "pipe")
+    (dataset / "link.png").symlink_to(dataset / FILE)
+    shutil.move(dataset / "grids", tmp_path / "grids")
+    (dataset / "grids").symlink_to(tmp_path / "grids")
+    for relative in ["pipe", "link.png", "grids/cyt_mast.png"]:
+        with pytest.raises(OSError):
+            open_inside(dataset, relative)
+    with open_inside(dataset, FILE) as file:
+        assert file.read() == (dataset / FILE).read_bytes()
+
+
+def test_control_characters_in_names_are_escaped(dataset: Path) -> None:
+    (dataset / "cyt_mast" / "\x1b[2Jx.png").write_bytes(b"x")
+    problems = verify_dataset(dataset)
+    assert "cyt_mast/\\x1b[2Jx.png: extra file, not listed in MD5SUMS and no row in database.sql" in problems
+
+
+def test_a_manifest_nested_too_deeply_is_a_problem(dataset: Path) -> None:
+    (dataset / "manifest.json").write_text("[" * 200_000)
+    assert verify_dataset(dataset) == ["manifest.json cannot be read: it nests too deeply to be a manifest"]
