@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -175,11 +175,13 @@ def dump_sql(
     image_ids: Collection[int] | None = None,
     dialect: str = "postgresql",
     file_paths: Mapping[int, str] | None = None,
+    publish: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> str:
     """The SQL text that recreates model gan_id's rows (see the module's docstring).
 
     image_ids: the images to include (None: all of the model's). file_paths: image id -> the
     file_path to write instead of the stored one (an export's paths relative to its root).
+    publish: applied to every row before it is written (an export removes local paths).
     """
     if dialect not in DIALECTS:
         raise ValueError(f"unknown dialect {dialect!r}; expected one of {', '.join(DIALECTS)}")
@@ -189,6 +191,8 @@ def dump_sql(
             {**row, "file_path": file_paths.get(row["id"], row["file_path"])}
             for row in rows[Image.__tablename__]
         ]
+    if publish is not None:
+        rows = {name: [publish(row) for row in table_rows] for name, table_rows in rows.items()}
     revision = head_revision()
     counts = ", ".join(f"{name} {len(table_rows)}" for name, table_rows in rows.items())
     load = (

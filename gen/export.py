@@ -34,6 +34,8 @@ Decisions worth knowing:
 from __future__ import annotations
 
 import csv
+import ctypes
+import errno
 import gzip
 import hashlib
 import html
@@ -64,6 +66,7 @@ from gen import __version__
 from gen.checkpoint import file_sha256
 from gen.data import check_class_name
 from gen.errors import GenError
+from gen.redact import local_paths, redact, redact_text
 
 MANIFEST_FORMAT = "gen-dataset/1"
 DUMP_DIALECTS = ("postgresql", "sqlite")
@@ -406,10 +409,12 @@ def copy_report(report_dir: Path, root: Path) -> list[str]:
     if not source.is_file():
         raise GenError(f"{report_dir} holds no {REPORT_NAME}; point --report at a folder gen report wrote.")
     try:
-        json.loads(source.read_text(encoding="utf-8"))
+        report = json.loads(source.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as error:
         raise GenError(f"{source} is not valid JSON ({error}).") from None
-    shutil.copyfile(source, root / REPORT_NAME)
+    # The report names the machine's folders and files: published without them (gen.redact).
+    local = local_paths(report)
+    (root / REPORT_NAME).write_text(json.dumps(redact(report), indent=2) + "\n", encoding="utf-8")
     written = [REPORT_NAME]
     plots = sorted(report_dir.glob("*.png"))
     if plots:
@@ -419,7 +424,7 @@ def copy_report(report_dir: Path, root: Path) -> list[str]:
             written.append(f"{PLOTS_DIR}/{plot.name}")
     markdown = report_dir / REPORT_MARKDOWN_NAME
     if markdown.is_file():
-        text = markdown.read_text(encoding="utf-8")
+        text = redact_text(markdown.read_text(encoding="utf-8"), local)
         for plot in plots:
             text = text.replace(f"]({plot.name})", f"]({PLOTS_DIR}/{plot.name})")
         (root / REPORT_MARKDOWN_NAME).write_text(text, encoding="utf-8")
@@ -729,14 +734,51 @@ def _make_staging(out: Path) -> Path:
         raise GenError(f"cannot create the data set {out}: {reason} ({error.filename or parent}).") from None
 
 
-def _move_into_place(staging: Path, out: Path) -> None:
-    if out.exists():
-        old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
-        os.rename(out, old / out.name)
+_RENAME_NOREPLACE, _RENAME_EXCHANGE = 1, 2  # renameat2(2) flags
+_AT_FDCWD = -100
+
+
+def _renameat2(source: Path, target: Path, flags: int) -> bool:
+    """Linux's renameat2(source, target, flags); False where the system or file system has none."""
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    if function(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target), flags) == 0:
+        return True
+    error = ctypes.get_errno()
+    if error in (errno.ENOSYS, errno.EINVAL):
+        return False
+    raise OSError(error, os.strerror(error), str(target))
+
+
+def _move_into_place(staging: Path, out: Path, *, force: bool) -> None:
+    """Publish the finished staging folder as ``out``.
+
+    Without --force the "already exists" rule holds at the moment of the move, not only when
+    the export started: of two exports racing to one target, the second is refused. With
+    --force the old data set and the new one swap places in one step (RENAME_EXCHANGE), so
+    there is no moment without a complete data set at ``out``; the old one is then removed.
+    """
+    exists = GenError(f"{out} already exists; choose another --out or replace it with --force.")
+    if not force or not out.exists():
+        try:
+            if _renameat2(staging, out, _RENAME_NOREPLACE):
+                return
+            out.mkdir()  # claims the name where renameat2 is missing; the rename replaces it
+        except FileExistsError:
+            raise exists from None
         os.rename(staging, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(staging, out)
+        return
+    if _renameat2(staging, out, _RENAME_EXCHANGE):
+        shutil.rmtree(staging, ignore_errors=True)  # the old data set, now at the staging path
+        return
+    # No atomic exchange here: move the old one aside first; a crash between the two renames
+    # leaves it whole in the hidden .<name>.*.old folder.
+    old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
+    os.rename(out, old / out.name)
+    os.rename(staging, out)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------- the export
@@ -771,7 +813,6 @@ def export_dataset(
     """
     from db import queries
     from db.dump import dump_sql
-    from db.session import mask_url
 
     started = time.perf_counter()
     if sql_dump and dialect not in DUMP_DIALECTS:
@@ -791,7 +832,7 @@ def export_dataset(
         images, missing = select_images(
             session, gan_id, classes=classes, limit_per_class=limit_per_class, skip_missing=skip_missing
         )
-        figures = _report_rows(session, gan_id)
+        figures = redact(_report_rows(session, gan_id))
         dump = (
             dump_sql(
                 session,
@@ -799,6 +840,7 @@ def export_dataset(
                 image_ids={image.id for image in images},
                 dialect=dialect,
                 file_paths={image.id: image.relative_path for image in images},
+                publish=redact,
             )
             if sql_dump
             else None
@@ -841,7 +883,8 @@ def export_dataset(
             "tool": "gen",
             "tool_version": __version__,
             "created_at": created_at.isoformat(),
-            "source_database": mask_url(engine.url.render_as_string(hide_password=False)),
+            # The kind of database only: its URL names a host, a user or a local file.
+            "source_database": engine.dialect.name,
             "model_id": gan_id,
             "preset": model.preset,
             "classes": class_counts,
@@ -879,7 +922,7 @@ def export_dataset(
         # The files reach the disk before the rename publishes them, so that even a power cut
         # leaves no data set or a whole one. One sync costs far less than an fsync per file.
         os.sync()
-        _move_into_place(staging, out)
+        _move_into_place(staging, out, force=force)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         partial_archive.unlink(missing_ok=True)

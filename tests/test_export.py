@@ -187,7 +187,7 @@ def test_export_layout(source: tuple[Engine, int, Path], tmp_path: Path) -> None
     assert (
         manifest["tool_version"]
         and manifest["created_at"]
-        and manifest["source_database"].startswith("sqlite:")
+        and manifest["source_database"] == "sqlite"
     )
     assert set(manifest["files"]) == {
         "database.sql",
@@ -305,6 +305,64 @@ def test_a_crash_leaves_nothing_behind(
     )
 
 
+def test_force_never_leaves_the_target_without_a_whole_data_set(
+    source: tuple[Engine, int, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash at each step of replacing: before the swap the old data set is in place, after
+    it the new one; never neither."""
+    import gen.export as export
+
+    engine, gan_id, _ = source
+    out = tmp_path / "out"
+    export_dataset(engine, gan_id, out, limit_per_class=1)
+    real_renameat2, real_rmtree = export._renameat2, shutil.rmtree
+
+    def crash_before_swap(*args: Any) -> bool:
+        raise KeyboardInterrupt
+
+    def crash_after_swap(source: Path, target: Path, flags: int) -> bool:
+        assert real_renameat2(source, target, flags)
+        raise KeyboardInterrupt
+
+    for crash, images in ((crash_before_swap, 4), (crash_after_swap, 8)):
+        monkeypatch.setattr(export, "_renameat2", crash)
+        with pytest.raises(KeyboardInterrupt):
+            export_dataset(engine, gan_id, out, limit_per_class=2, force=True)
+        monkeypatch.undo()
+        assert read_manifest(out)["images"] == images
+        assert verify_dataset(out) == []
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no leftover beside it
+
+    # A crash while the old one is being removed: the new one is already whole in place.
+    monkeypatch.setattr(shutil, "rmtree", lambda *args, **kwargs: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        export_dataset(engine, gan_id, out, limit_per_class=3, force=True)
+    monkeypatch.setattr(shutil, "rmtree", real_rmtree)
+    assert read_manifest(out)["images"] == 12 and verify_dataset(out) == []
+
+
+def test_two_exports_racing_to_one_target_the_second_is_refused(
+    source: tuple[Engine, int, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both pass the check at the start; the rule still holds when the second moves into place."""
+    import gen.export as export
+
+    engine, gan_id, _ = source
+    out = tmp_path / "out"
+    real_check = export._check_target
+
+    def the_other_export_finishes_first(target: Path, **options: Any) -> None:
+        real_check(target, **options)
+        monkeypatch.setattr(export, "_check_target", real_check)
+        export_dataset(engine, gan_id, target, limit_per_class=1)
+
+    monkeypatch.setattr(export, "_check_target", the_other_export_finishes_first)
+    with pytest.raises(GenError, match="already exists"):
+        export_dataset(engine, gan_id, out, limit_per_class=2)
+    assert read_manifest(out)["images"] == 4 and verify_dataset(out) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
 def test_bad_input_is_one_sentence(source: tuple[Engine, int, Path], tmp_path: Path) -> None:
     engine, gan_id, _ = source
     cases = [
@@ -407,7 +465,7 @@ def test_reports_rows_and_report_folder(source: tuple[Engine, int, Path], tmp_pa
     write_png(report_dir / "fid.png", np.random.default_rng(1), 32)
     (report_dir / "report.md").write_text("# Quality report\n\n![fid.png](fid.png)\n")
     out = export_dataset(engine, gan_id, tmp_path / "from-folder", report_dir=report_dir).out
-    assert (out / "report.json").read_text() == '{"fid": 41.25}'
+    assert json.loads((out / "report.json").read_text()) == {"fid": 41.25}  # (without local paths)
     assert (out / "report.md").read_text() == "# Quality report\n\n![fid.png](plots/fid.png)\n"
     assert "report.md" in read_manifest(out)["files"]
     assert (out / "plots" / "fid.png").is_file() and 'src="plots/fid.png"' in (out / "index.html").read_text()
@@ -481,3 +539,56 @@ def test_cli_end_to_end_on_a_trained_model(tmp_path: Path, monkeypatch: pytest.M
     # Without --out the data set lands in exports/model-<id> of the working directory.
     assert default.exit_code == 0, default.output
     assert read_manifest(tmp_path / "exports" / "model-1")["classes"] == dict.fromkeys(two, 5)
+
+
+def test_an_export_names_no_local_folder_host_or_user(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Trained from a folder named after a (fake) patient, reported and exported: no file of
+    the export, the archive included, holds that name or the machine's paths."""
+    import getpass
+    import gzip
+    import socket
+    import tempfile
+
+    from gen.phantoms import write_phantoms
+
+    secret = "PATIENT-4711-STUDY-QX"
+    data, held_out = tmp_path / secret / "train", tmp_path / secret / "test"
+    write_phantoms(data, per_class=8)
+    write_phantoms(held_out, per_class=8, seed=5)
+    monkeypatch.setenv("GEN_CACHE_DIR", str(tmp_path / "cache"))
+    url = f"sqlite:///{tmp_path / 'gen.db'}"
+    runner = CliRunner()
+    run = tmp_path / f"runs-{secret}"
+    steps = [
+        ["train", "--data", str(data), "--out", str(run), "--iters", "2", "--batch-size", "4"],
+        ["sample", "--n", "3", "--all-classes", "--out", str(tmp_path / f"samples-{secret}")],
+        ["report", "--real", str(held_out), "--n", "8", "--out", str(tmp_path / f"report-{secret}")],
+    ]
+    for arguments in steps:
+        result = runner.invoke(cli, [*arguments, "--db", url, "-q"])
+        assert result.exit_code == 0, result.output
+    out = tmp_path / "exports" / "published"
+    result = runner.invoke(
+        cli,
+        ["export", "--out", str(out), "--sql-dump", "--csv", "--archive",
+         "--report", str(tmp_path / f"report-{secret}"), "--db", url, "-q"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+
+    forbidden = {secret, str(tmp_path), str(Path.home()), tempfile.gettempdir() + "/", str(Path.cwd())}
+    hostname, user = socket.gethostname(), getpass.getuser()
+    if len(hostname) > 4 and hostname != "localhost":
+        forbidden.add(hostname)
+    if user not in ("root", "user", "runner"):  # common words a card may hold for other reasons
+        forbidden.add(user)
+    contents = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    archive = out.with_name(out.name + ".tar.gz")
+    contents[archive] = gzip.decompress(archive.read_bytes())
+    assert any(path.name == "database.sql" for path in contents)
+    for path, data in contents.items():
+        for word in forbidden:
+            assert word.encode() not in data, f"{path.name} holds {word!r}"
+    # The training folder is still identified: by its fingerprint.
+    assert b"dataset_fingerprint" in contents[out / "database.sql"]
