@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
-# The main job end to end on the embedded defaults: phantom data -> tiny GAN -> samples.
+# The main job end to end on the embedded defaults: phantom data -> cpu-preset GAN -> samples.
 # Each step is skipped when its result exists, so `make demo` can be run again safely.
 demo: install
 	@test -d data/phantoms || $(GEN) demo-data --out data/phantoms
@@ -23,13 +23,13 @@ demo: install
 	  if ls runs/demo/checkpoint-*.pt >/dev/null 2>&1; then \
 	    $(GEN) train --out runs/demo --iters $(DEMO_ITERS) --resume; \
 	  else \
-	    $(GEN) train --data data/phantoms --out runs/demo --preset tiny --iters $(DEMO_ITERS) --checkpoint-every 100; \
+	    $(GEN) train --data data/phantoms --out runs/demo --preset cpu --iters $(DEMO_ITERS) --checkpoint-every 100; \
 	  fi; \
 	fi
 	@$(GEN) sample --checkpoint runs/demo --n 25 --all-classes --out samples/demo --quiet
 	@echo
 	@echo "Demo done:"
-	@echo "  trained tiny model   runs/demo/ (progress grid: runs/demo/grid-$$(printf %07d $(DEMO_ITERS)).png)"
+	@echo "  trained cpu model    runs/demo/ (progress grid: runs/demo/grid-$$(printf %07d $(DEMO_ITERS)).png)"
 	@echo "  labelled samples     samples/demo/<class>/*.png"
 	@echo "  provenance database  gen.db   (try: $(GEN) models list)"
 

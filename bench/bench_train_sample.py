@@ -37,17 +37,25 @@ from pathlib import Path
 import torch
 
 from gen import train
-from gen.architecture import PRESET_BATCH_SIZES, preset, to_json
+from gen.architecture import preset, to_json
 from gen.checkpoint import save_checkpoint
-from gen.losses import HingeLoss
+from gen.losses import make_loss
 from gen.networks import build
+from gen.presets import RECIPES
 from gen.sample import sample
 
-PRESET_ORDER = ("tiny", "small", "dcgan", "paper")
+PRESET_ORDER = ("cpu", "reference", "tiny", "small", "dcgan", "paper")
 NUM_CLASSES = 4
-CPU_TRAIN_BATCH = {"tiny": 16, "small": 16, "dcgan": 16, "paper": 4}
+CPU_TRAIN_BATCH = {"cpu": 32, "reference": 32, "tiny": 16, "small": 16, "dcgan": 16, "paper": 4}
 # Sampling on the CPU: images and batch size per preset (paper: too slow to be worth the minutes).
-CPU_SAMPLING = {"tiny": (128, 64), "small": (32, 32), "dcgan": (128, 64), "paper": None}
+CPU_SAMPLING = {
+    "cpu": (128, 64),
+    "reference": (128, 64),
+    "tiny": (128, 64),
+    "small": (32, 32),
+    "dcgan": (128, 64),
+    "paper": None,
+}
 CUDA_SAMPLING = (2048, 256)  # images, batch size (gen sample's default batch)
 
 
@@ -63,10 +71,10 @@ class Plan:
 
 def plan(preset_name: str, device: torch.device) -> Plan:
     if device.type == "cuda":
-        return Plan(PRESET_BATCH_SIZES[preset_name], 5, 3, CUDA_SAMPLING)
+        return Plan(RECIPES[preset_name].batch_size, 5, 3, CUDA_SAMPLING)
     # The CPU: a few steps where a step is cheap, one where it takes many seconds, and for the
     # paper preset (~20 s a step on two cores) two timings only.
-    steps = {"tiny": 2, "dcgan": 2, "small": 1, "paper": 1}[preset_name]
+    steps = {"cpu": 2, "reference": 2, "tiny": 2, "dcgan": 2, "small": 1, "paper": 1}[preset_name]
     timings = 2 if preset_name == "paper" else 3
     return Plan(CPU_TRAIN_BATCH[preset_name], steps, timings, CPU_SAMPLING[preset_name])
 
@@ -93,7 +101,7 @@ def make_training_step(
     preset_name: str, device: torch.device, batch: int, mixed_precision: bool, channels_last: bool
 ) -> Callable[[], None]:
     """One iteration of gen.train's loop (its training_step and EMA update) on fixed random images."""
-    settings = train.TrainConfig(data="", out="")  # the default learning rates, betas, EMA and policy
+    settings = train.TrainConfig(data="", out="", preset=preset_name).resolved()  # the preset's recipe
     generator_spec, discriminator_spec = preset(preset_name, NUM_CLASSES)
     torch.manual_seed(0)
     generator, discriminator = build(generator_spec), build(discriminator_spec)
@@ -103,18 +111,25 @@ def make_training_step(
         network.to(device, memory_format=memory_format)
     generator.train()
     discriminator.train()
-    g_optimizer = torch.optim.Adam(generator.parameters(), lr=settings.g_lr, betas=settings.betas)
-    d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=settings.d_lr, betas=settings.betas)
+    optimizer = settings.optimizer
+    g_optimizer = train.make_optimizer(optimizer, generator.parameters(), settings.g_lr, settings.betas)
+    d_optimizer = train.make_optimizer(
+        optimizer, discriminator.parameters(), settings.d_lr, settings.betas, settings.d_weight_decay
+    )
     rng = torch.Generator(device).manual_seed(0)
-    loss = HingeLoss(generator, discriminator, settings.diffaugment, rng)
-    real = torch.rand(batch, 3, 64, 64, device=device, generator=rng).mul_(2).sub_(1)
-    real = real.contiguous(memory_format=memory_format)
-    labels = torch.randint(NUM_CLASSES, (batch,), device=device, generator=rng)
+    loss = make_loss(
+        settings.loss, generator, discriminator, settings.diffaugment, rng, **settings.loss_options
+    )
+    batches = []
+    for _ in range(settings.critic_steps):
+        real = torch.rand(batch, 3, 64, 64, device=device, generator=rng).mul_(2).sub_(1)
+        labels = torch.randint(NUM_CLASSES, (batch,), device=device, generator=rng)
+        batches.append((real.contiguous(memory_format=memory_format), labels))
     enabled = mixed_precision and device.type == "cuda"
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
     def step() -> None:
-        train.training_step(loss, d_optimizer, g_optimizer, real, labels, generator_spec.noise_dim, autocast)
+        train.training_step(loss, d_optimizer, g_optimizer, batches, generator_spec.noise_dim, autocast)
         train.update_ema(generator_ema, generator, settings.ema_decay)
 
     return step
@@ -221,10 +236,10 @@ def run(devices: list[str] | None = None, threads: int | None = None, log: bool 
         )
         for preset_name in PRESET_ORDER:
             work = plan(preset_name, device)
-            precision = "bf16 autocast + channels_last" if device.type == "cuda" else "fp32"
+            precision = "bf16 autocast + channels_last" if device.type == "cuda" else "fp32 + channels_last"
             say(f"{preset_name} on {label}: training, batch {work.train_batch}")
             started = time.perf_counter()
-            rate = training_rate(preset_name, device, work, True, device.type == "cuda")
+            rate = training_rate(preset_name, device, work, True, True)
             timing = f"median of {work.timings} x {work.steps_per_timing} step(s) after 1 warm-up"
             if device.type == "cpu":
                 timing += f"; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
@@ -238,6 +253,15 @@ def run(devices: list[str] | None = None, threads: int | None = None, log: bool 
                     f"batch {work.train_batch}, {precision}, {timing}",
                 )
             )
+            if device.type == "cpu" and preset_name == "cpu":
+                # The ablation behind channels_last on the CPU (gen.train uses it everywhere).
+                say(f"{preset_name} on {label}: training in the default memory format")
+                plain = training_rate(preset_name, device, work, True, False)
+                rows.append(
+                    row(
+                        "train NCHW", preset_name, label, plain, "images/s", f"batch {work.train_batch}, fp32"
+                    )
+                )
             if device.type == "cuda" and preset_name == "paper":
                 say(f"{preset_name} on {label}: fp32 eager training step")
                 fp32 = training_rate(preset_name, device, work, False, False)

@@ -1,31 +1,51 @@
-"""Image quality on real cytology data: our conditional self-attention GAN against DCGAN.
+"""Image quality on real cytology data: ours against every baseline at equal wall-clock.
 
-    make bench-quality                     # CPU: tiny preset, small budget
-    .venv/bin/python -m bench.quality --preset small --iters 10000 --device cuda
+    make bench-quality                                   # all models, 8 minutes each
+    .venv/bin/python -m bench.quality --models cpu,dcgan --minutes 2 --device cuda
 
-Both models train on ../shared/data/pbc4/train with the same seed, batch size and iteration
-budget; each then samples 150 images per class and is measured against the test split with
-`gen.report.make_report` (domain FID/KID per class, histogram KL per class beside its
-real-vs-real floor, classifier utility; Inception FID when its weights are present). Prints a
-side-by-side table, writes bench/results/quality-<machine>-<date>.json and a sample grid
-(real | ours | dcgan, one row per class) to docs/. Asserts nothing.
+Each model in ``--models`` (ours is ``cpu``; ``reference`` is the plain conditional GAN to beat;
+``tiny`` is the source method at 1/16 width; dcgan, wgan, wgan-gp, bgan and began are the
+source's baselines) trains on ../shared/data/pbc4/train with the same seed for ``--minutes`` of
+training time (checkpoints and evaluations not counted), in ``--eval-points`` equal segments.
+After each segment its last checkpoint is measured against the test split by
+``gen.report.make_report``: normalised domain FID and KID overall and per class beside their
+real-vs-real floors, per-class colour-histogram KL beside its floor, and the domain classifier's
+accuracy on the synthetic images (overall and per class). At the last point, classifier utility
+(trained on real, synthetic, both; tested on real) over ``--utility-seeds`` classifier seeds.
+
+Writes bench/results/quality-<host>-<date>.json (everything) and .md (a section ready for
+docs/benchmarks.md), docs/quality-curves.png (each metric against training minutes, a line per
+model, floors dashed) and docs/quality-grid.png (a row per class: real test images, then each
+model). Prints the table and whether each of the issue's targets is met. Asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
-import time
-from datetime import date
+import shlex
+import shutil
+import sys
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image, ImageDraw, ImageFont
 
-from gen.checkpoint import load_for_sampling
+from bench.__main__ import machine
+from gen.architecture import BASELINES, PRESETS
+from gen.checkpoint import atomic_write, load_for_sampling
 from gen.data import load_image_folder
-from gen.images import write_grid
-from gen.report import ReportSettings, make_report
+from gen.errors import GenError
+from gen.history import HISTORY_CSV, read_history
+from gen.images import png_bytes, write_grid
+from gen.metrics._plotting import new_figure, save_png
+from gen.metrics.domain import domain_features_and_probabilities
+from gen.metrics.utility import REGIMES, classifier_utility
+from gen.report import ReportSettings, _align, _synthetic, domain_classifier, make_report
 from gen.runtime import resolve_device
 from gen.sample import generate, load_generator
 from gen.train import TrainConfig, train
@@ -33,150 +53,355 @@ from gen.train import TrainConfig, train
 ROOT = Path(__file__).resolve().parents[1]
 PBC4 = ROOT.parent / "shared" / "data" / "pbc4"
 RESULTS = ROOT / "bench" / "results"
-TARGETS = {
-    "domain_fid": "ours <= 1/3 of dcgan",
-    "histogram_kl": "<= 1.5 x floor (real train vs real test)",
-    "accuracy": "real+synthetic > real only",
-}
+OURS, REFERENCE = "cpu", "reference"
+DEFAULT_MODELS = (OURS, REFERENCE, "tiny", *BASELINES)
+MEAN = "mean over classes"  # the class name of figures averaged over classes
+NEVER = 10**9  # an iteration count no segment reaches: segments end on their time budget
+GRID_COLUMNS = 8  # images per model (and real) per class in the sample grid
+ON_SYNTHETIC = "domain_classifier_accuracy_on_synthetic"
+ON_REAL = "domain_classifier_accuracy"  # on real test images: shown as the floor of ON_SYNTHETIC
+# (metric, title, floor metric) of each curve, all overall or averaged over classes.
+CURVES = (
+    ("domain_fid", "normalised domain FID", "domain_fid_floor"),
+    ("domain_kid", "normalised domain KID", "domain_kid_floor"),
+    ("histogram_kl", "histogram KL", "histogram_kl_floor"),
+    (ON_SYNTHETIC, "domain accuracy on synthetic", ON_REAL),
+)
+Figures = dict[tuple[str, str | None], float]  # (metric, class name or None) -> value
+Labelled = tuple[torch.Tensor, torch.Tensor]  # uint8 images (N, 3, 64, 64), labels (N,)
 
 
-def train_and_report(preset: str, args: argparse.Namespace, work: Path) -> dict:
-    started = time.perf_counter()
-    result = train(
-        TrainConfig(
-            data=str(PBC4 / "train"),
-            out=str(work / preset),
-            preset=preset,
-            iterations=args.iters,
-            batch_size=args.batch_size,
-            checkpoint_every=max(args.iters // 4, 1),
-            seed=args.seed,
-            device=args.device,
-        ),
-        progress=True,
+@dataclass
+class Point:
+    """One evaluation of one model: after ``minutes`` of training in all."""
+
+    minutes: float
+    iteration: int
+    images_per_second: float
+    checkpoint: str
+    figures: Figures
+    utility: dict[str, list[float]] = field(default_factory=dict)  # regime -> accuracy per seed
+
+
+@dataclass(frozen=True)
+class Sets:
+    """The real images, labelled in the training folder's class order."""
+
+    train: Labelled
+    test: Labelled
+    class_names: tuple[str, ...]
+    fingerprint: str
+
+
+def parse_arguments(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        "python -m bench.quality", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    train_seconds = time.perf_counter() - started
-    started = time.perf_counter()
+    add = parser.add_argument
+    add("--models", default=",".join(DEFAULT_MODELS), help="comma-separated presets, in table order")
+    add("--minutes", type=float, default=8.0, help="training minutes per model (default 8)")
+    add("--eval-points", type=int, default=4, help="evaluations along the way (default 4)")
+    add("--per-class", type=int, default=200, help="synthetic images per class (default 200)")
+    add("--utility-seeds", type=int, default=3, help="classifier seeds for utility (default 3)")
+    add("--kid-subsets", type=int, default=50, help="KID subsets per estimate (default 50)")
+    add("--seed", type=int, default=0, help="training and evaluation seed (default 0)")
+    add("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    add("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
+    add("--data", type=Path, default=PBC4 / "train", help="training images (default: pbc4 train)")
+    add("--real", type=Path, default=PBC4 / "test", help="held-out real images (default: pbc4 test)")
+    add("--work", type=Path, default=RESULTS / "quality-work", help="runs, reports; WORK/MODEL emptied first")
+    add("--results", type=Path, default=RESULTS, help="where the JSON and .md go (default bench/results)")
+    add("--figures", type=Path, default=ROOT / "docs", help="where the two PNGs go (default docs/)")
+    args = parser.parse_args(argv)
+    args.models = [name.strip() for name in args.models.split(",") if name.strip()]
+    unknown = [name for name in args.models if name not in PRESETS] or ([] if args.models else [""])
+    if unknown:
+        parser.error(f"unknown model {unknown[0]!r} in --models; choose from {', '.join(PRESETS)}.")
+    if args.minutes <= 0 or min(args.eval_points, args.utility_seeds) < 1 or args.per_class < 2:
+        parser.error(
+            "--minutes must be above 0; --eval-points, --utility-seeds 1 or more; --per-class 2 or more."
+        )
+    for folder in (args.data, args.real):
+        if not folder.is_dir():
+            raise SystemExit(f"bench-quality needs the images at {folder}; that folder does not exist.")
+    return args
+
+
+def load_sets(args: argparse.Namespace) -> Sets:
+    train_set, test_set = load_image_folder(args.data), load_image_folder(args.real)
+    classes = train_set.class_names
+    test = _align(test_set, classes, "--real")
+    return Sets((train_set.images, train_set.labels), test, classes, train_set.fingerprint)
+
+
+def train_segment(model: str, segment: int, args: argparse.Namespace) -> tuple[Path, int, float, float]:
+    """Train (or resume) one segment; (checkpoint, iteration, training seconds, images/s)."""
+    out = args.work / model / "run"
+    if segment == 0 and out.parent.exists():
+        shutil.rmtree(out.parent)  # the model's run and reports from an earlier benchmark
+    budget = args.minutes / args.eval_points
+    if segment == 0:
+        config = TrainConfig(
+            str(args.data), str(out), model, NEVER, checkpoint_every=NEVER, max_minutes=budget,
+            keep_checkpoints=args.eval_points, seed=args.seed, device=args.device,
+        )  # fmt: skip
+    else:  # resuming keeps every stored setting but the budget
+        config = TrainConfig("", str(out), iterations=NEVER, max_minutes=budget, device=args.device)
+    result = train(config, resume=segment > 0, progress=True)
+    if result.interrupted:
+        raise SystemExit(f"{model} was interrupted; its checkpoint is in {out}.")
+    # The last history row's seconds: this segment's training time, checkpoints not counted.
+    seconds = read_history(out / HISTORY_CSV)[-1]["seconds"]
+    return result.checkpoint, result.iteration, seconds, result.images_per_second
+
+
+def report_figures(path: Path, out: Path, args: argparse.Namespace) -> Figures:
+    """make_report's figures, plus the histogram KL and its floor averaged over classes."""
     report = make_report(
-        result.checkpoint,
-        PBC4 / "test",
-        PBC4 / "train",
-        work / f"report-{preset}",
-        settings=ReportSettings(n_per_class=args.n, histogram_n=150, seed=args.seed, utility=True),
-        device=args.device,
-        force=True,
-        progress=False,
+        path, args.real, args.data, out, settings=args.settings, device=args.device, force=True
     )
-    return {
-        "preset": preset,
-        "checkpoint": str(result.checkpoint),
-        "train_seconds": train_seconds,
-        "train_images_per_second": result.images_per_second,
-        "report_seconds": time.perf_counter() - started,
-        "figures": [(f.metric, f.class_name, f.value) for f in report.figures],
-        "notes": report.notes,
-    }
+    figures = {(f.metric, f.class_name): f.value for f in report.figures}
+    for metric in ("histogram_kl", "histogram_kl_floor"):
+        values = [figures[metric, name] for name in report.class_names if (metric, name) in figures]
+        if values:
+            figures[metric, None] = float(np.mean(values))
+    return figures
 
 
-def value(run: dict, metric: str, class_name: str | None = None) -> float | None:
-    return next((v for m, c, v in run["figures"] if m == metric and c == class_name), None)
+def per_class_accuracy(fake: Labelled, sets: Sets, args: argparse.Namespace) -> Figures:
+    """The domain classifier's accuracy per class on the report's synthetic images and on the real
+    test images (what the synthetic figure is compared with); make_report gives them overall."""
+    device, settings, names = resolve_device(args.device), args.settings, sets.class_names
+    classifier, _, _ = domain_classifier(
+        *sets.train, len(names), sets.fingerprint, settings, device, progress=False
+    )  # cached by the first report
+    figures: Figures = {}
+    for metric, (images, labels) in ((ON_SYNTHETIC, fake), (ON_REAL, sets.test)):
+        _, probabilities = domain_features_and_probabilities(classifier, images, device=device)
+        correct = probabilities.argmax(1) == labels.numpy()
+        for label, name in enumerate(names):
+            figures[metric, name] = float(correct[labels.numpy() == label].mean())
+    return figures
 
 
-def comparison_rows(
-    ours: dict, baseline: dict, class_names: list[str]
-) -> list[tuple[str, str, str, str, str]]:
-    def fmt(x: float | None) -> str:
-        return "-" if x is None else f"{x:.4f}"
+def utility_over_seeds(fake: Labelled, sets: Sets, args: argparse.Namespace) -> dict[str, list[float]]:
+    """Classifier utility's test accuracy per regime, one figure per classifier seed."""
+    device, epochs, names = resolve_device(args.device), args.settings.utility_epochs, list(sets.class_names)
+    accuracies: dict[str, list[float]] = {regime: [] for regime in REGIMES}
+    for seed in range(args.utility_seeds):
+        results = classifier_utility(
+            sets.train, fake, sets.test, len(names), names, epochs=epochs, seed=seed, device=device
+        )
+        for regime in REGIMES:
+            accuracies[regime].append(results[regime]["accuracy"])
+    return accuracies
 
-    rows = []
-    for metric in ("fid", "domain_fid", "domain_kid"):
-        for where in (None, *class_names):
-            a, b = value(ours, metric, where), value(baseline, metric, where)
-            if a is None and b is None:
-                continue
-            ratio = f"{a / b:.2f}" if a is not None and b else "-"
-            rows.append((metric, where or "overall", fmt(a), fmt(b), f"ours/dcgan {ratio}"))
-    for where in class_names:
-        floor = value(ours, "histogram_kl_floor", where)
-        a, b = value(ours, "histogram_kl", where), value(baseline, "histogram_kl", where)
-        ratio = f"{a / floor:.2f}" if a is not None and floor else "-"
-        rows.append(("histogram_kl", where, fmt(a), fmt(b), f"floor {fmt(floor)}, ours/floor {ratio}"))
-    for regime in ("real_only", "synthetic_only", "real_plus_synthetic"):
-        a, b = value(ours, f"accuracy_{regime}"), value(baseline, f"accuracy_{regime}")
-        rows.append((f"accuracy_{regime}", "overall", fmt(a), fmt(b), ""))
+
+def run_model(model: str, sets: Sets, args: argparse.Namespace) -> list[Point]:
+    """Train in segments; after each, evaluate its checkpoint (utility at the last one only)."""
+    points: list[Point] = []
+    seconds = 0.0
+    device = resolve_device(args.device)
+    for segment in range(args.eval_points):
+        checkpoint, iteration, segment_seconds, images_per_second = train_segment(model, segment, args)
+        seconds += segment_seconds
+        figures = report_figures(checkpoint, args.work / model / f"report-{segment + 1}", args)
+        # The report's synthetic images again: same checkpoint, count and seed.
+        fake = _synthetic(load_for_sampling(checkpoint), args.per_class, args.seed, device)
+        figures |= per_class_accuracy(fake, sets, args)
+        utility = utility_over_seeds(fake, sets, args) if segment == args.eval_points - 1 else {}
+        points.append(Point(seconds / 60, iteration, images_per_second, str(checkpoint), figures, utility))
+        fid = fmt(figures.get(("domain_fid", None)))
+        print(f"[{model}] {seconds / 60:.2f} min, iteration {iteration}, domain FID {fid}", flush=True)
+    return points
+
+
+def fmt(value: float | None) -> str:
+    return "-" if value is None or not np.isfinite(value) else f"{value:.4g}"
+
+
+def mean_std(values: list[float]) -> str:
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return f"{np.mean(values):.3f} ± {std:.3f}"
+
+
+def table_rows(runs: dict[str, list[Point]], class_names: tuple[str, ...]) -> list[list[str]]:
+    """[metric, class, one value per model, floor]; the floor column of the accuracy rows holds
+    the domain classifier's accuracy on real test images."""
+    finals = {model: points[-1] for model, points in runs.items()}
+    floors = next(iter(finals.values())).figures
+    rows = [
+        ["training minutes", "", *(f"{p.minutes:.2f}" for p in finals.values()), ""],
+        ["iterations", "", *(str(p.iteration) for p in finals.values()), ""],
+        ["images/s (last segment)", "", *(f"{p.images_per_second:.1f}" for p in finals.values()), ""],
+    ]
+    for metric, title, floor in CURVES:
+        for name in (None, *class_names):
+            label = name or (MEAN if metric == "histogram_kl" else "overall")
+            values = [fmt(p.figures.get((metric, name))) for p in finals.values()]
+            rows.append([title, label, *values, fmt(floors.get((floor, name)))])
+    for regime in REGIMES:
+        values = [mean_std(p.utility[regime]) for p in finals.values()]
+        rows.append([f"utility accuracy, {regime.replace('_', ' ')}", "", *values, ""])
     return rows
 
 
+def markdown_table(models: list[str], rows: list[list[str]]) -> str:
+    header = ["metric", "class", *models, "floor"]
+    lines = [header, ["---"] * 2 + ["---:"] * (len(models) + 1), *rows]
+    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
+
+
+def target_lines(runs: dict[str, list[Point]], class_names: tuple[str, ...]) -> list[str]:
+    """Each of the issue's targets for ours, met or not, with the figures that decide it."""
+    if OURS not in runs:
+        return [f"targets: not measured; {OURS} (ours) is not among --models."]
+    finals = {model: points[-1].figures for model, points in runs.items()}
+    ours, lines = finals[OURS], []
+
+    def verdict(target: str, met: bool, values: dict[str, float], form: str = "{:.4g}") -> None:
+        shown = ", ".join(f"{name} {form.format(value)}" for name, value in values.items())
+        result = ("met" if met else "NOT met") if np.isfinite(list(values.values())).all() else "not measured"
+        lines.append(f"{target}: {result} ({shown})")
+
+    baselines = [model for model in runs if model in BASELINES]
+    comparisons = (("domain_fid", "normalised domain FID"), ("histogram_kl", "mean histogram KL"))
+    for metric, title in comparisons if baselines else ():
+        values = {model: finals[model].get((metric, None), np.nan) for model in (OURS, *baselines)}
+        met = all(values[OURS] < values[model] for model in baselines)
+        verdict(f"(a) ours beats every baseline on {title}", met, values)
+    if not baselines:
+        lines.append("(a) ours beats every baseline: not measured; no baseline among --models")
+    accuracy = {name: ours[ON_SYNTHETIC, name] for name in class_names}
+    verdict(
+        "(b) domain accuracy on ours' images >= 0.8 in every class", min(accuracy.values()) >= 0.8, accuracy
+    )
+    ratios = {name: ours["histogram_kl", name] / ours["histogram_kl_floor", name] for name in class_names}
+    verdict("(c) histogram KL <= 5x its floor in every class", max(ratios.values()) <= 5, ratios, "{:.1f}x")
+    utility = {regime: float(np.mean(runs[OURS][-1].utility[regime])) for regime in REGIMES}
+    both, real = utility["real_plus_synthetic"], utility["real_only"]
+    verdict("(d) utility accuracy, real + synthetic >= real only", both >= real, utility, "{:.3f}")
+    if REFERENCE in runs:
+        other = finals[REFERENCE]
+        pairs = [f"{t} {fmt(ours.get((m, None)))} vs {fmt(other.get((m, None)))}" for m, t, _ in CURVES]
+        lines.append(f"ours against {REFERENCE}: " + ", ".join(pairs))
+    return lines
+
+
+def write_curves(runs: dict[str, list[Point]], path: Path) -> Path:
+    figure = new_figure(4.2 * len(CURVES), 3.6)
+    floors = next(iter(runs.values()))[-1].figures
+    for axis, (metric, title, floor) in zip(figure.subplots(1, len(CURVES)), CURVES, strict=True):
+        for model, points in runs.items():
+            values = [p.figures.get((metric, None), np.nan) for p in points]
+            axis.plot([p.minutes for p in points], values, marker="o", label=model)
+        if (floor, None) in floors:
+            axis.axhline(floors[floor, None], color="black", linestyle="--", linewidth=1, label="floor")
+        values = [p.figures.get((metric, None), 0) for points in runs.values() for p in points]
+        values.append(floors.get((floor, None), 1))
+        if metric != ON_SYNTHETIC and min(values) > 0:
+            axis.set_yscale("log")  # baselines can be orders of magnitude off
+        where = MEAN if metric == "histogram_kl" else "overall"
+        axis.set_title(f"{title}, {where}" + ("\n(dashed: on real test images)" if floor == ON_REAL else ""))
+        axis.set_xlabel("training minutes")
+    figure.axes[0].legend(fontsize="small")
+    return save_png(figure, path)
+
+
 @torch.no_grad()
-def write_comparison_grid(runs: list[dict], path: Path, device: torch.device, per_row: int = 6) -> None:
-    """One row per class: real test images, then ours, then dcgan."""
-    real = load_image_folder(PBC4 / "test")
-    rows = []
-    generators = [load_generator(load_for_sampling(run["checkpoint"]), device) for run in runs]
-    for label in range(len(real.class_names)):
-        row = [real.images[real.labels == label][:per_row]]
-        for generator in generators:
-            row.append(generate(generator, 1, label, list(range(per_row)), device))
-        rows.append(torch.cat(row))
-    write_grid(torch.cat(rows), per_row * (1 + len(runs)), path)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--preset", default=None, help="ours: tiny on CPU, small on CUDA by default")
-    parser.add_argument(
-        "--iters", type=int, default=None, help="budget: 800 on CPU, 10000 on CUDA by default"
-    )
-    parser.add_argument("--batch-size", type=int, default=None, help="16 on CPU, 64 on CUDA by default")
-    parser.add_argument("--n", type=int, default=150, help="synthetic images per class")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--work", type=Path, default=RESULTS / "quality-work")
-    args = parser.parse_args()
-    if not (PBC4 / "train").is_dir():
-        raise SystemExit(f"bench-quality needs the pbc4 images at {PBC4}; they are not there.")
+def write_sample_grid(runs: dict[str, list[Point]], sets: Sets, args: argparse.Namespace, path: Path) -> Path:
+    """One row per class: GRID_COLUMNS real test images, then as many of each model (fixed seed)."""
     device = resolve_device(args.device)
-    on_gpu = device.type == "cuda"
-    args.preset = args.preset or ("small" if on_gpu else "tiny")
-    args.iters = args.iters or (10_000 if on_gpu else 800)
-    args.batch_size = args.batch_size or (64 if on_gpu else 16)
-    machine = f"{platform.node()}-{device.type}"
-    print(f"budget: {args.iters} iterations at batch {args.batch_size}, seed {args.seed}, on {device}")
+    generators = [load_generator(load_for_sampling(p[-1].checkpoint), device) for p in runs.values()]
+    indices = list(range(GRID_COLUMNS))
+    rows = []
+    for label in range(len(sets.class_names)):
+        real = sets.test[0][sets.test[1] == label][:GRID_COLUMNS]
+        blank = torch.full((GRID_COLUMNS - len(real), 3, 64, 64), 255, dtype=torch.uint8)  # too few real
+        real = torch.cat([real, blank])
+        rows += [real, *(generate(generator, args.seed, label, indices, device) for generator in generators)]
+    columns = GRID_COLUMNS * (1 + len(generators))
+    write_grid(torch.cat(rows), columns, path)
+    label_grid(path, ["real", *runs], sets.class_names)
+    return path
 
-    started = time.perf_counter()
-    runs = [train_and_report(preset, args, args.work) for preset in (args.preset, "dcgan")]
-    class_names = sorted(p.name for p in (PBC4 / "test").iterdir() if p.is_dir())
-    rows = comparison_rows(runs[0], runs[1], class_names)
-    print(f"\n{'metric':<30} {'class':<12} {args.preset:>10} {'dcgan':>10}  note")
-    for metric, where, ours, baseline, note in rows:
-        print(f"{metric:<30} {where:<12} {ours:>10} {baseline:>10}  {note}")
-    for run in runs:
-        print(
-            f"{run['preset']}: trained {run['train_seconds']:.0f} s "
-            f"({run['train_images_per_second']:.1f} images/s), "
-            f"report {run['report_seconds']:.0f} s"
-        )
-    total = time.perf_counter() - started
-    print(f"total {total / 60:.1f} min; targets: {TARGETS}")
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    grid = ROOT / "docs" / f"quality-grid-{device.type}.png"
-    write_comparison_grid(runs, grid, device)
-    out = RESULTS / f"quality-{machine}-{date.today()}.json"
-    out.write_text(
-        json.dumps(
-            {
-                "args": {k: str(v) for k, v in vars(args).items()},
-                "runs": runs,
-                "rows": rows,
-                "total_seconds": total,
-            },
-            indent=2,
-        )
+def label_grid(path: Path, blocks: list[str], class_names: tuple[str, ...]) -> None:
+    """Names above each column block and beside each row of a write_grid PNG."""
+    font = ImageFont.load_default(size=15)
+    cell, top, left = 66, 22, 12 + int(max(font.getlength(name) for name in class_names))
+    grid = Image.open(path).convert("RGB")  # write_grid's cells: 64-pixel images, 2-pixel padding
+    canvas = Image.new("RGB", (grid.width + left, grid.height + top), "white")
+    canvas.paste(grid, (left, top))
+    draw = ImageDraw.Draw(canvas)
+    for index, name in enumerate(blocks):
+        draw.text((left + 4 + index * GRID_COLUMNS * cell, 3), name, fill="black", font=font)
+    for index, name in enumerate(class_names):
+        draw.text((4, top + index * cell + 24), name, fill="black", font=font)
+    data = png_bytes(torch.from_numpy(np.array(canvas)).permute(2, 0, 1))
+    atomic_write(path, lambda file: file.write(data))
+
+
+def markdown_fragment(
+    info: dict, command: str, table: str, targets: list[str], pngs: list[Path], models: list[str]
+) -> str:
+    """A section for docs/benchmarks.md: machine, command, table, targets, the two PNGs."""
+    curves, grid = (Path(os.path.relpath(png, ROOT / "docs")).as_posix() for png in pngs)
+    blocks = " | ".join(["real", *models])
+    paragraphs = [
+        "## Image quality: ours against the baselines on pbc4 (`make bench-quality`)",
+        f"Machine: {info['platform']}, {info['cpu']} ({info['cores']} cores, GPU {info['gpu']}), "
+        f"torch {info['torch']}, {info['threads']} threads, commit {info['commit']}, {info['date']}.\n"
+        f"Command: `{command}`",
+        table,
+        "Floor: the same figure between real training and real test images; for domain accuracy, the "
+        "classifier's accuracy on real test images. Utility: mean ± std over classifier seeds.",
+        "\n".join(f"- {line}" for line in targets),
+        f"![quality against training minutes, a line per model]({curves})",
+        f"Sample grid, a row per class; column blocks: {blocks}.",
+        f"![{blocks}]({grid})",
+    ]
+    return "\n\n".join(paragraphs) + "\n"
+
+
+def write_results(stem: Path, runs: dict[str, list[Point]], record: dict, fragment: str) -> None:
+    """<stem>.json (``record`` and every figure of every point) and <stem>.md (the docs fragment)."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    record["runs"] = {
+        model: [asdict(p) | {"figures": [[*key, value] for key, value in p.figures.items()]} for p in points]
+        for model, points in runs.items()
+    }
+    Path(f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
+    Path(f"{stem}.md").write_text(fragment)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_arguments(argv)
+    args.settings = ReportSettings(n_per_class=args.per_class, seed=args.seed, kid_subsets=args.kid_subsets)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    info = machine() | {"platform": platform.platform(), "threads": str(torch.get_num_threads())}
+    command = "make bench-quality" if not argv else ".venv/bin/python -m bench.quality " + shlex.join(argv)
+    print(f"{command}\n" + "  ".join(f"{key}: {value}" for key, value in info.items()), flush=True)
+    try:
+        sets = load_sets(args)
+        runs = {model: run_model(model, sets, args) for model in args.models}
+        rows = table_rows(runs, sets.class_names)
+        table, targets = markdown_table(args.models, rows), target_lines(runs, sets.class_names)
+        curves = write_curves(runs, args.figures / "quality-curves.png")
+        grid = write_sample_grid(runs, sets, args, args.figures / "quality-grid.png")
+    except GenError as error:
+        raise SystemExit(str(error)) from None
+    print(f"\n{table}\n\n" + "\n".join(targets))
+    print(f"\nsample grid {grid}: a row per class; column blocks real | {' | '.join(args.models)}")
+    stem = args.results / f"quality-{info['host']}-{info['date']}"
+    arguments = {key: str(value) for key, value in vars(args).items()}
+    record = {"machine": info, "command": command, "args": arguments, "table": rows, "targets": targets}
+    write_results(
+        stem, runs, record, markdown_fragment(info, command, table, targets, [curves, grid], args.models)
     )
-    print(f"wrote {out} and {grid}")
+    print(f"wrote {stem}.json, {stem}.md, {curves} and {grid}")
 
 
 if __name__ == "__main__":

@@ -167,6 +167,8 @@ class Checkpoint(Base):
     iteration: Mapped[int] = mapped_column(Integer, nullable=False)
     sha256: Mapped[str] = mapped_column(CHAR(64), nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utc_now)
+    # Normalised domain FID measured while training (--eval-every); lowest is the best checkpoint.
+    domain_fid: Mapped[float | None] = mapped_column(Double)
 
 
 class Image(Base):

@@ -46,6 +46,7 @@ class CheckpointInfo:
     iteration: int
     sha256: str
     created_at: datetime
+    domain_fid: float | None = None  # measured while training (--eval-every)
 
 
 @dataclass(frozen=True)
@@ -158,26 +159,44 @@ def record_model(
     return gan_id
 
 
-def update_training_iterations(session: Session, gan_id: int, iterations: int) -> None:
-    """Record how far training has got, after a run or a resumed run."""
+def update_training_iterations(
+    session: Session, gan_id: int, iterations: int, epochs: int | None = None
+) -> None:
+    """Record how far training has got (and, when known, the epochs that makes)."""
     _require_model(session, gan_id)
+    values: dict[str, int] = {"iterations": iterations}
+    if epochs is not None:
+        values["epochs"] = epochs
     with _transaction(session):
         session.execute(
-            update(TrainingParameters)
-            .where(TrainingParameters.gan_id == gan_id)
-            .values(iterations=iterations)
+            update(TrainingParameters).where(TrainingParameters.gan_id == gan_id).values(**values)
         )
 
 
-def record_checkpoint(session: Session, gan_id: int, path: str, iteration: int, sha256: str) -> int:
-    """Record a saved checkpoint file; returns its id."""
+def record_checkpoint(
+    session: Session, gan_id: int, path: str, iteration: int, sha256: str, domain_fid: float | None = None
+) -> int:
+    """Record a saved checkpoint file (and its quality figure from training); returns its id."""
     _require_model(session, gan_id)
     with _transaction(session):
-        checkpoint = Checkpoint(gan_id=gan_id, path=path, iteration=iteration, sha256=sha256)
+        checkpoint = Checkpoint(
+            gan_id=gan_id, path=path, iteration=iteration, sha256=sha256, domain_fid=domain_fid
+        )
         session.add(checkpoint)
         session.flush()
         checkpoint_id = checkpoint.id
     return checkpoint_id
+
+
+def checkpoints_with_images(session: Session, gan_id: int) -> set[str]:
+    """Paths of the model's checkpoints that recorded images were made from: each image can be
+    made again only while its checkpoint exists, so these are never pruned."""
+    query = (
+        select(Checkpoint.path)
+        .where(Checkpoint.gan_id == gan_id)
+        .where(select(Image.id).where(Image.checkpoint_id == Checkpoint.id).exists())
+    )
+    return set(session.scalars(query))
 
 
 def latest_model_id(session: Session) -> int:
@@ -218,7 +237,12 @@ def get_model(session: Session, gan_id: int) -> ModelInfo:
         else {key: getattr(parameters, key) for key in sorted(TRAINING_KEYS)},
         checkpoints=tuple(
             CheckpointInfo(
-                id=c.id, path=c.path, iteration=c.iteration, sha256=c.sha256, created_at=c.created_at
+                id=c.id,
+                path=c.path,
+                iteration=c.iteration,
+                sha256=c.sha256,
+                created_at=c.created_at,
+                domain_fid=c.domain_fid,
             )
             for c in checkpoints
         ),

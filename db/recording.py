@@ -21,24 +21,31 @@ from db.models import Checkpoint, ClassName
 from gen.checkpoint import file_sha256
 from gen.errors import GenError
 
-OPTIMIZER = "adam"
-LOSS = "hinge"
-
 
 def stored_path(path: str | Path) -> str:
     return str(Path(path).resolve())
 
 
+def epochs(config: dict[str, Any], iterations: int, num_images: int) -> int | None:
+    """Passes over the training images so far: real images seen / training images (None when
+    the number of training images is unknown). The source counts epochs; we train by
+    iterations and record both."""
+    if num_images < 1:
+        return None
+    seen = iterations * config["batch_size"] * (config.get("critic_steps") or 1)
+    return round(seen / num_images)
+
+
 def training_parameters(config: dict[str, Any], *, num_images: int, iterations: int, device: str) -> dict:
     """training_parameters' columns from a run's settings (gen.train.TrainConfig as a dict)."""
     batch_size = config["batch_size"]
+    optimizer = config.get("optimizer") or "adam"  # runs from before the setting were all Adam
     return {
-        "g_optimizer": OPTIMIZER,
-        "d_optimizer": OPTIMIZER,
-        "loss": LOSS,
+        "g_optimizer": optimizer,
+        "d_optimizer": optimizer,
+        "loss": config.get("loss") or "hinge",
         "batch_size": batch_size,
-        # The source counts epochs; we train by iterations and record both.
-        "epochs": round(config["iterations"] * batch_size / max(num_images, 1)),
+        "epochs": epochs(config, iterations, num_images),
         "g_lr": config["g_lr"],
         "d_lr": config["d_lr"],
         "betas": {"g": list(config["betas"]), "d": list(config["betas"])},
@@ -84,22 +91,58 @@ def checkpoint_row(session: Session, path: str | Path) -> Checkpoint | None:
     ).first()
 
 
-def latest_checkpoint_file(info: queries.ModelInfo) -> tuple[Path, str]:
-    """The model's newest checkpoint still on disk and its SHA-256, checked against its row."""
+CHECKPOINT_CHOICES = ("best", "latest")
+
+
+def checkpoint_file(info: queries.ModelInfo, which: str | int = "latest") -> tuple[Path, str]:
+    """One of the model's checkpoints still on disk, and its SHA-256, checked against its row.
+
+    ``which``: "latest"; "best", the lowest normalised domain FID measured while training
+    (``--eval-every``); or an iteration.
+    """
     present = [c for c in info.checkpoints if Path(c.path).is_file()]
     if not present:
         raise GenError(f"model {info.id} has no checkpoint file left on disk; train it (or resume) first.")
-    path, sha256 = Path(present[-1].path), file_sha256(Path(present[-1].path))
-    if sha256 != present[-1].sha256:
+    if which == "latest":
+        chosen = present[-1]
+    elif which == "best":
+        measured = [c for c in present if c.domain_fid is not None]
+        if not measured:
+            raise GenError(
+                f"model {info.id} has no evaluated checkpoint on disk; train with --eval-every to mark one."
+            )
+        chosen = min(measured, key=lambda c: (c.domain_fid, -c.iteration))
+    else:
+        matching = [c for c in present if c.iteration == int(which)]
+        if not matching:
+            kept = ", ".join(str(c.iteration) for c in present)
+            raise GenError(f"model {info.id} has no checkpoint of iteration {which} on disk (it has {kept}).")
+        chosen = matching[-1]
+    path, sha256 = Path(chosen.path), file_sha256(Path(chosen.path))
+    if sha256 != chosen.sha256:
         raise GenError(f"{path} changed since it was recorded (its SHA-256 differs); refusing to use it.")
     return path, sha256
 
 
+def latest_checkpoint_file(info: queries.ModelInfo) -> tuple[Path, str]:
+    """The model's newest checkpoint still on disk and its SHA-256, checked against its row."""
+    return checkpoint_file(info, "latest")
+
+
 def record_checkpoint_file(
-    session: Session, gan_id: int, path: str | Path, iteration: int, sha256: str
+    session: Session,
+    gan_id: int,
+    path: str | Path,
+    iteration: int,
+    sha256: str,
+    *,
+    domain_fid: float | None = None,
+    epochs: int | None = None,
 ) -> int:
-    checkpoint_id = queries.record_checkpoint(session, gan_id, stored_path(path), iteration, sha256)
-    queries.update_training_iterations(session, gan_id, iteration)
+    checkpoint_id = queries.record_checkpoint(
+        session, gan_id, stored_path(path), iteration, sha256, domain_fid
+    )
+    queries.update_training_iterations(session, gan_id, iteration, epochs)
     return checkpoint_id
 
 
@@ -120,11 +163,20 @@ def adopt_checkpoint(session: Session, state: dict[str, Any], sha256: str) -> tu
         discriminator=json.loads(state["discriminator_spec"]),
         class_names=state["class_names"],
         data_fingerprint=state["data_fingerprint"],
-        num_images=0,
+        num_images=state.get("num_images", 0),
         iterations=state["iteration"],
         device=config["device"],
     )
-    return gan_id, record_checkpoint_file(session, gan_id, state["path"], state["iteration"], sha256)
+    checkpoint_id = record_checkpoint_file(
+        session,
+        gan_id,
+        state["path"],
+        state["iteration"],
+        sha256,
+        domain_fid=state.get("evaluation"),
+        epochs=epochs(config, state["iteration"], state.get("num_images", 0)),
+    )
+    return gan_id, checkpoint_id
 
 
 class ImageRecorder:

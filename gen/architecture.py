@@ -75,8 +75,9 @@ class GeneratorSpec:
     """Noise (and a class label) in, a 64x64x3 image in [-1, 1] out.
 
     ``channels[0]`` is the 4x4 stem; each later entry is one upsampling block, so five entries
-    reach 64x64. A cell (with a residual sum, and self-attention where listed) follows the
-    stem and every upsampling block but the last.
+    reach 64x64. A stage follows the stem and every upsampling block but the last: the cell
+    with its residual sum (when there is a cell), and self-attention where ``attention`` lists
+    the stage (1-based).
     """
 
     num_classes: int
@@ -84,8 +85,9 @@ class GeneratorSpec:
     cell: CellSpec | None
     attention: tuple[int, ...] = ()
     noise_dim: int = 128
-    upsample: Literal["nearest_conv_glu", "transposed_conv"] = "nearest_conv_glu"
+    upsample: Literal["nearest_conv_glu", "nearest_conv", "transposed_conv"] = "nearest_conv_glu"
     activation: Literal["elu", "relu"] = "elu"
+    spectral_norm: bool = True
     kind: Literal["generator"] = "generator"
 
     @property
@@ -101,7 +103,10 @@ class DiscriminatorSpec:
     """A 64x64x3 image and its label in, one realness score out (projection conditioning).
 
     ``channels[0]`` is the stem at full resolution; each later entry is one downsampling
-    block. A cell (residual sum, self-attention where listed) precedes every downsampling.
+    block. A stage (the cell with its residual sum when there is a cell, self-attention where
+    listed) precedes every downsampling. ``norm`` is the batch norm of the cells and strided
+    blocks, or none. ``head`` is a projection score (Miyato & Koyama 2018), or an autoencoder
+    whose reconstruction BEGAN scores (the decoder mirrors the encoder's widths).
     """
 
     num_classes: int
@@ -110,6 +115,9 @@ class DiscriminatorSpec:
     attention: tuple[int, ...] = ()
     downsample: Literal["space_to_depth", "strided_conv"] = "space_to_depth"
     activation: Literal["elu", "leaky_relu"] = "elu"
+    spectral_norm: bool = True
+    norm: Literal["batch", "none"] = "batch"
+    head: Literal["projection", "autoencoder"] = "projection"
     kind: Literal["discriminator"] = "discriminator"
 
     def encoding(self) -> str:
@@ -118,7 +126,7 @@ class DiscriminatorSpec:
 
 def _encoding(cell: CellSpec | None, attention: tuple[int, ...]) -> str:
     if cell is None:
-        return "no cells"
+        return f"no cells, attention [{', '.join(map(str, attention))}]" if attention else "no cells"
     return f"{{{cell.nodes}, {cell.code}, [{', '.join(map(str, attention))}]}}"
 
 
@@ -126,9 +134,9 @@ def _validate(spec: GeneratorSpec | DiscriminatorSpec) -> None:
     allowed = GENERATOR_OPERATIONS if spec.kind == "generator" else DISCRIMINATOR_OPERATIONS
     if spec.cell is not None and not set(spec.cell.code.replace("-", "")) <= allowed:
         raise GenError(f"the {spec.kind} cell {spec.cell.code!r} uses operations a {spec.kind} cannot have.")
-    cells = len(spec.channels) - 1 if spec.cell is not None else 0
-    if any(not 1 <= index <= cells for index in spec.attention):
-        raise GenError(f"{spec.kind} attention indices {list(spec.attention)} must name cells 1..{cells}.")
+    stages = len(spec.channels) - 1
+    if any(not 1 <= index <= stages for index in spec.attention):
+        raise GenError(f"{spec.kind} attention indices {list(spec.attention)} must name stages 1..{stages}.")
     if spec.num_classes < 2 or len(spec.channels) < 2 or min(spec.channels) < 1:
         raise GenError(f"the {spec.kind} needs at least 2 classes and 2 positive channel widths.")
 
@@ -170,29 +178,97 @@ _PRESET_CHANNELS = {
     "small": ((512, 512, 256, 128, 64), (32, 64, 128, 256, 512)),
     "tiny": ((64, 64, 32, 16, 16), (8, 16, 32, 64, 64)),
 }
-PRESETS = (*_PRESET_CHANNELS, "dcgan")
-# Training batch per preset: the source's 128 at full width, less where memory or a CPU is short.
-PRESET_BATCH_SIZES = {"paper": 128, "small": 64, "tiny": 16, "dcgan": 64}
+# The source's five baselines (SOURCE_METHOD.md section 4); gen.presets holds their training.
+BASELINES = ("dcgan", "wgan", "wgan-gp", "bgan", "began")
+PRESETS = (*_PRESET_CHANNELS, "cpu", "reference", *BASELINES)
+
+
+def _baseline(name: str, num_classes: int) -> tuple[GeneratorSpec, DiscriminatorSpec]:
+    """DCGAN's topology (Radford et al. 2015) for the baselines, class-conditional in the one way
+    every preset is: class-conditional batch norm in G, a projection head in D.
+
+    No spectral norm (none of the five papers uses it). WGAN-GP's critic has no batch norm
+    (Gulrajani et al. 2017: it would break the per-sample gradient penalty); BEGAN's
+    discriminator is an autoencoder (Berthelot et al. 2017) with ELU and no batch norm.
+    """
+    dcgan_generator = GeneratorSpec(
+        num_classes,
+        (512, 256, 128, 64, 32),
+        None,
+        upsample="transposed_conv",
+        activation="relu",
+        spectral_norm=False,
+    )
+    if name == "began":
+        generator = GeneratorSpec(
+            num_classes,
+            (128, 128, 64, 64, 32),
+            None,
+            upsample="nearest_conv",
+            activation="elu",
+            spectral_norm=False,
+        )
+        discriminator = DiscriminatorSpec(
+            num_classes,
+            (32, 64, 64, 128, 128),
+            None,
+            downsample="strided_conv",
+            activation="elu",
+            spectral_norm=False,
+            norm="none",
+            head="autoencoder",
+        )
+        return generator, discriminator
+    discriminator = DiscriminatorSpec(
+        num_classes,
+        (32, 64, 128, 256, 512),
+        None,
+        downsample="strided_conv",
+        activation="leaky_relu",
+        spectral_norm=False,
+        norm="none" if name == "wgan-gp" else "batch",
+    )
+    return dcgan_generator, discriminator
 
 
 def preset(name: str, num_classes: int) -> tuple[GeneratorSpec, DiscriminatorSpec]:
-    """The generator and discriminator of a named preset for ``num_classes`` classes."""
-    if name == "dcgan":
-        # The classic DCGAN topology (transposed convolutions up, strided convolutions down,
-        # batch norm, ReLU / LeakyReLU), no cells or attention: the source's baseline. It keeps
-        # spectral norm and our training loop so that a comparison isolates the architecture.
-        generator = GeneratorSpec(
-            num_classes, (512, 256, 128, 64, 32), None, upsample="transposed_conv", activation="relu"
-        )
-        discriminator = DiscriminatorSpec(
-            num_classes, (32, 64, 128, 256, 512), None, downsample="strided_conv", activation="leaky_relu"
-        )
-    elif name in _PRESET_CHANNELS:
+    """The generator and discriminator of a named preset for ``num_classes`` classes.
+
+    - ``paper``, ``small``, ``tiny``: the source's searched cells at full, 1/2 and 1/16 width.
+    - ``reference``: the plain class-conditional GAN the quality issue measured as the bar on a
+      2-core CPU: nearest-upsample + 3x3 conv blocks (256..16) with conditional batch norm and
+      ReLU; four spectrally normalised stride-2 4x4 convolutions (32..256) with LeakyReLU 0.2.
+    - ``cpu``: ours for the CPU: the reference's fast blocks plus self-attention at 16x16 in
+      both networks (SAGAN places it at 32x32 or below), see docs/benchmarks.md.
+    - ``dcgan``, ``wgan``, ``wgan-gp``, ``bgan``, ``began``: the source's baselines.
+    """
+    if name in _PRESET_CHANNELS:
         generator_channels, discriminator_channels = _PRESET_CHANNELS[name]
         generator = GeneratorSpec(num_classes, generator_channels, PAPER_GENERATOR_CELL, attention=(3, 4))
         discriminator = DiscriminatorSpec(
             num_classes, discriminator_channels, PAPER_DISCRIMINATOR_CELL, attention=(1, 2)
         )
+    elif name in ("cpu", "reference"):
+        attention = (3,) if name == "cpu" else ()
+        generator = GeneratorSpec(
+            num_classes,
+            (256, 128, 64, 32, 16),
+            None,
+            attention=attention,
+            upsample="nearest_conv",
+            activation="relu",
+        )
+        discriminator = DiscriminatorSpec(
+            num_classes,
+            (16, 32, 64, 128, 256),
+            None,
+            attention=attention,
+            downsample="strided_conv",
+            activation="leaky_relu",
+            norm="none",
+        )
+    elif name in BASELINES:
+        generator, discriminator = _baseline(name, num_classes)
     else:
         raise GenError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}.")
     _validate(generator)

@@ -14,7 +14,9 @@ from typing import Any
 import click
 
 from gen import __version__
+from gen.architecture import PRESETS
 from gen.errors import GenError
+from gen.presets import LOSS_NAMES, OPTIMIZERS
 
 
 class GenGroup(click.Group):
@@ -93,20 +95,56 @@ def demo_data(out: Path, per_class: int, seed: int) -> None:
     "--out", type=click.Path(path_type=Path), required=True, help="Run folder for checkpoints and grids."
 )
 @click.option(
-    "--preset", type=click.Choice(["paper", "small", "tiny", "dcgan"]), default="tiny", show_default=True
+    "--preset",
+    type=click.Choice(PRESETS),
+    default="tiny",
+    show_default=True,
+    help="Networks and training recipe: the source's paper/small/tiny, cpu (ours for a CPU), "
+    "reference, and the source's baselines dcgan, wgan, wgan-gp, bgan, began (see gen/presets.py).",
 )
 @click.option("--iters", "iterations", type=click.IntRange(1), default=10_000, show_default=True)
 @click.option(
-    "--batch-size",
-    type=click.IntRange(1),
-    help="Images per step [default: the preset's: paper 128, small 64, tiny 16, dcgan 64].",
+    "--minutes",
+    "max_minutes",
+    type=click.FloatRange(0, min_open=True),
+    help="Stop (with a checkpoint) after this many minutes of training.",
 )
-@click.option("--g-lr", type=float, default=1e-4, show_default=True, help="Generator learning rate.")
-@click.option("--d-lr", type=float, default=4e-4, show_default=True, help="Discriminator learning rate.")
-@click.option("--ema-decay", type=click.FloatRange(0, 1), default=0.999, show_default=True)
-@click.option("--diffaugment", default="color,translation", show_default=True, help="DiffAugment policy.")
+@click.option("--batch-size", type=click.IntRange(1), help="Images per step [default: the preset's].")
+@click.option("--loss", type=click.Choice(LOSS_NAMES), help="Objective [default: the preset's].")
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), help="Optimiser [default: the preset's].")
+@click.option("--g-lr", type=click.FloatRange(0), help="Generator learning rate [default: the preset's].")
+@click.option("--d-lr", type=click.FloatRange(0), help="Discriminator learning rate [default: the preset's].")
+@click.option(
+    "--betas", type=(float, float), default=None, help="Adam's beta1 beta2 [default: the preset's]."
+)
+@click.option("--critic-steps", type=click.IntRange(1), help="D steps per G step [default: the preset's].")
+@click.option("--d-weight-decay", type=click.FloatRange(0), help="Weight decay on D [default: the preset's].")
+@click.option("--ema-decay", type=click.FloatRange(0, 1), help="Generator EMA decay [default: the preset's].")
+@click.option(
+    "--diffaugment", help="DiffAugment policy, e.g. color,translation or '' [default: the preset's]."
+)
 @click.option("--checkpoint-every", type=click.IntRange(1), default=1000, show_default=True)
-@click.option("--keep-checkpoints", type=click.IntRange(1), default=3, show_default=True)
+@click.option(
+    "--keep-checkpoints",
+    type=click.IntRange(1),
+    default=3,
+    show_default=True,
+    help="Newest checkpoints kept; the best one (--eval-every) is kept too.",
+)
+@click.option(
+    "--eval-every",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Every N iterations, checkpoint and measure normalised domain FID; the best is kept (0: never).",
+)
+@click.option(
+    "--eval-images",
+    type=click.IntRange(1),
+    default=64,
+    show_default=True,
+    help="Images per class per evaluation.",
+)
 @click.option(
     "--balance", type=click.IntRange(1), help="Top every class up to N images with affine augmentation."
 )
@@ -144,7 +182,7 @@ def train(
 
     from sqlalchemy.orm import Session
 
-    from db import recording
+    from db import queries, recording
     from gen.train import RunStart, TrainConfig
     from gen.train import train as run_training
 
@@ -161,8 +199,10 @@ def train(
     # ranks must not race it to create the schema of a new database.
     engine = open_db(database_url) if os.environ.get("RANK", "0") == "0" else None
     model: dict[str, int] = {}
+    run: dict[str, Any] = {}
 
     def on_start(start: RunStart) -> None:
+        run.update(config=dataclasses.asdict(start.config), num_images=start.num_images)
         if start.skipped_files:
             echo_error(
                 f"warning: skipped {len(start.skipped_files)} unreadable or non-image files "
@@ -186,21 +226,40 @@ def train(
                 )
         click.echo(f"model {model['id']}")
 
-    def on_checkpoint(path: Path, iteration: int, sha256: str) -> None:
+    def on_checkpoint(path: Path, iteration: int, sha256: str, evaluation: float | None) -> None:
         with Session(engine) as session:
-            recording.record_checkpoint_file(session, model["id"], path, iteration, sha256)
+            recording.record_checkpoint_file(
+                session,
+                model["id"],
+                path,
+                iteration,
+                sha256,
+                domain_fid=evaluation,
+                epochs=recording.epochs(run["config"], iteration, run["num_images"]),
+            )
+
+    def protected() -> set[Path]:
+        with Session(engine) as session:
+            return {Path(p) for p in queries.checkpoints_with_images(session, model["id"])}
 
     result = run_training(
-        config, resume=resume, progress=not quiet, on_start=on_start, on_checkpoint=on_checkpoint
+        config,
+        resume=resume,
+        progress=not quiet,
+        on_start=on_start,
+        on_checkpoint=on_checkpoint,
+        protected=protected,
     )
     if result.interrupted:
         echo_error(
             f"interrupted at iteration {result.iteration}; saved {result.checkpoint}; continue with --resume"
         )
         sys.exit(130)
+    budget = f" (--minutes {config.max_minutes:g} reached)" if result.out_of_time else ""
+    best = f"; best {result.best}" if result.best is not None else ""
     click.echo(
-        f"trained model {model.get('id')} to iteration {result.iteration}: {result.checkpoint} "
-        f"({result.images_per_second:.0f} images/s)"
+        f"trained model {model.get('id')} to iteration {result.iteration}{budget}: {result.checkpoint} "
+        f"({result.images_per_second:.0f} images/s){best}"
     )
 
 
@@ -208,8 +267,8 @@ def train(
 @click.option("--model", "model_id", type=int, help="Model id [default: the latest model].")
 @click.option(
     "--checkpoint",
-    type=click.Path(path_type=Path),
-    help="Sample this checkpoint file or run folder (its latest) instead of a model's latest.",
+    help="best, latest or an iteration of the model (best: the lowest domain FID measured while "
+    "training with --eval-every), or a checkpoint file or run folder (its latest).  [default: latest]",
 )
 @click.option("--n", "count", type=click.IntRange(1), required=True, help="Images per class.")
 @click.option("--class", "class_names", multiple=True, help="A class to sample (repeatable).")
@@ -223,7 +282,7 @@ def train(
 @database_option
 def sample(
     model_id: int | None,
-    checkpoint: Path | None,
+    checkpoint: str | None,
     count: int,
     class_names: tuple[str, ...],
     all_classes: bool,
@@ -237,9 +296,10 @@ def sample(
 ) -> None:
     """Sample labelled 64x64 PNGs into OUT/<class>/, one database row per image.
 
-    Files are never overwritten: new names continue the numbering. The same model, class,
-    count and --seed give byte-identical files; rerunning an interrupted request completes
-    it without duplicates.
+    Files are never overwritten: new names continue the numbering. The same checkpoint, class,
+    count and --seed give byte-identical files on the same machine and settings, and every
+    pixel within one level on any other; rerunning an interrupted request completes it
+    without duplicates.
     """
     from sqlalchemy.orm import Session
 
@@ -252,8 +312,20 @@ def sample(
         raise GenError(
             "name the classes with --class (repeatable) or ask for --all-classes, not both or neither."
         )
+    which: str | int = "latest"
+    if checkpoint is not None and not Path(checkpoint).exists():
+        if checkpoint in recording.CHECKPOINT_CHOICES or checkpoint.isdigit():
+            which, checkpoint = (int(checkpoint) if checkpoint.isdigit() else checkpoint), None
+        else:
+            raise GenError(f"checkpoint {checkpoint} does not exist (nor is it best, latest or a number).")
+    checkpoint = Path(checkpoint) if checkpoint is not None else None
     if model_id is not None and checkpoint is not None:
-        raise GenError("give --model or --checkpoint, not both.")
+        raise GenError("give --model or a checkpoint file, not both.")
+    if checkpoint is not None:
+        # Read (and so check) a given checkpoint before a database is opened or created for it.
+        checkpoint_path = resolve_checkpoint(checkpoint)
+        state = load_checkpoint(checkpoint_path)
+        sha256 = file_sha256(checkpoint_path) if not no_record else ""
     engine = None
     if not (no_record and checkpoint is not None):
         # Sampling a recorded model needs a database that exists; only a checkpoint can start one.
@@ -263,11 +335,8 @@ def sample(
             info = queries.get_model(
                 session, model_id if model_id is not None else queries.latest_model_id(session)
             )
-        checkpoint_path, sha256 = recording.latest_checkpoint_file(info)
-    else:
-        checkpoint_path = resolve_checkpoint(checkpoint)
-        sha256 = file_sha256(checkpoint_path) if not no_record else ""
-    state = load_checkpoint(checkpoint_path)
+        checkpoint_path, sha256 = recording.checkpoint_file(info, which)
+        state = load_checkpoint(checkpoint_path)
     # Before a new checkpoint is adopted, so that a mistyped class records nothing.
     requested_classes(state["class_names"], None if all_classes else class_names)
     recorder = None

@@ -72,4 +72,5 @@ def diff_augment(x: torch.Tensor, policy: str, generator: torch.Generator) -> to
     for name in parse_policy(policy):
         for augmentation in POLICIES[name]:
             x = augmentation(x, generator)
-    return x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x.contiguous()
+    # channels_last: oneDNN on the CPU and cuDNN on the GPU both convolve fastest in it.
+    return x.contiguous(memory_format=torch.channels_last)

@@ -1,10 +1,29 @@
-"""The GAN objective and its two phases, in one small class (cf. stylegan2-ada's loss.py).
+"""The GAN objectives, one class each, with a discriminator phase and a generator phase
+(cf. stylegan2-ada's training/loss.py): the training loop calls ``d_phase`` and ``g_phase``
+and never knows what a hinge is.
 
-The training loop asks for a discriminator loss and a generator loss; only this file knows
-that they are hinge losses on differentiably augmented images.
+Every loss scores what D sees through DiffAugment (an empty policy is the identity). One rule
+holds for all of them: D is one function in both phases. A discriminator that holds batch
+norm in training mode normalises each batch by its own statistics, so scoring real and fake
+together in the D phase and fakes alone in the G phase would make D two different functions
+(and undo spectral norm's Lipschitz bound). Here, when D holds batch norm, both phases score
+the same composition, real and fake concatenated; without batch norm each image's score
+depends on that image alone and the G phase scores fakes only.
+
+- HingeLoss: hinge (Lim & Ye 2017; SN-GAN, SAGAN and the source method use it);
+- NonSaturatingLoss: binary cross-entropy with the non-saturating G loss (Goodfellow et al.
+  2014; DCGAN, Radford et al. 2015);
+- WassersteinLoss: the critic's E[D(fake)] - E[D(real)], with weight clipping (WGAN, Arjovsky
+  et al. 2017) or a gradient penalty (WGAN-GP, Gulrajani et al. 2017);
+- BoundarySeekingLoss: BCE for D, G pulls D(G(z)) to the decision boundary (BGAN, Hjelm et
+  al. 2017);
+- BEGANLoss: an autoencoder D, L1 reconstruction, the k_t balance (Berthelot et al. 2017).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -13,30 +32,232 @@ from torch import nn
 from gen.diffaugment import diff_augment
 
 
-class HingeLoss:
-    """Hinge loss (Lim & Ye 2017; Miyato et al. 2018) with DiffAugment on everything D sees."""
+@dataclass
+class Phase:
+    """What one phase computed: the loss to back-propagate and the scores behind it (detached),
+    for the history (mean D(real), mean D(fake))."""
 
-    name = "hinge"
+    loss: torch.Tensor
+    real_scores: torch.Tensor | None
+    fake_scores: torch.Tensor
 
-    def __init__(self, generator: nn.Module, discriminator: nn.Module, policy: str, rng: torch.Generator):
+
+def holds_batch_norm(network: nn.Module) -> bool:
+    return any(isinstance(module, nn.modules.batchnorm._BatchNorm) for module in network.modules())
+
+
+class GANLoss:
+    """The two phases around an objective; subclasses give ``d_objective`` and ``g_objective``."""
+
+    name = "gan"
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        policy: str,
+        rng: torch.Generator,
+        *,
+        same_batch_both_phases: bool | None = None,
+    ):
         self.generator = generator
         self.discriminator = discriminator
         self.policy = policy
         self.rng = rng
+        # None: decided by whether D holds batch norm (see the module docstring).
+        self.same_batch_both_phases = (
+            holds_batch_norm(discriminator) if same_batch_both_phases is None else same_batch_both_phases
+        )
 
-    def _score(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    # -- scoring -------------------------------------------------------------------------------
+
+    def score(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """D's output for augmented images: one score per image (or a reconstruction, BEGAN)."""
         return self.discriminator(diff_augment(images, self.policy, self.rng), labels)
 
-    def discriminator_loss(
-        self, real: torch.Tensor, real_labels: torch.Tensor, noise: torch.Tensor, fake_labels: torch.Tensor
-    ) -> torch.Tensor:
-        with torch.no_grad():
-            fake = self.generator(noise, fake_labels)
-        # One forward over real and fake together: batch-norm statistics see both, as they
-        # would at any other time the discriminator runs.
-        scores = self._score(torch.cat([real, fake.to(real.dtype)]), torch.cat([real_labels, fake_labels]))
+    def _score_pair(
+        self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor, fake_labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(real scores, fake scores) from one forward over both, so batch norm sees both."""
+        scores = self.score(torch.cat([real, fake.to(real.dtype)]), torch.cat([labels, fake_labels]))
         real_scores, fake_scores = scores.float().split([real.size(0), fake.size(0)])
+        return real_scores, fake_scores
+
+    # -- the phases ----------------------------------------------------------------------------
+
+    def d_phase(self, real: torch.Tensor, labels: torch.Tensor, noise: torch.Tensor) -> Phase:
+        """D's loss on a real batch and fakes of the same labels (G is not differentiated)."""
+        with torch.no_grad():
+            fake = self.generator(noise, labels)
+        real_scores, fake_scores = self._score_pair(real, fake, labels, labels)
+        loss = self.d_objective(real_scores, fake_scores)
+        penalty = self.d_penalty(real, fake, labels)
+        if penalty is not None:
+            loss = loss + penalty
+        return Phase(loss, real_scores.detach(), fake_scores.detach())
+
+    def g_phase(self, real: torch.Tensor, labels: torch.Tensor, noise: torch.Tensor) -> Phase:
+        """G's loss on fakes of ``labels``; ``real`` joins the batch only when D holds batch norm."""
+        fake = self.generator(noise, labels)
+        if self.same_batch_both_phases:
+            real_scores, fake_scores = self._score_pair(real, fake, labels, labels)
+        else:
+            real_scores, fake_scores = None, self.score(fake, labels).float()
+        real_scores = real_scores.detach() if real_scores is not None else None
+        return Phase(self.g_objective(fake_scores, fake), real_scores, fake_scores.detach())
+
+    def d_objective(self, real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def g_objective(self, fake_scores: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def d_penalty(self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
+        """A regulariser added to D's loss (the gradient penalty); None when there is none."""
+        return None
+
+    @torch.no_grad()
+    def after_d_step(self, phase: Phase) -> None:
+        """Called once the D optimiser stepped (weight clipping, BEGAN's k_t update)."""
+
+    # -- state that must survive a resume ------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    def summary(self) -> dict[str, float]:
+        """Extra figures for the history (BEGAN's k_t and convergence measure)."""
+        return {}
+
+
+class HingeLoss(GANLoss):
+    """Hinge loss: D pushes real scores above +1 and fake scores below -1; G raises fake scores."""
+
+    name = "hinge"
+
+    def d_objective(self, real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
         return F.relu(1 - real_scores).mean() + F.relu(1 + fake_scores).mean()
 
-    def generator_loss(self, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return -self._score(self.generator(noise, labels), labels).float().mean()
+    def g_objective(self, fake_scores: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        return -fake_scores.mean()
+
+
+class NonSaturatingLoss(GANLoss):
+    """Binary cross-entropy on D's logits; G maximises log D(G(z)) (the non-saturating form)."""
+
+    name = "bce"
+
+    def d_objective(self, real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
+        # -log sigmoid(r) - log(1 - sigmoid(f)), written with softplus for stability.
+        return F.softplus(-real_scores).mean() + F.softplus(fake_scores).mean()
+
+    def g_objective(self, fake_scores: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        return F.softplus(-fake_scores).mean()
+
+
+class BoundarySeekingLoss(NonSaturatingLoss):
+    """BGAN for continuous data: D as in the standard GAN; G minimises
+    0.5 * (log D(G(z)) - log(1 - D(G(z))))^2, which on logits is 0.5 * logit^2."""
+
+    name = "boundary-seeking"
+
+    def g_objective(self, fake_scores: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (fake_scores**2).mean()
+
+
+class WassersteinLoss(GANLoss):
+    """The critic estimates E[D(real)] - E[D(fake)]; its Lipschitz bound comes from clipping
+    every weight to [-clip, clip] after each step (WGAN) or from a gradient penalty of weight
+    ``penalty`` at random interpolates between real and fake images (WGAN-GP)."""
+
+    name = "wasserstein"
+
+    def __init__(self, *args: Any, clip: float | None = None, penalty: float = 0.0, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.clip = clip
+        self.penalty = penalty
+
+    def d_objective(self, real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
+        return fake_scores.mean() - real_scores.mean()
+
+    def g_objective(self, fake_scores: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        return -fake_scores.mean()
+
+    def d_penalty(self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
+        if not self.penalty:
+            return None
+        weight = torch.rand(real.size(0), 1, 1, 1, generator=self.rng, device=real.device, dtype=real.dtype)
+        between = (weight * real + (1 - weight) * fake.to(real.dtype)).requires_grad_(True)
+        scores = self.score(between, labels).float()
+        (gradient,) = torch.autograd.grad(scores.sum(), between, create_graph=True)
+        return self.penalty * ((gradient.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+
+    @torch.no_grad()
+    def after_d_step(self, phase: Phase) -> None:
+        if self.clip is not None:
+            for parameter in self.discriminator.parameters():
+                parameter.clamp_(-self.clip, self.clip)
+
+
+class BEGANLoss(GANLoss):
+    """D is an autoencoder; L(x) = mean |x - D(x)|. D minimises L(real) - k_t L(fake), G
+    minimises L(fake), and k_t in [0, 1] keeps E[L(fake)] = gamma E[L(real)]:
+    k_{t+1} = k_t + lambda_k (gamma L(real) - L(fake)). The "scores" are the per-image L1
+    errors; the convergence measure M = L(real) + |gamma L(real) - L(fake)| goes to the history."""
+
+    name = "began"
+
+    def __init__(self, *args: Any, gamma: float = 0.5, lambda_k: float = 0.001, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.gamma = gamma
+        self.lambda_k = lambda_k
+        self.k = 0.0
+        self.convergence = 0.0
+
+    def score(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        augmented = diff_augment(images, self.policy, self.rng)
+        reconstruction = self.discriminator(augmented, labels)
+        return (augmented - reconstruction.to(augmented.dtype)).abs().flatten(1).mean(1)
+
+    def d_objective(self, real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
+        return real_scores.mean() - self.k * fake_scores.mean()
+
+    def g_objective(self, fake_scores: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        return fake_scores.mean()
+
+    @torch.no_grad()
+    def after_d_step(self, phase: Phase) -> None:
+        real_error, fake_error = float(phase.real_scores.mean()), float(phase.fake_scores.mean())
+        balance = self.gamma * real_error - fake_error
+        self.k = min(max(self.k + self.lambda_k * balance, 0.0), 1.0)
+        self.convergence = real_error + abs(balance)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"k": self.k}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.k = float(state.get("k", 0.0))
+
+    def summary(self) -> dict[str, float]:
+        return {"began_k": self.k, "began_convergence": self.convergence}
+
+
+LOSSES: dict[str, type[GANLoss]] = {
+    loss.name: loss
+    for loss in (HingeLoss, NonSaturatingLoss, WassersteinLoss, BoundarySeekingLoss, BEGANLoss)
+}
+
+
+def make_loss(
+    name: str,
+    generator: nn.Module,
+    discriminator: nn.Module,
+    policy: str,
+    rng: torch.Generator,
+    **options: Any,
+) -> GANLoss:
+    """The loss called ``name`` (a key of LOSSES) with its own options (clip, penalty, gamma...)."""
+    return LOSSES[name](generator, discriminator, policy, rng, **options)

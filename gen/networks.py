@@ -1,12 +1,15 @@
 """The generator and discriminator, built from their specs (see gen.architecture).
 
 Read top to bottom: the small pieces (spectral-normalised layers, class-conditional batch
-norm, self-attention, cell operations), then the cell, then the two networks. Every weight
-layer (convolution, transposed convolution, linear, projection embedding) is spectrally
-normalised, as the source method does in both networks.
+norm, self-attention, cell operations), then the cell, then the two networks. Where the spec
+asks for it (every preset but the baselines, whose papers predate it), every weight layer
+(convolution, transposed convolution, linear, projection embedding) is spectrally normalised,
+as the source method does in both networks.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -19,12 +22,22 @@ from gen.architecture import CellSpec, DiscriminatorSpec, GeneratorSpec, from_js
 # Layers
 
 
+def normalised(layer: nn.Module, spectral: bool = True) -> nn.Module:
+    """``layer`` under spectral norm (Miyato et al. 2018) when ``spectral``, else as it is."""
+    return spectral_norm(layer) if spectral else layer
+
+
 def sn_conv(
-    in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, groups: int = 1
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int,
+    stride: int = 1,
+    groups: int = 1,
+    spectral: bool = True,
 ) -> nn.Module:
-    return spectral_norm(
-        nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, groups=groups)
-    )
+    padding = kernel_size // 2 if stride == 1 else (kernel_size - stride) // 2
+    conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, groups=groups)
+    return normalised(conv, spectral)
 
 
 def activation(name: str) -> nn.Module:
@@ -53,6 +66,17 @@ class BatchNorm(nn.BatchNorm2d):
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return super().forward(x)
+
+
+class NoNorm(nn.Module):
+    """The discriminator's norm when its spec says ``none``, with the same call signature."""
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return x
+
+
+def discriminator_norm(spec: DiscriminatorSpec) -> Callable[[int], nn.Module]:
+    return BatchNorm if spec.norm == "batch" else (lambda channels: NoNorm())
 
 
 class SelfAttention(nn.Module):
@@ -95,14 +119,16 @@ class SelfAttention(nn.Module):
 class ConvolutionOperation(nn.Module):
     """``conv -> activation -> (conditional) batch norm``: every convolution edge of a cell."""
 
-    def __init__(self, kind: str, channels: int, act: str, norm: nn.Module):
+    def __init__(self, kind: str, channels: int, act: str, norm: nn.Module, spectral: bool = True):
         super().__init__()
         if kind == "separable_conv3x3":
             self.conv = nn.Sequential(
-                sn_conv(channels, channels, 3, groups=channels), sn_conv(channels, channels, 1)
+                sn_conv(channels, channels, 3, groups=channels, spectral=spectral),
+                sn_conv(channels, channels, 1, spectral=spectral),
             )
         else:
-            self.conv = sn_conv(channels, channels, {"conv1x1": 1, "conv3x3": 3, "conv5x5": 5}[kind])
+            size = {"conv1x1": 1, "conv3x3": 3, "conv5x5": 5}[kind]
+            self.conv = sn_conv(channels, channels, size, spectral=spectral)
         self.act = activation(act)
         self.norm = norm
 
@@ -126,7 +152,9 @@ class ParameterFreeOperation(nn.Module):
 class Cell(nn.Module):
     """A node is the sum of the operations on its incoming edges; the last node is the output."""
 
-    def __init__(self, spec: CellSpec, channels: int, act: str, num_classes: int | None):
+    def __init__(
+        self, spec: CellSpec, channels: int, act: str, norm: Callable[[int], nn.Module], spectral: bool
+    ):
         super().__init__()
         self.nodes = spec.nodes
         self.operations = nn.ModuleDict()
@@ -136,10 +164,7 @@ class Cell(nn.Module):
             if kind in ("skip", "max_pool3x3", "avg_pool3x3"):
                 operation = ParameterFreeOperation(kind)
             else:
-                norm = (
-                    ClassConditionalBatchNorm(channels, num_classes) if num_classes else BatchNorm(channels)
-                )
-                operation = ConvolutionOperation(kind, channels, act, norm)
+                operation = ConvolutionOperation(kind, channels, act, norm(channels), spectral)
             self.operations[f"{source}_{target}"] = operation
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -155,27 +180,32 @@ class Cell(nn.Module):
 
 
 class CellStage(nn.Module):
-    """``x + cell(x)``, plus ``attention(cell(x))`` where the spec asks for it."""
+    """``x + cell(x)``, plus ``attention(cell(x))`` where the spec asks for it.
 
-    def __init__(self, cell: Cell, attention: SelfAttention | None):
+    Without a cell (the plain presets) a stage is ``x + attention(x)``, SAGAN's residual
+    attention, or nothing at all.
+    """
+
+    def __init__(self, cell: Cell | None, attention: SelfAttention | None):
         super().__init__()
         self.cell = cell
         self.attention = attention
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        cell_out = self.cell(x, labels)
-        out = x + cell_out
+        cell_out = self.cell(x, labels) if self.cell is not None else x
+        out = x + cell_out if self.cell is not None else x
         return out + self.attention(cell_out) if self.attention is not None else out
 
 
 def cell_stages(
-    spec: GeneratorSpec | DiscriminatorSpec, widths: tuple[int, ...], num_classes: int | None
+    spec: GeneratorSpec | DiscriminatorSpec, widths: tuple[int, ...], norm: Callable[[int], nn.Module]
 ) -> nn.ModuleList:
-    if spec.cell is None:
+    """One stage per width (resolution); empty when there is neither a cell nor attention."""
+    if spec.cell is None and not spec.attention:
         return nn.ModuleList()
     return nn.ModuleList(
         CellStage(
-            Cell(spec.cell, width, spec.activation, num_classes),
+            Cell(spec.cell, width, spec.activation, norm, spec.spectral_norm) if spec.cell else None,
             SelfAttention(width) if index in spec.attention else None,
         )
         for index, width in enumerate(widths, start=1)
@@ -190,24 +220,32 @@ class UpsampleBlock(nn.Module):
     """Doubles height and width.
 
     ``nearest_conv_glu`` (the source's block): nearest x2, conv3x3 to twice the output
-    channels, conditional batch norm, GLU over channels. ``transposed_conv`` (DCGAN):
-    transposed conv 4x4 stride 2, conditional batch norm, activation.
+    channels, conditional batch norm, GLU over channels. ``nearest_conv`` (BigGAN's and the
+    plain presets' block, cheaper): nearest x2, conv3x3, conditional batch norm, activation.
+    ``transposed_conv`` (DCGAN): transposed conv 4x4 stride 2, conditional batch norm,
+    activation.
     """
 
-    def __init__(self, kind: str, in_channels: int, out_channels: int, act: str, num_classes: int):
+    def __init__(
+        self, kind: str, in_channels: int, out_channels: int, act: str, num_classes: int, spectral: bool
+    ):
         super().__init__()
-        self.kind = kind
+        self.upsample = kind != "transposed_conv"
         if kind == "nearest_conv_glu":
-            self.conv = sn_conv(in_channels, 2 * out_channels, 3)
+            self.conv = sn_conv(in_channels, 2 * out_channels, 3, spectral=spectral)
             self.norm = ClassConditionalBatchNorm(2 * out_channels, num_classes)
             self.act = nn.GLU(dim=1)
+        elif kind == "nearest_conv":
+            self.conv = sn_conv(in_channels, out_channels, 3, spectral=spectral)
+            self.norm = ClassConditionalBatchNorm(out_channels, num_classes)
+            self.act = activation(act)
         else:
-            self.conv = spectral_norm(nn.ConvTranspose2d(in_channels, out_channels, 4, 2, 1))
+            self.conv = normalised(nn.ConvTranspose2d(in_channels, out_channels, 4, 2, 1), spectral)
             self.norm = ClassConditionalBatchNorm(out_channels, num_classes)
             self.act = activation(act)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        if self.kind == "nearest_conv_glu":
+        if self.upsample:
             x = F.interpolate(x, scale_factor=2, mode="nearest")
         return self.act(self.norm(self.conv(x), labels))
 
@@ -216,18 +254,20 @@ class Generator(nn.Module):
     def __init__(self, spec: GeneratorSpec):
         super().__init__()
         self.spec = spec
-        widths = spec.channels
-        self.stem = spectral_norm(nn.ConvTranspose2d(spec.noise_dim, widths[0], 4, 1, 0))
+        widths, spectral = spec.channels, spec.spectral_norm
+        self.stem = normalised(nn.ConvTranspose2d(spec.noise_dim, widths[0], 4, 1, 0), spectral)
         self.stem_activation = activation(spec.activation)
-        self.stages = cell_stages(spec, widths[:-1], spec.num_classes)
+        self.stages = cell_stages(
+            spec, widths[:-1], lambda channels: ClassConditionalBatchNorm(channels, spec.num_classes)
+        )
         self.upsamples = nn.ModuleList(
-            UpsampleBlock(spec.upsample, c_in, c_out, spec.activation, spec.num_classes)
+            UpsampleBlock(spec.upsample, c_in, c_out, spec.activation, spec.num_classes, spectral)
             for c_in, c_out in zip(widths[:-1], widths[1:], strict=True)
         )
         self.to_image = nn.Sequential(
-            sn_conv(widths[-1], widths[-1], 3),
+            sn_conv(widths[-1], widths[-1], 3, spectral=spectral),
             activation(spec.activation),
-            sn_conv(widths[-1], 3, 3),
+            sn_conv(widths[-1], 3, 3, spectral=spectral),
             nn.Tanh(),
         )
 
@@ -248,23 +288,24 @@ class DownsampleBlock(nn.Module):
     """Halves height and width.
 
     ``space_to_depth`` (the source's block): conv3x3, pixel unshuffle x2, conv1x1, activation.
-    ``strided_conv`` (DCGAN): conv 4x4 stride 2, batch norm, activation.
+    ``strided_conv`` (DCGAN): conv 4x4 stride 2, batch norm (or none), activation.
     """
 
-    def __init__(self, kind: str, in_channels: int, out_channels: int, act: str):
+    def __init__(self, spec: DiscriminatorSpec, in_channels: int, out_channels: int):
         super().__init__()
-        if kind == "space_to_depth":
+        spectral = spec.spectral_norm
+        if spec.downsample == "space_to_depth":
             self.layers = nn.Sequential(
-                sn_conv(in_channels, out_channels, 3),
+                sn_conv(in_channels, out_channels, 3, spectral=spectral),
                 nn.PixelUnshuffle(2),
-                sn_conv(4 * out_channels, out_channels, 1),
-                activation(act),
+                sn_conv(4 * out_channels, out_channels, 1, spectral=spectral),
+                activation(spec.activation),
             )
         else:
             self.layers = nn.Sequential(
-                spectral_norm(nn.Conv2d(in_channels, out_channels, 4, 2, 1)),
-                nn.BatchNorm2d(out_channels),
-                activation(act),
+                sn_conv(in_channels, out_channels, 4, stride=2, spectral=spectral),
+                nn.BatchNorm2d(out_channels) if spec.norm == "batch" else nn.Identity(),
+                activation(spec.activation),
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -272,29 +313,73 @@ class DownsampleBlock(nn.Module):
 
 
 class Discriminator(nn.Module):
+    """Image and label in; a realness score per image, or with the autoencoder head (BEGAN)
+    the image's reconstruction, which the loss scores by its L1 error."""
+
     def __init__(self, spec: DiscriminatorSpec):
         super().__init__()
         self.spec = spec
-        widths = spec.channels
-        self.stem = nn.Sequential(sn_conv(3, widths[0], 3), activation(spec.activation))
-        self.stages = cell_stages(spec, widths[:-1], None)
+        widths, spectral = spec.channels, spec.spectral_norm
+        self.stem = nn.Sequential(sn_conv(3, widths[0], 3, spectral=spectral), activation(spec.activation))
+        self.stages = cell_stages(spec, widths[:-1], discriminator_norm(spec))
         self.downsamples = nn.ModuleList(
-            DownsampleBlock(spec.downsample, c_in, c_out, spec.activation)
-            for c_in, c_out in zip(widths[:-1], widths[1:], strict=True)
+            DownsampleBlock(spec, c_in, c_out) for c_in, c_out in zip(widths[:-1], widths[1:], strict=True)
         )
-        self.linear = spectral_norm(nn.Linear(widths[-1], 1))
-        self.projection = spectral_norm(nn.Embedding(spec.num_classes, widths[-1]))
+        if spec.head == "autoencoder":
+            self.decoder = AutoencoderDecoder(spec)
+        else:
+            self.linear = normalised(nn.Linear(widths[-1], 1), spectral)
+            self.projection = normalised(nn.Embedding(spec.num_classes, widths[-1]), spectral)
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def encode(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         x = self.stem(images)
         for index, downsample in enumerate(self.downsamples):
             if self.stages:
                 x = self.stages[index](x, labels)
             x = downsample(x)
+        return x
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        x = self.encode(images, labels)
+        if self.spec.head == "autoencoder":
+            return self.decoder(x, labels)
         pooled = x.sum(dim=(2, 3))
         # Projection discriminator (Miyato & Koyama 2018): an unconditional score plus the
         # inner product of the features with the class embedding.
         return self.linear(pooled).squeeze(1) + (self.projection(labels) * pooled).sum(1)
+
+
+class AutoencoderDecoder(nn.Module):
+    """BEGAN's decoder: the encoder's last feature map to a code (plus a class embedding, the
+    conditioning), back to that map, then nearest x2 + conv3x3 + activation per encoder block."""
+
+    CODE_SIZE = 64
+
+    def __init__(self, spec: DiscriminatorSpec):
+        super().__init__()
+        widths = spec.channels
+        size = 64 // 2 ** (len(widths) - 1)
+        self.shape = (widths[-1], size, size)
+        self.to_code = nn.Linear(widths[-1] * size * size, self.CODE_SIZE)
+        self.class_code = nn.Embedding(spec.num_classes, self.CODE_SIZE)
+        self.from_code = nn.Linear(self.CODE_SIZE, widths[-1] * size * size)
+        reversed_widths = widths[::-1]
+        self.blocks = nn.ModuleList(
+            nn.Sequential(
+                nn.Upsample(scale_factor=2, mode="nearest"),
+                nn.Conv2d(c_in, c_out, 3, padding=1),
+                activation(spec.activation),
+            )
+            for c_in, c_out in zip(reversed_widths[:-1], reversed_widths[1:], strict=True)
+        )
+        self.to_image = nn.Conv2d(widths[0], 3, 3, padding=1)
+
+    def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        code = self.to_code(features.flatten(1)) + self.class_code(labels)
+        x = self.from_code(code).view(-1, *self.shape)
+        for block in self.blocks:
+            x = block(x)
+        return self.to_image(x)
 
 
 def build(spec: GeneratorSpec | DiscriminatorSpec | dict) -> Generator | Discriminator:

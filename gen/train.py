@@ -1,10 +1,17 @@
-"""The one training loop.
+"""The one training loop, whatever the objective.
 
-Alternates a discriminator step and a generator step (two time-scale learning rates), keeps
-an exponential moving average of the generator for sampling, and writes atomic checkpoints
-from which training resumes bit for bit: every random stream it draws from is its own
-``torch.Generator`` and is saved with the weights. Under ``torchrun`` the same loop runs on
-K processes with DistributedDataParallel; the global batch is split between them.
+Each iteration takes ``critic_steps`` discriminator steps (each on a fresh real batch) and one
+generator step; the objective (hinge, BCE, Wasserstein with clipping or penalty,
+boundary-seeking, BEGAN) is a ``gen.losses`` object the loop only calls. It keeps an
+exponential moving average of the generator for sampling, whose batch-norm statistics and
+spectral-norm vectors are recomputed from its own weights ("standing statistics") before
+every checkpoint and grid. It writes atomic checkpoints from which training resumes bit for
+bit (every random stream it draws from is its own ``torch.Generator``, saved with the
+weights), a loss history (``history.csv``, ``history.png``), and, with ``eval_every``, a
+cheap quality figure per evaluated checkpoint (normalised domain FID, ``gen.evaluation``)
+that marks the best checkpoint (``best.json``), which pruning never removes. Under
+``torchrun`` the same loop runs on K processes with DistributedDataParallel; the global batch
+is split between them.
 """
 
 from __future__ import annotations
@@ -12,11 +19,14 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import fcntl
 import json
+import math
+import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,33 +37,50 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from gen.architecture import PRESET_BATCH_SIZES, PRESETS, from_json, preset, to_json
-from gen.checkpoint import checkpoint_name, checkpoints_in, load_checkpoint, save_checkpoint
+from gen.architecture import PRESETS, from_json, preset, to_json
+from gen.checkpoint import atomic_write, checkpoint_name, checkpoints_in, load_checkpoint, save_checkpoint
 from gen.data import load_image_folder
 from gen.diffaugment import parse_policy
 from gen.errors import GenError
+from gen.history import History
 from gen.images import to_uint8, write_grid
-from gen.losses import HingeLoss
+from gen.losses import LOSSES, GANLoss, make_loss
 from gen.networks import Generator, build
+from gen.presets import OPTIMIZERS, RECIPES
 from gen.runtime import Distributed, start_distributed, stop_distributed
+
+BEST_FILE = "best.json"
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Every setting of a run; stored in its checkpoints and in the database."""
+    """Every setting of a run; stored in its checkpoints and in the database.
+
+    Settings left as None take the preset's (``gen.presets.RECIPES``); the stored config
+    always holds the values the run used.
+    """
 
     data: str
     out: str
     preset: str = "tiny"
     iterations: int = 10_000
-    batch_size: int | None = None  # None: the preset's (PRESET_BATCH_SIZES)
-    g_lr: float = 1e-4
-    d_lr: float = 4e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    ema_decay: float = 0.999
-    diffaugment: str = "color,translation"
+    batch_size: int | None = None
+    loss: str | None = None
+    optimizer: str | None = None
+    g_lr: float | None = None
+    d_lr: float | None = None
+    betas: tuple[float, float] | None = None
+    critic_steps: int | None = None
+    ema_decay: float | None = None
+    diffaugment: str | None = None
+    d_weight_decay: float | None = None
+    loss_options: dict[str, float] | None = None
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
+    eval_every: int = 0  # 0: no evaluation during training
+    eval_images: int = 64  # synthetic images per class for each evaluation
+    max_minutes: float | None = None  # stop (with a checkpoint) after this much training time
+    log_every: int = 10  # iterations per history row
     seed: int = 0
     balance: int | None = None
     device: str = "auto"
@@ -65,8 +92,21 @@ class TrainConfig:
     @classmethod
     def from_json(cls, text: str) -> TrainConfig:
         fields = json.loads(text)
-        fields["betas"] = tuple(fields["betas"])
-        return cls(**fields)
+        if "loss" not in fields:  # stored before objectives were settings: all hinge + Adam
+            fields.update(loss="hinge", optimizer="adam", critic_steps=1, d_weight_decay=0.0, loss_options={})
+        if fields.get("betas") is not None:
+            fields["betas"] = tuple(fields["betas"])
+        known = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{name: value for name, value in fields.items() if name in known})
+
+    def resolved(self) -> TrainConfig:
+        """This config with every None the preset fills in replaced by the preset's value."""
+        recipe = RECIPES[self.preset]
+        defaults = dataclasses.asdict(recipe)
+        changes = {name: defaults[name] for name in defaults if getattr(self, name) is None}
+        if "betas" in changes:
+            changes["betas"] = tuple(changes["betas"])
+        return dataclasses.replace(self, **changes)
 
     def validate(self) -> None:
         if self.preset not in PRESETS:
@@ -75,7 +115,22 @@ class TrainConfig:
             raise GenError("iterations, batch size and checkpoint interval must all be at least 1.")
         if self.keep_checkpoints < 1:
             raise GenError("--keep-checkpoints must be at least 1.")
-        parse_policy(self.diffaugment)
+        if self.loss is not None and self.loss not in LOSSES:
+            raise GenError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}.")
+        if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
+            raise GenError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}.")
+        if (self.critic_steps or 1) < 1 or self.eval_every < 0 or self.eval_images < 1 or self.log_every < 1:
+            raise GenError("critic steps, evaluation images and the history interval must be at least 1.")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise GenError("--minutes must be more than 0.")
+        for name in ("g_lr", "d_lr", "d_weight_decay"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise GenError(f"--{name.replace('_', '-')} must be a finite number of at least 0.")
+        if self.ema_decay is not None and not 0 <= self.ema_decay <= 1:
+            raise GenError("--ema-decay must be between 0 and 1.")
+        if self.diffaugment is not None:
+            parse_policy(self.diffaugment)
 
 
 @dataclass(frozen=True)
@@ -101,19 +156,24 @@ class TrainResult:
     iteration: int
     class_names: tuple[str, ...]
     images_per_second: float
-    interrupted: bool
+    interrupted: bool  # stopped by a signal (Ctrl-C, SIGTERM), not by reaching its goal
+    out_of_time: bool = False  # stopped by max_minutes
+    best: Path | None = None  # the best evaluated checkpoint, with eval_every
 
 
 class _StopRequest:
-    """Turns Ctrl-C into a flag checked between iterations, so the saved state is whole."""
+    """Turns Ctrl-C and SIGTERM (what ``kill`` and job runners send) into a flag checked between
+    iterations, so the saved state is whole."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous: Any = None
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> _StopRequest:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = {number: signal.signal(number, self._handle) for number in self.SIGNALS}
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
@@ -122,48 +182,116 @@ class _StopRequest:
         self.requested = True
 
     def __exit__(self, *exc: Any) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for number, previous in self._previous.items():
+            signal.signal(number, previous)
 
 
 @torch.no_grad()
 def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """Move the EMA's parameters towards the model's. Buffers are not copied: the model's
+    batch-norm statistics and spectral-norm vectors belong to other weights
+    (``standing_statistics`` recomputes the EMA's own)."""
     for ema_param, param in zip(ema.parameters(), model.parameters(), strict=True):
         ema_param.lerp_(param, 1 - decay)
-    for ema_buffer, buffer in zip(ema.buffers(), model.buffers(), strict=True):
-        ema_buffer.copy_(buffer)
+
+
+@torch.no_grad()
+def standing_statistics(generator: Generator, seed: int, batches: int = 4, batch_size: int = 64) -> None:
+    """Recompute the generator's batch-norm running statistics (an exact average over
+    ``batches`` batches of random noise and labels, BigGAN's "standing statistics") and run
+    as many spectral-norm power iterations on its own weights; leaves it in eval mode.
+
+    Seeded by ``seed`` alone, so the result depends on the weights only (resume stays exact).
+    """
+    device = next(generator.parameters()).device
+    rng = torch.Generator().manual_seed(seed)
+    norms = [m for m in generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [norm.momentum for norm in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average
+    generator.train()
+    try:
+        for _ in range(batches):
+            noise = torch.randn(batch_size, generator.spec.noise_dim, generator=rng).to(device)
+            labels = torch.randint(generator.spec.num_classes, (batch_size,), generator=rng).to(device)
+            generator(noise, labels)
+    finally:
+        for norm, momentum in zip(norms, momenta, strict=True):
+            norm.momentum = momentum
+        generator.eval()
+
+
+def _gradient_norm(parameters: Any) -> float:
+    norms = [p.grad.detach().norm() for p in parameters if p.grad is not None]
+    return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
+
+
+@dataclass
+class StepFigures:
+    """What one training iteration measured (losses and scores as tensors, not yet synced)."""
+
+    d_loss: torch.Tensor
+    g_loss: torch.Tensor
+    d_real: torch.Tensor
+    d_fake: torch.Tensor
+    d_grad_norm: float | None = None
+    g_grad_norm: float | None = None
 
 
 def training_step(
-    loss: HingeLoss,
+    loss: GANLoss,
     d_optimizer: torch.optim.Optimizer,
     g_optimizer: torch.optim.Optimizer,
-    real: torch.Tensor,
-    labels: torch.Tensor,
+    real_batches: list[tuple[torch.Tensor, torch.Tensor]],
     noise_dim: int,
     autocast: torch.autocast,
     discriminator_no_sync: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One discriminator step, then one generator step (fakes share the real batch's labels).
+    measure_gradients: bool = False,
+) -> StepFigures:
+    """One iteration: a discriminator step per real batch (the critic steps), then one
+    generator step on the last batch's labels.
 
     Noise comes from ``loss.rng``, so a resumed run draws exactly what it would have drawn.
-    Returns the two losses (detach them before keeping them).
     """
-    noise = torch.randn(len(labels), noise_dim, generator=loss.rng, device=real.device)
-    with autocast:
-        d_loss = loss.discriminator_loss(real, labels, noise, labels)
-    d_optimizer.zero_grad(set_to_none=True)
-    d_loss.backward()
-    d_optimizer.step()
+    d_grad_norm = g_grad_norm = None
+    for real, labels in real_batches:
+        noise = torch.randn(len(labels), noise_dim, generator=loss.rng, device=real.device)
+        with autocast:
+            d_phase = loss.d_phase(real, labels, noise)
+        d_optimizer.zero_grad(set_to_none=True)
+        d_phase.loss.backward()
+        if measure_gradients:
+            d_grad_norm = _gradient_norm(loss.discriminator.parameters())
+        d_optimizer.step()
+        loss.after_d_step(d_phase)
 
+    real, labels = real_batches[-1]
     noise = torch.randn(len(labels), noise_dim, generator=loss.rng, device=real.device)
     # The generator step needs gradients through D but must not all-reduce D's.
     with discriminator_no_sync(), autocast:
-        g_loss = loss.generator_loss(noise, labels)
+        g_phase = loss.g_phase(real, labels, noise)
     g_optimizer.zero_grad(set_to_none=True)
-    g_loss.backward()
+    g_phase.loss.backward()
+    if measure_gradients:
+        g_grad_norm = _gradient_norm(loss.generator.parameters())
     g_optimizer.step()
-    return d_loss, g_loss
+    return StepFigures(
+        d_loss=d_phase.loss.detach(),
+        g_loss=g_phase.loss.detach(),
+        d_real=d_phase.real_scores.mean(),
+        d_fake=d_phase.fake_scores.mean(),
+        d_grad_norm=d_grad_norm,
+        g_grad_norm=g_grad_norm,
+    )
+
+
+def make_optimizer(
+    name: str, parameters: Any, lr: float, betas: tuple[float, float], weight_decay: float = 0.0
+) -> torch.optim.Optimizer:
+    if name == "rmsprop":
+        return torch.optim.RMSprop(parameters, lr=lr, weight_decay=weight_decay)
+    return torch.optim.Adam(parameters, lr=lr, betas=betas, weight_decay=weight_decay)
 
 
 @torch.no_grad()
@@ -187,20 +315,23 @@ def _prepare_config(config: TrainConfig, resume: bool) -> tuple[TrainConfig, dic
                 f"{out} already holds a training run; use --resume to continue it or another --out."
             )
         config.validate()
-        if config.batch_size is None:
-            config = dataclasses.replace(config, batch_size=PRESET_BATCH_SIZES[config.preset])
-        return config, None
+        return config.resolved(), None
     if not existing:
         raise GenError(f"nothing to resume in {out}: it holds no checkpoint.")
     state = load_checkpoint(existing[-1])
     stored = TrainConfig.from_json(state["config"])
-    # Resuming keeps every stored setting; only the goal and the machine may change.
-    changes = {"iterations": config.iterations, "device": config.device, "out": config.out}
+    # Resuming keeps every stored setting; only the goal, the budget and the machine may change.
+    changes = {
+        "iterations": config.iterations,
+        "device": config.device,
+        "out": config.out,
+        "max_minutes": config.max_minutes,
+    }
     if config.data:
         changes["data"] = config.data
     merged = dataclasses.replace(stored, **changes)
     merged.validate()
-    return merged, state
+    return merged.resolved(), state
 
 
 def train(
@@ -209,19 +340,58 @@ def train(
     resume: bool = False,
     progress: bool = True,
     on_start: Callable[[RunStart], None] | None = None,
-    on_checkpoint: Callable[[Path, int, str], None] | None = None,
+    on_checkpoint: Callable[..., None] | None = None,
+    protected: Callable[[], Collection[Path]] | None = None,
 ) -> TrainResult:
     """Train (or resume) a run; returns where its last checkpoint is.
 
     ``on_start`` is called once data and networks are ready, ``on_checkpoint(path, iteration,
-    sha256)`` after each checkpoint is safely on disk; both on the main process only.
+    sha256, evaluation)`` after each checkpoint is safely on disk (``evaluation``: its
+    normalised domain FID, or None when it was not evaluated); both on the main process only.
+    ``protected()`` names checkpoints that pruning must keep (those images were made from).
     """
     config, state = _prepare_config(config, resume)
     context = start_distributed(config.device)
     try:
-        return _train(config, state, context, progress, on_start, on_checkpoint)
+        with _run_folder_lock(Path(config.out), context.is_main):
+            if state is None and checkpoints_in(Path(config.out)):  # another run got there first
+                raise GenError(f"{config.out} already holds a training run; use --resume or another --out.")
+            return _train(config, state, context, progress, on_start, on_checkpoint, protected)
     finally:
         stop_distributed(context)
+
+
+@contextlib.contextmanager
+def _run_folder_lock(run_dir: Path, enabled: bool) -> Iterator[None]:
+    """Hold an exclusive lock on the run folder for the life of the run, so that a second
+    ``gen train`` into it stops with a sentence instead of overwriting the first one's
+    checkpoints. An flock on the folder itself: no lock file to leave behind, and the kernel
+    releases it when the process dies, however it dies."""
+    if not enabled:
+        yield
+        return
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as error:
+        raise GenError(f"cannot use {run_dir} as a run folder: {error.strerror}.") from None
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise GenError(
+                f"{run_dir} is in use by another gen train; wait for it to finish or choose another --out."
+            ) from None
+        yield
+    finally:
+        os.close(descriptor)
+
+
+def _read_best(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((run_dir / BEST_FILE).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _train(
@@ -230,7 +400,8 @@ def _train(
     context: Distributed,
     progress: bool,
     on_start: Callable[[RunStart], None] | None,
-    on_checkpoint: Callable[[Path, int, str], None] | None,
+    on_checkpoint: Callable[..., None] | None,
+    protected: Callable[[], Collection[Path]] | None,
 ) -> TrainResult:
     device = context.device
     if config.batch_size % context.world_size:
@@ -254,8 +425,10 @@ def _train(
     torch.manual_seed(config.seed)  # weight initialisation; everything later has its own stream
     generator, discriminator = build(generator_spec), build(discriminator_spec)
     generator_ema = copy.deepcopy(generator).eval().requires_grad_(False)
-    g_optimizer = torch.optim.Adam(generator.parameters(), lr=config.g_lr, betas=config.betas)
-    d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=config.d_lr, betas=config.betas)
+    g_optimizer = make_optimizer(config.optimizer, generator.parameters(), config.g_lr, config.betas)
+    d_optimizer = make_optimizer(
+        config.optimizer, discriminator.parameters(), config.d_lr, config.betas, config.d_weight_decay
+    )
     data_rng = torch.Generator().manual_seed(config.seed)  # same on every process: one global batch
     noise_rng = torch.Generator(device).manual_seed(config.seed * 1_000_003 + context.rank + 1)
     if state is not None:
@@ -268,7 +441,8 @@ def _train(
             raise GenError(f"this run was trained on {len(noise_states)} processes; resume it on as many.")
         noise_rng.set_state(noise_states[context.rank])
 
-    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    # channels_last on every device: on two CPU cores it made a training step ~1.4x faster.
+    memory_format = torch.channels_last
     for network in (generator, discriminator, generator_ema):
         network.to(device, memory_format=memory_format)
     if state is not None:  # optimiser state must be loaded after the parameters moved
@@ -282,7 +456,11 @@ def _train(
         device_ids = [device.index] if device.type == "cuda" else None
         g_model = DistributedDataParallel(generator, device_ids=device_ids)
         d_model = DistributedDataParallel(discriminator, device_ids=device_ids)
-    loss = HingeLoss(g_model, d_model, config.diffaugment, noise_rng)
+    loss = make_loss(
+        config.loss, g_model, d_model, config.diffaugment, noise_rng, **(config.loss_options or {})
+    )
+    if state is not None:
+        loss.load_state_dict(state.get("loss", {}))
     autocast = torch.autocast(
         "cuda", dtype=torch.bfloat16, enabled=device.type == "cuda" and config.mixed_precision
     )
@@ -309,6 +487,13 @@ def _train(
     my_slice = slice(context.rank * local_batch, (context.rank + 1) * local_batch)
     run_dir = Path(config.out)
     last_checkpoint = Path(state["path"]) if state is not None else run_dir
+    history = History(run_dir, start_iteration) if context.is_main else None
+    evaluator = None
+    if config.eval_every and context.is_main:
+        from gen.evaluation import TrainingEvaluator  # the domain network: only when asked for
+
+        evaluator = TrainingEvaluator(data, device, config.eval_images, config.seed, progress=progress)
+    best = _read_best(run_dir) if state is not None else None
     bar = tqdm(
         total=config.iterations,
         initial=start_iteration,
@@ -317,7 +502,8 @@ def _train(
         dynamic_ncols=True,
     )
 
-    def checkpoint(iteration: int) -> Path:
+    def checkpoint(iteration: int, evaluate: bool) -> Path:
+        nonlocal best
         if context.enabled:
             noise_states = [None] * context.world_size
             dist.all_gather_object(noise_states, noise_rng.get_state())
@@ -325,6 +511,8 @@ def _train(
             noise_states = [noise_rng.get_state()]
         path = run_dir / checkpoint_name(iteration)
         if context.is_main:
+            standing_statistics(generator_ema, config.seed)
+            evaluation = evaluator(generator_ema) if evaluator is not None and evaluate else None
             sha256 = save_checkpoint(
                 path,
                 {
@@ -334,67 +522,104 @@ def _train(
                     "discriminator_spec": json.dumps(to_json(discriminator_spec)),
                     "class_names": list(data.class_names),
                     "data_fingerprint": data.fingerprint,
+                    "num_images": len(data.labels),
                     "generator": generator.state_dict(),
                     "discriminator": discriminator.state_dict(),
                     "generator_ema": generator_ema.state_dict(),
                     "g_optimizer": g_optimizer.state_dict(),
                     "d_optimizer": d_optimizer.state_dict(),
+                    "loss": loss.state_dict(),
                     "rng": {"data": data_rng.get_state(), "noise": [s.cpu() for s in noise_states]},
+                    "evaluation": evaluation,
                 },
             )
             write_progress_grid(
                 generator_ema, len(data.class_names), run_dir / f"grid-{iteration:07d}.png", config.seed
             )
-            for old in checkpoints_in(run_dir)[: -config.keep_checkpoints]:
+            history.flush(evaluation=(iteration, evaluation) if evaluation is not None else None)
+            if evaluation is not None and (best is None or evaluation < best["domain_fid"]):
+                best = {"iteration": iteration, "checkpoint": path.name, "domain_fid": evaluation}
+                text = json.dumps(best, indent=2) + "\n"
+                atomic_write(run_dir / BEST_FILE, lambda file: file.write(text.encode()))
+            # Pruning keeps the newest, the best, and any that recorded images were made from.
+            keep = {(run_dir / best["checkpoint"]).resolve()} if best is not None else set()
+            if protected is not None:
+                keep |= {Path(kept).resolve() for kept in protected()}
+            prunable = [old for old in checkpoints_in(run_dir) if old.resolve() not in keep]
+            for old in prunable[: -config.keep_checkpoints]:
                 old.unlink()
             if on_checkpoint is not None:
-                on_checkpoint(path, iteration, sha256)
+                on_checkpoint(path, iteration, sha256, evaluation)
         return path
 
+    def next_batch() -> tuple[torch.Tensor, torch.Tensor]:
+        batch_indices = torch.randint(len(images), (config.batch_size,), generator=data_rng)[my_slice]
+        batch_indices = batch_indices.to(device)
+        real = images[batch_indices].float().div_(127.5).sub_(1)
+        return real.contiguous(memory_format=memory_format), labels[batch_indices]
+
     iteration = start_iteration
+    out_of_time = False
     timed_images, timed_seconds, started = 0, 0.0, time.perf_counter()
+    budget_seconds = config.max_minutes * 60 if config.max_minutes is not None else math.inf
     with _StopRequest() as stop:
         while iteration < config.iterations:
-            batch_indices = torch.randint(len(images), (config.batch_size,), generator=data_rng)[my_slice]
-            batch_indices = batch_indices.to(device)
-            real = images[batch_indices].float().div_(127.5).sub_(1)
-            real = real.contiguous(memory_format=memory_format)
-            real_labels = labels[batch_indices]
-
-            d_loss, g_loss = training_step(
+            log_now = (iteration + 1) % config.log_every == 0
+            figures = training_step(
                 loss,
                 d_optimizer,
                 g_optimizer,
-                real,
-                real_labels,
+                [next_batch() for _ in range(config.critic_steps)],
                 generator_spec.noise_dim,
                 autocast,
                 d_model.no_sync if context.enabled else contextlib.nullcontext,
+                measure_gradients=log_now,
             )
             update_ema(generator_ema, generator, min(config.ema_decay, (1 + iteration) / (10 + iteration)))
             iteration += 1
+            timed_images += config.batch_size * config.critic_steps
 
             stop_now = stop.requested
+            out_of_time = timed_seconds + time.perf_counter() - started >= budget_seconds
             if context.enabled:
-                flag = torch.tensor([float(stop_now)], device=device)
-                dist.all_reduce(flag)
-                stop_now = bool(flag.item())
-            if iteration % config.checkpoint_every == 0 or iteration == config.iterations or stop_now:
-                # Checkpoint time is kept out of the images/s figure.
+                flags = torch.tensor([float(stop_now), float(out_of_time)], device=device)
+                dist.all_reduce(flags)
+                stop_now, out_of_time = bool(flags[0].item()), bool(flags[1].item())
+            seconds = timed_seconds + time.perf_counter() - started
+            evaluate = bool(config.eval_every) and (
+                iteration % config.eval_every == 0 or iteration == config.iterations or out_of_time
+            )
+            checkpoint_now = (
+                iteration % config.checkpoint_every == 0
+                or evaluate
+                or iteration == config.iterations
+                or stop_now
+                or out_of_time
+            )
+            if history is not None:
+                history.add(
+                    iteration,
+                    figures,
+                    loss.summary(),
+                    lrs=(g_optimizer.param_groups[0]["lr"], d_optimizer.param_groups[0]["lr"]),
+                    images_per_second=timed_images / max(seconds, 1e-9),
+                    seconds=seconds,
+                    row=log_now or checkpoint_now,  # a checkpoint's iteration always has its row
+                )
+            if checkpoint_now:
+                # Checkpoint and evaluation time are kept out of the images/s figure and the budget.
                 timed_seconds += time.perf_counter() - started
-                last_checkpoint = checkpoint(iteration)
+                last_checkpoint = checkpoint(iteration, evaluate)
                 started = time.perf_counter()
-            timed_images += config.batch_size
             if bar.disable is False:
-                seconds = timed_seconds + time.perf_counter() - started
                 bar.set_postfix(
-                    d_loss=f"{d_loss.item():.3f}",
-                    g_loss=f"{g_loss.item():.3f}",
+                    d_loss=f"{figures.d_loss.item():.3f}",
+                    g_loss=f"{figures.g_loss.item():.3f}",
                     img_s=f"{timed_images / max(seconds, 1e-9):.0f}",
                     refresh=False,
                 )
                 bar.update(1)
-            if stop_now:
+            if stop_now or out_of_time:
                 break
     bar.close()
     timed_seconds += time.perf_counter() - started
@@ -404,5 +629,7 @@ def _train(
         iteration=iteration,
         class_names=data.class_names,
         images_per_second=timed_images / max(timed_seconds, 1e-9),
-        interrupted=iteration < config.iterations,
+        interrupted=stop_now,
+        out_of_time=out_of_time and not stop_now,
+        best=run_dir / best["checkpoint"] if best is not None else None,
     )

@@ -135,18 +135,33 @@ def test_from_json_refuses_an_unknown_kind() -> None:
 
 
 @pytest.mark.parametrize("attention", [[0], [5], [1, 9], [-1]])
-def test_from_json_refuses_attention_outside_the_cells(attention: list[int]) -> None:
-    stored = to_json(preset("tiny", 4)[0])  # five channel widths: cells 1..4
+def test_from_json_refuses_attention_outside_the_stages(attention: list[int]) -> None:
+    stored = to_json(preset("tiny", 4)[0])  # five channel widths: stages 1..4
     stored["attention"] = attention
-    with pytest.raises(GenError, match="must name cells 1..4"):
+    with pytest.raises(GenError, match="must name stages 1..4"):
         from_json(stored)
 
 
-def test_attention_needs_cells() -> None:
-    stored = to_json(preset("dcgan", 4)[1])
-    stored["attention"] = [1]
-    with pytest.raises(GenError, match="must name cells 1..0"):
+def test_attention_without_cells_is_a_residual_stage() -> None:
+    generator, discriminator = preset("cpu", 4)
+    assert generator.cell is None and generator.attention == (3,)
+    assert generator.encoding() == "no cells, attention [3]"
+    network = build(generator)
+    assert network.stages[2].attention is not None and network.stages[2].cell is None
+    assert all(stage.attention is None for index, stage in enumerate(network.stages) if index != 2)
+    stored = to_json(discriminator)
+    stored["attention"] = [5]  # four downsamplings: stages 1..4
+    with pytest.raises(GenError, match="must name stages 1..4"):
         from_json(stored)
+
+
+def test_specs_stored_before_the_new_fields_read_as_before() -> None:
+    """JSON written before spectral_norm, norm and head existed builds the same networks."""
+    for spec in preset("tiny", 4):
+        stored = to_json(spec)
+        for name in ("spectral_norm", "norm", "head"):
+            stored.pop(name, None)
+        assert from_json(stored) == spec
 
 
 @pytest.mark.parametrize("code", ["272-42-6", "262-82-6"])
@@ -195,7 +210,7 @@ def test_from_json_refuses_a_missing_field_with_a_gen_error(missing: str) -> Non
 def test_from_json_without_a_cell_means_no_cells() -> None:
     stored = to_json(preset("tiny", 4)[0])
     del stored["cell"]
-    with pytest.raises(GenError, match="must name cells 1..0"):  # the attention now names no cell
-        from_json(stored)
+    spec = from_json(stored)  # attention stays, as residual stages without a cell
+    assert spec.cell is None and spec.attention == (3, 4)
     stored["attention"] = []
     assert from_json(stored).cell is None

@@ -722,3 +722,17 @@ def test_gen_database_url_environment_variable_is_honoured(
         "there is no gen database at sqlite:///gen.db",
     )
     assert sorted(path.name for path in here.iterdir()) == ["samples"]
+
+
+def test_pruning_keeps_the_checkpoints_that_images_came_from(
+    database_url: str, trained: Trained, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    ok(gen(database_url, f"train --data {trained.data} --out {run} --iters 2 --keep-checkpoints 1 {TRAIN}"))
+    ok(gen(database_url, f"sample --checkpoint {run} --n 1 --all-classes --out {tmp_path / 's'} {SAMPLE}"))
+    ok(gen(database_url, f"train --out {run} --resume --iters 4 --keep-checkpoints 1 {TRAIN}"))
+    # Iteration 2 made recorded images: kept beside the newest; 1 and 3 were pruned.
+    assert sorted(path.name for path in run.glob("checkpoint-*.pt")) == [
+        "checkpoint-0000002.pt",
+        "checkpoint-0000004.pt",
+    ]

@@ -7,10 +7,11 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from gen.architecture import PRESETS, CellSpec, preset
+from gen.architecture import BASELINES, PRESETS, CellSpec, preset
 from gen.diffaugment import POLICIES, diff_augment
 from gen.errors import GenError
 from gen.networks import (
+    BatchNorm,
     Cell,
     ClassConditionalBatchNorm,
     Discriminator,
@@ -71,7 +72,10 @@ def test_output_shapes(name: str, networks: dict) -> None:
     assert images.std() > 0  # not a constant picture
 
     scores = discriminator(images, labels)
-    assert scores.shape == (batch,)
+    if discriminator.spec.head == "autoencoder":  # BEGAN: D reconstructs the image
+        assert scores.shape == images.shape
+    else:
+        assert scores.shape == (batch,)
     assert torch.isfinite(scores).all()
 
 
@@ -122,7 +126,7 @@ def _is_spectrally_normalised(module: nn.Module) -> bool:
     return any(type(p).__name__ == "_SpectralNorm" for p in module.parametrizations.weight)
 
 
-@pytest.mark.parametrize("name", PRESETS)
+@pytest.mark.parametrize("name", [name for name in PRESETS if name not in BASELINES])
 def test_every_weight_layer_is_spectrally_normalised(name: str, networks: dict) -> None:
     for network in networks[name]:
         # The conditional batch norm's per-class gain and bias are a lookup of affine
@@ -149,6 +153,23 @@ def test_every_weight_layer_is_spectrally_normalised(name: str, networks: dict) 
             assert len(conditional_norm_embeddings) > 0
         else:
             assert checked["Linear"] == 1 and checked["Embedding"] == 1  # score and projection
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_the_baselines_have_no_spectral_norm(name: str, networks: dict) -> None:
+    """None of the five baseline papers uses it (it came in 2018)."""
+    for network in networks[name]:
+        assert not any(_is_spectrally_normalised(module) for module in network.modules())
+
+
+def test_batch_norm_in_the_discriminator_only_where_its_paper_has_it(networks: dict) -> None:
+    def has_batch_norm(network: nn.Module) -> bool:
+        return any(isinstance(module, nn.BatchNorm2d) for module in network.modules())
+
+    for name in ("dcgan", "wgan", "bgan", "tiny"):
+        assert has_batch_norm(networks[name][1]), name
+    for name in ("wgan-gp", "began", "cpu", "reference"):
+        assert not has_batch_norm(networks[name][1]), name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -181,14 +202,18 @@ def test_a_cell_whose_output_has_only_zero_edges_yields_zeros() -> None:
     torch.manual_seed(0)
     x = torch.randn(2, 8, 16, 16)
     labels = torch.tensor([0, 1])
+
     # Every edge zero.
-    assert torch.equal(Cell(CellSpec(3, "55-5"), 8, "elu", NUM_CLASSES)(x, labels), torch.zeros_like(x))
+    def conditional(channels: int) -> nn.Module:
+        return ClassConditionalBatchNorm(channels, NUM_CLASSES)
+
+    assert torch.equal(Cell(CellSpec(3, "55-5"), 8, "elu", conditional, True)(x, labels), torch.zeros_like(x))
     # Convolutions into node 1 but nothing from anywhere into the output node.
-    cell = Cell(CellSpec(4, "225-25-5"), 8, "elu", None)
+    cell = Cell(CellSpec(4, "225-25-5"), 8, "elu", BatchNorm, True)
     out = cell(x, labels)
     assert torch.equal(out, torch.zeros_like(x))
     # The control: one skip into the output node passes the input through.
-    assert torch.equal(Cell(CellSpec(3, "56-5"), 8, "elu", None)(x, labels), x)
+    assert torch.equal(Cell(CellSpec(3, "56-5"), 8, "elu", BatchNorm, True)(x, labels), x)
 
 
 # ---------------------------------------------------------------------------------------------

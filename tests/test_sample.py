@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 from PIL import Image
 
+from gen.cli import cli
 from gen.errors import GenError
 from gen.phantoms import PHANTOM_CLASSES, write_phantoms
 from gen.sample import SampleResult, sample
@@ -236,3 +238,80 @@ def test_output_is_64x64_rgb_png_and_the_result_lists_it(checkpoint: Path, tmp_p
             assert (opened.format, opened.mode, opened.size) == ("PNG", "RGB", (64, 64))
     # Only the classes asked for got a folder.
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted([CLASS_NAMES[3], CLASS_NAMES[0]])
+
+
+# A checkpoint comes from anyone: class names that are not folder names must never become paths.
+PATH_LIKE_CLASS_NAMES = {
+    "parent": "../../x",
+    "absolute": "/abs/x",
+    "nested": "a/b",
+    "backslash": "a\\b",
+    "dot-dot": "..",
+    "dot": ".",
+    "hidden": ".hidden",
+    "empty": "",
+    "nul": "x\x00y",
+    "control": "x\ny",
+    "escape": "\x1b[2J",
+}
+
+
+def craft(checkpoint: Path, folder: Path, class_names: object) -> Path:
+    """A copy of a real checkpoint whose class names are replaced, as an attacker would."""
+    state = torch.load(checkpoint, weights_only=True)
+    state["class_names"] = class_names
+    folder.mkdir(parents=True)
+    torch.save(state, folder / checkpoint.name)
+    return folder / checkpoint.name
+
+
+def files_under(folder: Path) -> list[str]:
+    return sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*"))
+
+
+@pytest.mark.parametrize("name", list(PATH_LIKE_CLASS_NAMES.values()), ids=list(PATH_LIKE_CLASS_NAMES))
+def test_a_class_name_that_is_not_a_folder_name_is_refused(
+    checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    crafted = craft(checkpoint, tmp_path / "crafted", [name, *CLASS_NAMES[1:]])
+    work = tmp_path / "work" / "deeper"  # room for ../../x to land inside tmp_path if it escaped
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    monkeypatch.delenv("GEN_DATABASE_URL", raising=False)
+    out = work / "out"
+    before = files_under(tmp_path)
+
+    with pytest.raises(GenError, match=r"^checkpoint .* names a class .* that cannot be a folder name: "):
+        run_sample(crafted, out, 1, None)
+    result = CliRunner().invoke(
+        cli,
+        [
+            "sample",
+            "--checkpoint",
+            str(crafted),
+            "--out",
+            str(out),
+            "--n",
+            "1",
+            "--all-classes",
+            "--device",
+            "cpu",
+        ],
+    )
+
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"Error: checkpoint {crafted} names a class "), (
+        result.output
+    )
+    assert files_under(tmp_path) == before  # nothing written: no images, no folder, no gen.db
+
+
+@pytest.mark.parametrize(
+    "class_names", ["cyt_a", [1, 2, 3, 4], None, list(CLASS_NAMES[:3]) + [CLASS_NAMES[0]]]
+)
+def test_class_names_must_be_distinct_names(checkpoint: Path, tmp_path: Path, class_names: object) -> None:
+    crafted = craft(checkpoint, tmp_path / "crafted", class_names)
+    with pytest.raises(GenError, match=rf"^checkpoint {crafted} is damaged: "):
+        run_sample(crafted, tmp_path / "out", 1, None)
+    assert not (tmp_path / "out").exists()

@@ -5,9 +5,11 @@ Every run is the tiny preset at batch 4 for a handful of iterations on 32 phanto
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -23,13 +25,16 @@ from typing import Any
 import pytest
 import torch
 from PIL import Image
+from torch.nn.utils import parametrize
 
 from db import open_database
 from gen.architecture import preset, to_json
 from gen.checkpoint import checkpoints_in, load_checkpoint
 from gen.errors import GenError
+from gen.history import read_history
+from gen.networks import build
 from gen.phantoms import PHANTOM_CLASSES, write_phantoms
-from gen.train import RunStart, TrainConfig, TrainResult, train
+from gen.train import RunStart, TrainConfig, TrainResult, standing_statistics, train, update_ema
 
 CLASS_NAMES = tuple(sorted(PHANTOM_CLASSES))
 
@@ -95,6 +100,8 @@ def test_a_run_writes_checkpoints_and_grids(straight_run: TrainResult) -> None:
         "checkpoint-0000004.pt",
         "grid-0000002.png",
         "grid-0000004.png",
+        "history.csv",
+        "history.png",
     ]  # nothing temporary left beside them
     with Image.open(run_dir / "grid-0000004.png") as grid:
         # One row per class, eight 64-pixel images per row, 2 pixels of padding.
@@ -214,7 +221,8 @@ def pruned_run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     starts: list[RunStart] = []
     checkpoints: list[tuple[Path, int, str, str]] = []
 
-    def on_checkpoint(path: Path, iteration: int, sha256: str) -> None:
+    def on_checkpoint(path: Path, iteration: int, sha256: str, evaluation: float | None) -> None:
+        assert evaluation is None  # no --eval-every
         # The file is complete and in place when we hear of it.
         checkpoints.append((path, iteration, sha256, hashlib.sha256(path.read_bytes()).hexdigest()))
 
@@ -272,7 +280,12 @@ def gen_cli(*arguments: str) -> list[str]:
     return [sys.executable, "-c", "from gen.cli import main; main()", *arguments]
 
 
-def test_ctrl_c_saves_a_checkpoint_and_exits_130(data_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_exits_130(
+    data_dir: Path, tmp_path: Path, stop_signal: signal.Signals
+) -> None:
+    """Ctrl-C, and SIGTERM (what kill and job runners send); while the run lives, its folder is
+    locked against a second run."""
     out = tmp_path / "run"
     iterations = 100_000
     command = gen_cli(
@@ -301,7 +314,10 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(data_dir: Path, tmp_path: Path)
         while not trained_one.wait(timeout=0.2):
             assert process.poll() is None, f"exited early: {stderr.decode(errors='replace')}"
             assert time.monotonic() < deadline, f"no iteration finished: {stderr.decode(errors='replace')}"
-        process.send_signal(signal.SIGINT)
+        if stop_signal == signal.SIGINT:
+            with pytest.raises(GenError, match="is in use by another gen train"):
+                train(config(data_dir, out, iterations=2), progress=False)
+        process.send_signal(stop_signal)
         process.wait(timeout=120)  # not communicate(): the reader thread owns stderr
     finally:
         if process.poll() is None:
@@ -338,10 +354,10 @@ import sys
 
 import torch
 
-import gen.train as train_module
+import gen.losses as losses_module
 
 
-class RecordingHingeLoss(train_module.HingeLoss):
+class RecordingHingeLoss(losses_module.HingeLoss):
     latest = None
 
     def __init__(self, *args, **kwargs):
@@ -349,7 +365,7 @@ class RecordingHingeLoss(train_module.HingeLoss):
         RecordingHingeLoss.latest = self
 
 
-train_module.HingeLoss = RecordingHingeLoss
+losses_module.LOSSES["hinge"] = RecordingHingeLoss
 dump_folder = sys.argv.pop(1)
 
 from gen.cli import main  # noqa: E402
@@ -419,3 +435,94 @@ def test_two_process_ddp_on_cpu(data_dir: Path, tmp_path: Path) -> None:
     final = torch.load(out / "checkpoint-0000002.pt", weights_only=True)
     for name, value in rank0["generator"].items():
         assert torch.equal(value, final["generator"][name]), name
+
+
+# ---------------------------------------------------------------------------------------------
+# The EMA generator's own statistics, and the history
+
+
+def test_ema_keeps_its_own_buffers() -> None:
+    """update_ema moves parameters only: the live generator's batch-norm statistics and
+    spectral-norm vectors belong to other weights."""
+    generator_spec, _ = preset("tiny", len(CLASS_NAMES))
+    torch.manual_seed(0)
+    model = build(generator_spec).train()
+    ema = copy.deepcopy(model)
+    before = {name: buffer.clone() for name, buffer in ema.named_buffers()}
+    starting = [parameter.detach().clone() for parameter in ema.parameters()]
+    model(torch.randn(4, generator_spec.noise_dim), torch.arange(4))  # moves the model's buffers
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(1.0)
+    update_ema(ema, model, 0.75)
+    for name, buffer in ema.named_buffers():
+        assert torch.equal(buffer, before[name]), name
+    for ema_parameter, start in zip(ema.parameters(), starting, strict=True):
+        assert torch.allclose(ema_parameter, start + 0.25)  # a quarter of the way to the model
+
+
+def test_standing_statistics_depend_on_the_weights_alone() -> None:
+    generator_spec, _ = preset("tiny", len(CLASS_NAMES))
+    torch.manual_seed(0)
+    first = build(generator_spec)
+    second = copy.deepcopy(first)
+    # Stale, different batch-norm statistics in one copy: what the old EMA copied from the model.
+    with torch.no_grad():
+        for name, buffer in second.named_buffers():
+            if "running" in name:
+                buffer.add_(torch.rand(buffer.shape))
+    standing_statistics(first, seed=3, batches=2, batch_size=16)
+    standing_statistics(second, seed=3, batches=2, batch_size=16)
+    assert not first.training and not second.training
+    for (name, a), (_, b) in zip(first.named_buffers(), second.named_buffers(), strict=True):
+        assert torch.equal(a, b), name
+    norms = [m for m in first.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert norms and all(int(norm.num_batches_tracked) == 2 for norm in norms)
+    assert all(norm.momentum == 0.1 for norm in norms)  # restored after the cumulative average
+
+
+def test_standing_statistics_run_spectral_norm_on_the_ema_weights() -> None:
+    """After standing statistics each spectrally normalised layer's weight has spectral norm
+    close to 1 for the EMA's own weights, although the vectors came from other weights."""
+    generator_spec, _ = preset("tiny", len(CLASS_NAMES))
+    torch.manual_seed(0)
+    generator = build(generator_spec)
+    with torch.no_grad():
+        for name, parameter in generator.named_parameters():
+            if name.endswith("original"):
+                parameter.mul_(torch.rand(parameter.shape) * 3)  # weights the vectors do not fit
+    standing_statistics(generator, seed=0, batches=8, batch_size=8)
+    checked = 0
+    for module in generator.modules():
+        if parametrize.is_parametrized(module, "weight") and module.weight.dim() == 4:
+            weight = module.weight.detach()  # eval mode: normalised with the stored vectors
+            matrix = weight.transpose(0, 1) if isinstance(module, torch.nn.ConvTranspose2d) else weight
+            sigma = torch.linalg.matrix_norm(matrix.flatten(1), ord=2)
+            assert 0.9 < float(sigma) < 1.1, module
+            checked += 1
+    assert checked > 5
+
+
+def test_history_rows_match_the_checkpoints_after_a_resume(split_run: dict[str, Any]) -> None:
+    run_dir = split_run["resumed"].run_dir
+    rows = read_history(run_dir / "history.csv")
+    # A row at every checkpoint iteration (batch-size 4 runs are shorter than --log-every).
+    assert [int(row["iteration"]) for row in rows] == [2, 4]
+    for row in rows:
+        for name in ("d_loss", "g_loss", "d_real", "d_fake", "g_lr", "d_lr", "images_per_second"):
+            assert math.isfinite(row[name]), name
+    assert (run_dir / "history.png").stat().st_size > 0
+
+
+def test_a_resume_drops_history_rows_past_its_checkpoint(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    train(config(data_dir, out, iterations=4, checkpoint_every=2, log_every=1), progress=False)
+    (out / "checkpoint-0000004.pt").unlink()  # as if killed after the rows reached the file
+    train(config("", out, iterations=3, log_every=1), resume=True, progress=False)
+    assert [int(row["iteration"]) for row in read_history(out / "history.csv")] == [1, 2, 3]
+
+
+def test_minutes_stop_the_run_with_a_checkpoint(data_dir: Path, tmp_path: Path) -> None:
+    result = train(config(data_dir, tmp_path / "run", iterations=10_000, max_minutes=1e-9), progress=False)
+    assert result.out_of_time and not result.interrupted
+    assert result.iteration == 1 and result.checkpoint == tmp_path / "run" / "checkpoint-0000001.pt"

@@ -31,6 +31,7 @@ CREATE TABLE checkpoints (
 	iteration INTEGER NOT NULL,
 	sha256 CHAR(64) NOT NULL,
 	created_at TIMESTAMP WITH TIME ZONE NOT NULL,
+	domain_fid DOUBLE PRECISION,
 	CONSTRAINT pk_checkpoints PRIMARY KEY (id),
 	CONSTRAINT fk_checkpoints_gan_gan_architectures FOREIGN KEY(gan) REFERENCES gan_architectures (id)
 );

@@ -29,6 +29,7 @@ CREATE TABLE checkpoints (
 	iteration INTEGER NOT NULL,
 	sha256 CHAR(64) NOT NULL,
 	created_at DATETIME NOT NULL,
+	domain_fid DOUBLE,
 	CONSTRAINT fk_checkpoints_gan_gan_architectures FOREIGN KEY(gan) REFERENCES gan_architectures (id)
 );
 

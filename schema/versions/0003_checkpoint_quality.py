@@ -1,0 +1,25 @@
+"""Each checkpoint's quality figure from training (normalised domain FID, --eval-every).
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-12-03
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0003"
+down_revision: str | None = "0002"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.add_column("checkpoints", sa.Column("domain_fid", sa.Double(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("checkpoints") as table:
+        table.drop_column("domain_fid")

@@ -1,0 +1,201 @@
+"""gen.losses: each objective against a hand computation, and D as one function in both phases."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from gen.architecture import preset
+from gen.losses import (
+    LOSSES,
+    BEGANLoss,
+    BoundarySeekingLoss,
+    HingeLoss,
+    NonSaturatingLoss,
+    WassersteinLoss,
+    make_loss,
+)
+from gen.networks import build
+from gen.presets import LOSS_NAMES, RECIPES
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+REAL = torch.tensor([2.0, 0.5, -1.0])
+FAKE = torch.tensor([-2.0, 0.0, 1.5])
+
+
+def sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
+
+class FixedGenerator(nn.Module):
+    """Returns the same images whatever the noise: lets a test hand D a fixed fake batch."""
+
+    def __init__(self, images: torch.Tensor):
+        super().__init__()
+        self.images = images
+        self.weight = nn.Parameter(torch.zeros(()))  # so that a G loss has something to reach
+
+    def forward(self, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.images[: len(labels)] + self.weight
+
+
+class ScoreIs(nn.Module):
+    """A "discriminator" whose score is the image's first pixel: scores are set by the input."""
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return images[:, 0, 0, 0]
+
+
+def images_scoring(scores: torch.Tensor) -> torch.Tensor:
+    images = torch.zeros(len(scores), 3, 4, 4)
+    images[:, 0, 0, 0] = scores
+    return images
+
+
+def phases(loss_class: type, **options: float) -> tuple[float, float]:
+    """(D loss, G loss) of a loss whose D scores REAL and FAKE exactly (no augmentation)."""
+    rng = torch.Generator().manual_seed(0)
+    loss = loss_class(FixedGenerator(images_scoring(FAKE)), ScoreIs(), "", rng, **options)
+    labels = torch.zeros(3, dtype=torch.long)
+    noise = torch.zeros(3, 8)
+    d = loss.d_phase(images_scoring(REAL), labels, noise)
+    g = loss.g_phase(images_scoring(REAL), labels, noise)
+    return float(d.loss.detach()), float(g.loss.detach())
+
+
+def test_every_loss_is_named_where_the_cli_lists_them() -> None:
+    assert tuple(LOSSES) == LOSS_NAMES
+    assert {recipe.loss for recipe in RECIPES.values()} <= set(LOSSES)
+
+
+def test_hinge_against_a_hand_computation() -> None:
+    d, g = phases(HingeLoss)
+    expected_d = sum(max(0, 1 - r) for r in REAL.tolist()) / 3 + sum(max(0, 1 + f) for f in FAKE.tolist()) / 3
+    assert d == pytest.approx(expected_d)
+    assert g == pytest.approx(-sum(FAKE.tolist()) / 3)
+
+
+def test_non_saturating_bce_against_a_hand_computation() -> None:
+    d, g = phases(NonSaturatingLoss)
+    expected_d = (
+        -sum(math.log(sigmoid(r)) for r in REAL.tolist()) / 3
+        - sum(math.log(1 - sigmoid(f)) for f in FAKE.tolist()) / 3
+    )
+    assert d == pytest.approx(expected_d, rel=1e-5)
+    assert g == pytest.approx(-sum(math.log(sigmoid(f)) for f in FAKE.tolist()) / 3, rel=1e-5)
+
+
+def test_boundary_seeking_against_a_hand_computation() -> None:
+    d, g = phases(BoundarySeekingLoss)
+    assert d == pytest.approx(phases(NonSaturatingLoss)[0])  # D as in the standard GAN
+    # 0.5 (log D - log(1 - D))^2 with D = sigmoid(f)
+    expected_g = sum(0.5 * (math.log(sigmoid(f)) - math.log(1 - sigmoid(f))) ** 2 for f in FAKE.tolist()) / 3
+    assert g == pytest.approx(expected_g, rel=1e-5)
+
+
+def test_wasserstein_against_a_hand_computation() -> None:
+    d, g = phases(WassersteinLoss)
+    assert d == pytest.approx(sum(FAKE.tolist()) / 3 - sum(REAL.tolist()) / 3)
+    assert g == pytest.approx(-sum(FAKE.tolist()) / 3)
+
+
+def test_weight_clipping_after_the_critic_step() -> None:
+    critic = nn.Linear(4, 1)
+    with torch.no_grad():
+        critic.weight.fill_(0.5)
+        critic.bias.fill_(-0.3)
+    loss = WassersteinLoss(FixedGenerator(torch.zeros(1)), critic, "", torch.Generator(), clip=0.01)
+    loss.after_d_step(None)
+    assert float(critic.weight.detach().max()) == pytest.approx(0.01)
+    assert float(critic.bias.detach().min()) == pytest.approx(-0.01)
+
+
+def test_gradient_penalty_against_a_hand_computation() -> None:
+    """A linear critic D(x) = w . x has gradient w everywhere: the penalty is lambda (|w| - 1)^2."""
+
+    class Linear(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.full((3, 4, 4), 0.1))
+
+        def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+            return (images * self.w).flatten(1).sum(1)
+
+    critic = Linear()
+    real, fake = torch.randn(5, 3, 4, 4), torch.randn(5, 3, 4, 4)
+    loss = WassersteinLoss(FixedGenerator(fake), critic, "", torch.Generator().manual_seed(0), penalty=10.0)
+    labels = torch.zeros(5, dtype=torch.long)
+    penalty = loss.d_penalty(real, fake, labels)
+    norm = float(critic.w.detach().norm())
+    assert float(penalty) == pytest.approx(10.0 * (norm - 1) ** 2, rel=1e-5)
+    penalty.backward()  # the penalty trains the critic: it needs a second-order graph
+    assert critic.w.grad is not None and critic.w.grad.abs().sum() > 0
+
+
+def test_began_against_a_hand_computation_and_its_k_balance() -> None:
+    class Reconstructs(nn.Module):
+        """An "autoencoder" that outputs zeros: the L1 error is the mean absolute pixel."""
+
+        def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+            return torch.zeros_like(images)
+
+    real, fake = torch.full((2, 3, 4, 4), 0.4), torch.full((2, 3, 4, 4), -0.1)
+    loss = BEGANLoss(FixedGenerator(fake), Reconstructs(), "", torch.Generator(), gamma=0.5, lambda_k=0.001)
+    loss.k = 0.2
+    labels = torch.zeros(2, dtype=torch.long)
+    d = loss.d_phase(real, labels, torch.zeros(2, 8))
+    assert float(d.loss) == pytest.approx(0.4 - 0.2 * 0.1)
+    assert float(loss.g_phase(real, labels, torch.zeros(2, 8)).loss) == pytest.approx(0.1)
+    loss.after_d_step(d)
+    assert loss.k == pytest.approx(0.2 + 0.001 * (0.5 * 0.4 - 0.1))
+    assert loss.summary()["began_convergence"] == pytest.approx(0.4 + abs(0.5 * 0.4 - 0.1))
+    # k lives in [0, 1] and survives a resume through the checkpoint.
+    loss.k = 0.99995
+    loss.after_d_step(loss.d_phase(torch.full((2, 3, 4, 4), 0.9), labels, torch.zeros(2, 8)))
+    assert loss.k == 1.0
+    restored = BEGANLoss(FixedGenerator(fake), Reconstructs(), "", torch.Generator())
+    restored.load_state_dict(loss.state_dict())
+    assert restored.k == 1.0
+
+
+@pytest.mark.parametrize("name", ["tiny", "dcgan", "wgan", "bgan"])
+def test_a_batch_norm_discriminator_is_one_function_in_both_phases(name: str) -> None:
+    """D with batch norm in training mode scores a fixed fake batch identically in the D and the
+    G phase: both score the same real + fake composition."""
+    generator_spec, discriminator_spec = preset(name, 4)
+    discriminator = build(discriminator_spec).train()
+    assert any(isinstance(m, nn.BatchNorm2d) for m in discriminator.modules())
+    fake = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    real = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    labels = torch.tensor([0, 1, 2, 3])
+    recipe = RECIPES[name]
+    loss = make_loss(
+        recipe.loss, FixedGenerator(fake), discriminator, "", torch.Generator(), **recipe.loss_options
+    )
+    assert loss.same_batch_both_phases
+    noise = torch.zeros(4, 8)
+    # Spectral norm moves its power-iteration vectors on every training-mode forward; cached()
+    # holds the normalised weights still, so that only the batch composition could differ.
+    with parametrize.cached():
+        d_phase = loss.d_phase(real, labels, noise)
+        g_phase = loss.g_phase(real, labels, noise)
+    assert torch.equal(d_phase.fake_scores, g_phase.fake_scores)
+    assert torch.equal(d_phase.real_scores, g_phase.real_scores)
+
+    # The control: scoring the fakes alone, as before, gives D another function.
+    with parametrize.cached():
+        alone = discriminator(fake, labels)
+    assert not torch.allclose(alone, d_phase.fake_scores)
+
+
+def test_without_batch_norm_the_g_phase_scores_fakes_alone() -> None:
+    discriminator = build(preset("cpu", 4)[1]).train()
+    loss = make_loss("hinge", FixedGenerator(torch.zeros(2, 3, 64, 64)), discriminator, "", torch.Generator())
+    assert not loss.same_batch_both_phases
+    phase = loss.g_phase(torch.zeros(2, 3, 64, 64), torch.tensor([0, 1]), torch.zeros(2, 8))
+    assert phase.real_scores is None

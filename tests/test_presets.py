@@ -1,0 +1,146 @@
+"""gen.presets through `gen train`: every preset, the source's five baselines among them, trains
+two CPU iterations on `gen demo-data` output and leaves its history; --checkpoint best."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.models import Checkpoint, Image, TrainingParameters
+from db.session import make_engine
+from gen.architecture import BASELINES, PRESETS
+from gen.cli import cli
+from gen.history import COLUMNS
+from gen.presets import RECIPES
+from gen.train import TrainConfig
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("presets") / "phantoms"
+    result = CliRunner().invoke(cli, ["demo-data", "--out", str(root), "--per-class", "6"])
+    assert result.exit_code == 0, result.output
+    return root
+
+
+def run_gen(*arguments: str) -> str:
+    result = CliRunner().invoke(cli, list(arguments))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_train_help_lists_the_baselines() -> None:
+    text = run_gen("train", "--help")
+    for name in BASELINES:
+        assert name in text
+
+
+@pytest.mark.parametrize("name", [name for name in PRESETS if name not in ("paper", "small")])
+def test_every_preset_trains_two_iterations_and_keeps_a_history(
+    name: str, demo_data: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    database = f"sqlite:///{tmp_path / 'gen.db'}"
+    run_gen(
+        "train", "--data", str(demo_data), "--out", str(out), "--preset", name, "--iters", "2",
+        "--batch-size", "4", "--device", "cpu", "--quiet", "--db", database,
+    )  # fmt: skip
+    assert (out / "checkpoint-0000002.pt").is_file()
+    with open(out / "history.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert rows and tuple(rows[0])[: len(COLUMNS)] == COLUMNS
+    assert (out / "history.png").is_file()
+    for row in rows:
+        assert all(float(row[column]) == float(row[column]) for column in ("d_loss", "g_loss"))  # not NaN
+
+    recipe = RECIPES[name]
+    state = torch.load(out / "checkpoint-0000002.pt", weights_only=True)
+    config = TrainConfig.from_json(state["config"])
+    assert (config.loss, config.optimizer, config.critic_steps) == (
+        recipe.loss,
+        recipe.optimizer,
+        recipe.critic_steps,
+    )
+    engine = make_engine(database)
+    with Session(engine) as session:
+        parameters = session.scalars(select(TrainingParameters)).one()
+        assert (parameters.loss, parameters.g_optimizer, parameters.d_optimizer) == (
+            recipe.loss,
+            recipe.optimizer,
+            recipe.optimizer,
+        )
+        # Epochs: real images seen over training images (24 phantoms), after the 2 iterations done.
+        assert parameters.epochs == round(2 * 4 * recipe.critic_steps / 24)
+    engine.dispose()
+
+
+def test_command_line_settings_override_the_preset(demo_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    run_gen(
+        "train", "--data", str(demo_data), "--out", str(out), "--preset", "wgan-gp", "--iters", "1",
+        "--batch-size", "4", "--critic-steps", "2", "--g-lr", "0.0003", "--betas", "0.5", "0.99",
+        "--diffaugment", "translation", "--device", "cpu", "--quiet",
+        "--db", f"sqlite:///{tmp_path / 'g.db'}",
+    )  # fmt: skip
+    config = TrainConfig.from_json(torch.load(out / "checkpoint-0000001.pt", weights_only=True)["config"])
+    assert (config.critic_steps, config.g_lr, config.betas, config.diffaugment) == (
+        2,
+        0.0003,
+        (0.5, 0.99),
+        "translation",
+    )
+    assert config.d_lr == RECIPES["wgan-gp"].d_lr and config.loss == "wasserstein"  # the rest: the preset's
+
+
+def test_eval_every_marks_the_best_checkpoint_and_sample_takes_it(
+    demo_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GEN_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    database = f"sqlite:///{tmp_path / 'gen.db'}"
+    output = run_gen(
+        "train", "--data", str(demo_data), "--out", str(out), "--preset", "cpu", "--iters", "4",
+        "--batch-size", "4", "--eval-every", "1", "--eval-images", "4", "--keep-checkpoints", "1",
+        "--device", "cpu", "--quiet", "--db", database,
+    )  # fmt: skip
+    best = json.loads((out / "best.json").read_text())
+    assert "; best " in output and best["checkpoint"] in output
+
+    engine = make_engine(database)
+    with Session(engine) as session:
+        recorded = {c.iteration: c.domain_fid for c in session.scalars(select(Checkpoint))}
+    assert sorted(recorded) == [1, 2, 3, 4] and all(v is not None for v in recorded.values())
+    assert best["iteration"] == min(recorded, key=lambda iteration: (recorded[iteration], -iteration))
+    assert best["domain_fid"] == pytest.approx(recorded[best["iteration"]])
+    # Pruning keeps the newest (--keep-checkpoints 1) and the best.
+    kept = sorted(path.name for path in out.glob("checkpoint-*.pt"))
+    assert kept == sorted({"checkpoint-0000004.pt", best["checkpoint"]})
+    with open(out / "history.csv", newline="") as file:
+        evaluated = [row for row in csv.DictReader(file) if row["domain_fid"]]
+    assert [int(row["iteration"]) for row in evaluated] == [1, 2, 3, 4]
+
+    run_gen(
+        "sample", "--checkpoint", "best", "--n", "1", "--all-classes", "--out", str(tmp_path / "s"),
+        "--device", "cpu", "--quiet", "--db", database,
+    )  # fmt: skip
+    with Session(engine) as session:
+        iterations = set(session.scalars(select(Image.iteration)))
+    engine.dispose()
+    assert iterations == {best["iteration"]}
+
+    result = CliRunner().invoke(
+        cli, ["sample", "--checkpoint", "2" if best["iteration"] != 2 else "3", "--n", "1", "--all-classes",
+              "--out", str(tmp_path / "t"), "--db", database]
+    )  # fmt: skip
+    assert result.exit_code == 1 and "no checkpoint of iteration" in result.output
