@@ -8,6 +8,9 @@ repeated); the real side is a held-out folder (``--real``). Figures:
   KID are normalised: computed on features z-scored with the real training images' statistics
   (``gen.metrics.normalised``), so they do not depend on the network's scale, and each comes
   beside its floor, the same figure between real training and real held-out images;
+- near copies (``gen.metrics.near_copies``): the share of synthetic images closer to a
+  training image, in domain features or in pixels, than 99% of real held-out images come,
+  per class and overall, with a grid of the closest synthetic/training pairs per class;
 - Inception FID (pytorch-fid's network and published weights) when the weights are present;
 - per-class colour-histogram KL, real against synthetic (150 against 150), beside its floor:
   the same KL between real training and real held-out images of the class;
@@ -33,7 +36,16 @@ import torch
 from gen.checkpoint import file_sha256, load_for_sampling
 from gen.data import LabelledImages, load_image_folder
 from gen.errors import GenError
-from gen.metrics import domain, frechet, histogram, inception, inception_score, normalised, utility
+from gen.metrics import (
+    domain,
+    frechet,
+    histogram,
+    inception,
+    inception_score,
+    near_copies,
+    normalised,
+    utility,
+)
 from gen.runtime import resolve_device
 from gen.sample import generate, load_generator
 
@@ -247,6 +259,35 @@ def _feature_scores(
             _kid(report, f"{prefix}kid{suffix}", class_name, first, second, standardiser, settings, **counts)
 
 
+def _near_copy_figures(
+    report: Report,
+    folder: Path,
+    spaces: dict[str, Any],
+    labels: tuple[np.ndarray, np.ndarray, np.ndarray],
+    images: tuple[torch.Tensor, torch.Tensor],
+) -> None:
+    """near_copy_share per class and overall (either space), each space's share, and a grid of
+    the closest synthetic/training pairs per class (gen.metrics.near_copies)."""
+    results = near_copies.near_copies(spaces, labels, list(report.class_names))
+    train_images, fake_images = images
+    for result in results:
+        report.add(
+            "near_copy_share",
+            result.share,
+            result.class_name,
+            synthetic=result.synthetic,
+            percentile_of_real=1.0,
+            **{f"share_{space}": share for space, share in result.share_by_space.items()},
+        )
+        plot = folder / f"near-copies-{result.class_name}.png"
+        near_copies.write_closest_pairs(result, fake_images, train_images, plot)
+        if plot.is_file():
+            report.plots.append(plot.name)
+    if results:
+        total = sum(result.synthetic for result in results)
+        report.add("near_copy_share", sum(r.near_copies for r in results) / total, None, synthetic=total)
+
+
 def make_report(
     checkpoint: str | Path | dict,
     real_dir: str | Path,
@@ -345,6 +386,20 @@ def make_report(
             report.add("domain_is_real", inception_score.inception_score(real_probabilities)[0])
             synthetic_accuracy = float((fake_probabilities.argmax(1) == fake_labels.numpy()).mean())
             report.add("domain_classifier_accuracy_on_synthetic", synthetic_accuracy)
+            _near_copy_figures(
+                report,
+                temporary,
+                {
+                    "features": (
+                        standardiser(train_features),
+                        standardiser(real_features),
+                        standardiser(fake_features),
+                    ),
+                    "pixels": tuple(near_copies.pixels(x) for x in (train_images, real_images, fake_images)),
+                },
+                (train_labels.numpy(), real_labels.numpy(), fake_labels.numpy()),
+                (train_images, fake_images),
+            )
 
         # Inception FID: only with the published weights, never with stand-ins.
         weights = inception.find_fid_weights(fid_weights)

@@ -94,6 +94,13 @@ def test_report_writes_rows_files_and_a_table(trained: dict, tmp_path: Path, mon
     assert any("too few for a stable estimate" in note for note in data["notes"])
     assert (out / "confusion-real_plus_synthetic.png").is_file()
     assert "| histogram_kl |" in (out / "report.md").read_text()
+    # Near copies, per class and overall, each class with its grid of closest pairs.
+    for where in (None, *classes):
+        assert ("near_copy_share", where) in metrics
+    shares = [f for f in data["figures"] if f["metric"] == "near_copy_share"]
+    assert all(0 <= f["value"] <= 1 for f in shares)
+    for name in classes:
+        assert (out / f"near-copies-{name}.png").is_file()
 
     engine = open_database(trained["url"])
     with Session(engine) as session:
