@@ -22,6 +22,7 @@ model). Prints the table and whether each of the issue's targets is met. Asserts
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import platform
@@ -30,6 +31,7 @@ import shutil
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,7 +43,7 @@ from gen.checkpoint import atomic_write, load_for_sampling
 from gen.data import load_image_folder
 from gen.errors import GenError
 from gen.history import HISTORY_CSV, read_history
-from gen.images import png_bytes, write_grid
+from gen.images import write_grid
 from gen.metrics._plotting import new_figure, save_png
 from gen.metrics.domain import domain_features_and_probabilities
 from gen.metrics.utility import REGIMES, classifier_utility
@@ -93,6 +95,25 @@ class Sets:
     fingerprint: str
 
 
+def variant(model: str) -> tuple[str, dict[str, Any]]:
+    """A --models entry: a preset, or an ablation LABEL=PRESET:SETTING=VALUE:... whose settings
+    (TrainConfig fields; a DiffAugment policy written with + for ,) replace the preset's."""
+    if "=" not in model.split(":", 1)[0]:
+        return model, {}
+    _, spec = model.split("=", 1)
+    name, *settings = spec.split(":")
+    changes: dict[str, Any] = {}
+    for setting in settings:
+        key, _, text = setting.partition("=")
+        if key not in TrainConfig.__dataclass_fields__:
+            raise ValueError(f"{model}: {key!r} is not a training setting")
+        try:
+            changes[key] = json.loads(text)
+        except ValueError:
+            changes[key] = text.replace("+", ",")
+    return name, changes
+
+
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         "python -m bench.quality", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -114,7 +135,11 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     add("--figures", type=Path, default=ROOT / "docs", help="where the two PNGs go (default docs/)")
     args = parser.parse_args(argv)
     args.models = [name.strip() for name in args.models.split(",") if name.strip()]
-    unknown = [name for name in args.models if name not in PRESETS] or ([] if args.models else [""])
+    try:
+        args.variants = {model: variant(model) for model in args.models}
+    except ValueError as error:
+        parser.error(str(error))
+    unknown = [m for m in args.models if args.variants[m][0] not in PRESETS] or ([] if args.models else [""])
     if unknown:
         parser.error(f"unknown model {unknown[0]!r} in --models; choose from {', '.join(PRESETS)}.")
     if args.minutes <= 0 or min(args.eval_points, args.utility_seeds) < 1 or args.per_class < 2:
@@ -141,9 +166,10 @@ def train_segment(model: str, segment: int, args: argparse.Namespace) -> tuple[P
         shutil.rmtree(out.parent)  # the model's run and reports from an earlier benchmark
     budget = args.minutes / args.eval_points
     if segment == 0:
+        preset, changes = args.variants[model]
         config = TrainConfig(
-            str(args.data), str(out), model, NEVER, checkpoint_every=NEVER, max_minutes=budget,
-            keep_checkpoints=args.eval_points, seed=args.seed, device=args.device,
+            str(args.data), str(out), preset, NEVER, checkpoint_every=NEVER, max_minutes=budget,
+            keep_checkpoints=args.eval_points, seed=args.seed, device=args.device, **changes,
         )  # fmt: skip
     else:  # resuming keeps every stored setting but the budget
         config = TrainConfig("", str(out), iterations=NEVER, max_minutes=budget, device=args.device)
@@ -338,8 +364,12 @@ def label_grid(path: Path, blocks: list[str], class_names: tuple[str, ...]) -> N
         draw.text((left + 4 + index * GRID_COLUMNS * cell, 3), name, fill="black", font=font)
     for index, name in enumerate(class_names):
         draw.text((4, top + index * cell + 24), name, fill="black", font=font)
-    data = png_bytes(torch.from_numpy(np.array(canvas)).permute(2, 0, 1))
-    atomic_write(path, lambda file: file.write(data))
+    # A 256-colour palette keeps the committed figure under 1 MiB (full colour: 2.3 MB).
+    buffer = io.BytesIO()
+    canvas.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
+        buffer, format="PNG", optimize=True
+    )
+    atomic_write(path, lambda file: file.write(buffer.getvalue()))
 
 
 def markdown_fragment(

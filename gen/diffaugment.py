@@ -51,9 +51,25 @@ def translation(x: torch.Tensor, generator: torch.Generator, ratio: float = 0.12
     return padded.permute(0, 2, 3, 1)[grid_batch, grid_y, grid_x].permute(0, 3, 1, 2)
 
 
+def cutout(x: torch.Tensor, generator: torch.Generator, ratio: float = 0.5) -> torch.Tensor:
+    """Zero (mid-grey) one square of ``ratio`` of the image's side at a random place per image."""
+    batch, _, height, width = x.shape
+    cut_y, cut_x = int(height * ratio + 0.5), int(width * ratio + 0.5)
+    offset_y = torch.randint(0, height + (1 - cut_y % 2), (batch, 1, 1), generator=generator, device=x.device)
+    offset_x = torch.randint(0, width + (1 - cut_x % 2), (batch, 1, 1), generator=generator, device=x.device)
+    grid_y = torch.arange(cut_y, device=x.device).view(1, -1, 1)
+    grid_x = torch.arange(cut_x, device=x.device).view(1, 1, -1)
+    rows = torch.clamp(grid_y + offset_y - cut_y // 2, 0, height - 1)
+    columns = torch.clamp(grid_x + offset_x - cut_x // 2, 0, width - 1)
+    mask = torch.ones(batch, height, width, dtype=x.dtype, device=x.device)
+    mask[torch.arange(batch, device=x.device).view(-1, 1, 1), rows, columns] = 0
+    return x * mask.unsqueeze(1)
+
+
 POLICIES: dict[str, list[Augmentation]] = {
     "color": [brightness, saturation, contrast],
     "translation": [translation],
+    "cutout": [cutout],
 }
 
 
