@@ -201,6 +201,12 @@ class Image(Base):
     # The training iteration of the checkpoint, repeated so the published table reads alone.
     iteration: Mapped[int] = mapped_column(Integer, nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utc_now)
+    # How it was computed, for `gen reproduce`: the same batch size, threads, device and torch
+    # give the same bytes; anything else every pixel within one level (gen.sample).
+    batch_size: Mapped[int | None] = mapped_column(Integer)
+    threads: Mapped[int | None] = mapped_column(Integer)
+    device: Mapped[str | None] = mapped_column(String)
+    torch_version: Mapped[str | None] = mapped_column(String)
 
 
 class Report(Base):

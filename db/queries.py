@@ -352,6 +352,51 @@ def recorded_samples(
     }
 
 
+def image_records(session: Session, image_ids: Sequence[int]) -> list[dict[str, Any]]:
+    """What making each image again needs, in the order asked: its row, class label and name,
+    checkpoint file and SHA-256, and its stream's length (one past the largest recorded index of
+    the same checkpoint, class and seed in the same folder). GenError naming an unknown id."""
+    rows = {
+        image.id: (image, class_name, checkpoint)
+        for image, class_name, checkpoint in session.execute(
+            select(Image, ClassName, Checkpoint)
+            .join(ClassName, ClassName.id == Image.class_id)
+            .join(Checkpoint, Checkpoint.id == Image.checkpoint_id)
+            .where(Image.id.in_(set(image_ids)))
+        )
+    }
+    unknown = [image_id for image_id in image_ids if image_id not in rows]
+    if unknown:
+        raise GenError(f"no image {unknown[0]} in the database.")
+    records = []
+    streams: dict[tuple[int, int, int, str], dict[int, tuple[str, str]]] = {}
+    for image_id in image_ids:
+        image, class_name, checkpoint = rows[image_id]
+        stream = (checkpoint.id, class_name.id, image.seed, os.path.dirname(image.file_path))
+        if stream not in streams:
+            streams[stream] = recorded_samples(session, *stream)
+        siblings = streams[stream]
+        records.append(
+            {
+                "id": image.id,
+                "file_path": image.file_path,
+                "md5": image.md5,
+                "seed": image.seed,
+                "sample_index": image.sample_index,
+                "label": class_name.label,
+                "class_name": class_name.name,
+                "checkpoint_path": checkpoint.path,
+                "checkpoint_sha256": checkpoint.sha256,
+                "stream_length": max(siblings, default=image.sample_index) + 1,
+                "batch_size": image.batch_size,
+                "threads": image.threads,
+                "device": image.device,
+                "torch_version": image.torch_version,
+            }
+        )
+    return records
+
+
 def recorded_paths(session: Session, directory: str) -> set[str]:
     """Every file_path directly in directory that has a row, whichever model or request made it,
     so that a request never overwrites a file another one recorded. Paths compare as stored.

@@ -8,16 +8,18 @@ whichever folder a later command runs from; an export rewrites them relative to 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db import queries
-from db.models import Checkpoint, ClassName
+from db.models import Checkpoint, ClassName, TrainingParameters
 from gen.checkpoint import file_sha256
 from gen.errors import GenError
 
@@ -74,6 +76,8 @@ def record_run(
     """A new model row set for a training run; returns its id."""
     training = training_parameters(config, num_images=num_images, iterations=iterations, device=device)
     training["dataset_fingerprint"] = data_fingerprint
+    if config.get("out"):  # so that a resume finds its model even before a checkpoint has a row
+        training["settings"] = {**training["settings"], "run_dir": stored_path(config["out"])}
     return queries.record_model(
         session,
         preset=config["preset"],
@@ -82,6 +86,40 @@ def record_run(
         class_names=class_names,
         training=training,
     )
+
+
+def model_for_run_folder(session: Session, run_dir: str | Path) -> int | None:
+    """The model an earlier run in ``run_dir`` recorded (the newest): by its checkpoints' rows,
+    else by the run folder its settings name. None when no run there was ever recorded."""
+    folder = stored_path(run_dir)
+    gan_id = session.scalar(
+        select(Checkpoint.gan_id)
+        .where(Checkpoint.path.startswith(folder + os.sep, autoescape=True))
+        .order_by(Checkpoint.id.desc())
+        .limit(1)
+    )
+    if gan_id is not None:
+        return gan_id
+    for parameters in session.scalars(select(TrainingParameters).order_by(TrainingParameters.id.desc())):
+        if (parameters.settings or {}).get("run_dir") == folder:
+            return parameters.gan_id
+    return None
+
+
+def adopt_resumed_checkpoint(
+    session: Session, run_dir: str | Path, path: str | Path, iteration: int
+) -> int | None:
+    """The model a resumed run continues: the one that recorded the checkpoint it resumes from,
+    or, when that checkpoint never got its row (the run was killed between writing it and
+    recording it, or the database was locked), the model of the run folder, which then records
+    it. None when the run folder belongs to no model of this database."""
+    row = checkpoint_row(session, path)
+    if row is not None:
+        return row.gan_id
+    gan_id = model_for_run_folder(session, run_dir)
+    if gan_id is not None:
+        record_checkpoint_file(session, gan_id, path, iteration, file_sha256(Path(path)))
+    return gan_id
 
 
 def checkpoint_row(session: Session, path: str | Path) -> Checkpoint | None:
@@ -182,11 +220,22 @@ def adopt_checkpoint(session: Session, state: dict[str, Any], sha256: str) -> tu
 class ImageRecorder:
     """gen.sample's Recorder: one transaction per batch, after the batch's files exist."""
 
-    def __init__(self, engine: Engine, gan_id: int, checkpoint_id: int, iteration: int, seed: int):
+    def __init__(
+        self,
+        engine: Engine,
+        gan_id: int,
+        checkpoint_id: int,
+        iteration: int,
+        seed: int,
+        computed: dict[str, Any] | None = None,
+    ):
+        """``computed``: how the images are computed (batch_size, threads, device, torch_version),
+        recorded with each so that gen reproduce can say whether bytes or only pixels must match."""
         self.engine = engine
         self.checkpoint_id = checkpoint_id
         self.iteration = iteration
         self.seed = seed
+        self.computed = computed or {}
         with Session(engine) as session:
             self.class_ids = {
                 c.name: c.id for c in session.scalars(select(ClassName).where(ClassName.gan_id == gan_id))
@@ -215,8 +264,17 @@ class ImageRecorder:
                 "sample_index": image.index,
                 "checkpoint_id": self.checkpoint_id,
                 "iteration": self.iteration,
+                **self.computed,
             }
             for image in images
         ]
-        with Session(self.engine) as session:
-            queries.record_images(session, rows)
+        try:
+            with Session(self.engine) as session:
+                queries.record_images(session, rows)
+        except IntegrityError:
+            # The model (or this checkpoint's row) was deleted while sampling: the files of this
+            # batch are whole on disk but belong to no model any more.
+            raise GenError(
+                f"the model was deleted from the database while sampling; {len(rows)} images of this "
+                f"batch were written without rows (first: {rows[0]['file_path']})."
+            ) from None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ DEFAULT_DATABASE_URL = "sqlite:///gen.db"
 DATABASE_URL_ENV = "GEN_DATABASE_URL"
 # Long enough for a slow network, short enough that a wrong host fails before the user gives up.
 CONNECT_TIMEOUT_S = 5
+DATABASE_BUSY_TIMEOUT_S = 120  # seconds SQLite waits for another writer
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
 # The folder of the schema package: Alembic's script location, and ddl/ beside it. Read from
 # __path__, which (unlike __file__) is also set when an out-of-date editable install imports
@@ -89,22 +91,50 @@ def _configure_sqlite_connection(dbapi_connection: Any, connection_record: Any) 
     cursor.close()
 
 
-def make_engine(url: str) -> Engine:
+def _read_only_sqlite(path: Path) -> sqlite3.Connection:
+    """A connection that cannot write, whatever the file's and folder's permissions allow.
+
+    mode=ro first; a WAL database in a folder nobody may write (no -shm file to create) opens
+    only as immutable, which is what such a folder is."""
+    uri = path.resolve().as_uri()
+    try:
+        connection = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=DATABASE_BUSY_TIMEOUT_S)
+        connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return connection
+    except sqlite3.OperationalError:
+        return sqlite3.connect(f"{uri}?immutable=1", uri=True)
+
+
+def _configure_read_only_sqlite(dbapi_connection: Any, connection_record: Any) -> None:
+    dbapi_connection.execute("PRAGMA foreign_keys=ON")
+
+
+def make_engine(url: str, *, read_only: bool = False) -> Engine:
     """An engine for the URL with gen's settings, without checking the database behind it.
 
     Foreign keys are enforced on SQLite too, and PostgreSQL connections give up after
-    CONNECT_TIMEOUT_S unless the URL sets its own connect_timeout.
+    CONNECT_TIMEOUT_S unless the URL sets its own connect_timeout. read_only (SQLite): every
+    connection is opened read-only, for commands that only read.
     """
     parsed = _parse(url)
     options: dict[str, Any] = {}
     if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
         options["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+    if parsed.get_backend_name() == "sqlite":
+        # Another gen process (a sampler, a training run recording a checkpoint) may hold the
+        # write lock for a moment; wait for it rather than fail after sqlite3's default 5 s.
+        options["connect_args"] = {"timeout": DATABASE_BUSY_TIMEOUT_S}
+        path = _sqlite_path(parsed)
+        if read_only and path is not None:
+            options = {"creator": lambda: _read_only_sqlite(path)}
     try:
         engine = create_engine(parsed, **options)
     except (NoSuchModuleError, ImportError) as exc:
         raise GenError(f"the database driver for {mask_url(url)} is not installed ({exc})") from exc
     if parsed.get_backend_name() == "sqlite":
-        event.listen(engine, "connect", _configure_sqlite_connection)
+        event.listen(
+            engine, "connect", _configure_read_only_sqlite if read_only else _configure_sqlite_connection
+        )
     return engine
 
 
@@ -145,7 +175,7 @@ def _sqlite_path(parsed: URL) -> Path | None:
     return Path(database)
 
 
-def _check_sqlite_file(parsed: URL, masked: str, *, create: bool) -> None:
+def _check_sqlite_file(parsed: URL, masked: str, *, create: bool, read_only: bool = False) -> None:
     """Catch a missing folder or a read-only file before SQLite turns it into a vague error.
 
     os.access reports what the current user may do (root may write anything, and so may a root
@@ -159,6 +189,10 @@ def _check_sqlite_file(parsed: URL, masked: str, *, create: bool) -> None:
         raise GenError(f"cannot open the database {masked}: the folder {folder} does not exist")
     if not path.exists() and not create:
         raise GenError(f"there is no gen database at {masked} yet; run gen train first")
+    if read_only:
+        if not path.exists():
+            raise GenError(f"there is no gen database at {masked} yet; run gen train first")
+        return  # reading needs no write permission
     read_only_url = parsed.query.get("mode") == "ro" or parsed.query.get("immutable") in ("1", "true")
     if read_only_url:
         raise GenError(
@@ -202,14 +236,14 @@ class _Opened:
         return GenError(message)
 
 
-def _connect(url: str | None, *, create: bool) -> _Opened:
+def _connect(url: str | None, *, create: bool, read_only: bool = False) -> _Opened:
     """Open the engine and read the schema state, or raise GenError saying why not."""
     resolved = resolve_database_url(url)
     masked = mask_url(resolved)
-    engine = make_engine(resolved)
+    engine = make_engine(resolved, read_only=read_only)
     new_file = None
     if engine.dialect.name == "sqlite":
-        _check_sqlite_file(engine.url, masked, create=create)
+        _check_sqlite_file(engine.url, masked, create=create, read_only=read_only)
         path = _sqlite_path(engine.url)
         new_file = path if path is not None and not path.exists() else None
     opened = _Opened(engine, masked, None, True, new_file)
@@ -259,15 +293,17 @@ def _migrate_to_head(opened: _Opened) -> None:
         ) from exc
 
 
-def open_database(url: str | None = None, *, create: bool = True) -> Engine:
+def open_database(url: str | None = None, *, create: bool = True, read_only: bool = False) -> Engine:
     """An engine on a database at this gen's schema revision, creating the schema if it is empty.
 
     url: an SQLAlchemy URL (sqlite:///gen.db, postgresql://user@host:5432/gen); None means
     $GEN_DATABASE_URL or else gen.db in the working directory. With create=False an empty or
     missing database is an error instead of being created. An existing database at an older
-    revision is never upgraded behind the user's back: that is `gen db upgrade`.
+    revision is never upgraded behind the user's back: that is `gen db upgrade`. read_only:
+    for commands that only read; a SQLite file (or folder) that may not be written is then
+    fine, and nothing can be written through the engine.
     """
-    opened = _connect(url, create=create)
+    opened = _connect(url, create=create and not read_only, read_only=read_only)
     if opened.empty:
         if not create:
             raise opened.fail(f"there is no gen database at {opened.masked} yet; run gen train first")

@@ -25,6 +25,7 @@ import torch
 from gen.architecture import GeneratorSpec, from_json
 from gen.data import check_class_name
 from gen.errors import GenError
+from gen.runtime import left_by_a_dead_process
 
 FORMAT_VERSION = 1
 _NAME = re.compile(r"checkpoint-(\d+)\.pt$")
@@ -40,8 +41,12 @@ def atomic_write(path: Path, write: Any) -> None:
     A crash leaves either the old file or the new one, never half of one.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp"
+    )
     try:
+        # mkstemp makes the file private (0600); the result should be like any file the user makes.
+        os.fchmod(handle, 0o666 & ~current_umask())
         with os.fdopen(handle, "wb") as file:
             write(file)
             file.flush()
@@ -50,6 +55,30 @@ def atomic_write(path: Path, write: Any) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it (Linux), else by setting it back at once."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Remove the temporaries atomic_write left in ``folder`` when its process was killed
+    (``.NAME.PID.*.tmp`` of a process that is gone); returns what was removed."""
+    removed = []
+    for stale in folder.glob(".*.*.*.tmp") if folder.is_dir() else ():
+        if left_by_a_dead_process(stale.name.split(".")[-3]):
+            stale.unlink(missing_ok=True)
+            removed.append(stale)
+    return removed
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> str:

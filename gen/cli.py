@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,21 @@ class GenGroup(click.Group):
     """Turns a GenError anywhere below into click's one-line ``Error: ...`` and exit status 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from sqlalchemy.exc import OperationalError
+
         try:
             return super().invoke(ctx)
         except GenError as error:
             raise click.ClickException(str(error)) from None
+        except OperationalError as error:
+            if "locked" not in str(error.orig):
+                raise
+            # SQLite waits DATABASE_BUSY_TIMEOUT_S for another writer first (db.session); what
+            # this command wrote before is whole, and rerunning it completes the rest.
+            raise click.ClickException(
+                "the database stayed locked by another gen process; nothing half-written was left, "
+                "run the command again once the other one has finished."
+            ) from None
 
 
 @click.group(cls=GenGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -38,7 +50,7 @@ def cli() -> None:
     \b
     Typical session:
       gen demo-data --out data/phantoms
-      gen train --data data/phantoms --out runs/demo --preset tiny --iters 200
+      gen train --data data/phantoms --out runs/demo --preset cpu --iters 200
       gen sample --checkpoint runs/demo --n 100 --all-classes --out samples/
     """
 
@@ -57,6 +69,13 @@ database_option = click.option(
 )
 
 
+# Seeds go to torch.Generator.manual_seed and numpy, are mixed into other streams and stored in
+# INTEGER columns: one range that all of them accept, checked where the seed enters.
+MAX_SEED = 2**31 - 1
+seed_option = click.option(
+    "--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True, help="Random seed."
+)
+
 device_option = click.option(
     "--device",
     type=click.Choice(["auto", "cpu", "cuda"]),
@@ -66,10 +85,10 @@ device_option = click.option(
 )
 
 
-def open_db(url: str | None, *, create: bool = True) -> Any:
+def open_db(url: str | None, *, create: bool = True, read_only: bool = False) -> Any:
     from db import open_database
 
-    return open_database(url, create=create)
+    return open_database(url, create=create, read_only=read_only)
 
 
 @cli.command("demo-data")
@@ -80,13 +99,28 @@ def open_db(url: str | None, *, create: bool = True) -> Any:
     help="Folder to create (one sub-folder per class).",
 )
 @click.option("--per-class", default=100, show_default=True, type=click.IntRange(1), help="Images per class.")
-@click.option("--seed", default=0, show_default=True, type=int)
+@seed_option
 def demo_data(out: Path, per_class: int, seed: int) -> None:
     """Write procedural cytology-like phantom images (4 classes), so that no download is needed."""
     from gen.phantoms import write_phantoms
 
     counts = write_phantoms(out, per_class=per_class, seed=seed)
     click.echo(f"wrote {sum(counts.values())} phantom images in {len(counts)} classes to {out}/")
+
+
+SKIPPED_SHOWN = 10
+SKIPPED_LOG = "skipped-images.txt"
+
+
+def report_skipped_files(skipped: Sequence[str], run_dir: Path) -> None:
+    """Each skipped training file with why; past SKIPPED_SHOWN, in a file in the run folder."""
+    echo_error(f"warning: skipped {len(skipped)} files that are not readable images:")
+    for line in skipped[:SKIPPED_SHOWN]:
+        echo_error(f"  {line}")
+    if len(skipped) > SKIPPED_SHOWN:
+        log = run_dir / SKIPPED_LOG
+        log.write_text("".join(f"{line}\n" for line in skipped), encoding="utf-8")
+        echo_error(f"  ... and {len(skipped) - SKIPPED_SHOWN} more, all listed in {log}")
 
 
 @cli.command()
@@ -148,7 +182,7 @@ def demo_data(out: Path, per_class: int, seed: int) -> None:
 @click.option(
     "--balance", type=click.IntRange(1), help="Top every class up to N images with affine augmentation."
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@seed_option
 @device_option
 @click.option(
     "--precision",
@@ -204,14 +238,15 @@ def train(
     def on_start(start: RunStart) -> None:
         run.update(config=dataclasses.asdict(start.config), num_images=start.num_images)
         if start.skipped_files:
-            echo_error(
-                f"warning: skipped {len(start.skipped_files)} unreadable or non-image files "
-                f"(first: {start.skipped_files[0]})"
-            )
+            report_skipped_files(start.skipped_files, Path(start.config.out))
         with Session(engine) as session:
-            row = recording.checkpoint_row(session, start.resumed_from) if start.resumed_from else None
-            if row is not None:
-                model["id"] = row.gan_id
+            resumed = None
+            if start.resumed_from is not None:
+                resumed = recording.adopt_resumed_checkpoint(
+                    session, start.config.out, start.resumed_from, start.start_iteration
+                )
+            if resumed is not None:
+                model["id"] = resumed
             else:
                 model["id"] = recording.record_run(
                     session,
@@ -274,7 +309,7 @@ def train(
 @click.option("--class", "class_names", multiple=True, help="A class to sample (repeatable).")
 @click.option("--all-classes", is_flag=True, help="Sample every class of the model.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("samples"), show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@seed_option
 @click.option("--batch-size", type=click.IntRange(1), default=256, show_default=True)
 @device_option
 @click.option("--no-record", is_flag=True, help="Do not record the images in the database.")
@@ -305,7 +340,7 @@ def sample(
 
     from db import queries, recording
     from gen.checkpoint import file_sha256, load_checkpoint, resolve_checkpoint
-    from gen.sample import requested_classes
+    from gen.sample import requested_classes, sampling_settings
     from gen.sample import sample as run_sampling
 
     if bool(class_names) == all_classes:
@@ -343,7 +378,8 @@ def sample(
     if not no_record:
         with Session(engine) as session:
             gan_id, checkpoint_id = recording.adopt_checkpoint(session, state, sha256)
-        recorder = recording.ImageRecorder(engine, gan_id, checkpoint_id, state["iteration"], seed)
+        computed = sampling_settings(batch_size, device)
+        recorder = recording.ImageRecorder(engine, gan_id, checkpoint_id, state["iteration"], seed, computed)
     result = run_sampling(
         state,
         out,
@@ -362,6 +398,42 @@ def sample(
     )
 
 
+@cli.command()
+@click.argument("image_ids", nargs=-1, required=True, type=click.IntRange(1), metavar="IMAGE_ID...")
+@device_option
+@database_option
+def reproduce(image_ids: tuple[int, ...], device: str, database_url: str | None) -> None:
+    """Make recorded images again from their rows and compare them with their records.
+
+    Each image is regenerated from its checkpoint, class, seed and index, in a batch of the size
+    it was made in, and reported as exact (the recorded MD5: expected on the machine that made
+    it, with the same torch, device, batch size and threads), within tolerance (every pixel
+    within one level of the file: expected on any other machine) or differs. Exits 1 if any
+    image differs.
+    """
+    from sqlalchemy.orm import Session
+
+    from db import queries
+    from gen.reproduce import DIFFERS, EXACT, ImageRecord, reproduce
+
+    engine = open_db(database_url, create=False, read_only=True)
+    with Session(engine) as session:
+        records = [ImageRecord(**row) for row in queries.image_records(session, list(image_ids))]
+    results = reproduce(records, device=device)
+    for result in results:
+        record = result.record
+        click.echo(
+            f"image {record.id} ({record.class_name}, seed {record.seed}, index {record.sample_index}): "
+            f"{result.describe()}"
+        )
+    counts = {verdict: sum(r.verdict == verdict for r in results) for verdict in (EXACT, DIFFERS)}
+    within = len(results) - counts[EXACT] - counts[DIFFERS]
+    summary = f"{counts[EXACT]} exact, {within} within one level, {counts[DIFFERS]} differ"
+    if counts[DIFFERS]:
+        raise GenError(f"{summary}: some images could not be made again.")
+    click.echo(summary)
+
+
 @cli.group()
 def models() -> None:
     """List, show and delete the models in the database."""
@@ -375,7 +447,7 @@ def models_list(database_url: str | None) -> None:
 
     from db import queries
 
-    with Session(open_db(database_url, create=False)) as session:
+    with Session(open_db(database_url, create=False, read_only=True)) as session:
         rows = queries.list_models(session)
     if not rows:
         click.echo("no models yet; train one with gen train")
@@ -401,7 +473,7 @@ def models_show(model_id: int, database_url: str | None) -> None:
     from db import queries
     from gen.architecture import from_json
 
-    with Session(open_db(database_url, create=False)) as session:
+    with Session(open_db(database_url, create=False, read_only=True)) as session:
         info = queries.get_model(session, model_id)
         report = queries.latest_report(session, model_id)
     generator, discriminator = from_json(info.generator), from_json(info.discriminator)
@@ -420,7 +492,10 @@ def models_show(model_id: int, database_url: str | None) -> None:
             click.echo(f"    {key:<20} {shown}")
     click.echo("  checkpoints")
     for c in info.checkpoints:
-        state = "" if Path(c.path).is_file() else "  (file gone)"
+        try:
+            state = "" if Path(c.path).is_file() else "  (file gone)"
+        except PermissionError:  # Python 3.11's is_file lets EACCES through
+            state = "  (not readable by you)"
         click.echo(f"    {c.iteration:>8}  {c.path}  sha256 {c.sha256[:12]}{state}")
     if report:
         click.echo("  latest report")
@@ -503,7 +578,7 @@ def database_upgrade(database_url: str | None) -> None:
     show_default=True,
     help="Images per side for the colour-histogram KL.",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@seed_option
 @click.option("--out", type=click.Path(path_type=Path), help="Report folder [default: reports/model-<id>].")
 @click.option("--force", is_flag=True, help="Replace an existing report folder.")
 @device_option
@@ -612,6 +687,31 @@ class CsvRows(click.ParamType):
         return rows
 
 
+def checkpoint_choice(value: str) -> str | int:
+    """best, latest or an iteration, as --checkpoint names a checkpoint of a model."""
+    if value in ("best", "latest"):
+        return value
+    if value.isdigit():
+        return int(value)
+    raise GenError(f"--checkpoint {value!r} must be best, latest or an iteration number.")
+
+
+MAX_CITATION_BYTES = 64 * 1024
+
+
+def read_citation(value: str) -> str:
+    """--citation's text, or the text of the file it names."""
+    path = Path(value)
+    if not path.is_file():
+        return value
+    try:
+        if path.stat().st_size > MAX_CITATION_BYTES:
+            raise GenError(f"--citation file {path} is larger than {MAX_CITATION_BYTES // 1024} KiB.")
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise GenError(f"cannot read the --citation file {path}: {error}.") from None
+
+
 @cli.command("export")
 @click.option("--model", "model_id", type=int, help="Model id [default: the latest model].")
 @click.option(
@@ -625,6 +725,18 @@ class CsvRows(click.ParamType):
     help="Export only these classes (repeatable, or comma-separated).",
 )
 @click.option("--limit-per-class", type=click.IntRange(1), help="At most N images per class (the oldest).")
+@click.option(
+    "--checkpoint",
+    "which_checkpoint",
+    metavar="ITER|best|latest",
+    help="Only the images made from this checkpoint of the model [default: every image].",
+)
+@click.option("--seed", "image_seed", type=click.IntRange(0), help="Only the images sampled with this seed.")
+@click.option(
+    "--folder",
+    type=click.Path(path_type=Path),
+    help="Only the images sampled into this folder (gen sample --out).",
+)
 @click.option("--sql-dump", is_flag=True, help="Write database.sql: the rows behind the images.")
 @click.option(
     "--dialect",
@@ -650,6 +762,24 @@ class CsvRows(click.ParamType):
     "[default: reports/model-<id> when it exists].",
 )
 @click.option("--skip-missing", is_flag=True, help="Leave out images whose file is gone instead of refusing.")
+@click.option(
+    "--license",
+    "license_id",
+    required=True,
+    metavar="SPDX",
+    help="The data set's licence as an SPDX identifier (CC-BY-4.0, CC0-1.0, ...), or 'none' to "
+    "grant none. Required: a data set without one cannot be reused.",
+)
+@click.option(
+    "--training-license",
+    metavar="SPDX",
+    help="The licence of the real images the generator was trained on (stated in the card).",
+)
+@click.option(
+    "--citation", metavar="TEXT|FILE", help="How to cite the data set (e.g. a BibTeX entry or file)."
+)
+@click.option("--title", help="The data set's title [default: OUT: synthetic images from gen model N].")
+@click.option("--description", help="A paragraph for the card: what the images are and what they are for.")
 @click.option("--force", is_flag=True, help="Replace an existing data set at OUT.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @database_option
@@ -658,6 +788,9 @@ def export(
     out: Path | None,
     class_names: tuple[str, ...],
     limit_per_class: int | None,
+    which_checkpoint: str | None,
+    image_seed: int | None,
+    folder: Path | None,
     sql_dump: bool,
     dialect: str,
     write_csv: bool,
@@ -665,6 +798,11 @@ def export(
     archive: bool,
     report_dir: Path | None,
     skip_missing: bool,
+    license_id: str,
+    training_license: str | None,
+    citation: str | None,
+    title: str | None,
+    description: str | None,
     force: bool,
     quiet: bool,
     database_url: str | None,
@@ -679,10 +817,17 @@ def export(
     from sqlalchemy.orm import Session
 
     from db import queries
-    from gen.export import export_dataset
+    from gen.export import Publication, check_license, export_dataset
 
+    publication = Publication(
+        license=check_license(license_id),
+        training_license=check_license(training_license, "--training-license") if training_license else None,
+        citation=read_citation(citation) if citation else None,
+        title=title,
+        description=description,
+    )
     classes = [name.strip() for value in class_names for name in value.split(",") if name.strip()]
-    engine = open_db(database_url, create=False)
+    engine = open_db(database_url, create=False, read_only=True)
     if model_id is None:
         with Session(engine) as session:
             model_id = queries.latest_model_id(session)
@@ -705,6 +850,10 @@ def export(
         report_dir=report_dir,
         skip_missing=skip_missing,
         progress=not quiet,
+        publication=publication,
+        checkpoint=checkpoint_choice(which_checkpoint) if which_checkpoint else None,
+        seed=image_seed,
+        folder=folder,
     )
     extras = [name for name in ("database.sql", "settings.csv") if name in result.files]
     click.echo(
@@ -723,12 +872,26 @@ def export(
 @cli.command("verify")
 @click.argument("directory", type=click.Path(path_type=Path))
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def verify(directory: Path, quiet: bool) -> None:
+@click.option(
+    "--regenerate", is_flag=True, help="Also make every image again from its row (needs --checkpoint)."
+)
+@click.option(
+    "--checkpoint",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The checkpoint the images came from.",
+)
+@device_option
+def verify(directory: Path, quiet: bool, regenerate: bool, checkpoint: Path | None, device: str) -> None:
     """Check an exported data set: every MD5, every row, every count and the SQL dump.
 
-    Prints "OK: ..." and exits 0, or lists every problem found and exits 1.
+    Prints "OK: ..." and exits 0, or lists every problem found and exits 1. With --regenerate
+    and the checkpoint the images were made from, each image is also made again from its row
+    and compared: exact, within one intensity level (another machine), or differs (exit 1).
     """
     from gen.verify import read_manifest, verify_dataset
+
+    if regenerate and checkpoint is None:
+        raise GenError("--regenerate needs --checkpoint FILE: the checkpoint the images were made from.")
 
     problems = verify_dataset(directory, progress=not quiet)
     if problems:
@@ -738,6 +901,21 @@ def verify(directory: Path, quiet: bool) -> None:
         raise GenError(f"{directory} does not verify: {count} (listed above).")
     manifest = read_manifest(directory)
     click.echo(f"OK: {manifest['images']} images in {len(manifest['classes'])} classes verified")
+    if regenerate:
+        from gen.reproduce import DIFFERS, EXACT, regenerate_dataset
+
+        results = regenerate_dataset(directory, checkpoint, device=device)
+        exact = sum(result.verdict == EXACT for result in results)
+        differ = [result for result in results if result.verdict == DIFFERS]
+        summary = (
+            f"regenerated {len(results)} images: {exact} exact, {len(results) - exact - len(differ)} "
+            f"within one level, {len(differ)} differ"
+        )
+        if differ:
+            for result in differ:
+                click.echo(f"- {Path(result.record.file_path).relative_to(directory)}: {result.describe()}")
+            raise GenError(summary + " (listed above).")
+        click.echo(summary)
 
 
 def main() -> None:

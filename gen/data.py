@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 from gen.errors import GenError
@@ -74,7 +74,7 @@ class LabelledImages:
     labels: torch.Tensor  # int64 (N,), an index into class_names
     class_names: tuple[str, ...]  # label order = sorted folder names
     fingerprint: str  # sha256 hex over the sorted (relative path, file bytes) of every loaded file
-    skipped: tuple[str, ...]  # relative paths (with /) of files that are not readable images
+    skipped: tuple[str, ...]  # "relative/path: why" for each file that is not a readable image
 
     def counts(self) -> dict[str, int]:
         """Images per class name, in label order (augmented copies included)."""
@@ -136,8 +136,8 @@ def load_image_folder(
     pixels, labels, hashed, skipped = [], [], [], []
     for (label, path), (file_digest, image) in zip(labelled_paths, results, strict=True):
         relative = path.relative_to(root).as_posix()
-        if image is None:
-            skipped.append(relative)
+        if isinstance(image, str):
+            skipped.append(f"{relative}: {image}")
             continue
         pixels.append(image)
         labels.append(label)
@@ -225,6 +225,13 @@ def _class_folders(root: Path) -> list[Path]:
         raise GenError(f"cannot read image folder {root}: {error.strerror or error}.") from None
     for folder in folders:
         check_class_name(folder.name)
+        if folder.is_symlink():
+            # A link back into the data folder makes a class of duplicates, one to an ancestor a
+            # loop, one elsewhere a class nobody sees in the folder: none is what a user means.
+            raise GenError(
+                f"class folder {folder} is a link (to {os.path.realpath(folder)}); put the class's images "
+                "in a real folder inside the data folder."
+            )
     if len(folders) < 2:
         layout = "lay images out as root/<class>/<images>"
         raise GenError(f"found {len(folders)} class folder(s) in {root} but need at least 2; {layout}.")
@@ -236,28 +243,41 @@ def _hidden(name: str) -> bool:
 
 
 def _files_in(folder: Path) -> list[Path]:
-    """Files anywhere below a class folder, hidden ones and those in hidden folders left out."""
+    """Files anywhere below a class folder, hidden ones and those in hidden folders left out.
+
+    Links to folders are not followed (rglob does not descend into them); they are returned so
+    that the loader names each as skipped, with why."""
     relative_paths = (path.relative_to(folder) for path in folder.rglob("*"))
     visible = [relative for relative in relative_paths if not any(_hidden(part) for part in relative.parts)]
     return [
-        folder / relative for relative in sorted(visible, key=Path.as_posix) if (folder / relative).is_file()
+        folder / relative
+        for relative in sorted(visible, key=Path.as_posix)
+        if (folder / relative).is_file() or (folder / relative).is_symlink()
     ]
 
 
-def _read_image(path: Path, image_size: int) -> tuple[str, np.ndarray | None]:
-    """(sha256 of the file, uint8 (size, size, 3) pixels or None when it is not a readable image)."""
+def _read_image(path: Path, image_size: int) -> tuple[str, np.ndarray | str]:
+    """(sha256 of the file, uint8 (size, size, 3) pixels), or ("", why it was skipped)."""
+    if path.is_dir():
+        return "", "a link to a folder, not followed"
+    if not path.is_file():
+        return "", "not a regular file"
     try:
         data = path.read_bytes()
-    except OSError:
-        return "", None
+    except OSError as error:
+        return "", f"unreadable ({error.strerror or error})"
     try:
         pixels = _decode(data, image_size)
+    except Image.DecompressionBombError:
+        return "", "too many pixels for an image of its size (a decompression bomb?)"
+    except UnidentifiedImageError:
+        return "", f"not a {', '.join(ACCEPTED_FORMATS)} image"
     # Pillow signals a malformed file with many exception types (OSError, SyntaxError, ValueError,
-    # KeyError, struct.error, EOFError, DecompressionBombError...); to us they all mean "skip it".
-    # The price: a bug in _decode would skip every file, which the "no readable images" error and
-    # the tests of every format make loud rather than silent.
-    except Exception:
-        return "", None
+    # KeyError, struct.error, EOFError...); to us they all mean "skip it, saying so". The price: a
+    # bug in _decode would skip every file, which the "no readable images" error and the tests of
+    # every format make loud rather than silent.
+    except Exception as error:
+        return "", f"damaged or truncated ({type(error).__name__})"
     return hashlib.sha256(data).hexdigest(), pixels
 
 

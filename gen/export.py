@@ -11,8 +11,8 @@ The folder (`gen verify` checks all of it):
     report.json, plots/     the quality report: --report DIR's report.json, report.md and
                             plots, else report.json built from the reports rows
     grids/<class>.png       a sample grid per class, shown by index.html
-    README.md, index.html   the data set's card; both are meant to be edited (licence,
-                            citation) and so are not checksummed
+    README.md, index.html   the data set's card (licence and citation from --license and
+                            --citation); both may be edited and so are not checksummed
     manifest.json           counts, sizes, SHA-256 of every other file, tool, source, time
 
 Decisions worth knowing:
@@ -36,12 +36,14 @@ from __future__ import annotations
 import csv
 import ctypes
 import errno
+import glob
 import gzip
 import hashlib
 import html
 import io
 import json
 import os
+import re
 import secrets
 import shlex
 import shutil
@@ -67,6 +69,7 @@ from gen.checkpoint import file_sha256
 from gen.data import check_class_name
 from gen.errors import GenError
 from gen.redact import local_paths, redact, redact_text
+from gen.runtime import left_by_a_dead_process
 
 MANIFEST_FORMAT = "gen-dataset/1"
 DUMP_DIALECTS = ("postgresql", "sqlite")
@@ -131,6 +134,7 @@ class ExportedImage:
     seed: int
     sample_index: int
     iteration: int
+    checkpoint: str = ""  # the stored path of the checkpoint that made it
 
     @property
     def relative_path(self) -> str:
@@ -202,14 +206,20 @@ def select_images(
     classes: Sequence[str] | None = None,
     limit_per_class: int | None = None,
     skip_missing: bool = False,
+    checkpoint: str | int | None = None,
+    seed: int | None = None,
+    folder: str | Path | None = None,
 ) -> tuple[list[ExportedImage], list[str]]:
     """(the images to export, in class label order then oldest first, with their data set names;
     the recorded files found missing and left out, with skip_missing).
 
-    One query for all rows. Raises GenError when the model, a class or the images are not there.
+    checkpoint ("best", "latest" or an iteration), seed and folder keep only the images made
+    from that checkpoint, with that seed, or sampled into that folder. One query for all rows.
+    Raises GenError when the model, a class or the images are not there.
     """
     from db import queries
-    from db.models import ClassName, Image
+    from db.models import Checkpoint, ClassName, Image
+    from db.recording import stored_path
 
     info = queries.get_model(session, gan_id)
     if classes:
@@ -226,7 +236,7 @@ def select_images(
     wanted = set(classes) if classes else set(info.class_names)
     for name in wanted:
         check_class_folder_name(name)
-    rows = session.execute(
+    query = (
         select(
             Image.id,
             Image.file_path,
@@ -235,17 +245,33 @@ def select_images(
             Image.seed,
             Image.sample_index,
             Image.iteration,
+            Checkpoint.path,
         )
         .join(ClassName, ClassName.id == Image.class_id)
+        .join(Checkpoint, Checkpoint.id == Image.checkpoint_id)
         .where(ClassName.gan_id == gan_id)
         .order_by(ClassName.label, Image.id)
-    ).all()
+    )
+    chosen_filters = []
+    if checkpoint is not None:
+        row = _checkpoint_with_images(info, session, checkpoint)
+        query = query.where(Image.checkpoint_id == row.id)
+        chosen_filters.append(f"checkpoint {checkpoint} (iteration {row.iteration})")
+    if seed is not None:
+        query = query.where(Image.seed == seed)
+        chosen_filters.append(f"seed {seed}")
+    if folder is not None:
+        query = query.where(Image.file_path.startswith(stored_path(folder) + os.sep, autoescape=True))
+        chosen_filters.append(f"folder {folder}")
+    rows = session.execute(query).all()
+    if chosen_filters and not rows:
+        raise GenError(f"model {gan_id} has no recorded images of {', '.join(chosen_filters)}.")
     chosen: list[ExportedImage] = []
     per_class: dict[str, int] = {}
     names: dict[str, dict[str, str]] = {}  # class -> exported name -> source path
     by_source: dict[str, str] = {}  # source path -> exported name
     missing: list[str] = []
-    for image_id, file_path, class_name, md5, seed, sample_index, iteration in rows:
+    for image_id, file_path, class_name, md5, image_seed, sample_index, iteration, checkpoint_path in rows:
         if class_name not in wanted:
             continue
         if limit_per_class is not None and per_class.get(class_name, 0) >= limit_per_class:
@@ -265,7 +291,17 @@ def select_images(
             by_source[file_path] = name
         per_class[class_name] = per_class.get(class_name, 0) + 1
         chosen.append(
-            ExportedImage(image_id, Path(file_path), class_name, name, md5, seed, sample_index, iteration)
+            ExportedImage(
+                image_id,
+                Path(file_path),
+                class_name,
+                name,
+                md5,
+                image_seed,
+                sample_index,
+                iteration,
+                checkpoint_path,
+            )
         )
     if missing and not skip_missing:
         raise GenError(
@@ -275,6 +311,68 @@ def select_images(
     if not chosen:
         raise GenError(f"none of model {gan_id}'s recorded image files is left on disk; nothing to export.")
     return chosen, missing
+
+
+def _checkpoint_with_images(info: Any, session: Session, which: str | int) -> Any:
+    """The model's checkpoint row that ``which`` names ("latest": the newest that made images;
+    "best": the lowest domain FID measured in training; or an iteration)."""
+    from db.models import Checkpoint, Image
+
+    with_images = {
+        checkpoint_id
+        for (checkpoint_id,) in session.execute(
+            select(Image.checkpoint_id).join(Checkpoint).where(Checkpoint.gan_id == info.id).distinct()
+        )
+    }
+    candidates = [c for c in info.checkpoints if c.id in with_images]
+    if which == "best":
+        measured = [c for c in info.checkpoints if c.domain_fid is not None]
+        if not measured:
+            raise GenError(
+                f"model {info.id} has no evaluated checkpoint; train with --eval-every to mark one."
+            )
+        return min(measured, key=lambda c: (c.domain_fid, -c.iteration))
+    if which == "latest":
+        if not candidates:
+            raise GenError(f"model {info.id} has no recorded images yet; run gen sample first.")
+        return candidates[-1]
+    matching = [c for c in info.checkpoints if c.iteration == int(which)]
+    if not matching:
+        made = ", ".join(str(c.iteration) for c in candidates) or "none"
+        raise GenError(f"model {info.id} has no checkpoint of iteration {which} (images came from {made}).")
+    return matching[-1]
+
+
+def report_describes(report_checkpoint: str | None, images: Sequence[ExportedImage]) -> bool:
+    """Whether a report that measured ``report_checkpoint`` describes these images: they all
+    come from that one checkpoint."""
+    made_from = {image.checkpoint for image in images}
+    return report_checkpoint is not None and made_from == {report_checkpoint}
+
+
+def _report_for(
+    images: Sequence[ExportedImage], figures: list[dict[str, Any]], report_path: Path | None
+) -> tuple[list[dict[str, Any]], Path | None, str | None]:
+    """(figures, report folder, note): the recorded report (or --report's) when it measured the
+    one checkpoint all the exported images come from; else none of it, and a note saying so."""
+    from db.recording import stored_path
+
+    if report_path is not None:
+        claimed = json.loads((report_path / REPORT_NAME).read_text(encoding="utf-8")).get("checkpoint")
+        measured = {claimed} if isinstance(claimed, str) else set()
+    else:
+        measured = {f["settings"]["checkpoint"] for f in figures if (f["settings"] or {}).get("checkpoint")}
+    if not figures and report_path is None:
+        return [], None, None
+    if len(measured) == 1 and report_describes(stored_path(next(iter(measured))), images):
+        return figures, report_path, None
+    made_from = ", ".join(map(str, sorted({image.iteration for image in images})))
+    note = (
+        "No quality report describes these images: the recorded report measured another checkpoint "
+        f"than the one they come from (iteration {made_from}). Run gen report on that checkpoint, or "
+        "export the images of the checkpoint it measured (--checkpoint), to publish figures with them."
+    )
+    return [], None, note
 
 
 # ----------------------------------------------------------------------------- writing the folder
@@ -451,6 +549,72 @@ def _architecture_line(spec: dict[str, Any]) -> str:
     return f"cell {parsed.encoding()}, channels {list(parsed.channels)}"
 
 
+# An SPDX licence identifier (https://spdx.org/licenses/), an SPDX expression of them, or a
+# LicenseRef-; "none" says that no licence is granted.
+_SPDX = re.compile(r"(LicenseRef-[A-Za-z0-9.-]+|[A-Za-z0-9][A-Za-z0-9.+-]*)( (AND|OR|WITH) \S+)*")
+
+
+def check_license(value: str, option: str = "--license") -> str:
+    """``value`` if it is an SPDX identifier or expression (or "none"), else GenError."""
+    if value == "none" or _SPDX.fullmatch(value):
+        return value
+    raise GenError(
+        f"{option} {value!r} is not an SPDX licence identifier (e.g. CC-BY-4.0, CC0-1.0, MIT; "
+        "see https://spdx.org/licenses/), nor 'none'."
+    )
+
+
+@dataclass(frozen=True)
+class Publication:
+    """What the publisher says about the data set: licence, the training images' licence,
+    citation, title and description. Licences are SPDX identifiers; None means not stated."""
+
+    license: str | None = None  # "none": no licence is granted
+    training_license: str | None = None
+    citation: str | None = None
+    title: str | None = None
+    description: str | None = None
+
+
+def _licence_section(publication: Publication) -> str:
+    def link(identifier: str) -> str:
+        if " " in identifier or identifier.startswith("LicenseRef-"):
+            return f"`{identifier}`"
+        return f"[{identifier}](https://spdx.org/licenses/{identifier}.html)"
+
+    if publication.license in (None, "none"):
+        this = "No licence is granted for this data set: ask its publisher before reusing the images."
+    else:
+        this = f"This data set is published under {link(publication.license)}."
+    if publication.training_license is None:
+        training = (
+            "The licence of the real images the generator was trained on was not stated "
+            "(`gen export --training-license`)."
+        )
+    elif publication.training_license == "none":
+        training = "The real images the generator was trained on were not published under a licence."
+    else:
+        training = (
+            f"The real images the generator was trained on are under {link(publication.training_license)}."
+        )
+    return f"{this} {training}"
+
+
+def _citation_section(card: _Card) -> str:
+    citation = card.publication.citation
+    if citation:
+        text = citation.strip()
+        return f"```bibtex\n{text}\n```" if text.startswith("@") else text
+    created = card.manifest["created_at"]
+    key = f"gen_model{card.model.id}_{created[:10].replace('-', '')}"
+    return (
+        "No citation was given; this entry describes the data set itself.\n\n"
+        f"```bibtex\n@misc{{{key},\n  title  = {{{{{card.title}}}}},\n  year   = {{{created[:4]}}},\n"
+        f"  note   = {{Synthetic images generated with gen {card.manifest['tool_version']}, model "
+        f"{card.model.id}}}\n}}\n```"
+    )
+
+
 @dataclass
 class _Card:
     """What the README and index.html say, gathered once."""
@@ -464,6 +628,8 @@ class _Card:
     grids: dict[str, str]  # class -> grid path
     checkpoints: list[int] = field(default_factory=list)
     seeds: list[int] = field(default_factory=list)
+    publication: Publication = field(default_factory=lambda: Publication())
+    report_note: str | None = None  # why no report describes these images
 
 
 def _fmt(value: Any) -> str:
@@ -509,6 +675,8 @@ def render_readme(card: _Card) -> str:
         )
     elif card.report_copied:
         quality = f"See `{REPORT_NAME}`" + (" and the plots in `plots/`." if card.plots else ".")
+    elif card.report_note:
+        quality = card.report_note
     else:
         quality = (
             "No quality report was recorded for this model, so this data set comes without quality "
@@ -546,6 +714,7 @@ def render_readme(card: _Card) -> str:
         f"class-conditional GAN (gen model {model.id}, {model.preset or 'custom'} architecture) with gen "
         f"{manifest['tool_version']} on {manifest['created_at'][:10]}. Every image is recorded with the "
         "model, checkpoint, class, seed and sample index that made it, so each one can be made again.",
+        *([card.publication.description.strip()] if card.publication.description else []),
         "## Contents",
         _table(("path", "what"), contents),
         "## Classes",
@@ -555,12 +724,9 @@ def render_readme(card: _Card) -> str:
         "## Quality",
         quality,
         "## Licence",
-        "<!-- TODO: the licence of this data set, e.g. CC BY 4.0, and of the images it was trained on. -->\n"
-        "TODO: licence.",
+        _licence_section(card.publication),
         "## Citation",
-        "<!-- TODO: how to cite this data set. -->\n"
-        "```bibtex\n@misc{TODO,\n  title  = {TODO},\n  author = {TODO},\n  year   = {TODO},\n  note   = {"
-        f"Synthetic images generated with gen {manifest['tool_version']}}}\n}}\n```",
+        _citation_section(card),
         "## How to verify",
         "```sh\n" + "\n".join(verify) + "\n```\n"
         "`README.md` and `index.html` are meant to be edited and are not checksummed; `gen verify` checks "
@@ -590,6 +756,9 @@ def render_index(card: _Card) -> str:
         f"{card.model.id}, made with gen {esc(manifest['tool_version'])} "
         f"on {esc(manifest['created_at'][:10])}. "
         'See <a href="README.md">README.md</a> for how they were made and how to verify them.</p>',
+        *([f"<p>{esc(card.publication.description.strip())}</p>"] if card.publication.description else []),
+        f"<p>Licence: {esc(card.publication.license or 'not stated')}; training images: "
+        f"{esc(card.publication.training_license or 'not stated')}.</p>",
         "<table><tr><th>class</th><th>images</th></tr>",
         *(f"<tr><td>{esc(name)}</td><td>{count}</td></tr>" for name, count in manifest["classes"].items()),
         "</table>",
@@ -624,7 +793,8 @@ def render_index(card: _Card) -> str:
             for plot in card.plots
         ]
     if not card.figures and not card.report_copied:
-        parts.append("<p>No quality report was recorded for this model.</p>")
+        note = card.report_note or "No quality report was recorded for this model."
+        parts.append(f"<p>{esc(note)}</p>")
     parts += ["</body>", "</html>"]
     return "\n".join(parts) + "\n"
 
@@ -717,13 +887,27 @@ def _archive_paths(out: Path) -> tuple[Path, Path]:
     return archive, archive.with_name(archive.name + ".sha256")
 
 
+def _remove_stale_staging(out: Path) -> None:
+    """Remove what earlier exports to ``out`` left when their process was killed: hidden staging
+    folders and partial archives, ``.<name>.<pid>.<token>.partial`` and ``...tar.gz.partial``."""
+    for stale in out.parent.glob(f".{glob.escape(out.name)}.*.partial"):
+        if not left_by_a_dead_process(stale.name[len(out.name) + 2 :].split(".")[0]):
+            continue
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
+
 def _make_staging(out: Path) -> Path:
     """The hidden folder beside out that the data set is built in."""
     parent = out.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_staging(out)
         # Not tempfile.mkdtemp: its folder is private (0700), and this one becomes the data set.
-        staging = parent / f".{out.name}.{secrets.token_hex(6)}.partial"
+        # The pid in the name tells a later export whether its process is gone.
+        staging = parent / f".{out.name}.{os.getpid()}.{secrets.token_hex(6)}.partial"
         staging.mkdir()
         return staging
     except (FileExistsError, NotADirectoryError):
@@ -800,7 +984,10 @@ def export_dataset(
     report_dir: str | Path | None = None,
     skip_missing: bool = False,
     progress: bool = False,
-    title: str | None = None,
+    publication: Publication = Publication(),
+    checkpoint: str | int | None = None,
+    seed: int | None = None,
+    folder: str | Path | None = None,
 ) -> ExportResult:
     """Export model gan_id's images (None: the latest model) as a data set folder at out.
 
@@ -808,8 +995,12 @@ def export_dataset(
     database.sql in dialect ("postgresql" or "sqlite"); csv writes settings.csv with the first
     csv_rows images (None: all); archive also writes out.tar.gz and its .sha256 beside out;
     report_dir copies a report folder's report.json and plots; skip_missing leaves out images
-    whose file is gone instead of refusing. Everything a user can get wrong raises GenError
-    before anything is written; nothing is left behind on failure.
+    whose file is gone instead of refusing; checkpoint, seed and folder choose the images by
+    how they were made (select_images); publication is what the card and manifest say of
+    licence, citation, title and description. A report goes in only when it measured the
+    checkpoint every exported image came from; otherwise the card says no report describes
+    them. Everything a user can get wrong raises GenError before anything is written; nothing
+    is left behind on failure.
     """
     from db import queries
     from db.dump import dump_sql
@@ -830,9 +1021,19 @@ def export_dataset(
         gan_id = queries.latest_model_id(session) if gan_id is None else gan_id
         model = queries.get_model(session, gan_id)
         images, missing = select_images(
-            session, gan_id, classes=classes, limit_per_class=limit_per_class, skip_missing=skip_missing
+            session,
+            gan_id,
+            classes=classes,
+            limit_per_class=limit_per_class,
+            skip_missing=skip_missing,
+            checkpoint=checkpoint,
+            seed=seed,
+            folder=folder,
         )
-        figures = redact(_report_rows(session, gan_id))
+        figures = _report_rows(session, gan_id)
+    figures, report_path, report_note = _report_for(images, figures, report_path)
+    figures = redact(figures)
+    with Session(engine) as session:
         dump = (
             dump_sql(
                 session,
@@ -848,7 +1049,8 @@ def export_dataset(
     created_at = datetime.now(UTC).replace(microsecond=0)
     staging = _make_staging(out)
     archive_path, checksum_path = _archive_paths(out)
-    partial_archive = archive_path.with_name(f".{archive_path.name}.partial")
+    # Named like the staging folder (pid first), so that a later export cleans it up the same way.
+    partial_archive = staging.with_name(staging.name.removesuffix(".partial") + ".tar.gz.partial")
     try:
         image_bytes = copy_images(images, staging, progress=progress)
         write_md5sums(images, staging)
@@ -864,6 +1066,8 @@ def export_dataset(
             files += copy_report(report_path, staging)
         else:
             report = {"model_id": gan_id, "source": "the reports table", "figures": figures}
+            if report_note:
+                report["note"] = report_note
             (staging / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
             files.append(REPORT_NAME)
         by_class: dict[str, list[ExportedImage]] = {}
@@ -894,13 +1098,18 @@ def export_dataset(
             "dialect": dialect if dump is not None else None,
             "csv_rows": written_csv_rows,
             "card": list(CARD_FILES),
+            "license": publication.license,
+            "training_license": publication.training_license,
             "files": {},
         }
-        for name in sorted(files):
+        # Every MD5SUMS is pinned too: without a dump, a changed image with a regenerated
+        # MD5SUMS would otherwise verify.
+        checksums = [f"{name}/{MD5SUMS_NAME}" for name in class_counts]
+        for name in sorted([*files, *checksums]):
             path = staging / name
             manifest["files"][name] = {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
         card = _Card(
-            title=title or f"{out.name}: synthetic images from gen model {gan_id}",
+            title=publication.title or f"{out.name}: synthetic images from gen model {gan_id}",
             model=model,
             manifest=manifest,
             figures=figures,
@@ -909,10 +1118,12 @@ def export_dataset(
             grids=grids,
             checkpoints=sorted({image.iteration for image in images}),
             seeds=sorted({image.seed for image in images}),
+            publication=publication,
+            report_note=report_note,
         )
         (staging / "README.md").write_text(render_readme(card), encoding="utf-8")
         (staging / "index.html").write_text(render_index(card), encoding="utf-8")
-        other = [*files, *CARD_FILES, *(f"{name}/{MD5SUMS_NAME}" for name in class_counts)]
+        other = [*files, *CARD_FILES, *checksums]
         manifest["total_bytes"] = image_bytes + sum((staging / name).stat().st_size for name in other)
         (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         if archive:

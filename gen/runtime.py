@@ -57,3 +57,15 @@ def start_distributed(device_name: str) -> Distributed:
 def stop_distributed(context: Distributed) -> None:
     if context.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def left_by_a_dead_process(pid: str) -> bool:
+    """Whether the process ``pid`` (from a temporary file's name) is gone, or the name holds none:
+    its half-written files are then safe to remove. Another user's live process counts as alive."""
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return True
+    except PermissionError:
+        return False
+    return False

@@ -20,8 +20,9 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,7 @@ from gen.checkpoint import SamplingState, load_for_sampling
 from gen.errors import GenError
 from gen.images import png_bytes, to_uint8
 from gen.networks import Generator
-from gen.runtime import resolve_device
+from gen.runtime import left_by_a_dead_process, resolve_device
 
 
 @dataclass(frozen=True)
@@ -123,12 +124,22 @@ def next_number(directory: Path) -> int:
 
 def _write_new(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` whole or not at all, refusing to replace an existing file."""
-    temporary = path.with_name(f".{path.name}.tmp")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temporary.write_bytes(data)
     try:
         os.link(temporary, path)  # fails if ``path`` exists, unlike a rename
     finally:
         temporary.unlink()
+
+
+def sampling_settings(batch_size: int, device: str | torch.device) -> dict[str, object]:
+    """What, besides the checkpoint, seed, class and index, decides an image's exact bytes."""
+    return {
+        "batch_size": batch_size,
+        "threads": torch.get_num_threads(),
+        "device": str(resolve_device(str(device))),
+        "torch_version": torch.__version__,
+    }
 
 
 def requested_classes(class_names: Sequence[str], classes: Sequence[str] | None) -> list[str]:
@@ -141,11 +152,26 @@ def requested_classes(class_names: Sequence[str], classes: Sequence[str] | None)
 
 
 class _ClassWriter:
-    """Names and writes one class's files in stream order, adopting matching orphans."""
+    """Names and writes one class's files in stream order, adopting matching orphans.
+
+    A file number is claimed by creating the file (a hard link, which fails if the name is
+    taken): two samplers writing into one class folder at once skip each other's numbers
+    instead of colliding.
+    """
 
     def __init__(self, directory: Path, name: str, label: int, seed: int, orphans: dict[str, Path]):
         self.directory, self.name, self.label, self.seed, self.orphans = directory, name, label, seed, orphans
         self.number = next_number(directory)
+
+    def _write_numbered(self, data: bytes) -> Path:
+        while True:
+            path = self.directory / f"{self.name}_{self.number:06d}.png"
+            self.number += 1
+            try:
+                _write_new(path, data)
+                return path
+            except FileExistsError:
+                continue  # another sampler took this number first
 
     def write(self, indices: list[int], pixels: torch.Tensor, encoded: list[bytes]) -> list[SampledImage]:
         batch = []
@@ -153,17 +179,45 @@ class _ClassWriter:
             md5 = hashlib.md5(data).hexdigest()
             path = self.orphans.pop(md5, None)
             if path is None:
-                path = self.directory / f"{self.name}_{self.number:06d}.png"
-                self.number += 1
-                _write_new(path, data)
+                path = self._write_numbered(data)
             height, width = image.shape[1:]
             batch.append(SampledImage(path, self.name, self.label, self.seed, index, md5, width, height))
         return batch
 
 
-def _batches(items: list[int], size: int) -> Iterator[list[int]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _batches(indices: Iterable[int], size: int) -> Iterator[list[int]]:
+    """``indices`` in lists of ``size``, drawn lazily (a request may name a billion images)."""
+    batch: list[int] = []
+    for index in indices:
+        batch.append(index)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _remove_stale_temporaries(directory: Path) -> None:
+    """Remove what a killed sampler left inside _write_new (``.NAME.PID.tmp``); the image is
+    made again. A temporary of a sampler still running is its own business."""
+    # ".NAME.png.tmp" (no pid) is what gen wrote before temporaries were named by process.
+    for stale in [*directory.glob(".*.png.tmp"), *directory.glob(".*.png.*.tmp")]:
+        if left_by_a_dead_process(stale.name.rsplit(".", 2)[1]):
+            stale.unlink(missing_ok=True)
+
+
+# A 64x64 PNG of a cell is 8-12 KB; the check before sampling assumes this much per image.
+BYTES_PER_IMAGE = 16 * 1024
+
+
+def _check_free_space(out: Path, images: int) -> None:
+    needed = images * BYTES_PER_IMAGE
+    free = shutil.disk_usage(out).free
+    if needed > free:
+        raise GenError(
+            f"{images} images need about {needed / 2**30:.1f} GiB but {out} has {free / 2**30:.1f} GiB free; "
+            "free some space or ask for fewer with --n."
+        )
 
 
 def sample(
@@ -185,6 +239,8 @@ def sample(
     """
     if n < 1 or batch_size < 1:
         raise GenError("--n and --batch-size must be at least 1.")
+    if not 0 <= seed <= 2**31 - 1:
+        raise GenError("--seed must be between 0 and 2147483647.")
     torch_device = resolve_device(device)
     state = load_for_sampling(checkpoint, torch_device)
     wanted = requested_classes(state.class_names, classes)
@@ -195,6 +251,27 @@ def sample(
             (out / name).mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise GenError(f"cannot create output folder under {out}: {error.strerror}.") from None
+    try:
+        return _sample(state, generator, out, n, wanted, seed, batch_size, torch_device, recorder, progress)
+    except OSError as error:
+        # A full disk or an unwritable class folder: the images written so far are whole and
+        # recorded (or adopted by the rerun); say what happened in one sentence.
+        where = error.filename or out
+        raise GenError(f"cannot write images to {where}: {error.strerror or error}.") from None
+
+
+def _sample(
+    state: SamplingState,
+    generator: Generator,
+    out: Path,
+    n: int,
+    wanted: list[str],
+    seed: int,
+    batch_size: int,
+    torch_device: torch.device,
+    recorder: Recorder | None,
+    progress: bool,
+) -> SampleResult:
 
     made: list[SampledImage] = []
     skipped = 0
@@ -212,20 +289,21 @@ def sample(
         bar.update(len(batch))
         bar.set_postfix(img_s=f"{len(made) / max(time.perf_counter() - started, 1e-9):.0f}", refresh=False)
 
+    done_by_class = {name: recorder.recorded(name, out / name) if recorder else {} for name in wanted}
+    _check_free_space(out, sum(n - sum(1 for i in done if i < n) for done in done_by_class.values()))
     for name in wanted:
         label = state.class_names.index(name)
         directory = out / name
-        # A run killed inside _write_new leaves its temporary behind; the image is made again.
-        for stale in directory.glob(".*.png.tmp"):
-            stale.unlink(missing_ok=True)
-        done = recorder.recorded(name, directory) if recorder else {}
-        todo = [index for index in range(n) if index not in done]
-        skipped += n - len(todo)
-        bar.update(n - len(todo))
+        _remove_stale_temporaries(directory)
+        done = done_by_class[name]
+        missing = n - sum(1 for index in done if index < n)
+        skipped += n - missing
+        bar.update(n - missing)
+        todo = (index for index in range(n) if index not in done)
         # Files written by a run that died before recording them: adopt those this request
         # would make again (same bytes) rather than write duplicates beside them.
         orphans: dict[str, Path] = {}
-        if recorder and todo:
+        if recorder and missing:
             known = recorder.known_paths(directory)
             for path in directory.glob("*.png"):
                 if path.resolve() not in known:

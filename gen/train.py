@@ -38,7 +38,14 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from gen.architecture import PRESETS, from_json, preset, to_json
-from gen.checkpoint import atomic_write, checkpoint_name, checkpoints_in, load_checkpoint, save_checkpoint
+from gen.checkpoint import (
+    atomic_write,
+    checkpoint_name,
+    checkpoints_in,
+    load_checkpoint,
+    remove_stale_temporaries,
+    save_checkpoint,
+)
 from gen.data import load_image_folder
 from gen.diffaugment import parse_policy
 from gen.errors import GenError
@@ -121,6 +128,8 @@ class TrainConfig:
             raise GenError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}.")
         if (self.critic_steps or 1) < 1 or self.eval_every < 0 or self.eval_images < 1 or self.log_every < 1:
             raise GenError("critic steps, evaluation images and the history interval must be at least 1.")
+        if not 0 <= self.seed <= 2**31 - 1:
+            raise GenError("--seed must be between 0 and 2147483647.")
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise GenError("--minutes must be more than 0.")
         for name in ("g_lr", "d_lr", "d_weight_decay"):
@@ -356,6 +365,8 @@ def train(
         with _run_folder_lock(Path(config.out), context.is_main):
             if state is None and checkpoints_in(Path(config.out)):  # another run got there first
                 raise GenError(f"{config.out} already holds a training run; use --resume or another --out.")
+            if context.is_main:
+                remove_stale_temporaries(Path(config.out))  # a killed run's half-written files
             return _train(config, state, context, progress, on_start, on_checkpoint, protected)
     finally:
         stop_distributed(context)

@@ -25,13 +25,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner, Result
 from PIL import Image as PILImage
-from sqlalchemy import delete, func, inspect, select, text
+from sqlalchemy import delete, func, inspect, select, text, update
 from sqlalchemy.orm import Session
 
 from db import queries
@@ -39,8 +40,10 @@ from db.models import Base, Checkpoint, ClassName, GanArchitecture, Image
 from db.pg_server import PostgresServer
 from db.session import head_revision, make_engine, migrate
 from gen.architecture import preset, to_json
+from gen.checkpoint import load_checkpoint
 from gen.cli import cli
 from gen.data import load_image_folder
+from gen.errors import GenError
 from gen.networks import build
 from gen.phantoms import write_phantoms
 from gen.sample import generate
@@ -624,7 +627,7 @@ def invoke_as_unprivileged_user(command: Sequence[str]) -> tuple[int, str]:
     return report["exit_code"], report["output"]
 
 
-def test_read_only_sqlite_file_is_refused(trained: Trained) -> None:
+def test_a_read_only_sqlite_file_is_read_but_never_written(trained: Trained) -> None:
     # A folder of its own, which the unprivileged user can reach, unlike pytest's tmp_path.
     folder = Path(tempfile.mkdtemp(prefix="gen-cli-read-only-"))
     try:
@@ -634,13 +637,15 @@ def test_read_only_sqlite_file_is_refused(trained: Trained) -> None:
         counts, files = row_counts(url), files_under(folder)
         folder.chmod(0o777)
         path.chmod(0o444)
-        for command in [
-            "models list",
-            f"sample --model {gan_id} --n 2 --all-classes --out {folder / 'new'} -q",
-        ]:
-            exit_code, output = invoke_as_unprivileged_user(arguments(url, command))
-            assert exit_code == 1, output
-            assert output.strip() == f"Error: cannot use the database {url}: the file {path} is read-only"
+        # Reading works on a read-only file (it is opened read-only); writing is refused.
+        exit_code, output = invoke_as_unprivileged_user(arguments(url, "models list"))
+        assert exit_code == 0 and "phantom_binucleate" in output, output
+        exit_code, output = invoke_as_unprivileged_user(arguments(url, f"models show {gan_id}"))
+        assert exit_code == 0, output
+        command = f"sample --model {gan_id} --n 2 --all-classes --out {folder / 'new'} -q"
+        exit_code, output = invoke_as_unprivileged_user(arguments(url, command))
+        assert exit_code == 1, output
+        assert output.strip() == f"Error: cannot use the database {url}: the file {path} is read-only"
         assert row_counts(url) == counts
         assert files_under(folder) == files
     finally:
@@ -736,3 +741,175 @@ def test_pruning_keeps_the_checkpoints_that_images_came_from(
         "checkpoint-0000002.pt",
         "checkpoint-0000004.pt",
     ]
+    # ... so they can still be made again, here byte for byte (same machine and settings).
+    ids = [str(row.id) for row in image_rows(database_url, tmp_path / "s")]
+    assert len(ids) == len(trained.classes)
+    result = ok(gen(database_url, f"reproduce {' '.join(ids)} --device cpu"))
+    assert result.output.count(": exact\n") == len(ids)
+    assert result.output.strip().endswith(f"{len(ids)} exact, 0 within one level, 0 differ")
+    with session_on(database_url) as session:
+        computed = session.execute(
+            select(Image.batch_size, Image.threads, Image.device, Image.torch_version)
+        ).all()
+    assert set(computed) == {(4, torch.get_num_threads(), "cpu", torch.__version__)}
+
+
+def test_reproduce_says_within_tolerance_and_differs(
+    database_url: str, trained: Trained, tmp_path: Path
+) -> None:
+    out = tmp_path / "s"
+    ok(
+        gen(
+            database_url,
+            f"sample --checkpoint {trained.run} --n 2 --class {trained.classes[0]} --out {out} {SAMPLE}",
+        )
+    )
+    rows = image_rows(database_url, out)
+    first, second = (Path(row.file_path) for row in rows)
+    # A pixel one level off, as another CPU may compute it, recorded as such.
+    with PILImage.open(first) as image:
+        pixels = np.array(image.convert("RGB"))
+    pixels[0, 0, 0] = pixels[0, 0, 0] + 1 if pixels[0, 0, 0] < 255 else 254
+    PILImage.fromarray(pixels).save(first)
+    # And a picture that is not what the row says at all.
+    PILImage.fromarray(255 - np.array(PILImage.open(second).convert("RGB"))).save(second)
+    with session_on(database_url) as session:
+        for row, path in zip(rows, (first, second), strict=True):
+            session.execute(update(Image).where(Image.id == row.id).values(md5=md5_of(path)))
+        session.commit()
+    result = gen(database_url, f"reproduce {rows[0].id} {rows[1].id} --device cpu")
+    assert result.exit_code == 1, result.output
+    assert (
+        f"image {rows[0].id} " in result.output
+        and "within tolerance (pixels up to 1 level apart" in result.output
+    )
+    assert "differs (pixels up to" in result.output
+    assert "Error: 0 exact, 1 within one level, 1 differ" in result.output
+    unknown = gen(database_url, "reproduce 99999")
+    assert_user_error(unknown, "no image 99999")
+
+
+def test_a_resume_adopts_checkpoints_that_never_got_their_row(
+    database_url: str, trained: Trained, tmp_path: Path
+) -> None:
+    """kill -9 (or a locked database) between writing a checkpoint and recording it: the resume
+    continues the same model and records what is on disk, not a second model."""
+    run = tmp_path / "run"
+    first = ok(gen(database_url, f"train --data {trained.data} --out {run} --iters 2 {TRAIN}"))
+    model_id = int(first.output.split()[1])
+
+    def checkpoint_iterations() -> list[int]:
+        with session_on(database_url) as session:
+            return sorted(session.scalars(select(Checkpoint.iteration).where(Checkpoint.gan_id == model_id)))
+
+    with session_on(database_url) as session:
+        session.execute(delete(Checkpoint).where(Checkpoint.iteration == 2))
+        session.commit()
+    resumed = ok(gen(database_url, f"train --out {run} --resume --iters 3 {TRAIN}"))
+    assert resumed.output.startswith(f"model {model_id}\n")
+    assert model_ids(database_url) == [model_id] and checkpoint_iterations() == [1, 2, 3]
+
+    # Killed before even the first checkpoint was recorded: found by its run folder.
+    with session_on(database_url) as session:
+        session.execute(delete(Checkpoint))
+        session.commit()
+    resumed = ok(gen(database_url, f"train --out {run} --resume --iters 4 {TRAIN}"))
+    assert resumed.output.startswith(f"model {model_id}\n")
+    assert model_ids(database_url) == [model_id] and checkpoint_iterations() == [3, 4]
+
+
+def test_a_read_only_database_can_still_be_read(trained: Trained, tmp_path: Path) -> None:
+    path = tmp_path / "gen.db"
+    ok(gen(f"sqlite:///{path}", f"train --data {trained.data} --out {tmp_path / 'run'} --iters 1 {TRAIN}"))
+    read_only = f"sqlite:///file:{path}?mode=ro&uri=true"
+    listed = ok(gen(read_only, "models list"))
+    assert "tiny" in listed.output
+    ok(gen(read_only, "models show 1"))
+    assert_user_error(
+        gen(read_only, f"train --data {trained.data} --out {tmp_path / 'run2'} --iters 1 {TRAIN}"),
+        "opens it read-only",
+    )
+    # A read-only folder (what root cannot be shown: it may write anyway) reads through the same
+    # read-only connection; what must not happen is a write through it.
+    from db.session import open_database
+
+    engine = open_database(read_only, create=False, read_only=True)
+    with pytest.raises(Exception, match="readonly|read-only"), engine.begin() as connection:
+        connection.execute(delete(Image))
+    engine.dispose()
+
+
+def test_a_model_deleted_while_sampling_stops_the_sampler_with_a_sentence(
+    database_url: str, trained: Trained, tmp_path: Path
+) -> None:
+    from db import recording
+    from gen.sample import sample as run_sampling
+
+    engine = make_engine(database_url)
+    migrate(engine)
+    state = load_checkpoint(trained.checkpoints[-1])
+    with Session(engine) as session:
+        gan_id, checkpoint_id = recording.adopt_checkpoint(session, state, sha256_of(trained.checkpoints[-1]))
+    recorder = recording.ImageRecorder(engine, gan_id, checkpoint_id, state["iteration"], 0)
+    real_record = recorder.record
+    calls = []
+
+    def delete_the_model_after_the_first_batch(images: Any) -> None:
+        if calls:
+            with Session(engine) as session:
+                queries.delete_model(session, gan_id, cascade=True)  # gen models delete --cascade
+        calls.append(len(images))
+        real_record(images)
+
+    recorder.record = delete_the_model_after_the_first_batch
+    with pytest.raises(GenError, match="the model was deleted from the database while sampling"):
+        run_sampling(state, tmp_path / "s", 4, [trained.classes[0]], batch_size=2, device="cpu",
+                     recorder=recorder, progress=False)  # fmt: skip
+    engine.dispose()
+
+
+def test_a_locked_sqlite_database_is_waited_for_then_said(
+    trained: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process holding the write lock longer than sqlite3's 5 s default: gen waits; past
+    its own limit it says so in one sentence, and a rerun completes the request."""
+    import sqlite3
+    import threading
+
+    import db.session
+
+    url = f"sqlite:///{tmp_path / 'gen.db'}"
+    out = tmp_path / "samples"
+    checkpoint, name = trained.checkpoints[-1], trained.classes[0]
+    request = f"sample --checkpoint {checkpoint} --n 2 --class {name} --out {out} {SAMPLE}"
+    ok(gen(url, request.replace("--n 2", "--n 1")))
+
+    def hold_the_lock(seconds: float) -> threading.Thread:
+        locked = threading.Event()
+
+        def hold() -> None:
+            connection = sqlite3.connect(tmp_path / "gen.db", timeout=0)
+            connection.execute("BEGIN EXCLUSIVE")
+            locked.set()
+            time.sleep(seconds)
+            connection.rollback()
+            connection.close()
+
+        thread = threading.Thread(target=hold)
+        thread.start()
+        locked.wait(5)
+        return thread
+
+    holder = hold_the_lock(6.5)  # past sqlite3's default 5 s
+    ok(gen(url, request))
+    holder.join()
+    assert len(image_rows(url, out)) == 2
+
+    monkeypatch.setattr(db.session, "DATABASE_BUSY_TIMEOUT_S", 0.5)
+    holder = hold_the_lock(3)
+    result = gen(url, request.replace("--n 2", "--n 3"))
+    holder.join()
+    assert_user_error(result, "the database stayed locked by another gen process")
+    monkeypatch.undo()
+    ok(gen(url, request.replace("--n 2", "--n 3")))
+    assert len(image_rows(url, out)) == 3

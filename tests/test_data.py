@@ -126,8 +126,32 @@ def test_unreadable_files_are_skipped_and_listed(tmp_path: Path) -> None:
 
     data = load_image_folder(tmp_path)
 
-    assert data.skipped == ("a/truncated.jpg", "b/empty.png", "b/notes.txt")
+    assert data.skipped == (
+        "a/truncated.jpg: damaged or truncated (OSError)",
+        "b/empty.png: not a PNG, JPEG, BMP, TIFF image",
+        "b/notes.txt: not a PNG, JPEG, BMP, TIFF image",
+    )
     assert data.counts() == {"a": 1, "b": 1}
+
+
+def test_a_decompression_bomb_is_named_as_such(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_folder(tmp_path, {"a": [solid((1, 2, 3))], "b": [solid((4, 5, 6))]})
+    Image.new("L", (400, 400)).save(tmp_path / "a" / "huge.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)  # 400x400 is then over twice the limit
+    data = load_image_folder(tmp_path)
+    assert data.skipped == ("a/huge.png: too many pixels for an image of its size (a decompression bomb?)",)
+
+
+def test_class_folders_that_are_links_are_refused(tmp_path: Path) -> None:
+    make_folder(tmp_path / "data", {"a": [solid((1, 2, 3))], "b": [solid((4, 5, 6))]})
+    (tmp_path / "data" / "c").symlink_to(tmp_path / "data" / "a")  # a class of duplicates
+    with pytest.raises(GenError, match="class folder .*c is a link"):
+        load_image_folder(tmp_path / "data")
+    (tmp_path / "data" / "c").unlink()
+    (tmp_path / "data" / "a" / "loop").symlink_to(tmp_path / "data")  # a folder link inside a class
+    data = load_image_folder(tmp_path / "data")
+    assert data.counts() == {"a": 1, "b": 1}
+    assert data.skipped == ("a/loop: a link to a folder, not followed",)
 
 
 def test_hidden_files_and_folders_and_loose_files_are_ignored(tmp_path: Path) -> None:

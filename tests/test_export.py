@@ -184,16 +184,13 @@ def test_export_layout(source: tuple[Engine, int, Path], tmp_path: Path) -> None
         p.stat().st_size for p in out.glob("*/*.png") if p.parent.name in CLASSES
     )
     assert manifest["dialect"] == "postgresql" and manifest["csv_rows"] == 100
-    assert (
-        manifest["tool_version"]
-        and manifest["created_at"]
-        and manifest["source_database"] == "sqlite"
-    )
+    assert manifest["tool_version"] and manifest["created_at"] and manifest["source_database"] == "sqlite"
     assert set(manifest["files"]) == {
         "database.sql",
         "settings.csv",
         "report.json",
         *(f"grids/{c}.png" for c in CLASSES),
+        *(f"{c}/MD5SUMS" for c in CLASSES),
     }
     for name, entry in manifest["files"].items():
         assert hashlib.sha256((out / name).read_bytes()).hexdigest() == entry["sha256"]
@@ -218,7 +215,7 @@ def test_export_layout(source: tuple[Engine, int, Path], tmp_path: Path) -> None
     assert report["figures"] == []
     readme = (out / "README.md").read_text()
     assert "No quality report was recorded" in readme and "md5sum -c MD5SUMS" in readme
-    assert "TODO" in readme and "| cyt_mast | 30 |" in readme
+    assert "TODO" not in readme and "No licence is granted" in readme and "| cyt_mast | 30 |" in readme
     with Image.open(out / "grids" / "cyt_mast.png") as grid:
         assert grid.size == (8 * 66 + 2, 4 * 66 + 2)
     assert verify_dataset(out) == []
@@ -445,11 +442,15 @@ def test_same_names_from_two_folders_are_kept_apart(tmp_path: Path) -> None:
 def test_reports_rows_and_report_folder(source: tuple[Engine, int, Path], tmp_path: Path) -> None:
     engine = open_database(f"sqlite:///{tmp_path / 'gen.db'}")
     gan_id = record_synthetic_model(engine, tmp_path / "samples", 2)
+    measured = {"checkpoint": "/runs/demo/checkpoint-0000200.pt"}  # the one the images come from
     with Session(engine) as session:
         queries.record_report(
             session,
             gan_id,
-            [{"metric": "fid", "value": 41.25}, {"metric": "kid", "value": 0.013, "class_name": "cyt_mast"}],
+            [
+                {"metric": "fid", "value": 41.25, "settings": measured},
+                {"metric": "kid", "value": 0.013, "class_name": "cyt_mast", "settings": measured},
+            ],
         )
     out = export_dataset(engine, gan_id, tmp_path / "from-rows", sql_dump=True).out
     figures = json.loads((out / "report.json").read_text())["figures"]
@@ -461,11 +462,17 @@ def test_reports_rows_and_report_folder(source: tuple[Engine, int, Path], tmp_pa
     assert "INSERT INTO reports" in (out / "database.sql").read_text()
     report_dir = tmp_path / "report"
     report_dir.mkdir()
-    (report_dir / "report.json").write_text('{"fid": 41.25}')
+    (report_dir / "report.json").write_text(
+        '{"fid": 41.25, "checkpoint": "/runs/demo/checkpoint-0000200.pt"}'
+    )
     write_png(report_dir / "fid.png", np.random.default_rng(1), 32)
     (report_dir / "report.md").write_text("# Quality report\n\n![fid.png](fid.png)\n")
     out = export_dataset(engine, gan_id, tmp_path / "from-folder", report_dir=report_dir).out
-    assert json.loads((out / "report.json").read_text()) == {"fid": 41.25}  # (without local paths)
+    # The checkpoint's folder is left out (gen.redact); its own name stays.
+    assert json.loads((out / "report.json").read_text()) == {
+        "fid": 41.25,
+        "checkpoint": "checkpoint-0000200.pt",
+    }
     assert (out / "report.md").read_text() == "# Quality report\n\n![fid.png](plots/fid.png)\n"
     assert "report.md" in read_manifest(out)["files"]
     assert (out / "plots" / "fid.png").is_file() and 'src="plots/fid.png"' in (out / "index.html").read_text()
@@ -517,7 +524,20 @@ def test_cli_end_to_end_on_a_trained_model(tmp_path: Path, monkeypatch: pytest.M
         assert result.exit_code == 0, result.output
     out = tmp_path / "exports" / "demo"
     exported = runner.invoke(
-        cli, ["export", "--out", str(out), "--sql-dump", "--csv", "--archive", "--db", url, "-q"]
+        cli,
+        [
+            "export",
+            "--out",
+            str(out),
+            "--sql-dump",
+            "--csv",
+            "--archive",
+            "--license",
+            "CC-BY-4.0",
+            "--db",
+            url,
+            "-q",
+        ],
     )
     assert exported.exit_code == 0, exported.output
     assert f"exported 20 images in 4 classes of model 1 to {out}" in exported.output
@@ -525,9 +545,11 @@ def test_cli_end_to_end_on_a_trained_model(tmp_path: Path, monkeypatch: pytest.M
     verified = runner.invoke(cli, ["verify", str(out), "-q"])
     assert verified.exit_code == 0, verified.output
     assert verified.output.strip() == "OK: 20 images in 4 classes verified"
-    again = runner.invoke(cli, ["export", "--out", str(out), "--db", url, "-q"])
+    again = runner.invoke(cli, ["export", "--out", str(out), "--license", "none", "--db", url, "-q"])
     assert again.exit_code == 1 and "already exists" in again.output
-    unknown = runner.invoke(cli, ["export", "--model", "7", "--out", str(tmp_path / "x"), "--db", url])
+    unknown = runner.invoke(
+        cli, ["export", "--model", "7", "--out", str(tmp_path / "x"), "--license", "none", "--db", url]
+    )
     assert unknown.exit_code == 1 and "Error: no model 7; models in the database: 1" in unknown.output
     dialect = runner.invoke(cli, ["export", "--sql-dump", "--dialect", "mysql", "--db", url])
     assert dialect.exit_code != 0 and "'mysql' is not one of" in dialect.output
@@ -535,7 +557,9 @@ def test_cli_end_to_end_on_a_trained_model(tmp_path: Path, monkeypatch: pytest.M
     assert rows.exit_code != 0 and "a number of rows or 'all'" in rows.output
     monkeypatch.chdir(tmp_path)
     two = sorted(phantom_classes)[:2]
-    default = runner.invoke(cli, ["export", "--classes", ",".join(two), "--db", url, "-q"])
+    default = runner.invoke(
+        cli, ["export", "--classes", ",".join(two), "--license", "none", "--db", url, "-q"]
+    )
     # Without --out the data set lands in exports/model-<id> of the working directory.
     assert default.exit_code == 0, default.output
     assert read_manifest(tmp_path / "exports" / "model-1")["classes"] == dict.fromkeys(two, 5)
@@ -572,7 +596,7 @@ def test_an_export_names_no_local_folder_host_or_user(
     out = tmp_path / "exports" / "published"
     result = runner.invoke(
         cli,
-        ["export", "--out", str(out), "--sql-dump", "--csv", "--archive",
+        ["export", "--out", str(out), "--sql-dump", "--csv", "--archive", "--license", "CC-BY-4.0",
          "--report", str(tmp_path / f"report-{secret}"), "--db", url, "-q"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -592,3 +616,125 @@ def test_an_export_names_no_local_folder_host_or_user(
             assert word.encode() not in data, f"{path.name} holds {word!r}"
     # The training folder is still identified: by its fingerprint.
     assert b"dataset_fingerprint" in contents[out / "database.sql"]
+
+
+def test_the_card_states_the_licences_and_the_citation(tmp_path: Path) -> None:
+    from gen.phantoms import write_phantoms
+
+    write_phantoms(tmp_path / "data", per_class=4)
+    url = f"sqlite:///{tmp_path / 'gen.db'}"
+    runner = CliRunner()
+    for arguments in (
+        ["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--iters", "1"],
+        ["sample", "--n", "2", "--all-classes", "--out", str(tmp_path / "samples")],
+    ):
+        result = runner.invoke(cli, [*arguments, "--batch-size", "4", "--db", url, "-q"])
+        assert result.exit_code == 0, result.output
+
+    missing = runner.invoke(cli, ["export", "--out", str(tmp_path / "a"), "--db", url, "-q"])
+    assert missing.exit_code == 2 and "Missing option '--license'" in missing.output
+    bad = runner.invoke(cli, ["export", "--out", str(tmp_path / "a"), "--license", "CC BY!", "--db", url])
+    assert bad.exit_code == 1 and "is not an SPDX licence identifier" in bad.output
+    assert not (tmp_path / "a").exists()
+
+    citation = tmp_path / "cite.bib"
+    citation.write_text("@article{doe2026,\n  title = {Synthetic blood cells}\n}\n")
+    out = tmp_path / "published"
+    result = runner.invoke(
+        cli,
+        ["export", "--out", str(out), "--license", "CC-BY-4.0", "--training-license", "CC-BY-4.0",
+         "--citation", str(citation), "--title", "Synthetic phantoms",
+         "--description", "Four phantom classes.", "--db", url, "-q"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    card = (out / "README.md").read_text()
+    assert "TODO" not in card
+    assert card.startswith("# Synthetic phantoms\n") and "Four phantom classes." in card
+    assert "published under [CC-BY-4.0](https://spdx.org/licenses/CC-BY-4.0.html)" in card
+    assert "trained on are under [CC-BY-4.0]" in card
+    assert "@article{doe2026," in card
+    manifest = read_manifest(out)
+    assert (manifest["license"], manifest["training_license"]) == ("CC-BY-4.0", "CC-BY-4.0")
+    assert "Licence: CC-BY-4.0" in (out / "index.html").read_text()
+
+    none = tmp_path / "unlicensed"
+    result = runner.invoke(cli, ["export", "--out", str(none), "--license", "none", "--db", url, "-q"])
+    assert result.exit_code == 0, result.output
+    card = (none / "README.md").read_text()
+    assert "No licence is granted" in card and "was not stated" in card and "TODO" not in card
+    assert "@misc{gen_model1_" in card  # a citation of the data set itself
+
+
+def test_choose_the_images_and_publish_only_a_report_that_describes_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gen.phantoms import write_phantoms
+
+    write_phantoms(tmp_path / "data", per_class=8)
+    write_phantoms(tmp_path / "held-out", per_class=8, seed=3)
+    monkeypatch.setenv("GEN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)  # gen report writes reports/model-1 here, where export finds it
+    url = f"sqlite:///{tmp_path / 'gen.db'}"
+    runner = CliRunner()
+
+    def run(*arguments: str) -> str:
+        result = runner.invoke(cli, [*arguments, "--db", url, "-q"])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    run("train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--iters", "2",
+        "--batch-size", "4", "--checkpoint-every", "1")  # fmt: skip
+    run("sample", "--checkpoint", "1", "--n", "2", "--all-classes", "--out", str(tmp_path / "early"))
+    run("sample", "--n", "3", "--all-classes", "--seed", "7", "--out", str(tmp_path / "late"))
+    run("report", "--real", str(tmp_path / "held-out"), "--n", "8")  # measures the latest, iteration 2
+
+    def export(name: str, *selection: str) -> tuple[dict[str, Any], str]:
+        out = tmp_path / "exports" / name
+        run("export", "--out", str(out), "--license", "CC0-1.0", "--sql-dump", *selection)
+        assert verify_dataset(out) == []
+        return read_manifest(out), (out / "README.md").read_text()
+
+    manifest, card = export("all")
+    assert manifest["images"] == 5 * 4
+    assert "No quality report describes these images" in card  # iterations 1 and 2 mixed
+    assert not (tmp_path / "exports" / "all" / "plots").exists()
+
+    manifest, card = export("early", "--checkpoint", "1")
+    assert manifest["images"] == 2 * 4 and "No quality report describes these images" in card
+
+    manifest, card = export("late", "--checkpoint", "latest", "--seed", "7")
+    assert manifest["images"] == 3 * 4
+    assert "No quality report describes" not in card and "domain_kid" in card
+    # A stranger with the checkpoint makes the published images again from database.sql.
+    late, checkpoint = tmp_path / "exports" / "late", tmp_path / "run" / "checkpoint-0000002.pt"
+    result = runner.invoke(cli, ["verify", str(late), "-q", "--regenerate", "--checkpoint", str(checkpoint)])
+    assert result.exit_code == 0, result.output
+    assert "regenerated 12 images: 12 exact, 0 within one level, 0 differ" in result.output
+    wrong = tmp_path / "run" / "checkpoint-0000001.pt"
+    result = runner.invoke(cli, ["verify", str(late), "-q", "--regenerate", "--checkpoint", str(wrong)])
+    assert result.exit_code == 1 and "is not the checkpoint these images were made from" in result.output
+
+    manifest, _ = export("folder", "--folder", str(tmp_path / "early"))
+    assert manifest["images"] == 2 * 4
+    result = runner.invoke(
+        cli, ["export", "--out", str(tmp_path / "x"), "--license", "none", "--seed", "99", "--db", url]
+    )
+    assert result.exit_code == 1 and "no recorded images of seed 99" in result.output
+
+
+def test_a_killed_exports_leftovers_are_removed_by_the_next_export(
+    source: tuple[Engine, int, Path], tmp_path: Path
+) -> None:
+    engine, gan_id, _ = source
+    out = tmp_path / "out"
+    dead = tmp_path / ".out.999999999.0a1b2c.partial"  # staging of an export whose process is gone
+    dead.mkdir()
+    (dead / "half.png").write_bytes(b"half")
+    dead_archive = tmp_path / ".out.999999999.0a1b2c.tar.gz.partial"
+    dead_archive.write_bytes(b"half an archive")
+    alive = tmp_path / f".out.{os.getpid()}.ffffff.partial"  # one still being built (this process)
+    alive.mkdir()
+    export_dataset(engine, gan_id, out, limit_per_class=1)
+    assert not dead.exists() and not dead_archive.exists()
+    assert alive.is_dir()
+    assert verify_dataset(out) == []

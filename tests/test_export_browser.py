@@ -58,11 +58,12 @@ def test_index_html_shows_every_image(tmp_path: Path) -> None:
     chromium = find_chromium()
     engine = open_database(f"sqlite:///{tmp_path / 'gen.db'}")
     # A class name that needs escaping in a URL and in HTML.
-    classes = ["cyt_mast", "cyt nep & <fib>", "cyt_kist_mast", "cyt_nep_mast"]
+    classes = ["cyt_mast", "cyt nep & fib's", "cyt_kist_mast", "cyt_nep_mast"]
     gan_id = record_synthetic_model(engine, tmp_path / "samples", 40, classes)
     report = tmp_path / "report"
     report.mkdir()
-    (report / "report.json").write_text("{}")
+    # The report measured the checkpoint the images come from (record_synthetic_model's).
+    (report / "report.json").write_text('{"checkpoint": "/runs/demo/checkpoint-0000200.pt"}')
     for name in ("fid per class", "histograms"):
         write_png(report / f"{name}.png", np.random.default_rng(3), 48)
     out = export_dataset(engine, gan_id, tmp_path / "data set", report_dir=report).out

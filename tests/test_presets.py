@@ -144,3 +144,23 @@ def test_eval_every_marks_the_best_checkpoint_and_sample_takes_it(
               "--out", str(tmp_path / "t"), "--db", database]
     )  # fmt: skip
     assert result.exit_code == 1 and "no checkpoint of iteration" in result.output
+
+
+def test_skipped_training_files_are_each_named_with_why(tmp_path: Path) -> None:
+    from gen.phantoms import write_phantoms
+
+    classes = write_phantoms(tmp_path / "data", per_class=4)
+    first = tmp_path / "data" / sorted(classes)[0]
+    for number in range(12):
+        (first / f"notes-{number:02d}.txt").write_text("not an image")
+    result = CliRunner().invoke(
+        cli,
+        ["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--iters", "1",
+         "--batch-size", "4", "--device", "cpu", "--quiet", "--db", f"sqlite:///{tmp_path / 'gen.db'}"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "skipped 12 files that are not readable images" in result.output
+    assert "notes-00.txt: not a PNG, JPEG, BMP, TIFF image" in result.output
+    log = tmp_path / "run" / "skipped-images.txt"
+    assert f"all listed in {log}" in result.output
+    assert len(log.read_text().splitlines()) == 12

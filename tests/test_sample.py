@@ -315,3 +315,82 @@ def test_class_names_must_be_distinct_names(checkpoint: Path, tmp_path: Path, cl
     with pytest.raises(GenError, match=rf"^checkpoint {crafted} is damaged: "):
         run_sample(crafted, tmp_path / "out", 1, None)
     assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Concurrency, huge requests, full disks, bad seeds
+
+
+def test_a_number_taken_by_another_sampler_is_skipped_not_overwritten(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    from gen import sample as sampling
+
+    name = CLASS_NAMES[0]
+    real_write_new = sampling._write_new
+    taken = tmp_path / name / f"{name}_000002.png"
+
+    def another_sampler_writes_first(path: Path, data: bytes) -> None:
+        if path.name.endswith("_000002.png") and not taken.exists():
+            taken.write_bytes(b"the other sampler's image")
+        real_write_new(path, data)
+
+    sampling._write_new = another_sampler_writes_first
+    try:
+        result = run_sample(checkpoint, tmp_path, 3, [name])
+    finally:
+        sampling._write_new = real_write_new
+    assert sorted(image.path.name for image in result.images) == [
+        f"{name}_000001.png",
+        f"{name}_000003.png",
+        f"{name}_000004.png",
+    ]
+    assert taken.read_bytes() == b"the other sampler's image"
+
+
+def test_a_huge_request_is_refused_before_any_work(checkpoint: Path, tmp_path: Path) -> None:
+    with pytest.raises(GenError, match="free some space or ask for fewer with --n"):
+        run_sample(checkpoint, tmp_path, 10**9, None)
+    assert not any(tmp_path.rglob("*.png"))
+
+
+def test_a_full_disk_is_one_sentence(
+    checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    def full(path: Path, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr("gen.sample._write_new", full)
+    with pytest.raises(GenError, match="cannot write images to .*: No space left on device"):
+        run_sample(checkpoint, tmp_path, 2, [CLASS_NAMES[0]])
+
+
+@pytest.mark.parametrize("seed", [-1, 2**31, 2**64])
+def test_seeds_outside_the_range_are_refused_at_the_option(
+    checkpoint: Path, tmp_path: Path, seed: int
+) -> None:
+    from click.testing import CliRunner
+
+    from gen.cli import cli
+
+    for arguments in (
+        ["sample", "--checkpoint", str(checkpoint), "--n", "1", "--all-classes", "--no-record"],
+        ["train", "--data", str(tmp_path), "--out", str(tmp_path / "run")],
+        ["demo-data", "--out", str(tmp_path / "phantoms")],
+    ):
+        result = CliRunner().invoke(cli, [*arguments, "--seed", str(seed)])
+        assert result.exit_code == 2 and "Invalid value for '--seed'" in result.output, result.output
+        assert "Traceback" not in result.output
+    with pytest.raises(GenError, match="--seed must be between 0 and"):
+        run_sample(checkpoint, tmp_path, 1, None, seed=seed)
+
+
+def test_a_killed_samplers_temporary_is_removed(checkpoint: Path, tmp_path: Path) -> None:
+    name = CLASS_NAMES[0]
+    (tmp_path / name).mkdir()
+    stale = tmp_path / name / f".{name}_000001.png.999999999.tmp"  # no such process
+    stale.write_bytes(b"half an image")
+    run_sample(checkpoint, tmp_path, 1, [name])
+    assert not stale.exists()

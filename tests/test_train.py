@@ -526,3 +526,20 @@ def test_minutes_stop_the_run_with_a_checkpoint(data_dir: Path, tmp_path: Path) 
     result = train(config(data_dir, tmp_path / "run", iterations=10_000, max_minutes=1e-9), progress=False)
     assert result.out_of_time and not result.interrupted
     assert result.iteration == 1 and result.checkpoint == tmp_path / "run" / "checkpoint-0000001.pt"
+
+
+def test_a_killed_runs_temporaries_are_removed_and_files_follow_the_umask(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    stale = out / ".checkpoint-0000001.pt.999999999.k2j4_x.tmp"  # its process is gone
+    stale.write_bytes(b"half a checkpoint")
+    previous = os.umask(0o027)
+    try:
+        result = train(config(data_dir, out, iterations=1), progress=False)
+    finally:
+        os.umask(previous)
+    assert not stale.exists()
+    for path in (result.checkpoint, out / "grid-0000001.png", out / "history.csv"):
+        assert path.stat().st_mode & 0o777 == 0o640, path

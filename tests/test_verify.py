@@ -489,3 +489,21 @@ def test_control_characters_in_names_are_escaped(dataset: Path) -> None:
 def test_a_manifest_nested_too_deeply_is_a_problem(dataset: Path) -> None:
     (dataset / "manifest.json").write_text("[" * 200_000)
     assert verify_dataset(dataset) == ["manifest.json cannot be read: it nests too deeply to be a manifest"]
+
+
+def test_without_a_dump_a_changed_image_with_a_regenerated_md5sums_is_caught(tmp_path: Path) -> None:
+    """The manifest pins every MD5SUMS: rewriting one to match a changed image is a change too."""
+    engine = open_database(f"sqlite:///{tmp_path / 'gen.db'}")
+    gan_id = record_synthetic_model(engine, tmp_path / "samples", 2)
+    out = export_dataset(engine, gan_id, tmp_path / "plain").out
+    engine.dispose()
+    assert verify_dataset(out) == []
+    tamper_byte(out)
+    folder = out / FILE.split("/")[0]
+    lines = [
+        f"{hashlib.md5((folder / name).read_bytes()).hexdigest()}  {name}\n"
+        for name in sorted(p.name for p in folder.glob("*.png"))
+    ]
+    (folder / "MD5SUMS").write_text("".join(lines))
+    problems = verify_dataset(out)
+    assert any("cyt_mast/MD5SUMS changed" in problem for problem in problems), problems

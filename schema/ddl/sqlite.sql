@@ -81,6 +81,10 @@ CREATE TABLE images (
 	checkpoint INTEGER NOT NULL,
 	iteration INTEGER NOT NULL,
 	created_at DATETIME NOT NULL,
+	batch_size INTEGER,
+	threads INTEGER,
+	device VARCHAR,
+	torch_version VARCHAR,
 	CONSTRAINT uq_images_checkpoint_class_name_seed_sample_index_file_path UNIQUE (checkpoint, class_name, seed, sample_index, file_path),
 	CONSTRAINT fk_images_class_name_class_names FOREIGN KEY(class_name) REFERENCES class_names (id),
 	CONSTRAINT fk_images_checkpoint_checkpoints FOREIGN KEY(checkpoint) REFERENCES checkpoints (id)

@@ -1,4 +1,5 @@
-"""Each checkpoint's quality figure from training (normalised domain FID, --eval-every).
+"""Each checkpoint's quality figure from training (normalised domain FID, --eval-every), and
+how each image was computed (batch size, threads, device, torch version) for gen reproduce.
 
 Revision ID: 0003
 Revises: 0002
@@ -18,8 +19,15 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.add_column("checkpoints", sa.Column("domain_fid", sa.Double(), nullable=True))
+    op.add_column("images", sa.Column("batch_size", sa.Integer(), nullable=True))
+    op.add_column("images", sa.Column("threads", sa.Integer(), nullable=True))
+    op.add_column("images", sa.Column("device", sa.String(), nullable=True))
+    op.add_column("images", sa.Column("torch_version", sa.String(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("images") as table:
+        for column in ("torch_version", "device", "threads", "batch_size"):
+            table.drop_column(column)
     with op.batch_alter_table("checkpoints") as table:
         table.drop_column("domain_fid")
