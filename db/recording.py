@@ -132,6 +132,15 @@ def checkpoint_row(session: Session, path: str | Path) -> Checkpoint | None:
 CHECKPOINT_CHOICES = ("best", "latest")
 
 
+def best_checkpoint(info: queries.ModelInfo, checkpoints: Sequence[queries.CheckpointInfo]) -> Any:
+    """Of ``checkpoints``, the lowest normalised domain FID measured in training (the later one
+    on a tie); GenError when none was evaluated (--eval-every)."""
+    measured = [c for c in checkpoints if c.domain_fid is not None]
+    if not measured:
+        raise GenError(f"model {info.id} has no evaluated checkpoint; train with --eval-every to mark one.")
+    return min(measured, key=lambda c: (c.domain_fid, -c.iteration))
+
+
 def checkpoint_file(info: queries.ModelInfo, which: str | int = "latest") -> tuple[Path, str]:
     """One of the model's checkpoints still on disk, and its SHA-256, checked against its row.
 
@@ -144,12 +153,7 @@ def checkpoint_file(info: queries.ModelInfo, which: str | int = "latest") -> tup
     if which == "latest":
         chosen = present[-1]
     elif which == "best":
-        measured = [c for c in present if c.domain_fid is not None]
-        if not measured:
-            raise GenError(
-                f"model {info.id} has no evaluated checkpoint on disk; train with --eval-every to mark one."
-            )
-        chosen = min(measured, key=lambda c: (c.domain_fid, -c.iteration))
+        chosen = best_checkpoint(info, present)
     else:
         matching = [c for c in present if c.iteration == int(which)]
         if not matching:

@@ -347,12 +347,12 @@ def sample(
         raise GenError(
             "name the classes with --class (repeatable) or ask for --all-classes, not both or neither."
         )
-    which: str | int = "latest"
+    which: str | int | None = "latest"
     if checkpoint is not None and not Path(checkpoint).exists():
-        if checkpoint in recording.CHECKPOINT_CHOICES or checkpoint.isdigit():
-            which, checkpoint = (int(checkpoint) if checkpoint.isdigit() else checkpoint), None
-        else:
+        which = checkpoint_choice(checkpoint)
+        if which is None:
             raise GenError(f"checkpoint {checkpoint} does not exist (nor is it best, latest or a number).")
+        checkpoint = None
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     if model_id is not None and checkpoint is not None:
         raise GenError("give --model or a checkpoint file, not both.")
@@ -687,13 +687,13 @@ class CsvRows(click.ParamType):
         return rows
 
 
-def checkpoint_choice(value: str) -> str | int:
-    """best, latest or an iteration, as --checkpoint names a checkpoint of a model."""
-    if value in ("best", "latest"):
+def checkpoint_choice(value: str) -> str | int | None:
+    """best, latest or an iteration, as --checkpoint names a checkpoint of a model; else None."""
+    from db.recording import CHECKPOINT_CHOICES
+
+    if value in CHECKPOINT_CHOICES:
         return value
-    if value.isdigit():
-        return int(value)
-    raise GenError(f"--checkpoint {value!r} must be best, latest or an iteration number.")
+    return int(value) if value.isdigit() else None
 
 
 MAX_CITATION_BYTES = 64 * 1024
@@ -826,6 +826,9 @@ def export(
         title=title,
         description=description,
     )
+    which = checkpoint_choice(which_checkpoint) if which_checkpoint else None
+    if which_checkpoint and which is None:
+        raise GenError(f"--checkpoint {which_checkpoint!r} must be best, latest or an iteration number.")
     classes = [name.strip() for value in class_names for name in value.split(",") if name.strip()]
     engine = open_db(database_url, create=False, read_only=True)
     if model_id is None:
@@ -851,7 +854,7 @@ def export(
         skip_missing=skip_missing,
         progress=not quiet,
         publication=publication,
-        checkpoint=checkpoint_choice(which_checkpoint) if which_checkpoint else None,
+        checkpoint=which,
         seed=image_seed,
         folder=folder,
     )

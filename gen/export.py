@@ -317,6 +317,7 @@ def _checkpoint_with_images(info: Any, session: Session, which: str | int) -> An
     """The model's checkpoint row that ``which`` names ("latest": the newest that made images;
     "best": the lowest domain FID measured in training; or an iteration)."""
     from db.models import Checkpoint, Image
+    from db.recording import best_checkpoint
 
     with_images = {
         checkpoint_id
@@ -326,12 +327,7 @@ def _checkpoint_with_images(info: Any, session: Session, which: str | int) -> An
     }
     candidates = [c for c in info.checkpoints if c.id in with_images]
     if which == "best":
-        measured = [c for c in info.checkpoints if c.domain_fid is not None]
-        if not measured:
-            raise GenError(
-                f"model {info.id} has no evaluated checkpoint; train with --eval-every to mark one."
-            )
-        return min(measured, key=lambda c: (c.domain_fid, -c.iteration))
+        return best_checkpoint(info, info.checkpoints)
     if which == "latest":
         if not candidates:
             raise GenError(f"model {info.id} has no recorded images yet; run gen sample first.")
