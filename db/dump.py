@@ -127,7 +127,7 @@ def dump_rows(
 ) -> dict[str, list[dict[str, Any]]]:
     """table name -> the rows a dump of model gan_id holds, parents first, as read through the
     models. image_ids selects the images (None: all of the model's)."""
-    queries.get_model(session, gan_id)  # GenError naming the models that exist if unknown
+    queries.get_model(session, gan_id)  # UserError naming the models that exist if unknown
     tables = Base.metadata.tables
     class_ids = select(ClassName.id).where(ClassName.gan_id == gan_id)
     # One query for all the model's images, filtered here: an IN list of thousands of ids would

@@ -3,7 +3,7 @@
 Every function that writes is one transaction: it commits when it succeeds and rolls back when
 it fails, so a caller never leaves half a model or half a batch of images behind. Functions that
 only read do not commit. Mistakes a user can make (an unknown model id or class name, deleting
-a model that still has images) raise GenError with one sentence that says what exists.
+a model that still has images) raise UserError with one sentence that says what exists.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from db.errors import UserError
 from db.models import (
     Checkpoint,
     Classifier,
@@ -28,7 +29,6 @@ from db.models import (
     TrainingParameters,
     utc_now,
 )
-from gen.errors import GenError
 
 # The keys record_model's `training` may hold: training_parameters' columns, less the ones the
 # database fills in itself.
@@ -117,8 +117,8 @@ def _require_model(session: Session, gan_id: int) -> GanArchitecture:
     if model is None:
         ids = _model_ids(session)
         if not ids:
-            raise GenError(f"no model {gan_id}; the database has no models yet; run gen train first")
-        raise GenError(f"no model {gan_id}; models in the database: {', '.join(map(str, ids))}")
+            raise UserError(f"no model {gan_id}; the database has no models yet; run gen train first")
+        raise UserError(f"no model {gan_id}; models in the database: {', '.join(map(str, ids))}")
     return model
 
 
@@ -144,9 +144,9 @@ def record_model(
         # A programming error, not a user's: the caller and the schema disagree.
         raise TypeError(f"unknown training parameters {sorted(unknown)}; known: {sorted(TRAINING_KEYS)}")
     if not class_names:
-        raise GenError("a model needs at least one class")
+        raise UserError("a model needs at least one class")
     if len(set(class_names)) != len(class_names):
-        raise GenError(f"class names must be unique; got {', '.join(class_names)}")
+        raise UserError(f"class names must be unique; got {', '.join(class_names)}")
     with _transaction(session):
         model = GanArchitecture(preset=preset, generator=generator, discriminator=discriminator)
         session.add(model)
@@ -203,7 +203,7 @@ def latest_model_id(session: Session) -> int:
     """The model added most recently: what commands use when no id is given."""
     gan_id = session.scalar(select(func.max(GanArchitecture.id)))
     if gan_id is None:
-        raise GenError("no model in the database yet; run gen train first")
+        raise UserError("no model in the database yet; run gen train first")
     return gan_id
 
 
@@ -216,7 +216,7 @@ def _image_counts(session: Session, gan_ids: Sequence[int] | None = None) -> dic
 
 
 def get_model(session: Session, gan_id: int) -> ModelInfo:
-    """Everything recorded about model gan_id; GenError listing the ids that exist if unknown."""
+    """Everything recorded about model gan_id; UserError listing the ids that exist if unknown."""
     model = _require_model(session, gan_id)
     classes = _class_names(session, gan_id)
     parameters = session.scalars(
@@ -252,14 +252,16 @@ def get_model(session: Session, gan_id: int) -> ModelInfo:
 
 
 def resolve_class(session: Session, gan_id: int, name: str) -> int:
-    """The class_names.id of a model's class called name; GenError listing its classes if none."""
+    """The class_names.id of a model's class called name; UserError listing its classes if none."""
     classes = _class_names(session, gan_id)
     if not classes:
         _require_model(session, gan_id)
     for class_name in classes:
         if class_name.name == name:
             return class_name.id
-    raise GenError(f"model {gan_id} has no class {name!r}; its classes: {', '.join(c.name for c in classes)}")
+    raise UserError(
+        f"model {gan_id} has no class {name!r}; its classes: {', '.join(c.name for c in classes)}"
+    )
 
 
 def list_models(session: Session) -> list[ModelSummary]:
@@ -298,7 +300,7 @@ def delete_model(session: Session, gan_id: int, cascade: bool = False) -> int:
     class_ids = select(ClassName.id).where(ClassName.gan_id == gan_id).scalar_subquery()
     image_count = session.scalar(select(func.count()).select_from(Image).where(Image.class_id.in_(class_ids)))
     if image_count and not cascade:
-        raise GenError(
+        raise UserError(
             f"model {gan_id} still has {image_count} recorded images; "
             "delete it with --cascade to remove their rows too (the image files are kept)"
         )
@@ -355,7 +357,7 @@ def recorded_samples(
 def image_records(session: Session, image_ids: Sequence[int]) -> list[dict[str, Any]]:
     """What making each image again needs, in the order asked: its row, class label and name,
     checkpoint file and SHA-256, and its stream's length (one past the largest recorded index of
-    the same checkpoint, class and seed in the same folder). GenError naming an unknown id."""
+    the same checkpoint, class and seed in the same folder). UserError naming an unknown id."""
     rows = {
         image.id: (image, class_name, checkpoint)
         for image, class_name, checkpoint in session.execute(
@@ -367,7 +369,7 @@ def image_records(session: Session, image_ids: Sequence[int]) -> list[dict[str, 
     }
     unknown = [image_id for image_id in image_ids if image_id not in rows]
     if unknown:
-        raise GenError(f"no image {unknown[0]} in the database.")
+        raise UserError(f"no image {unknown[0]} in the database.")
     records = []
     streams: dict[tuple[int, int, int, str], dict[int, tuple[str, str]]] = {}
     for image_id in image_ids:
@@ -436,7 +438,7 @@ def record_report(session: Session, gan_id: int, rows: Sequence[Mapping[str, Any
     for row in rows:
         name = row.get("class_name")
         if name is not None and name not in class_ids:
-            raise GenError(f"model {gan_id} has no class {name!r}; its classes: {', '.join(class_ids)}")
+            raise UserError(f"model {gan_id} has no class {name!r}; its classes: {', '.join(class_ids)}")
         values.append(
             {
                 "gan_id": gan_id,

@@ -1,15 +1,16 @@
 """What training and sampling write to the database, in the shape gen hands it over.
 
-gen.train and gen.sample know nothing of SQL: they call back with what they made; the
-functions here turn that into rows. Paths are stored absolute (resolved), so rows stay true
-whichever folder a later command runs from; an export rewrites them relative to its root.
+gen.train and gen.sample know nothing of SQL: they call back with what they made (through
+gen.recording), and the functions here turn that into rows; db imports nothing of gen. Paths
+are stored absolute (resolved), so rows stay true whichever folder a later command runs from;
+an export rewrites them relative to its root.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db import queries
+from db.errors import UserError
 from db.models import Checkpoint, ClassName, TrainingParameters
-from gen.checkpoint import file_sha256
-from gen.errors import GenError
 
 
 def stored_path(path: str | Path) -> str:
@@ -107,18 +107,19 @@ def model_for_run_folder(session: Session, run_dir: str | Path) -> int | None:
 
 
 def adopt_resumed_checkpoint(
-    session: Session, run_dir: str | Path, path: str | Path, iteration: int
+    session: Session, run_dir: str | Path, path: str | Path, iteration: int, sha256: Callable[[], str]
 ) -> int | None:
     """The model a resumed run continues: the one that recorded the checkpoint it resumes from,
     or, when that checkpoint never got its row (the run was killed between writing it and
     recording it, or the database was locked), the model of the run folder, which then records
-    it. None when the run folder belongs to no model of this database."""
+    it (``sha256()`` hashes the file, only then). None when the run folder belongs to no model
+    of this database."""
     row = checkpoint_row(session, path)
     if row is not None:
         return row.gan_id
     gan_id = model_for_run_folder(session, run_dir)
     if gan_id is not None:
-        record_checkpoint_file(session, gan_id, path, iteration, file_sha256(Path(path)))
+        record_checkpoint_file(session, gan_id, path, iteration, sha256())
     return gan_id
 
 
@@ -134,41 +135,11 @@ CHECKPOINT_CHOICES = ("best", "latest")
 
 def best_checkpoint(info: queries.ModelInfo, checkpoints: Sequence[queries.CheckpointInfo]) -> Any:
     """Of ``checkpoints``, the lowest normalised domain FID measured in training (the later one
-    on a tie); GenError when none was evaluated (--eval-every)."""
+    on a tie); UserError when none was evaluated (--eval-every)."""
     measured = [c for c in checkpoints if c.domain_fid is not None]
     if not measured:
-        raise GenError(f"model {info.id} has no evaluated checkpoint; train with --eval-every to mark one.")
+        raise UserError(f"model {info.id} has no evaluated checkpoint; train with --eval-every to mark one.")
     return min(measured, key=lambda c: (c.domain_fid, -c.iteration))
-
-
-def checkpoint_file(info: queries.ModelInfo, which: str | int = "latest") -> tuple[Path, str]:
-    """One of the model's checkpoints still on disk, and its SHA-256, checked against its row.
-
-    ``which``: "latest"; "best", the lowest normalised domain FID measured while training
-    (``--eval-every``); or an iteration.
-    """
-    present = [c for c in info.checkpoints if Path(c.path).is_file()]
-    if not present:
-        raise GenError(f"model {info.id} has no checkpoint file left on disk; train it (or resume) first.")
-    if which == "latest":
-        chosen = present[-1]
-    elif which == "best":
-        chosen = best_checkpoint(info, present)
-    else:
-        matching = [c for c in present if c.iteration == int(which)]
-        if not matching:
-            kept = ", ".join(str(c.iteration) for c in present)
-            raise GenError(f"model {info.id} has no checkpoint of iteration {which} on disk (it has {kept}).")
-        chosen = matching[-1]
-    path, sha256 = Path(chosen.path), file_sha256(Path(chosen.path))
-    if sha256 != chosen.sha256:
-        raise GenError(f"{path} changed since it was recorded (its SHA-256 differs); refusing to use it.")
-    return path, sha256
-
-
-def latest_checkpoint_file(info: queries.ModelInfo) -> tuple[Path, str]:
-    """The model's newest checkpoint still on disk and its SHA-256, checked against its row."""
-    return checkpoint_file(info, "latest")
 
 
 def record_checkpoint_file(
@@ -278,7 +249,7 @@ class ImageRecorder:
         except IntegrityError:
             # The model (or this checkpoint's row) was deleted while sampling: the files of this
             # batch are whole on disk but belong to no model any more.
-            raise GenError(
+            raise UserError(
                 f"the model was deleted from the database while sampling; {len(rows)} images of this "
                 f"batch were written without rows (first: {rows[0]['file_path']})."
             ) from None

@@ -2,7 +2,7 @@
 
 `open_database` is the one way in. It turns every problem a user can cause (a server that is
 down, a wrong password, a malformed URL, a read-only file, a schema from an older or newer gen)
-into a GenError whose message names the URL with any password masked. A brand-new, empty
+into a UserError whose message names the URL with any password masked. A brand-new, empty
 database is brought to the head revision by running the Alembic migrations in schema/versions,
 so even a fresh database carries its alembic_version stamp.
 
@@ -28,7 +28,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 import schema
-from gen.errors import GenError
+from db.errors import UserError
 
 DEFAULT_DATABASE_URL = "sqlite:///gen.db"
 DATABASE_URL_ENV = "GEN_DATABASE_URL"
@@ -64,12 +64,12 @@ def _parse(url: str) -> URL:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise GenError(
+        raise UserError(
             f"malformed database URL {mask_url(url)!r}; expected sqlite:///path/to/gen.db "
             "or postgresql://user@host:port/database"
         ) from None
     if parsed.get_backend_name() not in SUPPORTED_BACKENDS:
-        raise GenError(
+        raise UserError(
             f"unsupported database URL {mask_url(url)}; gen works with sqlite:// and postgresql:// URLs"
         )
     if parsed.drivername == "postgresql":
@@ -130,7 +130,7 @@ def make_engine(url: str, *, read_only: bool = False) -> Engine:
     try:
         engine = create_engine(parsed, **options)
     except (NoSuchModuleError, ImportError) as exc:
-        raise GenError(f"the database driver for {mask_url(url)} is not installed ({exc})") from exc
+        raise UserError(f"the database driver for {mask_url(url)} is not installed ({exc})") from exc
     if parsed.get_backend_name() == "sqlite":
         event.listen(
             engine, "connect", _configure_read_only_sqlite if read_only else _configure_sqlite_connection
@@ -186,24 +186,24 @@ def _check_sqlite_file(parsed: URL, masked: str, *, create: bool, read_only: boo
         return
     folder = path.parent.resolve()
     if not folder.is_dir():
-        raise GenError(f"cannot open the database {masked}: the folder {folder} does not exist")
+        raise UserError(f"cannot open the database {masked}: the folder {folder} does not exist")
     if not path.exists() and not create:
-        raise GenError(f"there is no gen database at {masked} yet; run gen train first")
+        raise UserError(f"there is no gen database at {masked} yet; run gen train first")
     if read_only:
         if not path.exists():
-            raise GenError(f"there is no gen database at {masked} yet; run gen train first")
+            raise UserError(f"there is no gen database at {masked} yet; run gen train first")
         return  # reading needs no write permission
     read_only_url = parsed.query.get("mode") == "ro" or parsed.query.get("immutable") in ("1", "true")
     if read_only_url:
-        raise GenError(
+        raise UserError(
             f"cannot use the database {masked}: the URL opens it read-only and gen must write to it"
         )
     if path.exists() and not os.access(path, os.W_OK):
-        raise GenError(f"cannot use the database {masked}: the file {path} is read-only")
+        raise UserError(f"cannot use the database {masked}: the file {path} is read-only")
     # SQLite writes its journal next to the file, so the folder must be writable too.
     read_only_mount = hasattr(os, "statvfs") and bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
     if read_only_mount or not os.access(folder, os.W_OK):
-        raise GenError(f"cannot use the database {masked}: the folder {folder} is read-only")
+        raise UserError(f"cannot use the database {masked}: the folder {folder} is read-only")
 
 
 def _reason(exc: DBAPIError) -> str:
@@ -228,16 +228,16 @@ class _Opened:
     empty: bool
     new_file: Path | None  # a SQLite file that connecting created, removed again on failure
 
-    def fail(self, message: str) -> GenError:
+    def fail(self, message: str) -> UserError:
         """Close everything and leave nothing behind, then the error to raise."""
         self.engine.dispose()
         if self.new_file is not None:
             self.new_file.unlink(missing_ok=True)
-        return GenError(message)
+        return UserError(message)
 
 
 def _connect(url: str | None, *, create: bool, read_only: bool = False) -> _Opened:
-    """Open the engine and read the schema state, or raise GenError saying why not."""
+    """Open the engine and read the schema state, or raise UserError saying why not."""
     resolved = resolve_database_url(url)
     masked = mask_url(resolved)
     engine = make_engine(resolved, read_only=read_only)

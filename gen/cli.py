@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from db.errors import UserError
 from gen import __version__
 from gen.architecture import PRESETS
 from gen.errors import GenError
@@ -28,7 +29,7 @@ class GenGroup(click.Group):
 
         try:
             return super().invoke(ctx)
-        except GenError as error:
+        except UserError as error:  # gen.errors.GenError and db's own
             raise click.ClickException(str(error)) from None
         except OperationalError as error:
             if "locked" not in str(error.orig):
@@ -212,11 +213,6 @@ def train(
     `torchrun --nproc_per_node=K` the same command trains on K processes with
     DistributedDataParallel.
     """
-    import dataclasses
-
-    from sqlalchemy.orm import Session
-
-    from db import queries, recording
     from gen.train import RunStart, TrainConfig
     from gen.train import train as run_training
 
@@ -229,62 +225,16 @@ def train(
         mixed_precision=precision == "bf16",
         **settings,
     )
-    # Under torchrun only rank 0 records (its callbacks are the only ones called); other
-    # ranks must not race it to create the schema of a new database.
+    # Opened (and so checked) before the data is read. Under torchrun only rank 0 records (its
+    # callbacks are the only ones called); the others must not race it to create the schema.
     engine = open_db(database_url) if os.environ.get("RANK", "0") == "0" else None
-    model: dict[str, int] = {}
-    run: dict[str, Any] = {}
 
     def on_start(start: RunStart) -> None:
-        run.update(config=dataclasses.asdict(start.config), num_images=start.num_images)
         if start.skipped_files:
             report_skipped_files(start.skipped_files, Path(start.config.out))
-        with Session(engine) as session:
-            resumed = None
-            if start.resumed_from is not None:
-                resumed = recording.adopt_resumed_checkpoint(
-                    session, start.config.out, start.resumed_from, start.start_iteration
-                )
-            if resumed is not None:
-                model["id"] = resumed
-            else:
-                model["id"] = recording.record_run(
-                    session,
-                    config=dataclasses.asdict(start.config),
-                    generator=start.generator,
-                    discriminator=start.discriminator,
-                    class_names=start.class_names,
-                    data_fingerprint=start.data_fingerprint,
-                    num_images=start.num_images,
-                    iterations=start.start_iteration,
-                    device=start.device,
-                )
-        click.echo(f"model {model['id']}")
+        click.echo(f"model {start.model_id}")
 
-    def on_checkpoint(path: Path, iteration: int, sha256: str, evaluation: float | None) -> None:
-        with Session(engine) as session:
-            recording.record_checkpoint_file(
-                session,
-                model["id"],
-                path,
-                iteration,
-                sha256,
-                domain_fid=evaluation,
-                epochs=recording.epochs(run["config"], iteration, run["num_images"]),
-            )
-
-    def protected() -> set[Path]:
-        with Session(engine) as session:
-            return {Path(p) for p in queries.checkpoints_with_images(session, model["id"])}
-
-    result = run_training(
-        config,
-        resume=resume,
-        progress=not quiet,
-        on_start=on_start,
-        on_checkpoint=on_checkpoint,
-        protected=protected,
-    )
+    result = run_training(config, resume=resume, progress=not quiet, database=engine, on_start=on_start)
     if result.interrupted:
         echo_error(
             f"interrupted at iteration {result.iteration}; saved {result.checkpoint}; continue with --resume"
@@ -293,7 +243,7 @@ def train(
     budget = f" (--minutes {config.max_minutes:g} reached)" if result.out_of_time else ""
     best = f"; best {result.best}" if result.best is not None else ""
     click.echo(
-        f"trained model {model.get('id')} to iteration {result.iteration}{budget}: {result.checkpoint} "
+        f"trained model {result.model_id} to iteration {result.iteration}{budget}: {result.checkpoint} "
         f"({result.images_per_second:.0f} images/s){best}"
     )
 
@@ -336,11 +286,8 @@ def sample(
     pixel within one level on any other; rerunning an interrupted request completes it
     without duplicates.
     """
-    from sqlalchemy.orm import Session
-
-    from db import queries, recording
-    from gen.checkpoint import file_sha256, load_checkpoint, resolve_checkpoint
-    from gen.sample import requested_classes, sampling_settings
+    from gen.checkpoint import load_checkpoint, resolve_checkpoint
+    from gen.recording import model_checkpoint, recorded_model
     from gen.sample import sample as run_sampling
 
     if bool(class_names) == all_classes:
@@ -360,26 +307,13 @@ def sample(
         # Read (and so check) a given checkpoint before a database is opened or created for it.
         checkpoint_path = resolve_checkpoint(checkpoint)
         state = load_checkpoint(checkpoint_path)
-        sha256 = file_sha256(checkpoint_path) if not no_record else ""
     engine = None
     if not (no_record and checkpoint is not None):
         # Sampling a recorded model needs a database that exists; only a checkpoint can start one.
         engine = open_db(database_url, create=checkpoint is not None)
     if checkpoint is None:
-        with Session(engine) as session:
-            info = queries.get_model(
-                session, model_id if model_id is not None else queries.latest_model_id(session)
-            )
-        checkpoint_path, sha256 = recording.checkpoint_file(info, which)
+        checkpoint_path, _ = model_checkpoint(recorded_model(engine, model_id), which)
         state = load_checkpoint(checkpoint_path)
-    # Before a new checkpoint is adopted, so that a mistyped class records nothing.
-    requested_classes(state["class_names"], None if all_classes else class_names)
-    recorder = None
-    if not no_record:
-        with Session(engine) as session:
-            gan_id, checkpoint_id = recording.adopt_checkpoint(session, state, sha256)
-        computed = sampling_settings(batch_size, device)
-        recorder = recording.ImageRecorder(engine, gan_id, checkpoint_id, state["iteration"], seed, computed)
     result = run_sampling(
         state,
         out,
@@ -388,7 +322,7 @@ def sample(
         seed=seed,
         batch_size=batch_size,
         device=device,
-        recorder=recorder,
+        database=None if no_record else engine,
         progress=not quiet,
     )
     done = f"; {result.skipped} were already there" if result.skipped else ""
@@ -604,17 +538,12 @@ def report(
     Figures go to the database (reports table) and to OUT/report.json, OUT/report.md and
     plots; a compact table is printed.
     """
-    from sqlalchemy.orm import Session
-
-    from db import queries, recording
+    from gen.recording import classifier_recorder, model_checkpoint, record_report, recorded_model
     from gen.report import ReportSettings, make_report, table_rows
 
     engine = open_db(database_url, create=False)
-    with Session(engine) as session:
-        info = queries.get_model(
-            session, model_id if model_id is not None else queries.latest_model_id(session)
-        )
-    checkpoint_path, _ = recording.latest_checkpoint_file(info)
+    info = recorded_model(engine, model_id)
+    checkpoint_path, _ = model_checkpoint(info)
     if (
         train_dir is None
         and info.training.get("dataset_path")
@@ -622,17 +551,6 @@ def report(
     ):
         train_dir = Path(info.training["dataset_path"])
     settings = ReportSettings(n_per_class=n_per_class, histogram_n=histogram_n, seed=seed, utility=utility)
-
-    def on_classifier(path: Path, sha256: str, architecture: dict, accuracy: float, fingerprint: str) -> None:
-        with Session(engine) as session:
-            queries.record_classifier(
-                session,
-                dataset_fingerprint=fingerprint,
-                path=str(path),
-                sha256=sha256,
-                architecture=architecture,
-                accuracy=accuracy,
-            )
 
     result = make_report(
         checkpoint_path,
@@ -645,22 +563,9 @@ def report(
         device=device,
         force=force,
         progress=not quiet,
-        on_classifier=on_classifier,
+        on_classifier=classifier_recorder(engine),
     )
-    with Session(engine) as session:
-        queries.record_report(
-            session,
-            info.id,
-            [
-                {
-                    "metric": f.metric,
-                    "value": f.value,
-                    "class_name": f.class_name,
-                    "settings": {**result.settings, **f.settings, "checkpoint": result.checkpoint},
-                }
-                for f in result.figures
-            ],
-        )
+    record_report(engine, info.id, result)
     for metric, where, value in table_rows(result):
         click.echo(f"{metric:<40} {where:<22} {value:>10}")
     for note in result.notes:

@@ -26,12 +26,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from tqdm import tqdm
 
-from gen.checkpoint import SamplingState, load_for_sampling
+from gen.checkpoint import SamplingState, load_checkpoint, load_for_sampling
 from gen.errors import GenError
 from gen.images import png_bytes, to_uint8
 from gen.networks import Generator
@@ -229,21 +229,34 @@ def sample(
     seed: int = 0,
     batch_size: int = 256,
     device: str = "auto",
+    database: Any = None,
     recorder: Recorder | None = None,
     progress: bool = True,
 ) -> SampleResult:
     """Make ``n`` images of each class in ``classes`` (all classes when None) under ``out``.
 
     ``checkpoint`` is a checkpoint file, a run folder (its latest checkpoint) or a state that
-    ``gen.checkpoint.load_checkpoint`` returned.
+    ``gen.checkpoint.load_checkpoint`` returned. ``database`` (a URL or a SQLAlchemy Engine)
+    records one row per image as ``gen sample`` does (the checkpoint's model too, if the
+    database has never seen it); ``recorder`` is the lower-level hook it fills.
     """
+    if database is not None and recorder is not None:
+        raise ValueError("give a database or a recorder, not both")
     if n < 1 or batch_size < 1:
         raise GenError("--n and --batch-size must be at least 1.")
     if not 0 <= seed <= 2**31 - 1:
         raise GenError("--seed must be between 0 and 2147483647.")
     torch_device = resolve_device(device)
+    if database is not None and not isinstance(checkpoint, dict):
+        checkpoint = load_checkpoint(checkpoint, torch_device)  # recording needs all of it
     state = load_for_sampling(checkpoint, torch_device)
     wanted = requested_classes(state.class_names, classes)
+    if database is not None:
+        from gen.recording import engine_for, image_recorder
+
+        recorder = image_recorder(
+            engine_for(database), checkpoint, seed=seed, batch_size=batch_size, device=device
+        )
     generator = load_generator(state, torch_device)
     out = Path(out)
     try:

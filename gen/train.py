@@ -156,6 +156,7 @@ class RunStart:
     start_iteration: int
     resumed_from: Path | None
     device: str
+    model_id: int | None = None  # the recording model, when train() was given a database
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,7 @@ class TrainResult:
     interrupted: bool  # stopped by a signal (Ctrl-C, SIGTERM), not by reaching its goal
     out_of_time: bool = False  # stopped by max_minutes
     best: Path | None = None  # the best evaluated checkpoint, with eval_every
+    model_id: int | None = None  # the recording model, when train() was given a database
 
 
 class _StopRequest:
@@ -348,17 +350,29 @@ def train(
     *,
     resume: bool = False,
     progress: bool = True,
+    database: Any = None,
     on_start: Callable[[RunStart], None] | None = None,
     on_checkpoint: Callable[..., None] | None = None,
     protected: Callable[[], Collection[Path]] | None = None,
 ) -> TrainResult:
     """Train (or resume) a run; returns where its last checkpoint is.
 
+    ``database`` (a URL or a SQLAlchemy Engine) records the run as ``gen train`` does: its
+    model (``RunStart.model_id``, ``TrainResult.model_id``; a resumed run continues its model),
+    every checkpoint, and pruning keeps the checkpoints that recorded images came from.
     ``on_start`` is called once data and networks are ready, ``on_checkpoint(path, iteration,
     sha256, evaluation)`` after each checkpoint is safely on disk (``evaluation``: its
     normalised domain FID, or None when it was not evaluated); both on the main process only.
-    ``protected()`` names checkpoints that pruning must keep (those images were made from).
+    ``protected()`` names more checkpoints that pruning must keep.
     """
+    record = None
+    if database is not None:
+        from gen.recording import TrainingRecord
+
+        record = TrainingRecord(database)
+        on_start = _recorded_first(record.on_start, on_start)
+        on_checkpoint = _called_in_turn(record.on_checkpoint, on_checkpoint)
+        protected = _kept_by_both(record.protected, protected)
     config, state = _prepare_config(config, resume)
     context = start_distributed(config.device)
     try:
@@ -367,9 +381,36 @@ def train(
                 raise GenError(f"{config.out} already holds a training run; use --resume or another --out.")
             if context.is_main:
                 remove_stale_temporaries(Path(config.out))  # a killed run's half-written files
-            return _train(config, state, context, progress, on_start, on_checkpoint, protected)
+            result = _train(config, state, context, progress, on_start, on_checkpoint, protected)
     finally:
         stop_distributed(context)
+    return dataclasses.replace(result, model_id=record.model_id) if record is not None else result
+
+
+def _recorded_first(
+    record: Callable[[RunStart], int], then: Callable[[RunStart], None] | None
+) -> Callable[[RunStart], None]:
+    def on_start(start: RunStart) -> None:
+        model_id = record(start)
+        if then is not None:
+            then(dataclasses.replace(start, model_id=model_id))
+
+    return on_start
+
+
+def _called_in_turn(first: Callable[..., None], then: Callable[..., None] | None) -> Callable[..., None]:
+    def both(*arguments: Any) -> None:
+        first(*arguments)
+        if then is not None:
+            then(*arguments)
+
+    return both
+
+
+def _kept_by_both(
+    first: Callable[[], Collection[Path]], then: Callable[[], Collection[Path]] | None
+) -> Callable[[], Collection[Path]]:
+    return lambda: {*first(), *(then() if then is not None else ())}
 
 
 @contextlib.contextmanager

@@ -36,6 +36,7 @@ from sqlalchemy import delete, func, inspect, select, text, update
 from sqlalchemy.orm import Session
 
 from db import queries
+from db.errors import UserError
 from db.models import Base, Checkpoint, ClassName, GanArchitecture, Image
 from db.pg_server import PostgresServer
 from db.session import head_revision, make_engine, migrate
@@ -43,7 +44,6 @@ from gen.architecture import preset, to_json
 from gen.checkpoint import load_checkpoint
 from gen.cli import cli
 from gen.data import load_image_folder
-from gen.errors import GenError
 from gen.networks import build
 from gen.phantoms import write_phantoms
 from gen.sample import generate
@@ -862,7 +862,7 @@ def test_a_model_deleted_while_sampling_stops_the_sampler_with_a_sentence(
         real_record(images)
 
     recorder.record = delete_the_model_after_the_first_batch
-    with pytest.raises(GenError, match="the model was deleted from the database while sampling"):
+    with pytest.raises(UserError, match="the model was deleted from the database while sampling"):
         run_sampling(state, tmp_path / "s", 4, [trained.classes[0]], batch_size=2, device="cpu",
                      recorder=recorder, progress=False)  # fmt: skip
     engine.dispose()

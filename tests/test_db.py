@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db import queries
+from db.errors import UserError
 from db.models import Checkpoint, ClassName, GanArchitecture, Image, Report, TrainingParameters
 from db.pg_server import PostgresServer
 from db.session import (
@@ -32,7 +33,6 @@ from db.session import (
     resolve_database_url,
     upgrade_database,
 )
-from gen.errors import GenError
 
 # Deliberately not alphabetical, so that label order is what is checked.
 CLASSES = ["cyt_nep_mast", "cyt_mast", "cyt_kist_mast", "cyt_nep_fib_mast"]
@@ -128,7 +128,7 @@ def test_new_database_is_created_at_head(database_url: str) -> None:
 
 
 def test_create_false_refuses_an_empty_database(database_url: str, tmp_path: Path) -> None:
-    with pytest.raises(GenError, match="run gen train first"):
+    with pytest.raises(UserError, match="run gen train first"):
         open_database(database_url, create=False)
     # Nothing was created on the way.
     assert not (tmp_path / "gen.db").exists()
@@ -157,7 +157,7 @@ def test_passwords_are_masked() -> None:
 def test_unreachable_server_fails_quickly_with_masked_url() -> None:
     started = time.monotonic()
     with pytest.raises(
-        GenError, match=r"cannot connect to the database postgresql://u:\*\*\*@127.0.0.1:1/x"
+        UserError, match=r"cannot connect to the database postgresql://u:\*\*\*@127.0.0.1:1/x"
     ) as error:
         open_database("postgresql://u:secret@127.0.0.1:1/x")
     assert "secret" not in str(error.value)
@@ -166,10 +166,10 @@ def test_unreachable_server_fails_quickly_with_masked_url() -> None:
 
 @pytest.mark.postgres
 def test_unknown_role_and_database_are_user_errors(postgres_server: PostgresServer) -> None:
-    with pytest.raises(GenError, match='role "ghost" does not exist') as error:
+    with pytest.raises(UserError, match='role "ghost" does not exist') as error:
         open_database(f"postgresql://ghost:pw@127.0.0.1:{postgres_server.port}/postgres")
     assert "pw@" not in str(error.value)
-    with pytest.raises(GenError, match='database "missing" does not exist'):
+    with pytest.raises(UserError, match='database "missing" does not exist'):
         open_database(postgres_server.url("missing"))
 
 
@@ -182,24 +182,24 @@ def test_unknown_role_and_database_are_user_errors(postgres_server: PostgresServ
     ],
 )
 def test_bad_urls_are_user_errors(url: str, message: str) -> None:
-    with pytest.raises(GenError, match=message):
+    with pytest.raises(UserError, match=message):
         open_database(url)
 
 
 def test_read_only_sqlite_url_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "gen.db"
     open_database(f"sqlite:///{path}").dispose()
-    with pytest.raises(GenError, match="read-only"):
+    with pytest.raises(UserError, match="read-only"):
         open_database(f"sqlite:///file:{path}?mode=ro&uri=true")
 
 
 def open_as_unprivileged_user(url: str) -> str:
     """open_database(url) as a user who is not root (root may write to any file); returns the
-    GenError's message, or "" when it opened."""
+    UserError's message, or "" when it opened."""
     if os.geteuid() != 0:
         try:
             open_database(url).dispose()
-        except GenError as error:
+        except UserError as error:
             return str(error)
         return ""
     user = pwd.getpwnam("nobody")
@@ -211,7 +211,7 @@ def open_as_unprivileged_user(url: str) -> str:
             os.setgid(user.pw_gid)
             os.setuid(user.pw_uid)
             open_database(url).dispose()
-        except GenError as error:
+        except UserError as error:
             message = str(error)
         except BaseException as error:
             message = f"unexpected {error!r}"
@@ -251,7 +251,7 @@ def test_tables_not_made_by_gen_are_left_alone(database_url: str) -> None:
     with foreign.begin() as connection:
         connection.execute(text("CREATE TABLE images (id INTEGER PRIMARY KEY)"))
     foreign.dispose()
-    with pytest.raises(GenError, match="tables that gen did not make"):
+    with pytest.raises(UserError, match="tables that gen did not make"):
         open_database(database_url)
 
 
@@ -259,7 +259,7 @@ def test_older_revision_asks_for_upgrade(database_url: str) -> None:
     engine = make_engine(database_url)
     migrate(engine, "0001")
     engine.dispose()
-    with pytest.raises(GenError, match="schema revision 0001 .* run gen db upgrade"):
+    with pytest.raises(UserError, match="schema revision 0001 .* run gen db upgrade"):
         open_database(database_url)
     assert upgrade_database(database_url) == ("0001", head_revision())
     assert upgrade_database(database_url) == (head_revision(), head_revision())
@@ -270,9 +270,9 @@ def test_unknown_revision_is_from_a_newer_gen(engine: Engine, database_url: str)
     with engine.begin() as connection:
         connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
     engine.dispose()
-    with pytest.raises(GenError, match="made by a newer version of gen"):
+    with pytest.raises(UserError, match="made by a newer version of gen"):
         open_database(database_url)
-    with pytest.raises(GenError, match="made by a newer version of gen"):
+    with pytest.raises(UserError, match="made by a newer version of gen"):
         upgrade_database(database_url)
 
 
@@ -326,7 +326,7 @@ def test_record_model_rejects_bad_input(engine: Engine) -> None:
                 class_names=["a"],
                 training={"learning_rate": 1},
             )
-        with pytest.raises(GenError, match="unique"):
+        with pytest.raises(UserError, match="unique"):
             add_model(session, classes=["a", "b", "a"])
         assert count(session, GanArchitecture) == 0
 
@@ -341,13 +341,13 @@ def test_training_iterations_and_checkpoints(engine: Engine) -> None:
     assert model.training["iterations"] == 5000
     assert [c.id for c in model.checkpoints] == [first, second]
     assert model.latest_checkpoint is not None and model.latest_checkpoint.path == "runs/1/5000.pt"
-    with Session(engine) as session, pytest.raises(GenError, match="no model 99"):
+    with Session(engine) as session, pytest.raises(UserError, match="no model 99"):
         queries.record_checkpoint(session, 99, "x.pt", 1, "c" * 64)
 
 
 def test_latest_model_id(engine: Engine) -> None:
     with Session(engine) as session:
-        with pytest.raises(GenError, match="^no model in the database yet; run gen train first$"):
+        with pytest.raises(UserError, match="^no model in the database yet; run gen train first$"):
             queries.latest_model_id(session)
         add_model(session)
         second = add_model(session, preset="ga_gan")
@@ -356,10 +356,10 @@ def test_latest_model_id(engine: Engine) -> None:
 
 def test_unknown_model_lists_the_ids_that_exist(engine: Engine) -> None:
     with Session(engine) as session:
-        with pytest.raises(GenError, match="no model 7; the database has no models yet"):
+        with pytest.raises(UserError, match="no model 7; the database has no models yet"):
             queries.get_model(session, 7)
         ids = [add_model(session) for _ in range(3)]
-        with pytest.raises(GenError) as error:
+        with pytest.raises(UserError) as error:
             queries.get_model(session, 77)
     assert str(error.value) == f"no model 77; models in the database: {', '.join(map(str, ids))}"
 
@@ -369,9 +369,9 @@ def test_resolve_class(engine: Engine) -> None:
         gan_id = add_model(session)
         class_id = queries.resolve_class(session, gan_id, "cyt_mast")
         assert session.get(ClassName, class_id).label == 1
-        with pytest.raises(GenError) as error:
+        with pytest.raises(UserError) as error:
             queries.resolve_class(session, gan_id, "cyt_unknown")
-        with pytest.raises(GenError, match="no model 99"):
+        with pytest.raises(UserError, match="no model 99"):
             queries.resolve_class(session, 99, "cyt_mast")
     assert str(error.value) == f"model {gan_id} has no class 'cyt_unknown'; its classes: {', '.join(CLASSES)}"
 
@@ -424,7 +424,7 @@ def test_delete_refuses_while_images_exist_then_cascades(engine: Engine) -> None
         queries.record_images(session, image_rows(kept_class, kept_checkpoint, "out/other", range(2)))
         queries.record_report(session, gan_id, [{"metric": "fid", "value": 3.4, "class_name": None}])
 
-        with pytest.raises(GenError, match=f"model {gan_id} still has 8 recorded images"):
+        with pytest.raises(UserError, match=f"model {gan_id} still has 8 recorded images"):
             queries.delete_model(session, gan_id)
         assert count(session, Image) == 10
 
@@ -439,7 +439,7 @@ def test_delete_refuses_while_images_exist_then_cascades(engine: Engine) -> None
             (Report, 0),
         ]:
             assert count(session, model) == remaining, model.__tablename__
-        with pytest.raises(GenError, match=f"no model {gan_id}; models in the database: {kept}"):
+        with pytest.raises(UserError, match=f"no model {gan_id}; models in the database: {kept}"):
             queries.delete_model(session, gan_id)
 
 
@@ -541,7 +541,7 @@ def test_reports_keep_the_newest_figure_per_metric_and_class(engine: Engine) -> 
         queries.record_report(
             session, gan_id, [{"metric": "fid", "value": 3.4, "settings": {"samples": 16000}}]
         )
-        with pytest.raises(GenError, match="has no class 'nope'"):
+        with pytest.raises(UserError, match="has no class 'nope'"):
             queries.record_report(session, gan_id, [{"metric": "kid", "value": 1, "class_name": "nope"}])
         report = queries.latest_report(session, gan_id)
     assert [(r.metric, r.class_name, r.value, r.settings) for r in report] == [

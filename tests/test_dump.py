@@ -312,11 +312,11 @@ def test_dump_round_trip(
 
 
 def test_dump_of_unknown_model_names_the_models(tmp_path: Path) -> None:
-    from gen.errors import GenError
+    from db.errors import UserError
 
     engine = open_database(f"sqlite:///{tmp_path / 'gen.db'}")
     gan_id, _, _ = record_source(engine)
-    with Session(engine) as session, pytest.raises(GenError, match="no model 99; models in the database"):
+    with Session(engine) as session, pytest.raises(UserError, match="no model 99; models in the database"):
         dump_sql(session, 99)
     with Session(engine) as session, pytest.raises(ValueError, match="unknown dialect"):
         dump_sql(session, gan_id, dialect="mysql")
