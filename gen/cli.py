@@ -124,7 +124,11 @@ def report_skipped_files(skipped: Sequence[str], run_dir: Path) -> None:
 
 
 @cli.command()
-@click.option("--data", type=click.Path(path_type=Path), help="Image folder laid out DATA/<class>/<images>.")
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    help="Image folder DATA/<class>/<images> (it registers itself), or a data set's name (gen data).",
+)
 @click.option(
     "--out", type=click.Path(path_type=Path), required=True, help="Run folder for checkpoints and grids."
 )
@@ -222,6 +226,12 @@ def train(
 
     if data is None and not resume:
         raise GenError("--data is required (except with --resume, which reuses the run's data folder).")
+    from db import catalog
+    from gen.datasets import dataset_for_run, training_folder
+
+    data_set = None  # a registered data set's name, when --data named one
+    if data is not None:
+        data, data_set = training_folder(database_url, data)
     config = TrainConfig(
         data=str(data) if data else "",
         out=str(out),
@@ -248,6 +258,14 @@ def train(
             if resumed is not None:
                 model["id"] = resumed
             else:
+                dataset_id = dataset_for_run(
+                    session,
+                    data_set,
+                    start.config.data,
+                    start.data_fingerprint,
+                    start.class_names,
+                    start.skipped_files,
+                )
                 model["id"] = recording.record_run(
                     session,
                     config=dataclasses.asdict(start.config),
@@ -259,6 +277,7 @@ def train(
                     iterations=start.start_iteration,
                     device=start.device,
                 )
+                catalog.link_model_to_dataset(session, model["id"], dataset_id)
         click.echo(f"model {model['id']}")
 
     def on_checkpoint(path: Path, iteration: int, sha256: str, evaluation: float | None) -> None:
@@ -462,22 +481,29 @@ def models_list(database_url: str | None) -> None:
 
 
 @models.command("show")
-@click.argument("model_id", type=int)
+@click.argument("model_id", metavar="ID|NAME")
 @database_option
-def models_show(model_id: int, database_url: str | None) -> None:
+def models_show(model_id: str, database_url: str | None) -> None:
     """Architecture, training parameters, checkpoints and image counts of one model."""
     import json
 
     from sqlalchemy.orm import Session
 
-    from db import queries
+    from db import catalog, queries
     from gen.architecture import from_json
 
     with Session(open_db(database_url, create=False, read_only=True)) as session:
+        model_id = catalog.resolve_model(session, model_id)
         info = queries.get_model(session, model_id)
         report = queries.latest_report(session, model_id)
+        name, dataset = catalog.model_name(session, model_id), catalog.model_dataset(session, model_id)
     generator, discriminator = from_json(info.generator), from_json(info.discriminator)
-    click.echo(f"model {info.id} ({info.preset or 'custom'}), created {info.created_at:%Y-%m-%d %H:%M} UTC")
+    called = f" {name}" if name else ""
+    click.echo(
+        f"model {info.id}{called} ({info.preset or 'custom'}), created {info.created_at:%Y-%m-%d %H:%M} UTC"
+    )
+    if dataset:
+        click.echo(f"  data set       {dataset}")
     click.echo(f"  generator      {generator.encoding()}  channels {list(generator.channels)}")
     click.echo(f"  discriminator  {discriminator.encoding()}  channels {list(discriminator.channels)}")
     click.echo(
@@ -504,23 +530,34 @@ def models_show(model_id: int, database_url: str | None) -> None:
 
 
 @models.command("delete")
-@click.argument("model_id", type=int)
+@click.argument("model_id", metavar="ID|NAME")
 @click.option("--cascade", is_flag=True, help="Also delete the rows of the images it made (files are kept).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--delete-files", is_flag=True, help="With --cascade, also delete the image files.")
 @database_option
-def models_delete(model_id: int, cascade: bool, yes: bool, database_url: str | None) -> None:
-    """Delete a model's rows; refuses while images reference it unless --cascade."""
+def models_delete(
+    model_id: str, cascade: bool, yes: bool, delete_files: bool, database_url: str | None
+) -> None:
+    """Delete a model's rows; refuses while images reference it unless --cascade. Shows what goes
+    with it and asks (--yes: do not ask). Image files are kept unless --delete-files."""
     from sqlalchemy.orm import Session
 
-    from db import queries
+    from db import catalog, queries
+    from gen.commands.confirm import confirm_deletion
 
     with Session(open_db(database_url, create=False)) as session:
-        info = queries.get_model(session, model_id)
-        images = sum(info.image_counts.values())
-        if images and cascade and not yes:
-            click.confirm(f"delete model {model_id} and the rows of its {images} images?", abort=True)
+        model_id = catalog.resolve_model(session, model_id)
+        counts = catalog.model_dependents(session, model_id)
+        if cascade or not counts["images"]:  # else delete_model says --cascade is needed
+            if delete_files and counts["images"]:
+                counts = {**counts, "image files": counts["images"]}
+            confirm_deletion(f"model {model_id}", counts, yes)
+        files = catalog.model_image_files(session, model_id) if delete_files else []
         deleted = queries.delete_model(session, model_id, cascade=cascade)
-    click.echo(f"deleted model {model_id}" + (f" and {deleted} image rows (files kept)" if deleted else ""))
+    for path in files:
+        Path(path).unlink(missing_ok=True)
+    kept = "files deleted" if files else "files kept"
+    click.echo(f"deleted model {model_id}" + (f" and {deleted} image rows ({kept})" if deleted else ""))
 
 
 @cli.group("db")
@@ -923,3 +960,12 @@ def verify(directory: Path, quiet: bool, regenerate: bool, checkpoint: Path | No
 
 def main() -> None:
     cli(prog_name="gen")
+
+
+# Data sets, classifiers, model names and retraining, background jobs (gen/commands).
+from gen.commands.catalog import classifiers, data, models_rename, models_retrain  # noqa: E402
+
+cli.add_command(data)
+cli.add_command(classifiers)
+models.add_command(models_rename)
+models.add_command(models_retrain)
