@@ -969,3 +969,7 @@ cli.add_command(data)
 cli.add_command(classifiers)
 models.add_command(models_rename)
 models.add_command(models_retrain)
+from gen.commands.jobs import jobs, worker  # noqa: E402
+
+cli.add_command(jobs)
+cli.add_command(worker)
