@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -176,12 +176,28 @@ def run_job(engine: Engine, database_url: str, job: JobInfo, worker: str, settin
 
 
 def run_worker(
-    engine: Engine, database_url: str, settings: WorkerSettings, name: str | None = None, say=print
+    engine: Engine,
+    database_url: str,
+    settings: WorkerSettings,
+    name: str | None = None,
+    say: Callable[[str], None] = print,
 ) -> int:
     """Take and run jobs until stopped (or one job with settings.once); returns the jobs run."""
     worker, host = name or default_worker_name(), socket.gethostname()
-    if threading.current_thread() is threading.main_thread():
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM)
+    if main_thread:
         signal.signal(signal.SIGTERM, signal.default_int_handler)  # kill: hand the job back, as Ctrl-C
+    try:
+        return _take_jobs(engine, database_url, settings, worker, host, say)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _take_jobs(
+    engine: Engine, database_url: str, settings: WorkerSettings, worker: str, host: str, say: Callable
+) -> int:
     ran = 0
     while True:
         job = job_rows.claim(engine, worker, host, settings.stale_after_s)
