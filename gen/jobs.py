@@ -141,7 +141,16 @@ def run_job(engine: Engine, database_url: str, job: JobInfo, worker: str, settin
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"job-{job.id}.log"
     arguments, environment = child_arguments(job, settings, cwd)
-    env = {**os.environ, **environment, "GEN_DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1"}
+    # The child imports the very gen this worker runs, whatever folder the job runs in.
+    source = str(Path(__file__).resolve().parents[1])
+    python_path = os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")]))
+    env = {
+        **os.environ,
+        **environment,
+        "GEN_DATABASE_URL": database_url,
+        "PYTHONPATH": python_path,
+        "PYTHONUNBUFFERED": "1",
+    }
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"== attempt {job.attempts} on {worker}: gen {' '.join(arguments)}\n")
         log.flush()
