@@ -335,3 +335,10 @@ def model_image_files(session: Session, gan_id: int) -> list[str]:
     """The files of the images the model made, as recorded (for --delete-files)."""
     class_ids = select(ClassName.id).where(ClassName.gan_id == gan_id).scalar_subquery()
     return list(session.scalars(select(Image.file_path).where(Image.class_id.in_(class_ids))))
+
+
+def model_or_latest(session: Session, reference: str | int | None) -> int:
+    """--model ID|NAME as the commands take it: the model named, else the latest one."""
+    from db.queries import latest_model_id
+
+    return latest_model_id(session) if reference is None else resolve_model(session, reference)

@@ -318,7 +318,7 @@ def train(
 
 
 @cli.command()
-@click.option("--model", "model_id", type=int, help="Model id [default: the latest model].")
+@click.option("--model", "model_id", metavar="ID|NAME", help="Model id or name [default: the latest model].")
 @click.option(
     "--checkpoint",
     help="best, latest or an iteration of the model (best: the lowest domain FID measured while "
@@ -335,7 +335,7 @@ def train(
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @database_option
 def sample(
-    model_id: int | None,
+    model_id: str | None,
     checkpoint: str | None,
     count: int,
     class_names: tuple[str, ...],
@@ -357,7 +357,7 @@ def sample(
     """
     from sqlalchemy.orm import Session
 
-    from db import queries, recording
+    from db import catalog, queries, recording
     from gen.checkpoint import file_sha256, load_checkpoint, resolve_checkpoint
     from gen.sample import requested_classes, sampling_settings
     from gen.sample import sample as run_sampling
@@ -386,9 +386,7 @@ def sample(
         engine = open_db(database_url, create=checkpoint is not None)
     if checkpoint is None:
         with Session(engine) as session:
-            info = queries.get_model(
-                session, model_id if model_id is not None else queries.latest_model_id(session)
-            )
+            info = queries.get_model(session, catalog.model_or_latest(session, model_id))
         checkpoint_path, sha256 = recording.checkpoint_file(info, which)
         state = load_checkpoint(checkpoint_path)
     # Before a new checkpoint is adopted, so that a mistyped class records nothing.
@@ -580,7 +578,7 @@ def database_upgrade(database_url: str | None) -> None:
 
 
 @cli.command()
-@click.option("--model", "model_id", type=int, help="Model id [default: the latest model].")
+@click.option("--model", "model_id", metavar="ID|NAME", help="Model id or name [default: the latest model].")
 @click.option(
     "--real",
     "real_dir",
@@ -622,7 +620,7 @@ def database_upgrade(database_url: str | None) -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @database_option
 def report(
-    model_id: int | None,
+    model_id: str | None,
     real_dir: Path,
     train_dir: Path | None,
     fid_weights: Path | None,
@@ -643,14 +641,12 @@ def report(
     """
     from sqlalchemy.orm import Session
 
-    from db import queries, recording
+    from db import catalog, queries, recording
     from gen.report import ReportSettings, make_report, table_rows
 
     engine = open_db(database_url, create=False)
     with Session(engine) as session:
-        info = queries.get_model(
-            session, model_id if model_id is not None else queries.latest_model_id(session)
-        )
+        info = queries.get_model(session, catalog.model_or_latest(session, model_id))
     checkpoint_path, _ = recording.latest_checkpoint_file(info)
     if (
         train_dir is None
@@ -750,7 +746,7 @@ def read_citation(value: str) -> str:
 
 
 @cli.command("export")
-@click.option("--model", "model_id", type=int, help="Model id [default: the latest model].")
+@click.option("--model", "model_id", metavar="ID|NAME", help="Model id or name [default: the latest model].")
 @click.option(
     "--out", type=click.Path(path_type=Path), help="Data set folder to create [default: exports/model-<id>]."
 )
@@ -821,7 +817,7 @@ def read_citation(value: str) -> str:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @database_option
 def export(
-    model_id: int | None,
+    model_id: str | None,
     out: Path | None,
     class_names: tuple[str, ...],
     limit_per_class: int | None,
@@ -853,7 +849,7 @@ def export(
     """
     from sqlalchemy.orm import Session
 
-    from db import queries
+    from db import catalog
     from gen.export import Publication, check_license, export_dataset
 
     publication = Publication(
@@ -868,9 +864,8 @@ def export(
         raise GenError(f"--checkpoint {which_checkpoint!r} must be best, latest or an iteration number.")
     classes = [name.strip() for value in class_names for name in value.split(",") if name.strip()]
     engine = open_db(database_url, create=False, read_only=True)
-    if model_id is None:
-        with Session(engine) as session:
-            model_id = queries.latest_model_id(session)
+    with Session(engine) as session:
+        model_id = catalog.model_or_latest(session, model_id)
     out = out or Path("exports") / f"model-{model_id}"
     default_report = Path("reports") / f"model-{model_id}"
     if report_dir is None and (default_report / "report.json").is_file():

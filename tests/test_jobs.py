@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from db import jobs as job_rows
 from db.jobs import JobInfo
+from db.models import GanArchitecture
 from db.recording import model_for_run_folder
 from db.session import make_engine
 from gen.cli import cli
@@ -114,6 +115,22 @@ def test_submit_and_worker_once_train_to_done(phantoms: Path, in_tmp: Path) -> N
     # The training folder registered itself as a data set, with the model on it.
     assert gen(url, "data", "list").stdout.splitlines()[1].split()[1:6] == ["phantoms", "4", "16", "1", "0"]
 
+    # A name works wherever an id does; retrain continues the run, or starts a linked new model.
+    gen(url, "models", "rename", str(done.gan_id), "pbc-sagan")
+    more = gen(url, "models", "retrain", "pbc-sagan", "--iters", "3", "--device", "cpu", "-q").stdout
+    assert f"trained model {done.gan_id} to iteration 3" in more
+    again = gen(
+        url, "models", "retrain", "pbc-sagan", "--iters", "1", "--from-scratch", "--device", "cpu", "-q"
+    )
+    new_id = done.gan_id + 1
+    assert again.stdout.splitlines()[-1] == f"model {new_id} retrains model {done.gan_id} from scratch"
+    assert (in_tmp / f"run-retrain-{done.gan_id}" / "checkpoint-0000001.pt").is_file()
+    engine = make_engine(url)
+    with Session(engine) as session:
+        assert session.get(GanArchitecture, new_id).retrained_from == done.gan_id
+    engine.dispose()
+    assert gen(url, "data", "list").stdout.splitlines()[1].split()[4] == "2"  # both models on it
+
 
 def test_two_workers_share_three_jobs_without_running_one_twice(database_url: str, in_tmp: Path) -> None:
     job_ids = [submit(database_url, f"demo-data --out made-{i} --per-class 2") for i in range(3)]
@@ -141,10 +158,10 @@ def test_two_workers_share_three_jobs_without_running_one_twice(database_url: st
 def test_a_job_whose_worker_was_killed_completes_on_another_from_its_checkpoint(
     database_url: str, phantoms: Path, in_tmp: Path
 ) -> None:
-    iterations = 12
+    iterations = 8
     job_id = submit(database_url, f"train --data {phantoms} --out run --iters {iterations} {TRAIN}")
     first = start_worker(database_url, in_tmp, "doomed", "--once", "--heartbeat", "0.5", "--stale-after", "3")
-    wait_for(lambda: (in_tmp / "run" / "checkpoint-0000002.pt").is_file(), "the first checkpoints")
+    wait_for(lambda: (in_tmp / "run" / "checkpoint-0000001.pt").is_file(), "the first checkpoint")
     os.killpg(first.pid, signal.SIGKILL)  # the worker and its training, as a machine dying would
     first.communicate(timeout=60)
     killed = job(database_url, job_id)
