@@ -3,8 +3,8 @@
 The first four tables are the source's published schema (gan_architectures, class_names,
 training_parameters, images): their names and columns are kept exactly, because consumers of
 the published data set query them. What we add is provenance the source left out (seeds,
-checksums, checkpoints, timestamps) plus three tables of our own: checkpoints, reports and
-classifiers.
+checksums, checkpoints, timestamps) plus tables of our own: checkpoints, reports, classifiers,
+datasets (registered image folders) and jobs (the background queue).
 
 Column names are the source's (`images.class_name` holds a class id); the Python attribute
 names say what they hold (`Image.class_id`). Bulk inserts through the ORM use the attribute

@@ -258,7 +258,7 @@ def train(
             if resumed is not None:
                 model["id"] = resumed
             else:
-                dataset_id = dataset_for_run(
+                dataset_id, note = dataset_for_run(
                     session,
                     data_set,
                     start.config.data,
@@ -278,6 +278,8 @@ def train(
                     device=start.device,
                 )
                 catalog.link_model_to_dataset(session, model["id"], dataset_id)
+                if note:
+                    echo_error(note)
         click.echo(f"model {model['id']}")
 
     def on_checkpoint(path: Path, iteration: int, sha256: str, evaluation: float | None) -> None:

@@ -122,10 +122,11 @@ def dataset_for_run(
     fingerprint: str,
     class_names: tuple[str, ...],
     skipped_files: tuple[str, ...],
-) -> int:
+) -> tuple[int, str | None]:
     """The data set a new training run is recorded against: the named one, whose files must not
     have changed since it was registered, or the one of this folder with these files, registered
-    now (named after the folder) when there is none."""
+    now (named after the folder) when there is none. Returns (its id, a warning to show or None):
+    a folder registered before whose files changed since is said, not passed over."""
     resolved = str(Path(folder).resolve())
     if name is not None:
         info = catalog.get_dataset(session, name)
@@ -134,16 +135,24 @@ def dataset_for_run(
                 f"the files in {info.folder} changed since it was registered as data set {info.name!r}; "
                 f"register the folder as it is now under a new name with gen data add NAME {info.folder}."
             )
-        return info.id
+        return info.id, None
     existing = catalog.find_dataset_by_folder(session, resolved, fingerprint)
     if existing is not None:
-        return existing
-    return catalog.add_dataset(
+        return existing, None
+    earlier = [d.name for d in catalog.list_datasets(session) if d.folder == resolved]
+    dataset_id = catalog.add_dataset(
         session,
         name=catalog.unused_dataset_name(session, Path(resolved).name),
         folder=resolved,
         fingerprint=fingerprint,
         classes=_counts_from_files(Path(resolved), class_names, skipped_files),
+    )
+    if not earlier:
+        return dataset_id, None
+    new_name = catalog.get_dataset(session, dataset_id).name
+    return dataset_id, (
+        f"warning: the files in {resolved} changed since it was registered as data set "
+        f"{', '.join(earlier)}; this run is recorded against the new data set {new_name}."
     )
 
 

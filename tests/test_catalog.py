@@ -19,6 +19,7 @@ from gen.architecture import preset, to_json
 from gen.cli import cli
 from gen.commands import confirm
 from gen.data import load_image_folder
+from gen.errors import GenError
 from gen.phantoms import write_phantoms
 
 TRAINING = {
@@ -270,3 +271,31 @@ def test_classifiers_list_show_delete(database_url: str, tmp_path: Path) -> None
     ok(gen(database_url, "classifiers", "delete", str(classifier_id)))
     assert weights.is_file()
     assert "no classifier 99" in user_error(gen(database_url, "classifiers", "show", "99"))
+
+
+def test_training_on_a_changed_folder_by_path_says_so(
+    database_url: str, phantoms: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "cells"
+    shutil.copytree(phantoms, folder)
+    engine = open_database(database_url)
+    try:
+        registered = datasets.register(engine, "pbc", folder)
+        classes = tuple(registered.classes)
+        with Session(engine) as session:
+            assert datasets.dataset_for_run(session, None, folder, registered.fingerprint, classes, ()) == (
+                registered.id,
+                None,
+            )
+        extra = next((folder / "phantom_granular").iterdir())
+        shutil.copy(extra, extra.with_name("added.png"))
+        changed = datasets.scan_folder(folder).fingerprint
+        with Session(engine) as session:
+            with pytest.raises(GenError, match="changed since it was registered as data set 'pbc'"):
+                datasets.dataset_for_run(session, "pbc", folder, changed, classes, ())
+            new_id, warning = datasets.dataset_for_run(session, None, folder, changed, classes, ())
+            info = catalog.get_dataset(session, new_id)
+        assert warning is not None and "changed since it was registered as data set pbc" in warning
+        assert (info.name, info.fingerprint, info.classes["phantom_granular"]) == ("cells", changed, 4)
+    finally:
+        engine.dispose()
