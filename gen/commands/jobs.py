@@ -42,7 +42,7 @@ def jobs_submit(arguments: tuple[str, ...], database_url: str | None) -> None:
     """Queue a gen command, e.g. gen jobs submit -- train --data pbc4 --out runs/b --iters 100000.
 
     Relative paths in it are relative to the folder it is submitted from; the worker runs it
-    with the worker's database and --device.
+    with the worker's database and --device. This command's own --db goes before the --.
     """
     from sqlalchemy.orm import Session
 
