@@ -3,8 +3,8 @@
 The first four tables are the source's published schema (gan_architectures, class_names,
 training_parameters, images): their names and columns are kept exactly, because consumers of
 the published data set query them. What we add is provenance the source left out (seeds,
-checksums, checkpoints, timestamps) plus three tables of our own: checkpoints, reports and
-classifiers.
+checksums, checkpoints, timestamps) plus tables of our own: checkpoints, reports, classifiers,
+datasets (registered image folders) and jobs (the background queue).
 
 Column names are the source's (`images.class_name` holds a class id); the Python attribute
 names say what they hold (`Image.class_id`). Bulk inserts through the ORM use the attribute
@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import (
     CHAR,
     JSON,
+    Boolean,
     DateTime,
     Double,
     ForeignKey,
@@ -103,6 +104,10 @@ class GanArchitecture(Base):
     # Null for architectures not made from a named preset (for instance the source's own).
     preset: Mapped[str | None] = mapped_column(String)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utc_now)
+    # A name a user gave (gen models rename); accepted wherever a model id is. Never all digits.
+    name: Mapped[str | None] = mapped_column(String, unique=True)
+    # The model this one was retrained from (gen models retrain --from-scratch).
+    retrained_from: Mapped[int | None] = mapped_column(ForeignKey("gan_architectures.id"))
 
 
 class ClassName(Base):
@@ -148,6 +153,8 @@ class TrainingParameters(Base):
     iterations: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     dataset_path: Mapped[str | None] = mapped_column(String)
     dataset_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    # The registered data set (gen data) the model was trained on.
+    dataset_id: Mapped[int | None] = mapped_column("dataset", ForeignKey("datasets.id"))
     device: Mapped[str | None] = mapped_column(String)
     seed: Mapped[int | None] = mapped_column(Integer)
     # Free-form: anything else a run needs to be repeated.
@@ -240,3 +247,55 @@ class Classifier(Base):
     # On the data set's held-out images.
     accuracy: Mapped[float] = mapped_column(Double, nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utc_now)
+    # The registered data set it was trained on, when one matches its fingerprint.
+    dataset_id: Mapped[int | None] = mapped_column("dataset", ForeignKey("datasets.id"))
+
+
+class Dataset(Base):
+    """A registered image folder (gen data add): what models and classifiers were trained on.
+
+    The fingerprint (gen.data) is taken at registration; a folder whose files changed since is
+    reported rather than silently used, and the folder cannot move while anything uses it.
+    """
+
+    __tablename__ = "datasets"
+    __table_args__ = (NEVER_REUSE_IDS,)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String, nullable=False, unique=True)
+    # Absolute, as resolved at registration.
+    folder: Mapped[str] = mapped_column(String, nullable=False)
+    fingerprint: Mapped[str] = mapped_column(String(64), nullable=False)
+    # {class name: readable images}, in label order; null for rows made from older databases.
+    classes: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utc_now)
+
+
+JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")
+
+
+class Job(Base):
+    """A gen command waiting for, or run by, a worker (gen jobs, gen worker)."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_status", "status"), NEVER_REUSE_IDS)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # The gen command (e.g. "train") and its whole argv after "gen", as submitted.
+    command: Mapped[str] = mapped_column(String, nullable=False)
+    arguments: Mapped[list[str]] = mapped_column(JSONType, nullable=False)
+    # Where it was submitted from: relative paths in the arguments are relative to it.
+    cwd: Mapped[str | None] = mapped_column(String)
+    status: Mapped[str] = mapped_column(String, nullable=False, default="queued")
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    worker: Mapped[str | None] = mapped_column(String)
+    host: Mapped[str | None] = mapped_column(String)
+    pid: Mapped[int | None] = mapped_column(Integer)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    log_path: Mapped[str | None] = mapped_column(String)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    gan_id: Mapped[int | None] = mapped_column("gan", ForeignKey("gan_architectures.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utc_now)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

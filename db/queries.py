@@ -25,6 +25,7 @@ from db.models import (
     ClassName,
     GanArchitecture,
     Image,
+    Job,
     Report,
     TrainingParameters,
     utc_now,
@@ -307,6 +308,9 @@ def delete_model(session: Session, gan_id: int, cascade: bool = False) -> int:
     # Children before parents: foreign keys stay enforced throughout.
     checkpoint_ids = select(Checkpoint.id).where(Checkpoint.gan_id == gan_id).scalar_subquery()
     statements = [
+        # Rows that only point to the model (a job that made it, a model retrained from it) forget it.
+        update(Job).where(Job.gan_id == gan_id).values(gan_id=None),
+        update(GanArchitecture).where(GanArchitecture.retrained_from == gan_id).values(retrained_from=None),
         delete(Image).where(Image.class_id.in_(class_ids) | Image.checkpoint_id.in_(checkpoint_ids)),
         delete(Report).where(Report.gan_id == gan_id),
         delete(Checkpoint).where(Checkpoint.gan_id == gan_id),

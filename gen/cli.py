@@ -125,7 +125,11 @@ def report_skipped_files(skipped: Sequence[str], run_dir: Path) -> None:
 
 
 @cli.command()
-@click.option("--data", type=click.Path(path_type=Path), help="Image folder laid out DATA/<class>/<images>.")
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    help="Image folder DATA/<class>/<images> (it registers itself), or a data set's name (gen data).",
+)
 @click.option(
     "--out", type=click.Path(path_type=Path), required=True, help="Run folder for checkpoints and grids."
 )
@@ -218,6 +222,11 @@ def train(
 
     if data is None and not resume:
         raise GenError("--data is required (except with --resume, which reuses the run's data folder).")
+    from gen.datasets import training_folder
+
+    data_set = None  # a registered data set's name, when --data named one
+    if data is not None:
+        data, data_set = training_folder(database_url, data)
     config = TrainConfig(
         data=str(data) if data else "",
         out=str(out),
@@ -232,9 +241,13 @@ def train(
     def on_start(start: RunStart) -> None:
         if start.skipped_files:
             report_skipped_files(start.skipped_files, Path(start.config.out))
+        for note in start.notes:
+            echo_error(note)
         click.echo(f"model {start.model_id}")
 
-    result = run_training(config, resume=resume, progress=not quiet, database=engine, on_start=on_start)
+    result = run_training(
+        config, resume=resume, progress=not quiet, database=engine, data_set=data_set, on_start=on_start
+    )
     if result.interrupted:
         echo_error(
             f"interrupted at iteration {result.iteration}; saved {result.checkpoint}; continue with --resume"
@@ -249,7 +262,7 @@ def train(
 
 
 @cli.command()
-@click.option("--model", "model_id", type=int, help="Model id [default: the latest model].")
+@click.option("--model", "model_id", metavar="ID|NAME", help="Model id or name [default: the latest model].")
 @click.option(
     "--checkpoint",
     help="best, latest or an iteration of the model (best: the lowest domain FID measured while "
@@ -266,7 +279,7 @@ def train(
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @database_option
 def sample(
-    model_id: int | None,
+    model_id: str | None,
     checkpoint: str | None,
     count: int,
     class_names: tuple[str, ...],
@@ -396,22 +409,29 @@ def models_list(database_url: str | None) -> None:
 
 
 @models.command("show")
-@click.argument("model_id", type=int)
+@click.argument("model_id", metavar="ID|NAME")
 @database_option
-def models_show(model_id: int, database_url: str | None) -> None:
+def models_show(model_id: str, database_url: str | None) -> None:
     """Architecture, training parameters, checkpoints and image counts of one model."""
     import json
 
     from sqlalchemy.orm import Session
 
-    from db import queries
+    from db import catalog, queries
     from gen.architecture import from_json
 
     with Session(open_db(database_url, create=False, read_only=True)) as session:
+        model_id = catalog.resolve_model(session, model_id)
         info = queries.get_model(session, model_id)
         report = queries.latest_report(session, model_id)
+        name, dataset = catalog.model_name(session, model_id), catalog.model_dataset(session, model_id)
     generator, discriminator = from_json(info.generator), from_json(info.discriminator)
-    click.echo(f"model {info.id} ({info.preset or 'custom'}), created {info.created_at:%Y-%m-%d %H:%M} UTC")
+    called = f" {name}" if name else ""
+    click.echo(
+        f"model {info.id}{called} ({info.preset or 'custom'}), created {info.created_at:%Y-%m-%d %H:%M} UTC"
+    )
+    if dataset:
+        click.echo(f"  data set       {dataset}")
     click.echo(f"  generator      {generator.encoding()}  channels {list(generator.channels)}")
     click.echo(f"  discriminator  {discriminator.encoding()}  channels {list(discriminator.channels)}")
     click.echo(
@@ -438,23 +458,34 @@ def models_show(model_id: int, database_url: str | None) -> None:
 
 
 @models.command("delete")
-@click.argument("model_id", type=int)
+@click.argument("model_id", metavar="ID|NAME")
 @click.option("--cascade", is_flag=True, help="Also delete the rows of the images it made (files are kept).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--delete-files", is_flag=True, help="With --cascade, also delete the image files.")
 @database_option
-def models_delete(model_id: int, cascade: bool, yes: bool, database_url: str | None) -> None:
-    """Delete a model's rows; refuses while images reference it unless --cascade."""
+def models_delete(
+    model_id: str, cascade: bool, yes: bool, delete_files: bool, database_url: str | None
+) -> None:
+    """Delete a model's rows; refuses while images reference it unless --cascade. Shows what goes
+    with it and asks (--yes: do not ask). Image files are kept unless --delete-files."""
     from sqlalchemy.orm import Session
 
-    from db import queries
+    from db import catalog, queries
+    from gen.commands.confirm import confirm_deletion
 
     with Session(open_db(database_url, create=False)) as session:
-        info = queries.get_model(session, model_id)
-        images = sum(info.image_counts.values())
-        if images and cascade and not yes:
-            click.confirm(f"delete model {model_id} and the rows of its {images} images?", abort=True)
+        model_id = catalog.resolve_model(session, model_id)
+        counts = catalog.model_dependents(session, model_id)
+        if cascade or not counts["images"]:  # else delete_model says --cascade is needed
+            if delete_files and counts["images"]:
+                counts = {**counts, "image files": counts["images"]}
+            confirm_deletion(f"model {model_id}", counts, yes)
+        files = catalog.model_image_files(session, model_id) if delete_files else []
         deleted = queries.delete_model(session, model_id, cascade=cascade)
-    click.echo(f"deleted model {model_id}" + (f" and {deleted} image rows (files kept)" if deleted else ""))
+    for path in files:
+        Path(path).unlink(missing_ok=True)
+    kept = "files deleted" if files else "files kept"
+    click.echo(f"deleted model {model_id}" + (f" and {deleted} image rows ({kept})" if deleted else ""))
 
 
 @cli.group("db")
@@ -477,7 +508,7 @@ def database_upgrade(database_url: str | None) -> None:
 
 
 @cli.command()
-@click.option("--model", "model_id", type=int, help="Model id [default: the latest model].")
+@click.option("--model", "model_id", metavar="ID|NAME", help="Model id or name [default: the latest model].")
 @click.option(
     "--real",
     "real_dir",
@@ -519,7 +550,7 @@ def database_upgrade(database_url: str | None) -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @database_option
 def report(
-    model_id: int | None,
+    model_id: str | None,
     real_dir: Path,
     train_dir: Path | None,
     fid_weights: Path | None,
@@ -618,7 +649,7 @@ def read_citation(value: str) -> str:
 
 
 @cli.command("export")
-@click.option("--model", "model_id", type=int, help="Model id [default: the latest model].")
+@click.option("--model", "model_id", metavar="ID|NAME", help="Model id or name [default: the latest model].")
 @click.option(
     "--out", type=click.Path(path_type=Path), help="Data set folder to create [default: exports/model-<id>]."
 )
@@ -689,7 +720,7 @@ def read_citation(value: str) -> str:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @database_option
 def export(
-    model_id: int | None,
+    model_id: str | None,
     out: Path | None,
     class_names: tuple[str, ...],
     limit_per_class: int | None,
@@ -721,7 +752,7 @@ def export(
     """
     from sqlalchemy.orm import Session
 
-    from db import queries
+    from db import catalog
     from gen.export import Publication, check_license, export_dataset
 
     publication = Publication(
@@ -736,9 +767,8 @@ def export(
         raise GenError(f"--checkpoint {which_checkpoint!r} must be best, latest or an iteration number.")
     classes = [name.strip() for value in class_names for name in value.split(",") if name.strip()]
     engine = open_db(database_url, create=False, read_only=True)
-    if model_id is None:
-        with Session(engine) as session:
-            model_id = queries.latest_model_id(session)
+    with Session(engine) as session:
+        model_id = catalog.model_or_latest(session, model_id)
     out = out or Path("exports") / f"model-{model_id}"
     default_report = Path("reports") / f"model-{model_id}"
     if report_dir is None and (default_report / "report.json").is_file():
@@ -828,3 +858,16 @@ def verify(directory: Path, quiet: bool, regenerate: bool, checkpoint: Path | No
 
 def main() -> None:
     cli(prog_name="gen")
+
+
+# Data sets, classifiers, model names and retraining, background jobs (gen/commands).
+from gen.commands.catalog import classifiers, data, models_rename, models_retrain  # noqa: E402
+
+cli.add_command(data)
+cli.add_command(classifiers)
+models.add_command(models_rename)
+models.add_command(models_retrain)
+from gen.commands.jobs import jobs, worker  # noqa: E402
+
+cli.add_command(jobs)
+cli.add_command(worker)

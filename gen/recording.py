@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from db import open_database, queries
+from db import catalog, open_database, queries
 from db import recording as rows
 from gen.checkpoint import file_sha256
 from gen.errors import GenError
@@ -43,17 +43,22 @@ class TrainingRecord:
     that checkpoint if it was saved but never recorded); any other run is a new model.
     """
 
-    def __init__(self, database: Engine | str):
+    def __init__(self, database: Engine | str, *, data_set: str | None = None):
         """``database``: an Engine or a URL, opened when the run starts, on the main process
-        only (under torchrun the other ranks must not race it to create a new database)."""
+        only (under torchrun the other ranks must not race it to create a new database).
+        ``data_set``: the registered data set a new model is linked to (else its folder's)."""
         self._database = database
+        self._data_set = data_set
         self.engine: Engine | None = None
         self.model_id: int | None = None
         self._config: dict[str, Any] = {}
         self._num_images = 0
 
-    def on_start(self, start: RunStart) -> int:
-        """Records (or finds) the run's model; returns its id."""
+    def on_start(self, start: RunStart) -> RunStart:
+        """Records (or finds) the run's model; returns ``start`` with its id and any notes."""
+        from gen.datasets import dataset_for_run
+
+        notes: list[str] = []
         self._config, self._num_images = dataclasses.asdict(start.config), start.num_images
         self.engine = engine_for(self._database)
         with Session(self.engine) as session:
@@ -66,6 +71,15 @@ class TrainingRecord:
                     lambda: file_sha256(start.resumed_from),
                 )
             if self.model_id is None:
+                dataset_id, note = dataset_for_run(
+                    session,
+                    self._data_set,
+                    start.config.data,
+                    start.data_fingerprint,
+                    start.class_names,
+                    start.skipped_files,
+                )
+                notes += [note] if note else []
                 self.model_id = rows.record_run(
                     session,
                     config=self._config,
@@ -77,7 +91,8 @@ class TrainingRecord:
                     iterations=start.start_iteration,
                     device=start.device,
                 )
-        return self.model_id
+                catalog.link_model_to_dataset(session, self.model_id, dataset_id)
+        return dataclasses.replace(start, model_id=self.model_id, notes=tuple(notes))
 
     def on_checkpoint(self, path: Path, iteration: int, sha256: str, evaluation: float | None) -> None:
         with Session(self.engine) as session:
@@ -136,12 +151,11 @@ def model_checkpoint(info: queries.ModelInfo, which: str | int = "latest") -> tu
     return path, sha256
 
 
-def recorded_model(engine: Engine, model_id: int | None) -> queries.ModelInfo:
-    """The model ``model_id`` (the latest when None), or a sentence naming those that exist."""
+def recorded_model(engine: Engine, model: str | int | None) -> queries.ModelInfo:
+    """The model ``model``, an id or a name (the latest when None), or a sentence naming those
+    that exist."""
     with Session(engine) as session:
-        return queries.get_model(
-            session, model_id if model_id is not None else queries.latest_model_id(session)
-        )
+        return queries.get_model(session, catalog.model_or_latest(session, model))
 
 
 def classifier_recorder(engine: Engine) -> Callable[..., None]:

@@ -157,6 +157,7 @@ class RunStart:
     resumed_from: Path | None
     device: str
     model_id: int | None = None  # the recording model, when train() was given a database
+    notes: tuple[str, ...] = ()  # what recording found worth saying (e.g. a data set's files changed)
 
 
 @dataclass(frozen=True)
@@ -351,6 +352,7 @@ def train(
     resume: bool = False,
     progress: bool = True,
     database: Any = None,
+    data_set: str | None = None,
     on_start: Callable[[RunStart], None] | None = None,
     on_checkpoint: Callable[..., None] | None = None,
     protected: Callable[[], Collection[Path]] | None = None,
@@ -359,7 +361,9 @@ def train(
 
     ``database`` (a URL or a SQLAlchemy Engine) records the run as ``gen train`` does: its
     model (``RunStart.model_id``, ``TrainResult.model_id``; a resumed run continues its model),
-    every checkpoint, and pruning keeps the checkpoints that recorded images came from.
+    every checkpoint, and pruning keeps the checkpoints that recorded images came from. A new
+    model is linked to the registered data set ``data_set`` (whose files must not have
+    changed), else to the data set of its folder, registered on the way (gen.datasets).
     ``on_start`` is called once data and networks are ready, ``on_checkpoint(path, iteration,
     sha256, evaluation)`` after each checkpoint is safely on disk (``evaluation``: its
     normalised domain FID, or None when it was not evaluated); both on the main process only.
@@ -369,7 +373,7 @@ def train(
     if database is not None:
         from gen.recording import TrainingRecord
 
-        record = TrainingRecord(database)
+        record = TrainingRecord(database, data_set=data_set)
         on_start = _recorded_first(record.on_start, on_start)
         on_checkpoint = _called_in_turn(record.on_checkpoint, on_checkpoint)
         protected = _kept_by_both(record.protected, protected)
@@ -388,12 +392,12 @@ def train(
 
 
 def _recorded_first(
-    record: Callable[[RunStart], int], then: Callable[[RunStart], None] | None
+    record: Callable[[RunStart], RunStart], then: Callable[[RunStart], None] | None
 ) -> Callable[[RunStart], None]:
     def on_start(start: RunStart) -> None:
-        model_id = record(start)
+        recorded = record(start)
         if then is not None:
-            then(dataclasses.replace(start, model_id=model_id))
+            then(recorded)
 
     return on_start
 

@@ -43,6 +43,7 @@ from db.session import head_revision, make_engine, migrate
 from gen.architecture import preset, to_json
 from gen.checkpoint import load_checkpoint
 from gen.cli import cli
+from gen.commands import confirm
 from gen.data import load_image_folder
 from gen.networks import build
 from gen.phantoms import write_phantoms
@@ -452,7 +453,9 @@ def test_killed_sample_is_completed_by_a_rerun(database_url: str, trained: Train
 # Managing models
 
 
-def test_models_list_show_and_delete(database_url: str, trained: Trained, tmp_path: Path) -> None:
+def test_models_list_show_and_delete(
+    database_url: str, trained: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "samples"
     gan_id = adopt(database_url, trained, out, n=2)
 
@@ -485,6 +488,9 @@ def test_models_list_show_and_delete(database_url: str, trained: Trained, tmp_pa
         f"model {gan_id} still has 2 recorded images",
         "--cascade",
     )
+    # Without a terminal there is nobody to ask; on one, the question is asked.
+    assert_user_error(gen(database_url, f"models delete {gan_id} --cascade"), "pass --yes")
+    monkeypatch.setattr(confirm, "stdin_is_terminal", lambda: True)
     declined = gen(database_url, f"models delete {gan_id} --cascade", input="n\n")
     assert declined.exit_code == 1 and "Aborted" in declined.output
     assert row_counts(database_url) == counts

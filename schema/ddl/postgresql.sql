@@ -2,18 +2,16 @@
 -- Do not edit: regenerate with `python -m db.ddl --write`.
 -- Databases made by gen also hold Alembic's alembic_version table (the schema revision).
 
-CREATE TABLE classifiers (
+CREATE TABLE datasets (
 	id SERIAL NOT NULL,
-	dataset_fingerprint VARCHAR(64) NOT NULL,
-	path VARCHAR NOT NULL,
-	sha256 CHAR(64) NOT NULL,
-	architecture JSONB NOT NULL,
-	accuracy DOUBLE PRECISION NOT NULL,
+	name VARCHAR NOT NULL,
+	folder VARCHAR NOT NULL,
+	fingerprint VARCHAR(64) NOT NULL,
+	classes JSONB,
 	created_at TIMESTAMP WITH TIME ZONE NOT NULL,
-	CONSTRAINT pk_classifiers PRIMARY KEY (id)
+	CONSTRAINT pk_datasets PRIMARY KEY (id),
+	CONSTRAINT uq_datasets_name UNIQUE (name)
 );
-
-CREATE INDEX ix_classifiers_dataset_fingerprint ON classifiers (dataset_fingerprint);
 
 CREATE TABLE gan_architectures (
 	id SERIAL NOT NULL,
@@ -21,7 +19,11 @@ CREATE TABLE gan_architectures (
 	discriminator JSONB NOT NULL,
 	preset VARCHAR,
 	created_at TIMESTAMP WITH TIME ZONE NOT NULL,
-	CONSTRAINT pk_gan_architectures PRIMARY KEY (id)
+	name VARCHAR,
+	retrained_from INTEGER,
+	CONSTRAINT pk_gan_architectures PRIMARY KEY (id),
+	CONSTRAINT uq_gan_architectures_name UNIQUE (name),
+	CONSTRAINT fk_gan_architectures_retrained_from_gan_architectures FOREIGN KEY(retrained_from) REFERENCES gan_architectures (id)
 );
 
 CREATE TABLE checkpoints (
@@ -49,6 +51,45 @@ CREATE TABLE class_names (
 	CONSTRAINT fk_class_names_gan_gan_architectures FOREIGN KEY(gan) REFERENCES gan_architectures (id)
 );
 
+CREATE TABLE classifiers (
+	id SERIAL NOT NULL,
+	dataset_fingerprint VARCHAR(64) NOT NULL,
+	path VARCHAR NOT NULL,
+	sha256 CHAR(64) NOT NULL,
+	architecture JSONB NOT NULL,
+	accuracy DOUBLE PRECISION NOT NULL,
+	created_at TIMESTAMP WITH TIME ZONE NOT NULL,
+	dataset INTEGER,
+	CONSTRAINT pk_classifiers PRIMARY KEY (id),
+	CONSTRAINT fk_classifiers_dataset_datasets FOREIGN KEY(dataset) REFERENCES datasets (id)
+);
+
+CREATE INDEX ix_classifiers_dataset_fingerprint ON classifiers (dataset_fingerprint);
+
+CREATE TABLE jobs (
+	id SERIAL NOT NULL,
+	command VARCHAR NOT NULL,
+	arguments JSONB NOT NULL,
+	cwd VARCHAR,
+	status VARCHAR NOT NULL,
+	cancel_requested BOOLEAN NOT NULL,
+	worker VARCHAR,
+	host VARCHAR,
+	pid INTEGER,
+	heartbeat_at TIMESTAMP WITH TIME ZONE,
+	log_path VARCHAR,
+	attempts INTEGER NOT NULL,
+	exit_code INTEGER,
+	gan INTEGER,
+	created_at TIMESTAMP WITH TIME ZONE NOT NULL,
+	started_at TIMESTAMP WITH TIME ZONE,
+	finished_at TIMESTAMP WITH TIME ZONE,
+	CONSTRAINT pk_jobs PRIMARY KEY (id),
+	CONSTRAINT fk_jobs_gan_gan_architectures FOREIGN KEY(gan) REFERENCES gan_architectures (id)
+);
+
+CREATE INDEX ix_jobs_status ON jobs (status);
+
 CREATE TABLE training_parameters (
 	id SERIAL NOT NULL,
 	g_optimizer VARCHAR NOT NULL,
@@ -65,13 +106,15 @@ CREATE TABLE training_parameters (
 	iterations INTEGER NOT NULL,
 	dataset_path VARCHAR,
 	dataset_fingerprint VARCHAR(64),
+	dataset INTEGER,
 	device VARCHAR,
 	seed INTEGER,
 	settings JSONB,
 	created_at TIMESTAMP WITH TIME ZONE NOT NULL,
 	CONSTRAINT pk_training_parameters PRIMARY KEY (id),
 	CONSTRAINT uq_training_parameters_gan UNIQUE (gan),
-	CONSTRAINT fk_training_parameters_gan_gan_architectures FOREIGN KEY(gan) REFERENCES gan_architectures (id)
+	CONSTRAINT fk_training_parameters_gan_gan_architectures FOREIGN KEY(gan) REFERENCES gan_architectures (id),
+	CONSTRAINT fk_training_parameters_dataset_datasets FOREIGN KEY(dataset) REFERENCES datasets (id)
 );
 
 CREATE TABLE images (

@@ -2,24 +2,26 @@
 -- Do not edit: regenerate with `python -m db.ddl --write`.
 -- Databases made by gen also hold Alembic's alembic_version table (the schema revision).
 
-CREATE TABLE classifiers (
+CREATE TABLE datasets (
 	id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
-	dataset_fingerprint VARCHAR(64) NOT NULL,
-	path VARCHAR NOT NULL,
-	sha256 CHAR(64) NOT NULL,
-	architecture JSON NOT NULL,
-	accuracy DOUBLE NOT NULL,
-	created_at DATETIME NOT NULL
+	name VARCHAR NOT NULL,
+	folder VARCHAR NOT NULL,
+	fingerprint VARCHAR(64) NOT NULL,
+	classes JSON,
+	created_at DATETIME NOT NULL,
+	CONSTRAINT uq_datasets_name UNIQUE (name)
 );
-
-CREATE INDEX ix_classifiers_dataset_fingerprint ON classifiers (dataset_fingerprint);
 
 CREATE TABLE gan_architectures (
 	id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
 	generator JSON NOT NULL,
 	discriminator JSON NOT NULL,
 	preset VARCHAR,
-	created_at DATETIME NOT NULL
+	created_at DATETIME NOT NULL,
+	name VARCHAR,
+	retrained_from INTEGER,
+	CONSTRAINT uq_gan_architectures_name UNIQUE (name),
+	CONSTRAINT fk_gan_architectures_retrained_from_gan_architectures FOREIGN KEY(retrained_from) REFERENCES gan_architectures (id)
 );
 
 CREATE TABLE checkpoints (
@@ -45,6 +47,43 @@ CREATE TABLE class_names (
 	CONSTRAINT fk_class_names_gan_gan_architectures FOREIGN KEY(gan) REFERENCES gan_architectures (id)
 );
 
+CREATE TABLE classifiers (
+	id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+	dataset_fingerprint VARCHAR(64) NOT NULL,
+	path VARCHAR NOT NULL,
+	sha256 CHAR(64) NOT NULL,
+	architecture JSON NOT NULL,
+	accuracy DOUBLE NOT NULL,
+	created_at DATETIME NOT NULL,
+	dataset INTEGER,
+	CONSTRAINT fk_classifiers_dataset_datasets FOREIGN KEY(dataset) REFERENCES datasets (id)
+);
+
+CREATE INDEX ix_classifiers_dataset_fingerprint ON classifiers (dataset_fingerprint);
+
+CREATE TABLE jobs (
+	id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+	command VARCHAR NOT NULL,
+	arguments JSON NOT NULL,
+	cwd VARCHAR,
+	status VARCHAR NOT NULL,
+	cancel_requested BOOLEAN NOT NULL,
+	worker VARCHAR,
+	host VARCHAR,
+	pid INTEGER,
+	heartbeat_at DATETIME,
+	log_path VARCHAR,
+	attempts INTEGER NOT NULL,
+	exit_code INTEGER,
+	gan INTEGER,
+	created_at DATETIME NOT NULL,
+	started_at DATETIME,
+	finished_at DATETIME,
+	CONSTRAINT fk_jobs_gan_gan_architectures FOREIGN KEY(gan) REFERENCES gan_architectures (id)
+);
+
+CREATE INDEX ix_jobs_status ON jobs (status);
+
 CREATE TABLE training_parameters (
 	id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
 	g_optimizer VARCHAR NOT NULL,
@@ -61,12 +100,14 @@ CREATE TABLE training_parameters (
 	iterations INTEGER NOT NULL,
 	dataset_path VARCHAR,
 	dataset_fingerprint VARCHAR(64),
+	dataset INTEGER,
 	device VARCHAR,
 	seed INTEGER,
 	settings JSON,
 	created_at DATETIME NOT NULL,
 	CONSTRAINT uq_training_parameters_gan UNIQUE (gan),
-	CONSTRAINT fk_training_parameters_gan_gan_architectures FOREIGN KEY(gan) REFERENCES gan_architectures (id)
+	CONSTRAINT fk_training_parameters_gan_gan_architectures FOREIGN KEY(gan) REFERENCES gan_architectures (id),
+	CONSTRAINT fk_training_parameters_dataset_datasets FOREIGN KEY(dataset) REFERENCES datasets (id)
 );
 
 CREATE TABLE images (

@@ -1,0 +1,346 @@
+"""Registered data sets, model names and classifiers: the rows behind gen data, gen models
+rename/retrain and gen classifiers.
+
+Names work wherever an id does: a reference that is all digits is an id, anything else a name,
+which is why names may not be all digits. Deleting reports what depends on a row first
+(`*_dependents`), so the command line can show the counts and ask before anything goes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from db.errors import UserError
+from db.models import (
+    Checkpoint,
+    Classifier,
+    ClassName,
+    Dataset,
+    GanArchitecture,
+    Image,
+    Job,
+    Report,
+    TrainingParameters,
+)
+from db.queries import _require_model, _transaction
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    id: int
+    name: str
+    folder: str
+    fingerprint: str
+    classes: dict[str, int] | None  # class name -> images, when known
+    created_at: datetime
+    models: int  # models trained on it
+    classifiers: int  # classifiers trained on it
+
+    @property
+    def images(self) -> int | None:
+        return None if self.classes is None else sum(self.classes.values())
+
+
+def check_name(name: str, what: str) -> None:
+    """UserError unless name can name a data set or model: not empty, not all digits (an id)."""
+    if not name or name != name.strip() or not name.isprintable():
+        raise UserError(f"{what} name {name!r} must not be empty or start or end with a space.")
+    if name.isdigit():
+        raise UserError(f"{what} name {name!r} is all digits, which would read as an id; add a letter.")
+
+
+def _info(session: Session, dataset: Dataset) -> DatasetInfo:
+    counts = dataset_dependents(session, dataset.id)
+    return DatasetInfo(
+        id=dataset.id,
+        name=dataset.name,
+        folder=dataset.folder,
+        fingerprint=dataset.fingerprint,
+        classes=dataset.classes,
+        created_at=dataset.created_at,
+        models=counts["models"],
+        classifiers=counts["classifiers"],
+    )
+
+
+def _find_dataset(session: Session, reference: str | int) -> Dataset:
+    text = str(reference)
+    query = select(Dataset).where(Dataset.id == int(text) if text.isdigit() else Dataset.name == text)
+    dataset = session.scalars(query).first()
+    if dataset is None:
+        names = list(session.scalars(select(Dataset.name).order_by(Dataset.id)))
+        known = f"data sets: {', '.join(names)}" if names else "none is registered yet; use gen data add"
+        raise UserError(f"no data set {text!r}; {known}.")
+    return dataset
+
+
+def get_dataset(session: Session, reference: str | int) -> DatasetInfo:
+    """A data set by name or id; UserError naming the registered ones if there is none."""
+    return _info(session, _find_dataset(session, reference))
+
+
+def list_datasets(session: Session) -> list[DatasetInfo]:
+    return [_info(session, d) for d in session.scalars(select(Dataset).order_by(Dataset.id))]
+
+
+def find_dataset_by_folder(session: Session, folder: str, fingerprint: str) -> int | None:
+    """The newest data set registered for this folder with these very files, if any."""
+    return session.scalar(
+        select(Dataset.id)
+        .where(Dataset.folder == folder, Dataset.fingerprint == fingerprint)
+        .order_by(Dataset.id.desc())
+        .limit(1)
+    )
+
+
+def unused_dataset_name(session: Session, base: str) -> str:
+    """base, or base-2, base-3, ...: the first name no data set has (for self-registering paths)."""
+    base = base.strip() or "data"
+    if base.isdigit():
+        base = f"data-{base}"
+    taken = set(session.scalars(select(Dataset.name).where(Dataset.name.startswith(base, autoescape=True))))
+    name, number = base, 2
+    while name in taken:
+        name, number = f"{base}-{number}", number + 1
+    return name
+
+
+def add_dataset(
+    session: Session, *, name: str, folder: str, fingerprint: str, classes: dict[str, int]
+) -> int:
+    """Register a folder under a new name; returns the data set's id."""
+    check_name(name, "data set")
+    if session.scalar(select(Dataset.id).where(Dataset.name == name)) is not None:
+        raise UserError(
+            f"a data set called {name!r} exists already; pick another name or gen data rename it."
+        )
+    with _transaction(session):
+        dataset = Dataset(name=name, folder=folder, fingerprint=fingerprint, classes=classes)
+        session.add(dataset)
+        session.flush()
+        dataset_id = dataset.id
+    # Models and classifiers trained on exactly these files before it was registered join it.
+    with _transaction(session):
+        session.execute(
+            update(TrainingParameters)
+            .where(
+                TrainingParameters.dataset_id.is_(None),
+                TrainingParameters.dataset_path == folder,
+                TrainingParameters.dataset_fingerprint == fingerprint,
+            )
+            .values(dataset_id=dataset_id)
+        )
+        session.execute(
+            update(Classifier)
+            .where(Classifier.dataset_id.is_(None), Classifier.dataset_fingerprint == fingerprint)
+            .values(dataset_id=dataset_id)
+        )
+    return dataset_id
+
+
+def rename_dataset(session: Session, reference: str, new_name: str) -> tuple[str, str]:
+    """(old name, new name)."""
+    check_name(new_name, "data set")
+    dataset = _find_dataset(session, reference)
+    old = dataset.name
+    if old != new_name and session.scalar(select(Dataset.id).where(Dataset.name == new_name)) is not None:
+        raise UserError(f"a data set called {new_name!r} exists already.")
+    with _transaction(session):
+        dataset.name = new_name
+    return old, new_name
+
+
+def dataset_dependents(session: Session, dataset_id: int) -> dict[str, int]:
+    """What uses the data set: {"models": n, "classifiers": n}."""
+    models = session.scalar(
+        select(func.count())
+        .select_from(TrainingParameters)
+        .where(TrainingParameters.dataset_id == dataset_id)
+    )
+    classifiers = session.scalar(
+        select(func.count()).select_from(Classifier).where(Classifier.dataset_id == dataset_id)
+    )
+    return {"models": models or 0, "classifiers": classifiers or 0}
+
+
+def move_dataset(session: Session, reference: str, folder: str, fingerprint: str) -> DatasetInfo:
+    """Point the data set at another folder holding the same files; refused while it is used."""
+    dataset = _find_dataset(session, reference)
+    used = dataset_dependents(session, dataset.id)
+    if any(used.values()):
+        raise UserError(
+            f"data set {dataset.name!r} is used by {used['models']} models and {used['classifiers']} "
+            "classifiers, so its folder cannot change; register the new folder with gen data add."
+        )
+    if fingerprint != dataset.fingerprint:
+        raise UserError(
+            f"the files in {folder} differ from the ones registered as {dataset.name!r}; "
+            "register them as a new data set with gen data add."
+        )
+    with _transaction(session):
+        dataset.folder = folder
+    return get_dataset(session, dataset.id)
+
+
+def delete_dataset(session: Session, reference: str) -> DatasetInfo:
+    """Delete the data set's row; the models and classifiers that used it keep their rows (and
+    their recorded folder and fingerprint) but no longer point to it. Returns what was deleted."""
+    info = get_dataset(session, reference)
+    with _transaction(session):
+        session.execute(
+            update(TrainingParameters).where(TrainingParameters.dataset_id == info.id).values(dataset_id=None)
+        )
+        session.execute(update(Classifier).where(Classifier.dataset_id == info.id).values(dataset_id=None))
+        session.execute(delete(Dataset).where(Dataset.id == info.id))
+    return info
+
+
+def link_model_to_dataset(session: Session, gan_id: int, dataset_id: int) -> None:
+    with _transaction(session):
+        session.execute(
+            update(TrainingParameters)
+            .where(TrainingParameters.gan_id == gan_id)
+            .values(dataset_id=dataset_id)
+        )
+
+
+def model_dataset(session: Session, gan_id: int) -> str | None:
+    """The name of the data set the model was trained on, if it is registered."""
+    return session.scalar(
+        select(Dataset.name)
+        .join(TrainingParameters, TrainingParameters.dataset_id == Dataset.id)
+        .where(TrainingParameters.gan_id == gan_id)
+    )
+
+
+# Models by name
+
+
+def resolve_model(session: Session, reference: str | int) -> int:
+    """A model's id from its id or its name (gen models rename); UserError naming what exists."""
+    text = str(reference).strip()
+    if text.isdigit():
+        return _require_model(session, int(text)).id
+    gan_id = session.scalar(select(GanArchitecture.id).where(GanArchitecture.name == text))
+    if gan_id is None:
+        named = list(session.scalars(select(GanArchitecture.name).where(GanArchitecture.name.is_not(None))))
+        known = f"named models: {', '.join(named)}" if named else "no model has a name yet"
+        raise UserError(f"no model called {text!r}; {known}.")
+    return gan_id
+
+
+def model_name(session: Session, gan_id: int) -> str | None:
+    return session.scalar(select(GanArchitecture.name).where(GanArchitecture.id == gan_id))
+
+
+def rename_model(session: Session, reference: str, new_name: str | None) -> int:
+    """Give a model a name (None removes it); returns its id."""
+    gan_id = resolve_model(session, reference)
+    if new_name is not None:
+        check_name(new_name, "model")
+        holder = session.scalar(select(GanArchitecture.id).where(GanArchitecture.name == new_name))
+        if holder is not None and holder != gan_id:
+            raise UserError(f"model {holder} is already called {new_name!r}.")
+    with _transaction(session):
+        session.execute(update(GanArchitecture).where(GanArchitecture.id == gan_id).values(name=new_name))
+    return gan_id
+
+
+def set_retrained_from(session: Session, gan_id: int, parent_id: int) -> None:
+    with _transaction(session):
+        session.execute(
+            update(GanArchitecture).where(GanArchitecture.id == gan_id).values(retrained_from=parent_id)
+        )
+
+
+def model_dependents(session: Session, gan_id: int) -> dict[str, int]:
+    """What deleting the model takes with it (rows only), and what only points to it."""
+    _require_model(session, gan_id)
+    class_ids = select(ClassName.id).where(ClassName.gan_id == gan_id).scalar_subquery()
+
+    def count(model: Any, *where: Any) -> int:
+        return session.scalar(select(func.count()).select_from(model).where(*where)) or 0
+
+    return {
+        "checkpoints": count(Checkpoint, Checkpoint.gan_id == gan_id),
+        "images": count(Image, Image.class_id.in_(class_ids)),
+        "reports": count(Report, Report.gan_id == gan_id),
+        "jobs": count(Job, Job.gan_id == gan_id),
+        "retrained models": count(GanArchitecture, GanArchitecture.retrained_from == gan_id),
+    }
+
+
+# Classifiers
+
+
+@dataclass(frozen=True)
+class ClassifierSummary:
+    id: int
+    dataset: str | None  # the registered data set's name
+    dataset_fingerprint: str
+    path: str
+    sha256: str
+    accuracy: float
+    architecture: dict[str, Any]
+    created_at: datetime
+
+
+def _classifier_rows(session: Session, *where: Any) -> list[ClassifierSummary]:
+    rows = session.execute(
+        select(Classifier, Dataset.name)
+        .outerjoin(Dataset, Dataset.id == Classifier.dataset_id)
+        .where(*where)
+        .order_by(Classifier.id)
+    )
+    return [
+        ClassifierSummary(
+            id=c.id,
+            dataset=name,
+            dataset_fingerprint=c.dataset_fingerprint,
+            path=c.path,
+            sha256=c.sha256,
+            accuracy=c.accuracy,
+            architecture=c.architecture,
+            created_at=c.created_at,
+        )
+        for c, name in rows
+    ]
+
+
+def list_classifiers(session: Session) -> list[ClassifierSummary]:
+    return _classifier_rows(session)
+
+
+def get_classifier(session: Session, classifier_id: int) -> ClassifierSummary:
+    rows = _classifier_rows(session, Classifier.id == classifier_id)
+    if not rows:
+        ids = [str(c.id) for c in _classifier_rows(session)]
+        known = f"classifiers: {', '.join(ids)}" if ids else "there are none yet (gen report trains them)"
+        raise UserError(f"no classifier {classifier_id}; {known}.")
+    return rows[0]
+
+
+def delete_classifier(session: Session, classifier_id: int) -> ClassifierSummary:
+    """Delete the classifier's row (its file is the caller's business); returns what it was."""
+    info = get_classifier(session, classifier_id)
+    with _transaction(session):
+        session.execute(delete(Classifier).where(Classifier.id == classifier_id))
+    return info
+
+
+def model_image_files(session: Session, gan_id: int) -> list[str]:
+    """The files of the images the model made, as recorded (for --delete-files)."""
+    class_ids = select(ClassName.id).where(ClassName.gan_id == gan_id).scalar_subquery()
+    return list(session.scalars(select(Image.file_path).where(Image.class_id.in_(class_ids))))
+
+
+def model_or_latest(session: Session, reference: str | int | None) -> int:
+    """--model ID|NAME as the commands take it: the model named, else the latest one."""
+    from db.queries import latest_model_id
+
+    return latest_model_id(session) if reference is None else resolve_model(session, reference)

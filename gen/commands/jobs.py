@@ -1,0 +1,210 @@
+"""gen jobs and gen worker: thin wrappers over db.jobs and gen.jobs."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import click
+
+from gen.cli import database_option, open_db
+from gen.errors import GenError
+
+
+def _when(moment) -> str:  # noqa: ANN001 - a datetime or None
+    return "-" if moment is None else f"{moment:%Y-%m-%d %H:%M:%S}"
+
+
+def absolute_sqlite_url(url: str) -> str:
+    """The URL with a relative SQLite path made absolute: jobs run in the folder they came from."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if (
+        parsed.get_backend_name() != "sqlite"
+        or not parsed.database
+        or parsed.database.startswith(("file:", ":"))
+    ):
+        return url
+    return parsed.set(database=str(Path(parsed.database).resolve())).render_as_string(hide_password=False)
+
+
+@click.group("jobs")
+def jobs() -> None:
+    """Queue gen commands for workers (gen worker) and follow them."""
+
+
+@jobs.command("submit", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("arguments", nargs=-1, type=click.UNPROCESSED, required=True, metavar="-- COMMAND [ARGS]...")
+@database_option
+def jobs_submit(arguments: tuple[str, ...], database_url: str | None) -> None:
+    """Queue a gen command, e.g. gen jobs submit -- train --data pbc4 --out runs/b --iters 100000.
+
+    Relative paths in it are relative to the folder it is submitted from; the worker runs it
+    with the worker's database and --device. This command's own --db goes before the --.
+    """
+    from sqlalchemy.orm import Session
+
+    from db import jobs as job_rows
+    from gen.cli import cli
+    from gen.jobs import REFUSED_COMMANDS
+
+    command = arguments[0]
+    if command not in cli.commands or command in REFUSED_COMMANDS:
+        runnable = ", ".join(name for name in sorted(cli.commands) if name not in REFUSED_COMMANDS)
+        raise GenError(f"a job runs a gen command ({runnable}), not {command!r}.")
+    if "--db" in arguments or any(a.startswith("--db=") for a in arguments):
+        raise GenError("a job runs on the worker's database; leave --db out of the command.")
+    with Session(open_db(database_url)) as session:
+        job_id = job_rows.submit(session, arguments, os.getcwd())
+    click.echo(f"job {job_id} queued: gen {' '.join(arguments)}")
+
+
+@jobs.command("list")
+@click.option("--status", "statuses", multiple=True, help="Only jobs in this status (repeatable).")
+@database_option
+def jobs_list(statuses: tuple[str, ...], database_url: str | None) -> None:
+    """One line per job: id, status, attempts, worker, created, finished, model, command."""
+    from sqlalchemy.orm import Session
+
+    from db import jobs as job_rows
+
+    with Session(open_db(database_url, create=False, read_only=True)) as session:
+        rows = job_rows.list_jobs(session, statuses)
+    if not rows:
+        click.echo("no jobs; queue one with gen jobs submit -- COMMAND ...")
+        return
+    click.echo(
+        f"{'id':>4}  {'status':<9} {'tries':>5}  {'worker':<20} {'finished':<19} {'model':>5}  command"
+    )
+    for job in rows:
+        status = "cancel..." if job.cancel_requested and job.status == "running" else job.status
+        click.echo(
+            f"{job.id:>4}  {status:<9} {job.attempts:>5}  {(job.worker or '-'):<20} "
+            f"{_when(job.finished_at):<19} "
+            f"{job.gan_id or '-':>5}  gen {' '.join(job.arguments)}"
+        )
+
+
+@jobs.command("show")
+@click.argument("job_id", type=int)
+@database_option
+def jobs_show(job_id: int, database_url: str | None) -> None:
+    """Everything recorded about one job."""
+    from sqlalchemy.orm import Session
+
+    from db import jobs as job_rows
+
+    with Session(open_db(database_url, create=False, read_only=True)) as session:
+        job = job_rows.get_job(session, job_id)
+    cancel = " (cancel requested)" if job.cancel_requested and job.status == "running" else ""
+    click.echo(f"job {job.id}: {job.status}{cancel}")
+    click.echo(f"  command     gen {' '.join(job.arguments)}")
+    click.echo(f"  folder      {job.cwd or '-'}")
+    click.echo(f"  attempts    {job.attempts}")
+    click.echo(f"  worker      {job.worker or '-'} on {job.host or '-'}, pid {job.pid or '-'}")
+    click.echo(f"  created     {_when(job.created_at)}")
+    click.echo(f"  started     {_when(job.started_at)}")
+    click.echo(f"  heartbeat   {_when(job.heartbeat_at)}")
+    click.echo(f"  finished    {_when(job.finished_at)}")
+    click.echo(f"  exit code   {'-' if job.exit_code is None else job.exit_code}")
+    click.echo(f"  model       {job.gan_id or '-'}")
+    click.echo(f"  log         {job.log_path or '-'}")
+
+
+@jobs.command("logs")
+@click.argument("job_id", type=int)
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new output until the job finishes.")
+@database_option
+def jobs_logs(job_id: int, follow: bool, database_url: str | None) -> None:
+    """Print a job's output (on the machine, or shared folder, its worker wrote it to)."""
+    from sqlalchemy.orm import Session
+
+    from db import jobs as job_rows
+
+    engine = open_db(database_url, create=False, read_only=True)
+    position = 0
+    while True:
+        with Session(engine) as session:
+            job = job_rows.get_job(session, job_id)
+        if job.log_path and Path(job.log_path).is_file():
+            with open(job.log_path, encoding="utf-8", errors="replace") as log:
+                log.seek(position)
+                text = log.read()
+                position = log.tell()
+            click.echo(text, nl=False)
+        elif job.log_path:
+            raise GenError(f"job {job_id}'s log {job.log_path} is not on this machine ({job.host} wrote it).")
+        elif not follow:
+            click.echo(f"job {job_id} is {job.status} and has no output yet.", err=True)
+        if not follow or job.status in job_rows.FINISHED:
+            return
+        time.sleep(1.0)
+
+
+@jobs.command("cancel")
+@click.argument("job_id", type=int)
+@database_option
+def jobs_cancel(job_id: int, database_url: str | None) -> None:
+    """Cancel a queued job, or stop a running one as Ctrl-C would (training saves a checkpoint)."""
+    from sqlalchemy.orm import Session
+
+    from db import jobs as job_rows
+
+    with Session(open_db(database_url, create=False)) as session:
+        status = job_rows.request_cancel(session, job_id)
+    if status == "cancelled":
+        click.echo(f"job {job_id} cancelled")
+    else:
+        click.echo(f"job {job_id} is stopping: its worker interrupts it at the next heartbeat")
+
+
+@click.command("worker")
+@click.option("--device", help="cpu, cuda, cuda:N or auto, given to every command that takes --device.")
+@click.option("--once", is_flag=True, help="Run at most one job, then stop.")
+@click.option("--poll", "poll_s", type=click.FloatRange(0.1), default=5.0, show_default=True, help="Seconds.")
+@click.option(
+    "--heartbeat", "heartbeat_s", type=click.FloatRange(0.1), default=10.0, show_default=True, help="Seconds."
+)
+@click.option(
+    "--stale-after",
+    "stale_after_s",
+    type=click.FloatRange(1),
+    default=120.0,
+    show_default=True,
+    help="Seconds without a heartbeat after which a running job counts as orphaned and is queued again.",
+)
+@click.option("--log-dir", default="gen-jobs", show_default=True, help="Folder for the jobs' output.")
+@click.option("--name", help="This worker's name [default: host:pid].")
+@database_option
+def worker(
+    device: str | None,
+    once: bool,
+    poll_s: float,
+    heartbeat_s: float,
+    stale_after_s: float,
+    log_dir: str,
+    name: str | None,
+    database_url: str | None,
+) -> None:
+    """Run queued jobs one at a time (one worker per GPU; any machine that reaches the database)."""
+    from db import resolve_database_url
+    from gen.jobs import WorkerSettings, run_worker
+
+    if heartbeat_s * 2 > stale_after_s:
+        raise GenError("--stale-after must be at least twice --heartbeat, or live jobs would be re-queued.")
+    if (
+        device
+        and device not in ("auto", "cpu", "cuda")
+        and not (device.startswith("cuda:") and device[5:].isdigit())
+    ):
+        raise GenError(f"--device {device!r} must be cpu, cuda, cuda:N or auto.")
+    url = absolute_sqlite_url(resolve_database_url(database_url))
+    settings = WorkerSettings(device, poll_s, heartbeat_s, stale_after_s, log_dir, once)
+    try:
+        ran = run_worker(open_db(url), url, settings, name, say=click.echo)
+    except KeyboardInterrupt:
+        click.echo("worker stopped; its job (if any) was handed back to the queue", err=True)
+        raise SystemExit(130) from None
+    click.echo(f"worker ran {ran} job{'s' if ran != 1 else ''}")

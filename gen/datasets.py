@@ -1,0 +1,167 @@
+"""Registered data sets: a name for an image folder, with its classes, counts and fingerprint.
+
+Training on a folder records its fingerprint (gen.data: every loaded file's path and bytes);
+registering keeps that fingerprint under a name, so a folder whose files changed since is
+noticed (`check`) and refused for training under the old name instead of silently used.
+The rows are written by db.catalog; this module reads the folders.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from db import catalog
+from db.catalog import DatasetInfo
+from db.errors import UserError
+from gen.data import load_image_folder
+from gen.errors import GenError
+
+UNCHANGED, CHANGED, MISSING = "unchanged", "changed", "missing"
+
+
+@dataclass(frozen=True)
+class FolderScan:
+    folder: str  # absolute
+    fingerprint: str
+    classes: dict[str, int]  # readable images per class, in label order
+
+
+def scan_folder(folder: str | Path, *, progress: bool = False) -> FolderScan:
+    """Read the folder as training would: its classes, readable images per class, fingerprint."""
+    images = load_image_folder(folder, progress=progress)
+    return FolderScan(str(Path(folder).resolve()), images.fingerprint, images.counts())
+
+
+def register(engine: Engine, name: str, folder: str | Path, *, progress: bool = False) -> DatasetInfo:
+    """Register a folder under a new name; refused when these very files are registered already."""
+    catalog.check_name(name, "data set")
+    scan = scan_folder(folder, progress=progress)
+    with Session(engine) as session:
+        existing = catalog.find_dataset_by_folder(session, scan.folder, scan.fingerprint)
+        if existing is not None:
+            known = catalog.get_dataset(session, existing)
+            raise GenError(
+                f"{scan.folder} is registered already as {known.name!r}; rename it with "
+                f"gen data rename {known.name} {name}."
+            )
+        dataset_id = catalog.add_dataset(
+            session, name=name, folder=scan.folder, fingerprint=scan.fingerprint, classes=scan.classes
+        )
+        return catalog.get_dataset(session, dataset_id)
+
+
+def check(info: DatasetInfo) -> str:
+    """Whether the folder still holds the registered files: UNCHANGED, CHANGED or MISSING."""
+    if not Path(info.folder).is_dir():
+        return MISSING
+    try:
+        return UNCHANGED if scan_folder(info.folder).fingerprint == info.fingerprint else CHANGED
+    except GenError:
+        return CHANGED  # no longer a usable image folder
+
+
+def move(engine: Engine, reference: str, folder: str | Path) -> DatasetInfo:
+    """Point a data set at a new folder holding the same files (refused while anything uses it)."""
+    with Session(engine) as session:
+        info = catalog.get_dataset(session, reference)
+        used = catalog.dataset_dependents(session, info.id)
+    if any(used.values()):  # before reading a possibly large folder
+        with Session(engine) as session:
+            return catalog.move_dataset(session, reference, str(Path(folder).resolve()), "")
+    scan = scan_folder(folder)
+    with Session(engine) as session:
+        return catalog.move_dataset(session, reference, scan.folder, scan.fingerprint)
+
+
+def delete(engine: Engine, reference: str, *, delete_files: bool = False) -> DatasetInfo:
+    """Delete a data set's row (models and classifiers keep theirs); with delete_files, its folder too."""
+    with Session(engine) as session:
+        info = catalog.delete_dataset(session, reference)
+    if delete_files and Path(info.folder).is_dir():
+        shutil.rmtree(info.folder)
+    return info
+
+
+def training_folder(database_url: str | None, data: str | Path) -> tuple[Path, str | None]:
+    """What gen train --data means: (the folder, the data set's name if a name was given).
+
+    An existing folder is a path (it registers itself once trained on); anything else must be a
+    registered data set's name.
+    """
+    path = Path(data)
+    if path.exists():
+        return path, None
+    from db import open_database
+
+    try:
+        engine = open_database(database_url, create=False, read_only=True)
+    except UserError:
+        raise GenError(f"--data {data}: there is no such folder, and no database of data sets yet.") from None
+    try:
+        with Session(engine) as session:
+            try:
+                info = catalog.get_dataset(session, str(data))
+            except UserError as error:
+                raise GenError(
+                    f"--data {data} is neither a folder nor a registered data set: {error}"
+                ) from None
+    finally:
+        engine.dispose()
+    return Path(info.folder), info.name
+
+
+def dataset_for_run(
+    session: Session,
+    name: str | None,
+    folder: str | Path,
+    fingerprint: str,
+    class_names: tuple[str, ...],
+    skipped_files: tuple[str, ...],
+) -> tuple[int, str | None]:
+    """The data set a new training run is recorded against: the named one, whose files must not
+    have changed since it was registered, or the one of this folder with these files, registered
+    now (named after the folder) when there is none. Returns (its id, a warning to show or None):
+    a folder registered before whose files changed since is said, not passed over."""
+    resolved = str(Path(folder).resolve())
+    if name is not None:
+        info = catalog.get_dataset(session, name)
+        if info.fingerprint != fingerprint:
+            raise GenError(
+                f"the files in {info.folder} changed since it was registered as data set {info.name!r}; "
+                f"register the folder as it is now under a new name with gen data add NAME {info.folder}."
+            )
+        return info.id, None
+    existing = catalog.find_dataset_by_folder(session, resolved, fingerprint)
+    if existing is not None:
+        return existing, None
+    earlier = [d.name for d in catalog.list_datasets(session) if d.folder == resolved]
+    dataset_id = catalog.add_dataset(
+        session,
+        name=catalog.unused_dataset_name(session, Path(resolved).name),
+        folder=resolved,
+        fingerprint=fingerprint,
+        classes=_counts_from_files(Path(resolved), class_names, skipped_files),
+    )
+    if not earlier:
+        return dataset_id, None
+    new_name = catalog.get_dataset(session, dataset_id).name
+    return dataset_id, (
+        f"warning: the files in {resolved} changed since it was registered as data set "
+        f"{', '.join(earlier)}; this run is recorded against the new data set {new_name}."
+    )
+
+
+def _counts_from_files(
+    root: Path, class_names: tuple[str, ...], skipped_files: tuple[str, ...]
+) -> dict[str, int]:
+    """Readable images per class without decoding again: files found, less those training skipped."""
+    from gen.data import _files_in
+
+    skipped = Counter(line.split("/", 1)[0] for line in skipped_files)
+    return {name: len(_files_in(root / name)) - skipped[name] for name in class_names}
