@@ -286,14 +286,14 @@ def test_a_crash_leaves_nothing_behind(
     def crash(*args: Any, **kwargs: Any) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("gen.export.write_grid", crash)
+    monkeypatch.setattr("gen.export.dataset.write_grid", crash)
     with pytest.raises(KeyboardInterrupt):
         export_dataset(engine, gan_id, tmp_path / "out", sql_dump=True, csv=True, archive=True)
     assert list(tmp_path.iterdir()) == []
     # And a crash while replacing keeps the old data set.
     monkeypatch.undo()
     export_dataset(engine, gan_id, tmp_path / "out", limit_per_class=1)
-    monkeypatch.setattr("gen.export.write_grid", crash)
+    monkeypatch.setattr("gen.export.dataset.write_grid", crash)
     with pytest.raises(KeyboardInterrupt):
         export_dataset(engine, gan_id, tmp_path / "out", force=True)
     assert (
@@ -307,7 +307,7 @@ def test_force_never_leaves_the_target_without_a_whole_data_set(
 ) -> None:
     """A crash at each step of replacing: before the swap the old data set is in place, after
     it the new one; never neither."""
-    import gen.export as export
+    import gen.export.place as export
 
     engine, gan_id, _ = source
     out = tmp_path / "out"
@@ -342,7 +342,7 @@ def test_two_exports_racing_to_one_target_the_second_is_refused(
     source: tuple[Engine, int, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Both pass the check at the start; the rule still holds when the second moves into place."""
-    import gen.export as export
+    import gen.export.dataset as export
 
     engine, gan_id, _ = source
     out = tmp_path / "out"
