@@ -6,8 +6,11 @@ Every image file's MD5 is recomputed and compared with its class's MD5SUMS and w
 database.sql; every file must have a row and every row a file; counts and byte totals must
 match manifest.json, and so must the SHA-256 of every other file the manifest lists.
 
-Extra files inside class folders, grids/ or plots/ are errors (they would pass for data);
-extra files at the top level are not, so a publisher may add LICENSE or CITATION.cff.
+Extra files inside class folders, and unlisted grid-*.png or plot-*.png, are errors (they
+would pass for data), and so is any folder at the top level that is not a class (torchvision's
+ImageFolder would take it for one); other extra files at the top level are not, so a publisher
+may add LICENSE or CITATION.cff. metadata.csv (Hugging Face's imagefolder labels) must name
+every image once, with its class and MD5.
 README.md and index.html are meant to be edited and are not checksummed.
 
 A data set comes from a stranger, so verifying one trusts none of it (SECURITY.md):
@@ -30,7 +33,9 @@ A data set comes from a stranger, so verifying one trusts none of it (SECURITY.m
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import os
 import re
@@ -52,11 +57,13 @@ from gen.export import (
     CARD_FILES,
     COPY_CHUNK,
     COPY_THREADS,
-    GRIDS_DIR,
+    GRID_PREFIX,
     MANIFEST_FORMAT,
     MANIFEST_NAME,
     MD5SUMS_NAME,
-    PLOTS_DIR,
+    METADATA_COLUMNS,
+    METADATA_NAME,
+    PLOT_PREFIX,
     SQL_DUMP_NAME,
     check_class_folder_name,
     parse_md5sums_line,
@@ -542,7 +549,8 @@ def _check_listed_files(root: Path, tree: _Tree, manifest: dict[str, Any], probl
         elif sha256 != expected.get("sha256"):
             problems.append(f"{name} changed: its SHA-256 differs from the one in {MANIFEST_NAME}")
     for relative in sorted(tree.files):
-        if relative.split("/", 1)[0] in (GRIDS_DIR, PLOTS_DIR) and relative not in listed:
+        pictures = "/" not in relative and relative.startswith((GRID_PREFIX, PLOT_PREFIX))
+        if pictures and relative.endswith(".png") and relative not in listed:
             problems.append(f"{relative}: extra file, not listed in {MANIFEST_NAME}")
 
 
@@ -649,9 +657,9 @@ def _problems(root: Path, progress: bool) -> list[str]:
     elif SQL_DUMP_NAME in tree.files and SQL_DUMP_NAME not in listed:
         problems.append(f"{SQL_DUMP_NAME} is not listed in {MANIFEST_NAME}")
 
-    # Every folder at the top level is a class of the manifest, or the card's.
+    # Every folder at the top level is a class of the manifest (ImageFolder takes each for one).
     for name in tree.listing[""]:
-        if name in tree.folders and name not in classes and name not in (GRIDS_DIR, PLOTS_DIR):
+        if name in tree.folders and name not in classes:
             problems.append(f"{name}/: unexpected folder (not a class of this data set)")
 
     files_on_disk: dict[str, list[str]] = {}
@@ -743,4 +751,47 @@ def _problems(root: Path, progress: bool) -> list[str]:
     for name in CARD_FILES:
         if name not in tree.files and name not in tree.refused:
             problems.append(f"{name} is missing")
+    images = {relative: hashes[relative][0] for paths in files_on_disk.values() for relative in paths}
+    _check_metadata(root, tree, listed, images, problems)
     return problems
+
+
+def _check_metadata(
+    root: Path, tree: _Tree, listed: dict[str, Any], images: dict[str, str | None], problems: list[str]
+) -> None:
+    """metadata.csv names every image file once, with its class folder as label and its MD5."""
+    if METADATA_NAME in tree.refused:
+        return  # reported by the walk
+    if METADATA_NAME not in tree.files:
+        if METADATA_NAME not in listed:  # else reported with the files the manifest lists
+            problems.append(f"{METADATA_NAME} is missing")
+        return
+    if METADATA_NAME not in listed:
+        problems.append(f"{METADATA_NAME} is not listed in {MANIFEST_NAME}")
+    try:
+        rows = list(csv.reader(io.StringIO(_read_text(root, METADATA_NAME), newline="")))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        problems.append(f"{METADATA_NAME} cannot be read: {error}")
+        return
+    if not rows or tuple(rows[0]) != METADATA_COLUMNS:
+        problems.append(f"{METADATA_NAME} does not start with the header {','.join(METADATA_COLUMNS)}")
+        return
+    seen: set[str] = set()
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) != len(METADATA_COLUMNS):
+            problems.append(f"{METADATA_NAME} line {line} has {len(row)} fields, not {len(METADATA_COLUMNS)}")
+            continue
+        file_name, label, md5 = row[0], row[1], row[2]
+        if file_name not in images:
+            problems.append(f"{METADATA_NAME} line {line} names {file_name!r}, not an image of the data set")
+        elif file_name in seen:
+            problems.append(f"{METADATA_NAME} line {line} names {file_name} a second time")
+        elif label != file_name.split("/", 1)[0]:
+            problems.append(f"{METADATA_NAME} line {line} gives {file_name} the label {label!r}")
+        elif images[file_name] is not None and md5 != images[file_name]:
+            problems.append(
+                f"{METADATA_NAME} line {line}: MD5 of {file_name} is {images[file_name]}, not {md5}"
+            )
+        seen.add(file_name)
+    for relative in sorted(set(images) - seen):
+        problems.append(f"{relative} has no line in {METADATA_NAME}")

@@ -8,14 +8,18 @@ The folder (`gen verify` checks all of it):
     <class>/MD5SUMS         md5sum's format: (cd <class> && md5sum -c MD5SUMS)
     database.sql            the rows behind the images, file paths relative to this folder
     settings.csv            the GAN settings behind the first N images, one row per image
-    report.json, plots/     the quality report: --report DIR's report.json, report.md and
+    metadata.csv            file_name,label,...: Hugging Face datasets' imagefolder labels
+    croissant.json          MLCommons Croissant metadata (gen.export.croissant)
+    report.json, plot-*     the quality report: --report DIR's report.json, report.md and
                             plots, else report.json built from the reports rows
-    grids/<class>.png       a sample grid per class, shown by index.html
+    grid-<class>.png        a sample grid per class, shown by index.html
     README.md, index.html   the data set's card (licence and citation from --license and
                             --citation); both may be edited and so are not checksummed
     manifest.json           counts, sizes, SHA-256 of every other file, tool, source, time
 
 Decisions worth knowing:
+- No folder at the top level but the class folders, so torchvision's ImageFolder(EXPORT) loads
+  it as is: the grids and plots are files beside them (grid-*.png, plot-*.png).
 - Images are copied, never hard-linked: a published data set must not share inodes with the
   working files, or editing one would silently change the other. Each source file is read
   once, and its MD5 is checked against its row while it is copied: a file changed since it was
@@ -49,23 +53,27 @@ from gen.export.files import (
     parse_md5sums_line,
     write_grid,
     write_md5sums,
+    write_metadata_csv,
     write_settings_csv,
 )
 from gen.export.layout import (
     CARD_FILES,
     COPY_CHUNK,
     COPY_THREADS,
+    CROISSANT_NAME,
     CSV_COLUMNS,
     CSV_NAME,
     DEFAULT_CSV_ROWS,
     DUMP_DIALECTS,
     GRID_COLUMNS,
+    GRID_PREFIX,
     GRID_ROWS,
-    GRIDS_DIR,
     MANIFEST_FORMAT,
     MANIFEST_NAME,
     MD5SUMS_NAME,
-    PLOTS_DIR,
+    METADATA_COLUMNS,
+    METADATA_NAME,
+    PLOT_PREFIX,
     REPORT_MARKDOWN_NAME,
     REPORT_NAME,
     RESERVED_NAMES,
@@ -85,13 +93,16 @@ __all__ = [
     "DUMP_DIALECTS",
     "ExportResult",
     "ExportedImage",
-    "GRIDS_DIR",
+    "GRID_PREFIX",
     "GRID_COLUMNS",
     "GRID_ROWS",
     "MANIFEST_FORMAT",
     "MANIFEST_NAME",
     "MD5SUMS_NAME",
-    "PLOTS_DIR",
+    "METADATA_COLUMNS",
+    "METADATA_NAME",
+    "CROISSANT_NAME",
+    "PLOT_PREFIX",
     "Publication",
     "REPORT_MARKDOWN_NAME",
     "REPORT_NAME",
@@ -112,5 +123,6 @@ __all__ = [
     "write_archive",
     "write_grid",
     "write_md5sums",
+    "write_metadata_csv",
     "write_settings_csv",
 ]

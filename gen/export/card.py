@@ -18,6 +18,7 @@ from gen.export.layout import (
     GRID_ROWS,
     MANIFEST_NAME,
     MD5SUMS_NAME,
+    METADATA_NAME,
     REPORT_MARKDOWN_NAME,
     REPORT_NAME,
     SQL_DUMP_NAME,
@@ -152,10 +153,12 @@ def render_readme(card: _Card) -> str:
     contents.append(
         (
             ", ".join(f"`{name}`" for name in report_files),
-            "the quality report" + (", plots in `plots/`" if card.plots else ""),
+            "the quality report" + (", plots in `plot-*.png`" if card.plots else ""),
         )
     )
     contents += [
+        (f"`{METADATA_NAME}`", "each image's class, for Hugging Face datasets' imagefolder loader"),
+        ("`grid-<class>.png`", "a sample grid per class"),
         ("`index.html`", "a preview: a sample grid per class"),
         (f"`{MANIFEST_NAME}`", "counts, sizes and SHA-256 of the other files"),
     ]
@@ -165,7 +168,7 @@ def render_readme(card: _Card) -> str:
             ((f["metric"], f["class_name"] or "all classes", _fmt(f["value"])) for f in card.figures),
         )
     elif card.report_copied:
-        quality = f"See `{REPORT_NAME}`" + (" and the plots in `plots/`." if card.plots else ".")
+        quality = f"See `{REPORT_NAME}`" + (" and the plots in `plot-*.png`." if card.plots else ".")
     elif card.report_note:
         quality = card.report_note
     else:

@@ -13,7 +13,14 @@ from sqlalchemy.orm import Session
 
 from gen.data import check_class_name
 from gen.errors import GenError
-from gen.export.layout import MD5SUMS_NAME, REPORT_NAME, RESERVED_NAMES, ExportedImage
+from gen.export.layout import (
+    GRID_PREFIX,
+    MD5SUMS_NAME,
+    PLOT_PREFIX,
+    REPORT_NAME,
+    RESERVED_NAMES,
+    ExportedImage,
+)
 
 
 def check_class_folder_name(name: str) -> None:
@@ -24,6 +31,11 @@ def check_class_folder_name(name: str) -> None:
         raise GenError(
             f"class name {name!r} clashes with the data set's own {name} (reserved: "
             f"{', '.join(sorted(RESERVED_NAMES))})."
+        )
+    if name.lower().startswith((GRID_PREFIX, PLOT_PREFIX)) and name.lower().endswith(".png"):
+        raise GenError(
+            f"class name {name!r} looks like one of the data set's own pictures "
+            f"({GRID_PREFIX}*.png, {PLOT_PREFIX}*.png); choose another."
         )
 
 

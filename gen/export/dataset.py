@@ -19,19 +19,27 @@ from gen.errors import GenError
 from gen.export.archive import write_archive
 from gen.export.card import Publication, _Card, render_index, render_readme
 from gen.export.choosing import _report_for, _report_rows, select_images
-from gen.export.files import copy_images, copy_report, write_grid, write_md5sums, write_settings_csv
+from gen.export.files import (
+    copy_images,
+    copy_report,
+    write_grid,
+    write_md5sums,
+    write_metadata_csv,
+    write_settings_csv,
+)
 from gen.export.layout import (
     CARD_FILES,
     CSV_NAME,
     DEFAULT_CSV_ROWS,
     DUMP_DIALECTS,
     GRID_COLUMNS,
+    GRID_PREFIX,
     GRID_ROWS,
-    GRIDS_DIR,
     MANIFEST_FORMAT,
     MANIFEST_NAME,
     MD5SUMS_NAME,
-    PLOTS_DIR,
+    METADATA_NAME,
+    PLOT_PREFIX,
     REPORT_NAME,
     SQL_DUMP_NAME,
     ExportedImage,
@@ -127,7 +135,8 @@ def export_dataset(
     try:
         image_bytes = copy_images(images, staging, progress=progress)
         write_md5sums(images, staging)
-        files: list[str] = []
+        write_metadata_csv(staging / METADATA_NAME, images)
+        files: list[str] = [METADATA_NAME]
         if dump is not None:
             (staging / SQL_DUMP_NAME).write_text(dump, encoding="utf-8", newline="\n")
             files.append(SQL_DUMP_NAME)
@@ -147,10 +156,9 @@ def export_dataset(
         for image in images:
             by_class.setdefault(image.class_name, []).append(image)
         grids = {}
-        (staging / GRIDS_DIR).mkdir()
         for class_name, members in by_class.items():
             shown = list(dict.fromkeys(m.name for m in members))[: GRID_COLUMNS * GRID_ROWS]
-            grid = f"{GRIDS_DIR}/{class_name}.png"
+            grid = f"{GRID_PREFIX}{class_name}.png"
             write_grid([staging / class_name / name for name in shown], staging / grid)
             grids[class_name] = grid
             files.append(grid)
@@ -187,7 +195,7 @@ def export_dataset(
             manifest=manifest,
             figures=figures,
             report_copied=report_path is not None,
-            plots=[name for name in files if name.startswith(f"{PLOTS_DIR}/")],
+            plots=[name for name in files if name.startswith(PLOT_PREFIX)],
             grids=grids,
             checkpoints=sorted({image.iteration for image in images}),
             seeds=sorted({image.seed for image in images}),

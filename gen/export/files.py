@@ -21,7 +21,8 @@ from gen.export.layout import (
     CSV_COLUMNS,
     GRID_COLUMNS,
     MD5SUMS_NAME,
-    PLOTS_DIR,
+    METADATA_COLUMNS,
+    PLOT_PREFIX,
     REPORT_MARKDOWN_NAME,
     REPORT_NAME,
     ExportedImage,
@@ -143,6 +144,19 @@ def write_settings_csv(path: Path, images: Sequence[ExportedImage], model: Any, 
     return len(chosen)
 
 
+def write_metadata_csv(path: Path, images: Sequence[ExportedImage]) -> None:
+    """metadata.csv in Hugging Face's `imagefolder` convention: one row per image file, its path
+    relative to this file in file_name and its class name in label, so that
+    datasets.load_dataset("imagefolder", data_dir=EXPORT) gives every image with its label name
+    (and reads no other PNG of the data set: with a metadata file it yields only its rows)."""
+    distinct = {image.relative_path: image for image in images}
+    with open(path, "w", encoding="utf-8", newline="") as file:
+        writer = csv.writer(file, lineterminator="\n")
+        writer.writerow(METADATA_COLUMNS)
+        for relative, image in distinct.items():
+            writer.writerow((relative, image.class_name, image.md5, image.seed, image.sample_index))
+
+
 def write_grid(paths: Sequence[Path], target: Path, columns: int = GRID_COLUMNS, padding: int = 2) -> None:
     """Up to columns x GRID_ROWS images as one PNG on white, without metadata (same bytes each time)."""
     tiles = []
@@ -166,7 +180,8 @@ def write_grid(paths: Sequence[Path], target: Path, columns: int = GRID_COLUMNS,
 
 def copy_report(report_dir: Path, root: Path) -> list[str]:
     """report.json, report.md and the *.png plots of a `gen report` folder; returns the files
-    written. The plots go to plots/, and report.md's links to them are pointed there."""
+    written. Each plot becomes plot-<name>.png at the top level (no folder there but the
+    classes', see layout), and report.md's links to them are pointed there."""
     source = report_dir / REPORT_NAME
     if not source.is_file():
         raise GenError(f"{report_dir} holds no {REPORT_NAME}; point --report at a folder gen report wrote.")
@@ -179,16 +194,14 @@ def copy_report(report_dir: Path, root: Path) -> list[str]:
     (root / REPORT_NAME).write_text(json.dumps(redact(report), indent=2) + "\n", encoding="utf-8")
     written = [REPORT_NAME]
     plots = sorted(report_dir.glob("*.png"))
-    if plots:
-        (root / PLOTS_DIR).mkdir()
-        for plot in plots:
-            shutil.copyfile(plot, root / PLOTS_DIR / plot.name)
-            written.append(f"{PLOTS_DIR}/{plot.name}")
+    for plot in plots:
+        shutil.copyfile(plot, root / f"{PLOT_PREFIX}{plot.name}")
+        written.append(f"{PLOT_PREFIX}{plot.name}")
     markdown = report_dir / REPORT_MARKDOWN_NAME
     if markdown.is_file():
         text = redact_text(markdown.read_text(encoding="utf-8"), local)
         for plot in plots:
-            text = text.replace(f"]({plot.name})", f"]({PLOTS_DIR}/{plot.name})")
+            text = text.replace(f"]({plot.name})", f"]({PLOT_PREFIX}{plot.name})")
         (root / REPORT_MARKDOWN_NAME).write_text(text, encoding="utf-8")
         written.append(REPORT_MARKDOWN_NAME)
     return written

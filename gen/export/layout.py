@@ -15,8 +15,15 @@ REPORT_NAME = "report.json"
 REPORT_MARKDOWN_NAME = "report.md"
 MANIFEST_NAME = "manifest.json"
 MD5SUMS_NAME = "MD5SUMS"
-GRIDS_DIR = "grids"
-PLOTS_DIR = "plots"
+# Hugging Face `imagefolder` reads labels from a metadata.csv beside the folders its file_name
+# column points into (here: the top level, file_name "<class>/<file>").
+METADATA_NAME = "metadata.csv"
+METADATA_COLUMNS = ("file_name", "label", "md5", "seed", "sample_index")
+CROISSANT_NAME = "croissant.json"
+# The top level holds no folder but the class folders: torchvision's ImageFolder takes every
+# folder there for a class. So the card's pictures are files beside it, named by these prefixes.
+GRID_PREFIX = "grid-"  # grid-<class>.png: a sample grid per class
+PLOT_PREFIX = "plot-"  # plot-<name>.png: the report's plots
 # Written for people to edit (licence, citation), so their bytes are not part of the manifest.
 CARD_FILES = ("README.md", "index.html")
 RESERVED_NAMES = frozenset(
@@ -26,8 +33,8 @@ RESERVED_NAMES = frozenset(
         REPORT_NAME,
         REPORT_MARKDOWN_NAME,
         MANIFEST_NAME,
-        GRIDS_DIR,
-        PLOTS_DIR,
+        METADATA_NAME,
+        CROISSANT_NAME,
         *CARD_FILES,
     }
 )

@@ -1,0 +1,81 @@
+"""An export loads as is where people already work: torchvision's ImageFolder, Hugging Face
+datasets' imagefolder (through metadata.csv) and MLCommons Croissant (croissant.json)."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+from test_export import CLASSES, record_synthetic_model
+
+from db.session import open_database
+from gen.export import export_dataset
+from gen.verify import verify_dataset
+
+PER_CLASS = 3
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An export of 4 classes x 3 images, with a report folder's plots beside the images."""
+    folder = tmp_path_factory.mktemp("loaders")
+    engine = open_database(f"sqlite:///{folder / 'gen.db'}")
+    gan_id = record_synthetic_model(engine, folder / "samples", PER_CLASS)
+    out = export_dataset(engine, gan_id, folder / "export", sql_dump=True, csv=True).out
+    engine.dispose()
+    return out
+
+
+def test_torchvision_image_folder_finds_the_classes_and_nothing_else(exported: Path) -> None:
+    from gen._torchvision import torchvision
+
+    loaded = torchvision.datasets.ImageFolder(str(exported))
+    assert loaded.classes == sorted(CLASSES)
+    counts = {name: 0 for name in loaded.classes}
+    for path, label in loaded.samples:
+        assert Path(path).parent.name == loaded.classes[label]
+        counts[loaded.classes[label]] += 1
+    assert counts == dict.fromkeys(sorted(CLASSES), PER_CLASS)
+
+
+def test_hugging_face_imagefolder_gives_every_image_with_its_label(
+    exported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Nothing may be fetched: the loader is packaged with datasets, the cache is private.
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    import datasets
+
+    loaded = datasets.load_dataset("imagefolder", data_dir=str(exported), cache_dir=str(tmp_path / "cache"))
+    assert list(loaded) == ["train"]
+    rows = loaded["train"]
+    assert len(rows) == len(CLASSES) * PER_CLASS
+    labels = sorted(rows["label"])
+    assert labels == sorted(name for name in CLASSES for _ in range(PER_CLASS))
+    first = rows[0]
+    assert first["image"].size == (64, 64)
+    with (exported / "metadata.csv").open(newline="") as file:
+        metadata = list(csv.DictReader(file))
+    expected = [(row["label"], row["md5"]) for row in metadata]
+    assert expected == list(zip(rows["label"], rows["md5"], strict=True))
+
+
+def test_verify_checks_metadata_csv(exported: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(exported, copy)
+    assert verify_dataset(copy) == []
+    path = copy / "metadata.csv"
+    lines = path.read_text().splitlines(keepends=True)
+    first = lines[1].split(",")
+    wrong_label = ",".join([first[0], CLASSES[1] if first[1] != CLASSES[1] else CLASSES[0], *first[2:]])
+    path.write_text("".join([lines[0], wrong_label, *lines[3:]]))
+    problems = verify_dataset(copy)
+    assert any("metadata.csv changed" in p for p in problems)
+    assert any(f"gives {first[0]} the label" in p for p in problems)
+    second_file = lines[2].split(",")[0]
+    assert f"{second_file} has no line in metadata.csv" in problems
+    (copy / "grids").mkdir()
+    assert "grids/: unexpected folder (not a class of this data set)" in verify_dataset(copy)
