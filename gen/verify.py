@@ -57,6 +57,7 @@ from gen.export import (
     CARD_FILES,
     COPY_CHUNK,
     COPY_THREADS,
+    CROISSANT_NAME,
     GRID_PREFIX,
     MANIFEST_FORMAT,
     MANIFEST_NAME,
@@ -450,27 +451,35 @@ def _load(connection: sqlite3.Connection, sql: str, dialect: str) -> None:
 # ----------------------------------------------------------------------------- checking
 
 
-def _md5_chunk(root: Path, relatives: list[str]) -> list[tuple[str | None, int]]:
-    results: list[tuple[str | None, int]] = []
+def _digests_chunk(root: Path, relatives: list[str]) -> list[tuple[str | None, int, str | None]]:
+    """(MD5, bytes, SHA-256) of each file, read once; (None, 0, None) where it cannot be read."""
+    results: list[tuple[str | None, int, str | None]] = []
     for relative in relatives:
         try:
             with open_inside(root, relative) as file:
-                results.append(_hexdigest(file, "md5"))
+                md5, sha256, size = hashlib.md5(), hashlib.sha256(), 0
+                while block := file.read(READ_BLOCK):
+                    md5.update(block)
+                    sha256.update(block)
+                    size += len(block)
+                results.append((md5.hexdigest(), size, sha256.hexdigest()))
         except OSError:
-            results.append((None, 0))
+            results.append((None, 0, None))
     return results
 
 
-def _hash_files(root: Path, relatives: list[str], progress: bool) -> dict[str, tuple[str | None, int]]:
+def _hash_files(
+    root: Path, relatives: list[str], progress: bool
+) -> dict[str, tuple[str | None, int, str | None]]:
     chunks = [relatives[start : start + COPY_CHUNK] for start in range(0, len(relatives), COPY_CHUNK)]
-    found: dict[str, tuple[str | None, int]] = {}
+    found: dict[str, tuple[str | None, int, str | None]] = {}
     with (
         tqdm(
             total=len(relatives), disable=not progress, unit="img", desc="verify", dynamic_ncols=True
         ) as bar,
         ThreadPoolExecutor(COPY_THREADS) as pool,
     ):
-        for chunk, results in zip(chunks, pool.map(partial(_md5_chunk, root), chunks), strict=True):
+        for chunk, results in zip(chunks, pool.map(partial(_digests_chunk, root), chunks), strict=True):
             found.update(zip(chunk, results, strict=True))
             bar.update(len(chunk))
     return found
@@ -698,7 +707,7 @@ def _problems(root: Path, progress: bool) -> list[str]:
                         f"{relative} is missing (listed in {_sources(in_md5sums, row is not None)})"
                     )
                 continue
-            md5, size = hashes[on_disk[name]]
+            md5, size, _ = hashes[on_disk[name]]
             total_files += 1
             total_bytes += size
             if md5 is None:
@@ -753,7 +762,54 @@ def _problems(root: Path, progress: bool) -> list[str]:
             problems.append(f"{name} is missing")
     images = {relative: hashes[relative][0] for paths in files_on_disk.values() for relative in paths}
     _check_metadata(root, tree, listed, images, problems)
+    _check_croissant(root, tree, listed, {relative: hashes[relative] for relative in images}, problems)
     return problems
+
+
+def _check_croissant(
+    root: Path,
+    tree: _Tree,
+    listed: dict[str, Any],
+    images: dict[str, tuple[str | None, int, str | None]],
+    problems: list[str],
+) -> None:
+    """croissant.json lists every image file once, with its MD5 and SHA-256, and nothing else
+    as a PNG; metadata.csv's checksums in it are those of the file."""
+    if CROISSANT_NAME in tree.refused:
+        return  # reported by the walk
+    if CROISSANT_NAME not in tree.files:
+        if CROISSANT_NAME not in listed:  # else reported with the files the manifest lists
+            problems.append(f"{CROISSANT_NAME} is missing")
+        return
+    if CROISSANT_NAME not in listed:
+        problems.append(f"{CROISSANT_NAME} is not listed in {MANIFEST_NAME}")
+    try:
+        document = json.loads(_read_text(root, CROISSANT_NAME))
+        distribution = document["distribution"]
+        objects = [entry for entry in distribution if entry.get("@type") == "cr:FileObject"]
+        described = {entry["contentUrl"]: entry for entry in objects}
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError, KeyError, TypeError, AttributeError):
+        problems.append(f"{CROISSANT_NAME} is not Croissant JSON-LD with a distribution of files")
+        return
+    for url, entry in sorted(described.items()):
+        if url == METADATA_NAME:
+            try:
+                with open_inside(root, METADATA_NAME) as file:
+                    actual = _hexdigest(file, "sha256")[0]
+            except OSError:
+                continue  # reported as missing or unreadable with the listed files
+            if entry.get("sha256") != actual:
+                problems.append(f"{CROISSANT_NAME}: the SHA-256 of {METADATA_NAME} is not the file's")
+            continue
+        found = images.get(url)
+        if found is None:
+            problems.append(f"{CROISSANT_NAME} describes {url!r}, not an image of the data set")
+            continue
+        md5, _, sha256 = found
+        if md5 is not None and (entry.get("md5"), entry.get("sha256")) != (md5, sha256):
+            problems.append(f"{CROISSANT_NAME}: the checksums of {url} differ from the file's")
+    for relative in sorted(set(images) - set(described)):
+        problems.append(f"{relative} is not described in {CROISSANT_NAME}")
 
 
 def _check_metadata(

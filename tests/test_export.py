@@ -166,6 +166,7 @@ def test_export_layout(source: tuple[Engine, int, Path], tmp_path: Path) -> None
             "index.html",
             "manifest.json",
             "metadata.csv",
+            "croissant.json",
             *(f"grid-{c}.png" for c in CLASSES),
         ]
     )
@@ -191,6 +192,7 @@ def test_export_layout(source: tuple[Engine, int, Path], tmp_path: Path) -> None
         "settings.csv",
         "report.json",
         "metadata.csv",
+        "croissant.json",
         *(f"grid-{c}.png" for c in CLASSES),
         *(f"{c}/MD5SUMS" for c in CLASSES),
     }

@@ -4,7 +4,11 @@ datasets' imagefolder (through metadata.csv) and MLCommons Croissant (croissant.
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -79,3 +83,71 @@ def test_verify_checks_metadata_csv(exported: Path, tmp_path: Path) -> None:
     assert f"{second_file} has no line in metadata.csv" in problems
     (copy / "grids").mkdir()
     assert "grids/: unexpected folder (not a class of this data set)" in verify_dataset(copy)
+
+
+def test_croissant_json_validates_with_the_mlcroissant_cli(exported: Path) -> None:
+    checked = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("mlcroissant")),
+            "validate",
+            "--jsonld",
+            str(exported / "croissant.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "error" not in (checked.stdout + checked.stderr).lower().replace("0 error", "")
+    document = json.loads((exported / "croissant.json").read_text())
+    assert document["conformsTo"] == "http://mlcommons.org/croissant/1.1"
+    for key in ("name", "description", "license", "citeAs", "creator", "version", "datePublished"):
+        assert document[key], key
+    for key in (
+        "rai:dataCollection",
+        "rai:dataLimitations",
+        "rai:dataBiases",
+        "rai:personalSensitiveInformation",
+    ):
+        assert document[key], key
+    files = [entry for entry in document["distribution"] if entry.get("encodingFormat") == "image/png"]
+    pngs = sorted(str(p.relative_to(exported)) for p in exported.glob("*/*.png"))
+    described = sorted(entry["contentUrl"] for entry in files if entry["@type"] == "cr:FileObject")
+    assert described == pngs
+    for entry in files:
+        if entry["@type"] == "cr:FileObject":
+            data = (exported / entry["contentUrl"]).read_bytes()
+            assert entry["md5"] == hashlib.md5(data).hexdigest()
+            assert entry["sha256"] == hashlib.sha256(data).hexdigest()
+    assert str(exported) not in (exported / "croissant.json").read_text()
+
+
+def test_mlcroissant_loads_every_image_with_its_label(exported: Path) -> None:
+    import mlcroissant as mlc
+
+    records = list(mlc.Dataset(jsonld=str(exported / "croissant.json")).records("images"))
+    assert len(records) == len(CLASSES) * PER_CLASS
+    found = {}
+    for record in records:
+        file_name = record["images/file_name"].decode()
+        assert record["images/image"].size == (64, 64)
+        assert record["images/md5"].decode() == hashlib.md5((exported / file_name).read_bytes()).hexdigest()
+        found[file_name] = record["images/label"].decode()
+    assert found == {str(p.relative_to(exported)): p.parent.name for p in exported.glob("*/*.png")}
+
+
+def test_verify_checks_croissant_json(exported: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(exported, copy)
+    document = json.loads((copy / "croissant.json").read_text())
+    images = [
+        e for e in document["distribution"] if e["@type"] == "cr:FileObject" and e["name"] != "metadata.csv"
+    ]
+    images[0]["sha256"] = "0" * 64
+    document["distribution"].remove(images[1])
+    (copy / "croissant.json").write_text(json.dumps(document))
+    problems = verify_dataset(copy)
+    assert f"croissant.json: the checksums of {images[0]['contentUrl']} differ from the file's" in problems
+    assert f"{images[1]['contentUrl']} is not described in croissant.json" in problems
+    assert any(p.startswith("croissant.json changed:") for p in problems)

@@ -144,7 +144,7 @@ def write_settings_csv(path: Path, images: Sequence[ExportedImage], model: Any, 
     return len(chosen)
 
 
-def write_metadata_csv(path: Path, images: Sequence[ExportedImage]) -> None:
+def write_metadata_csv(path: Path, images: Sequence[ExportedImage], model_id: int) -> None:
     """metadata.csv in Hugging Face's `imagefolder` convention: one row per image file, its path
     relative to this file in file_name and its class name in label, so that
     datasets.load_dataset("imagefolder", data_dir=EXPORT) gives every image with its label name
@@ -154,7 +154,17 @@ def write_metadata_csv(path: Path, images: Sequence[ExportedImage]) -> None:
         writer = csv.writer(file, lineterminator="\n")
         writer.writerow(METADATA_COLUMNS)
         for relative, image in distinct.items():
-            writer.writerow((relative, image.class_name, image.md5, image.seed, image.sample_index))
+            writer.writerow(
+                (
+                    relative,
+                    image.class_name,
+                    image.md5,
+                    model_id,
+                    image.iteration,
+                    image.seed,
+                    image.sample_index,
+                )
+            )
 
 
 def write_grid(paths: Sequence[Path], target: Path, columns: int = GRID_COLUMNS, padding: int = 2) -> None:

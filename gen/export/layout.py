@@ -18,7 +18,7 @@ MD5SUMS_NAME = "MD5SUMS"
 # Hugging Face `imagefolder` reads labels from a metadata.csv beside the folders its file_name
 # column points into (here: the top level, file_name "<class>/<file>").
 METADATA_NAME = "metadata.csv"
-METADATA_COLUMNS = ("file_name", "label", "md5", "seed", "sample_index")
+METADATA_COLUMNS = ("file_name", "label", "md5", "model_id", "iteration", "seed", "sample_index")
 CROISSANT_NAME = "croissant.json"
 # The top level holds no folder but the class folders: torchvision's ImageFolder takes every
 # folder there for a class. So the card's pictures are files beside it, named by these prefixes.
