@@ -11,9 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
-from test_export import CLASSES, record_synthetic_model
+from sqlalchemy.orm import Session
+from test_export import CLASSES, record_synthetic_model, write_png
 
+from db import queries
 from db.session import open_database
 from gen.export import export_dataset
 from gen.verify import verify_dataset
@@ -151,3 +154,46 @@ def test_verify_checks_croissant_json(exported: Path, tmp_path: Path) -> None:
     assert f"croissant.json: the checksums of {images[0]['contentUrl']} differ from the file's" in problems
     assert f"{images[1]['contentUrl']} is not described in croissant.json" in problems
     assert any(p.startswith("croissant.json changed:") for p in problems)
+
+
+def test_the_card_shows_the_evidence_and_how_to_load(tmp_path: Path) -> None:
+    engine = open_database(f"sqlite:///{tmp_path / 'gen.db'}")
+    gan_id = record_synthetic_model(engine, tmp_path / "samples", 2)
+    measured = {"checkpoint": "/runs/demo/checkpoint-0000200.pt"}  # the one the images come from
+    rows = [
+        ("near_copy_share", None, 0.0125),
+        ("near_copy_share", "cyt_mast", 0.025),
+        ("two_sample_auc", None, 0.6375),
+        ("gradcam_similarity", "cyt_mast", 0.8125),
+    ]
+    with Session(engine) as session:
+        queries.record_report(
+            session,
+            gan_id,
+            [{"metric": m, "class_name": c, "value": v, "settings": measured} for m, c, v in rows],
+        )
+    report_dir = tmp_path / "report"
+    report_dir.mkdir()
+    (report_dir / "report.json").write_text(json.dumps(measured))
+    plots = ["near-copies-cyt_mast.png", "two-sample-cyt_mast.png", "gradcam-cyt_mast.png", "histogram-a.png"]
+    for index, plot in enumerate(plots):
+        write_png(report_dir / plot, np.random.default_rng(index), 16)
+    out = export_dataset(engine, gan_id, tmp_path / "out", report_dir=report_dir).out
+    engine.dispose()
+    readme, index = (out / "README.md").read_text(), (out / "index.html").read_text()
+    for title, table_row, plot in [
+        ("### Near copies", "| cyt_mast | 0.025 |", "plot-near-copies-cyt_mast.png"),
+        (
+            "### Realism: classifier two-sample test",
+            "| all classes | 0.6375 |",
+            "plot-two-sample-cyt_mast.png",
+        ),
+        ("### Grad-CAM: where a classifier looks", "| cyt_mast | 0.8125 |", "plot-gradcam-cyt_mast.png"),
+    ]:
+        assert title in readme and table_row in readme and f"]({plot})" in readme
+        assert f'src="{plot}"' in index and title.removeprefix("### ") in index
+    assert 'ImageFolder(".")' in readme and 'load_dataset("imagefolder", data_dir=".")' in readme
+    assert 'mlc.Dataset(jsonld="croissant.json").records("images")' in readme
+    assert "md5sum -c MD5SUMS" in readme
+    assert "ImageFolder" in index and 'src="plot-histogram-a.png"' in index
+    assert verify_dataset(out) == []

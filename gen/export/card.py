@@ -13,12 +13,14 @@ from urllib.parse import quote
 
 from gen.errors import GenError
 from gen.export.layout import (
+    CROISSANT_NAME,
     CSV_NAME,
     GRID_COLUMNS,
     GRID_ROWS,
     MANIFEST_NAME,
     MD5SUMS_NAME,
     METADATA_NAME,
+    PLOT_PREFIX,
     REPORT_MARKDOWN_NAME,
     REPORT_NAME,
     SQL_DUMP_NAME,
@@ -130,6 +132,82 @@ def _citation_section(card: _Card) -> str:
     )
 
 
+@dataclass(frozen=True)
+class _Evidence:
+    """One question a consumer asks of the images, answered by a report figure and its plots."""
+
+    title: str
+    metric: str
+    meaning: str
+    plot_prefix: str  # the report's plot names for it start so (before PLOT_PREFIX is added)
+
+
+EVIDENCE = (
+    _Evidence(
+        "Near copies",
+        "near_copy_share",
+        "Are these new cells, or near copies of training images? The share of synthetic images "
+        "closer to a training image (in domain features or pixels) than 99% of unseen real cells "
+        "come; about 0.01 is what new cells show, far above it means memorised training images. "
+        "Each grid: a class's closest synthetic images (top) above their nearest training images.",
+        "near-copies-",
+    ),
+    _Evidence(
+        "Realism: classifier two-sample test",
+        "two_sample_auc",
+        "Could a machine tell them from real images? The ROC AUC of a small CNN trained to tell "
+        "real held-out images from synthetic ones of the same class (k-fold, balanced): 0.5 means "
+        "it cannot tell them apart, 1.0 that it always can. Each grid: the synthetic images it "
+        "found most synthetic (top) and least synthetic (bottom).",
+        "two-sample-",
+    ),
+    _Evidence(
+        "Grad-CAM: where a classifier looks",
+        "gradcam_similarity",
+        "Does a classifier trained on real images look at the cell in synthetic images as it does "
+        "in real ones? Its class activation maps over real (top row) and synthetic images (bottom "
+        "row) of each class; the figure is the Pearson correlation of the two mean maps (1: the same "
+        "places on average).",
+        "gradcam-",
+    ),
+)
+
+
+def _evidence(card: _Card) -> list[tuple[_Evidence, list[tuple[str, str]], list[str]]]:
+    """(the question, its figures as (class, value), its plots) for each one the report answers."""
+    found = []
+    for evidence in EVIDENCE:
+        rows = [
+            (f["class_name"] or "all classes", _fmt(f["value"]))
+            for f in card.figures
+            if f["metric"] == evidence.metric
+        ]
+        plots = [plot for plot in card.plots if plot.startswith(PLOT_PREFIX + evidence.plot_prefix)]
+        if rows or plots:
+            found.append((evidence, rows, plots))
+    return found
+
+
+def _loading_snippets(class_name: str) -> str:
+    """How to load the data set where people work: torchvision, Hugging Face, mlcroissant."""
+    return (
+        "From the data set's folder (`.`):\n\n"
+        "```python\n"
+        "# torchvision: the class folders are the classes\n"
+        "from torchvision.datasets import ImageFolder\n"
+        'images = ImageFolder(".")  # images.classes, images[0] == (PIL image, label)\n\n'
+        f"# Hugging Face datasets: labels from {METADATA_NAME}\n"
+        "from datasets import load_dataset\n"
+        'data = load_dataset("imagefolder", data_dir=".")["train"]  # data[0]["image"], data[0]["label"]\n\n'
+        f"# MLCommons Croissant: {CROISSANT_NAME}\n"
+        "import mlcroissant as mlc\n"
+        f'for record in mlc.Dataset(jsonld="{CROISSANT_NAME}").records("images"):\n'
+        '    image, label = record["images/image"], record["images/label"].decode()\n'
+        "```\n\n"
+        f"Check the files without gen: `(cd {shlex.quote(class_name)} && md5sum -c {MD5SUMS_NAME})`."
+    )
+
+
 def render_readme(card: _Card) -> str:
     manifest, model, training = card.manifest, card.model, card.model.training
     classes = manifest["classes"]
@@ -217,6 +295,18 @@ def render_readme(card: _Card) -> str:
         _table(("setting", "value"), training_rows),
         "## Quality",
         quality,
+        *(
+            part
+            for evidence, rows, plots in _evidence(card)
+            for part in (
+                f"### {evidence.title}",
+                evidence.meaning,
+                *([_table(("class", evidence.metric), rows)] if rows else []),
+                *([" ".join(f"![{Path(p).stem}]({quote(p)})" for p in plots)] if plots else []),
+            )
+        ),
+        "## How to load",
+        _loading_snippets(next(iter(classes))),
         "## Licence",
         _licence_section(card.publication),
         "## Citation",
@@ -279,13 +369,29 @@ def render_index(card: _Card) -> str:
         ]
         links = ", ".join(f'<a href="{name}">{name}</a>' for name in reports)
         parts.append(f"<p>The full quality report: {links}.</p>")
-    if card.plots:
+    shown_plots: set[str] = set()
+    for evidence, rows, plots in _evidence(card):
+        parts += [f"<h2>{esc(evidence.title)}</h2>", f"<p>{esc(evidence.meaning)}</p>"]
+        if rows:
+            parts.append(f"<table><tr><th>class</th><th>{esc(evidence.metric)}</th></tr>")
+            parts += [f"<tr><td>{esc(where)}</td><td>{esc(value)}</td></tr>" for where, value in rows]
+            parts.append("</table>")
+        parts += [
+            f'<figure><img src="{esc(quote(plot))}" alt="{esc(Path(plot).stem)}">'
+            f"<figcaption>{esc(Path(plot).name)}</figcaption></figure>"
+            for plot in plots
+        ]
+        shown_plots.update(plots)
+    other_plots = [plot for plot in card.plots if plot not in shown_plots]
+    if other_plots:
         parts.append("<h2>Plots</h2>")
         parts += [
             f'<figure><img src="{esc(quote(plot))}" alt="{esc(Path(plot).stem)}">'
             f"<figcaption>{esc(Path(plot).name)}</figcaption></figure>"
-            for plot in card.plots
+            for plot in other_plots
         ]
+    first_class = next(iter(manifest["classes"]))
+    parts += ["<h2>How to load</h2>", f"<pre>{esc(_loading_snippets(first_class))}</pre>"]
     if not card.figures and not card.report_copied:
         note = card.report_note or "No quality report was recorded for this model."
         parts.append(f"<p>{esc(note)}</p>")
