@@ -395,6 +395,7 @@ def make_report(
     if out.exists() and not force:
         raise GenError(f"{out} already exists; pass --force to replace it or choose another --out.")
     torch_device = resolve_device(device)
+    weights = inception.find_fid_weights(fid_weights)  # a wrong path is said before minutes of work
     state = load_for_sampling(checkpoint)
     class_names = state.class_names
     report = Report(
@@ -491,7 +492,6 @@ def make_report(
         )
 
         # Inception FID: only with the published weights, never with stand-ins.
-        weights = inception.find_fid_weights(fid_weights)
         if weights is None:
             report.notes.append(inception.missing_weights_message())
         else:
