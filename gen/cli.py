@@ -529,6 +529,9 @@ def database_upgrade(database_url: str | None) -> None:
 )
 @click.option("--utility", is_flag=True, help="Also train classifiers on real, synthetic and both (slower).")
 @click.option(
+    "--gradcam", is_flag=True, help="Also write Grad-CAM grids of the real-only utility classifier per class."
+)
+@click.option(
     "--n",
     "n_per_class",
     type=click.IntRange(2),
@@ -555,6 +558,7 @@ def report(
     train_dir: Path | None,
     fid_weights: Path | None,
     utility: bool,
+    gradcam: bool,
     n_per_class: int,
     histogram_n: int,
     seed: int,
@@ -564,7 +568,8 @@ def report(
     quiet: bool,
     database_url: str | None,
 ) -> None:
-    """Measure a model against held-out real images: FID, domain FID/KID/IS, histogram KL, utility.
+    """Measure a model against held-out real images: FID, domain FID/KID/IS, near copies, two-sample
+    AUC, histogram KL, utility, Grad-CAM.
 
     Figures go to the database (reports table) and to OUT/report.json, OUT/report.md and
     plots; a compact table is printed.
@@ -581,7 +586,9 @@ def report(
         and Path(info.training["dataset_path"]).is_dir()
     ):
         train_dir = Path(info.training["dataset_path"])
-    settings = ReportSettings(n_per_class=n_per_class, histogram_n=histogram_n, seed=seed, utility=utility)
+    settings = ReportSettings(
+        n_per_class=n_per_class, histogram_n=histogram_n, seed=seed, utility=utility, gradcam=gradcam
+    )
 
     result = make_report(
         checkpoint_path,

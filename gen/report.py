@@ -11,10 +11,16 @@ repeated); the real side is a held-out folder (``--real``). Figures:
 - near copies (``gen.metrics.near_copies``): the share of synthetic images closer to a
   training image, in domain features or in pixels, than 99% of real held-out images come,
   per class and overall, with a grid of the closest synthetic/training pairs per class;
+- two-sample AUC (``gen.metrics.two_sample``): how well a small CNN tells synthetic images
+  from real held-out ones of the same class (0.5: not at all, 1.0: always), per class and
+  overall, with a grid per class of the images it found most and least synthetic;
 - Inception FID (pytorch-fid's network and published weights) when the weights are present;
 - per-class colour-histogram KL, real against synthetic (150 against 150), beside its floor:
   the same KL between real training and real held-out images of the class;
-- classifier utility (optional): one classifier trained on real, synthetic, and both.
+- classifier utility (optional): one classifier trained on real, synthetic, and both;
+- Grad-CAM (optional, ``gen.metrics.gradcam``): the real-only utility classifier's class
+  activation maps over real and synthetic images, a grid per class, and how alike the mean
+  maps of the two are (Pearson correlation), per class and overall.
 
 Each figure becomes a ``reports`` row and a line of report.json / report.md, beside the plots.
 """
@@ -39,11 +45,13 @@ from gen.errors import GenError
 from gen.metrics import (
     domain,
     frechet,
+    gradcam,
     histogram,
     inception,
     inception_score,
     near_copies,
     normalised,
+    two_sample,
     utility,
 )
 from gen.runtime import resolve_device
@@ -91,6 +99,9 @@ class ReportSettings:
     utility_epochs: int = 15
     kid_subsets: int = 100
     kid_subset_size: int = 1000
+    two_sample_folds: int = 5
+    two_sample_epochs: int = 8
+    gradcam: bool = False
 
 
 def _align(
@@ -288,6 +299,77 @@ def _near_copy_figures(
         report.add("near_copy_share", sum(r.near_copies for r in results) / total, None, synthetic=total)
 
 
+def _two_sample_figures(
+    report: Report,
+    folder: Path,
+    real: tuple[torch.Tensor, torch.Tensor],
+    synthetic: tuple[torch.Tensor, torch.Tensor],
+    settings: ReportSettings,
+    device: torch.device,
+) -> None:
+    """two_sample_auc per class and overall (gen.metrics.two_sample), with a grid per class of
+    the synthetic images the network found most (top) and least synthetic."""
+    results = two_sample.two_sample_test(
+        real,
+        synthetic,
+        list(report.class_names),
+        folds=settings.two_sample_folds,
+        epochs=settings.two_sample_epochs,
+        seed=settings.seed,
+        device=device,
+    )
+    counted = {"folds": settings.two_sample_folds, "epochs": settings.two_sample_epochs}
+    for result in results:
+        report.add("two_sample_auc", result.auc, result.class_name, per_group=result.per_group, **counted)
+        plot = folder / f"two-sample-{result.class_name}.png"
+        label = report.class_names.index(result.class_name)
+        two_sample.write_extremes_grid(result, synthetic[0][synthetic[1] == label], plot)
+        report.plots.append(plot.name)
+    overall = two_sample.overall_auc(results)
+    if overall is None:
+        report.notes.append(
+            f"two-sample test: not computed; fewer than {settings.two_sample_folds} images per class."
+        )
+    else:
+        report.add("two_sample_auc", overall, None, per_group=sum(r.per_group for r in results), **counted)
+
+
+def _gradcam_figures(
+    report: Report,
+    folder: Path,
+    model: torch.nn.Module,
+    real: tuple[torch.Tensor, torch.Tensor],
+    synthetic: tuple[torch.Tensor, torch.Tensor],
+    device: torch.device,
+) -> None:
+    """gradcam_similarity per class and overall (gen.metrics.gradcam: the correlation of the
+    mean Grad-CAM maps of real and synthetic images under the real-only utility classifier),
+    a grid per class of maps over real (top) and synthetic images, and the mean maps."""
+    results = []
+    for label, name in enumerate(report.class_names):
+        plot = folder / f"gradcam-{name}.png"
+        result = gradcam.class_gradcam(
+            model,
+            real[0][real[1] == label],
+            synthetic[0][synthetic[1] == label],
+            label,
+            name,
+            plot,
+            device=device,
+        )
+        results.append(result)
+        if plot.is_file():
+            report.plots.append(plot.name)
+        if result.similarity is None:
+            report.notes.append(f"Grad-CAM {name}: no similarity; a side has no images or a flat mean map.")
+        else:
+            report.add("gradcam_similarity", result.similarity, name, measure="pearson of mean maps")
+    measured = [r.similarity for r in results if r.similarity is not None]
+    if measured:
+        report.add("gradcam_similarity", float(np.mean(measured)), None, measure="mean over classes")
+    report.plots.append(gradcam.plot_mean_maps(results, folder / "gradcam-mean-maps.png").name)
+
+
 def make_report(
     checkpoint: str | Path | dict,
     real_dir: str | Path,
@@ -313,6 +395,7 @@ def make_report(
     if out.exists() and not force:
         raise GenError(f"{out} already exists; pass --force to replace it or choose another --out.")
     torch_device = resolve_device(device)
+    weights = inception.find_fid_weights(fid_weights)  # a wrong path is said before minutes of work
     state = load_for_sampling(checkpoint)
     class_names = state.class_names
     report = Report(
@@ -326,6 +409,8 @@ def make_report(
     real_images, real_labels = _align(real, class_names, "--real")
     fake_images, fake_labels = _synthetic(state, settings.n_per_class, settings.seed, torch_device)
     train = load_image_folder(train_dir) if train_dir else None
+    if train is None and settings.gradcam:
+        raise GenError("--gradcam needs the real training images: pass --train DIR.")
     if train is not None and train.fingerprint == real.fingerprint:
         raise GenError("--real and the training folder hold the same images; evaluate on held-out images.")
 
@@ -401,8 +486,12 @@ def make_report(
                 (train_images, fake_images),
             )
 
+        # Could a small CNN tell synthetic images from real held-out ones of the same class?
+        _two_sample_figures(
+            report, temporary, (real_images, real_labels), (fake_images, fake_labels), settings, torch_device
+        )
+
         # Inception FID: only with the published weights, never with stand-ins.
-        weights = inception.find_fid_weights(fid_weights)
         if weights is None:
             report.notes.append(inception.missing_weights_message())
         else:
@@ -466,6 +555,7 @@ def make_report(
             report.plots.append(plot.name)
 
         # Classifier utility: does adding synthetic images help a classifier on real test images?
+        utility_models: dict[str, torch.nn.Module] = {}
         if settings.utility:
             if train is None:
                 raise GenError("--utility needs the real training images: pass --train DIR.")
@@ -479,6 +569,7 @@ def make_report(
                 seed=settings.seed,
                 device=torch_device,
                 progress=progress,
+                models=utility_models,
             )
             report.utility = results
             for regime, result in results.items():
@@ -492,6 +583,32 @@ def make_report(
                     np.array(result["confusion_matrix"]), list(class_names), plot, f"trained on {regime}"
                 )
                 report.plots.append(plot.name)
+
+        # Grad-CAM: does the classifier look at the same places in synthetic as in real images?
+        if settings.gradcam:
+            if train is None:
+                raise GenError("--gradcam needs the real training images: pass --train DIR.")
+            # The utility classifier trained on real images only; trained here as utility would
+            # train it when --utility did not run.
+            explained = utility_models.get("real_only")
+            if explained is None:
+                explained = domain.train_domain_classifier(
+                    train_images,
+                    train_labels,
+                    len(class_names),
+                    epochs=settings.utility_epochs,
+                    seed=settings.seed,
+                    device=torch_device,
+                    progress=progress,
+                )
+            _gradcam_figures(
+                report,
+                temporary,
+                explained,
+                (real_images, real_labels),
+                (fake_images, fake_labels),
+                torch_device,
+            )
 
         (temporary / "report.json").write_text(json.dumps(report_json(report), indent=2) + "\n")
         (temporary / "report.md").write_text(report_markdown(report))

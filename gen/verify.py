@@ -6,8 +6,11 @@ Every image file's MD5 is recomputed and compared with its class's MD5SUMS and w
 database.sql; every file must have a row and every row a file; counts and byte totals must
 match manifest.json, and so must the SHA-256 of every other file the manifest lists.
 
-Extra files inside class folders, grids/ or plots/ are errors (they would pass for data);
-extra files at the top level are not, so a publisher may add LICENSE or CITATION.cff.
+Extra files inside class folders, and unlisted grid-*.png or plot-*.png, are errors (they
+would pass for data), and so is any folder at the top level that is not a class (torchvision's
+ImageFolder would take it for one); other extra files at the top level are not, so a publisher
+may add LICENSE or CITATION.cff. metadata.csv (Hugging Face's imagefolder labels) must name
+every image once, with its class and MD5.
 README.md and index.html are meant to be edited and are not checksummed.
 
 A data set comes from a stranger, so verifying one trusts none of it (SECURITY.md):
@@ -30,7 +33,9 @@ A data set comes from a stranger, so verifying one trusts none of it (SECURITY.m
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import os
 import re
@@ -52,11 +57,14 @@ from gen.export import (
     CARD_FILES,
     COPY_CHUNK,
     COPY_THREADS,
-    GRIDS_DIR,
+    CROISSANT_NAME,
+    GRID_PREFIX,
     MANIFEST_FORMAT,
     MANIFEST_NAME,
     MD5SUMS_NAME,
-    PLOTS_DIR,
+    METADATA_COLUMNS,
+    METADATA_NAME,
+    PLOT_PREFIX,
     SQL_DUMP_NAME,
     check_class_folder_name,
     parse_md5sums_line,
@@ -443,27 +451,35 @@ def _load(connection: sqlite3.Connection, sql: str, dialect: str) -> None:
 # ----------------------------------------------------------------------------- checking
 
 
-def _md5_chunk(root: Path, relatives: list[str]) -> list[tuple[str | None, int]]:
-    results: list[tuple[str | None, int]] = []
+def _digests_chunk(root: Path, relatives: list[str]) -> list[tuple[str | None, int, str | None]]:
+    """(MD5, bytes, SHA-256) of each file, read once; (None, 0, None) where it cannot be read."""
+    results: list[tuple[str | None, int, str | None]] = []
     for relative in relatives:
         try:
             with open_inside(root, relative) as file:
-                results.append(_hexdigest(file, "md5"))
+                md5, sha256, size = hashlib.md5(), hashlib.sha256(), 0
+                while block := file.read(READ_BLOCK):
+                    md5.update(block)
+                    sha256.update(block)
+                    size += len(block)
+                results.append((md5.hexdigest(), size, sha256.hexdigest()))
         except OSError:
-            results.append((None, 0))
+            results.append((None, 0, None))
     return results
 
 
-def _hash_files(root: Path, relatives: list[str], progress: bool) -> dict[str, tuple[str | None, int]]:
+def _hash_files(
+    root: Path, relatives: list[str], progress: bool
+) -> dict[str, tuple[str | None, int, str | None]]:
     chunks = [relatives[start : start + COPY_CHUNK] for start in range(0, len(relatives), COPY_CHUNK)]
-    found: dict[str, tuple[str | None, int]] = {}
+    found: dict[str, tuple[str | None, int, str | None]] = {}
     with (
         tqdm(
             total=len(relatives), disable=not progress, unit="img", desc="verify", dynamic_ncols=True
         ) as bar,
         ThreadPoolExecutor(COPY_THREADS) as pool,
     ):
-        for chunk, results in zip(chunks, pool.map(partial(_md5_chunk, root), chunks), strict=True):
+        for chunk, results in zip(chunks, pool.map(partial(_digests_chunk, root), chunks), strict=True):
             found.update(zip(chunk, results, strict=True))
             bar.update(len(chunk))
     return found
@@ -542,7 +558,8 @@ def _check_listed_files(root: Path, tree: _Tree, manifest: dict[str, Any], probl
         elif sha256 != expected.get("sha256"):
             problems.append(f"{name} changed: its SHA-256 differs from the one in {MANIFEST_NAME}")
     for relative in sorted(tree.files):
-        if relative.split("/", 1)[0] in (GRIDS_DIR, PLOTS_DIR) and relative not in listed:
+        pictures = "/" not in relative and relative.startswith((GRID_PREFIX, PLOT_PREFIX))
+        if pictures and relative.endswith(".png") and relative not in listed:
             problems.append(f"{relative}: extra file, not listed in {MANIFEST_NAME}")
 
 
@@ -649,9 +666,9 @@ def _problems(root: Path, progress: bool) -> list[str]:
     elif SQL_DUMP_NAME in tree.files and SQL_DUMP_NAME not in listed:
         problems.append(f"{SQL_DUMP_NAME} is not listed in {MANIFEST_NAME}")
 
-    # Every folder at the top level is a class of the manifest, or the card's.
+    # Every folder at the top level is a class of the manifest (ImageFolder takes each for one).
     for name in tree.listing[""]:
-        if name in tree.folders and name not in classes and name not in (GRIDS_DIR, PLOTS_DIR):
+        if name in tree.folders and name not in classes:
             problems.append(f"{name}/: unexpected folder (not a class of this data set)")
 
     files_on_disk: dict[str, list[str]] = {}
@@ -690,7 +707,7 @@ def _problems(root: Path, progress: bool) -> list[str]:
                         f"{relative} is missing (listed in {_sources(in_md5sums, row is not None)})"
                     )
                 continue
-            md5, size = hashes[on_disk[name]]
+            md5, size, _ = hashes[on_disk[name]]
             total_files += 1
             total_bytes += size
             if md5 is None:
@@ -743,4 +760,94 @@ def _problems(root: Path, progress: bool) -> list[str]:
     for name in CARD_FILES:
         if name not in tree.files and name not in tree.refused:
             problems.append(f"{name} is missing")
+    images = {relative: hashes[relative][0] for paths in files_on_disk.values() for relative in paths}
+    _check_metadata(root, tree, listed, images, problems)
+    _check_croissant(root, tree, listed, {relative: hashes[relative] for relative in images}, problems)
     return problems
+
+
+def _check_croissant(
+    root: Path,
+    tree: _Tree,
+    listed: dict[str, Any],
+    images: dict[str, tuple[str | None, int, str | None]],
+    problems: list[str],
+) -> None:
+    """croissant.json lists every image file once, with its MD5 and SHA-256, and nothing else
+    as a PNG; metadata.csv's checksums in it are those of the file."""
+    if CROISSANT_NAME in tree.refused:
+        return  # reported by the walk
+    if CROISSANT_NAME not in tree.files:
+        if CROISSANT_NAME not in listed:  # else reported with the files the manifest lists
+            problems.append(f"{CROISSANT_NAME} is missing")
+        return
+    if CROISSANT_NAME not in listed:
+        problems.append(f"{CROISSANT_NAME} is not listed in {MANIFEST_NAME}")
+    try:
+        document = json.loads(_read_text(root, CROISSANT_NAME))
+        distribution = document["distribution"]
+        objects = [entry for entry in distribution if entry.get("@type") == "cr:FileObject"]
+        described = {entry["contentUrl"]: entry for entry in objects}
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError, KeyError, TypeError, AttributeError):
+        problems.append(f"{CROISSANT_NAME} is not Croissant JSON-LD with a distribution of files")
+        return
+    for url, entry in sorted(described.items()):
+        if url == METADATA_NAME:
+            try:
+                with open_inside(root, METADATA_NAME) as file:
+                    actual = _hexdigest(file, "sha256")[0]
+            except OSError:
+                continue  # reported as missing or unreadable with the listed files
+            if entry.get("sha256") != actual:
+                problems.append(f"{CROISSANT_NAME}: the SHA-256 of {METADATA_NAME} is not the file's")
+            continue
+        found = images.get(url)
+        if found is None:
+            problems.append(f"{CROISSANT_NAME} describes {url!r}, not an image of the data set")
+            continue
+        md5, _, sha256 = found
+        if md5 is not None and (entry.get("md5"), entry.get("sha256")) != (md5, sha256):
+            problems.append(f"{CROISSANT_NAME}: the checksums of {url} differ from the file's")
+    for relative in sorted(set(images) - set(described)):
+        problems.append(f"{relative} is not described in {CROISSANT_NAME}")
+
+
+def _check_metadata(
+    root: Path, tree: _Tree, listed: dict[str, Any], images: dict[str, str | None], problems: list[str]
+) -> None:
+    """metadata.csv names every image file once, with its class folder as label and its MD5."""
+    if METADATA_NAME in tree.refused:
+        return  # reported by the walk
+    if METADATA_NAME not in tree.files:
+        if METADATA_NAME not in listed:  # else reported with the files the manifest lists
+            problems.append(f"{METADATA_NAME} is missing")
+        return
+    if METADATA_NAME not in listed:
+        problems.append(f"{METADATA_NAME} is not listed in {MANIFEST_NAME}")
+    try:
+        rows = list(csv.reader(io.StringIO(_read_text(root, METADATA_NAME), newline="")))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        problems.append(f"{METADATA_NAME} cannot be read: {error}")
+        return
+    if not rows or tuple(rows[0]) != METADATA_COLUMNS:
+        problems.append(f"{METADATA_NAME} does not start with the header {','.join(METADATA_COLUMNS)}")
+        return
+    seen: set[str] = set()
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) != len(METADATA_COLUMNS):
+            problems.append(f"{METADATA_NAME} line {line} has {len(row)} fields, not {len(METADATA_COLUMNS)}")
+            continue
+        file_name, label, md5 = row[0], row[1], row[2]
+        if file_name not in images:
+            problems.append(f"{METADATA_NAME} line {line} names {file_name!r}, not an image of the data set")
+        elif file_name in seen:
+            problems.append(f"{METADATA_NAME} line {line} names {file_name} a second time")
+        elif label != file_name.split("/", 1)[0]:
+            problems.append(f"{METADATA_NAME} line {line} gives {file_name} the label {label!r}")
+        elif images[file_name] is not None and md5 != images[file_name]:
+            problems.append(
+                f"{METADATA_NAME} line {line}: MD5 of {file_name} is {images[file_name]}, not {md5}"
+            )
+        seen.add(file_name)
+    for relative in sorted(set(images) - seen):
+        problems.append(f"{relative} has no line in {METADATA_NAME}")

@@ -165,7 +165,9 @@ def test_export_layout(source: tuple[Engine, int, Path], tmp_path: Path) -> None
             "README.md",
             "index.html",
             "manifest.json",
-            "grids",
+            "metadata.csv",
+            "croissant.json",
+            *(f"grid-{c}.png" for c in CLASSES),
         ]
     )
     assert not list(out.parent.glob(".*")), "no staging folder left beside the data set"
@@ -189,7 +191,9 @@ def test_export_layout(source: tuple[Engine, int, Path], tmp_path: Path) -> None
         "database.sql",
         "settings.csv",
         "report.json",
-        *(f"grids/{c}.png" for c in CLASSES),
+        "metadata.csv",
+        "croissant.json",
+        *(f"grid-{c}.png" for c in CLASSES),
         *(f"{c}/MD5SUMS" for c in CLASSES),
     }
     for name, entry in manifest["files"].items():
@@ -216,7 +220,7 @@ def test_export_layout(source: tuple[Engine, int, Path], tmp_path: Path) -> None
     readme = (out / "README.md").read_text()
     assert "No quality report was recorded" in readme and "md5sum -c MD5SUMS" in readme
     assert "TODO" not in readme and "No licence is granted" in readme and "| cyt_mast | 30 |" in readme
-    with Image.open(out / "grids" / "cyt_mast.png") as grid:
+    with Image.open(out / "grid-cyt_mast.png") as grid:
         assert grid.size == (8 * 66 + 2, 4 * 66 + 2)
     assert verify_dataset(out) == []
 
@@ -246,7 +250,7 @@ def test_subset_and_csv_rows(source: tuple[Engine, int, Path], tmp_path: Path) -
         engine, gan_id, out, classes=["cyt_mast", "cyt_nep_mast"], limit_per_class=4, csv=True, csv_rows=5
     )
     assert result.classes == {"cyt_mast": 4, "cyt_nep_mast": 4}
-    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["cyt_mast", "cyt_nep_mast", "grids"]
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["cyt_mast", "cyt_nep_mast"]
     assert sorted(p.name for p in (out / "cyt_mast").glob("*.png")) == [
         f"cyt_mast_{i:06d}.png" for i in range(1, 5)
     ]
@@ -286,14 +290,14 @@ def test_a_crash_leaves_nothing_behind(
     def crash(*args: Any, **kwargs: Any) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("gen.export.write_grid", crash)
+    monkeypatch.setattr("gen.export.dataset.write_grid", crash)
     with pytest.raises(KeyboardInterrupt):
         export_dataset(engine, gan_id, tmp_path / "out", sql_dump=True, csv=True, archive=True)
     assert list(tmp_path.iterdir()) == []
     # And a crash while replacing keeps the old data set.
     monkeypatch.undo()
     export_dataset(engine, gan_id, tmp_path / "out", limit_per_class=1)
-    monkeypatch.setattr("gen.export.write_grid", crash)
+    monkeypatch.setattr("gen.export.dataset.write_grid", crash)
     with pytest.raises(KeyboardInterrupt):
         export_dataset(engine, gan_id, tmp_path / "out", force=True)
     assert (
@@ -307,7 +311,7 @@ def test_force_never_leaves_the_target_without_a_whole_data_set(
 ) -> None:
     """A crash at each step of replacing: before the swap the old data set is in place, after
     it the new one; never neither."""
-    import gen.export as export
+    import gen.export.place as export
 
     engine, gan_id, _ = source
     out = tmp_path / "out"
@@ -342,7 +346,7 @@ def test_two_exports_racing_to_one_target_the_second_is_refused(
     source: tuple[Engine, int, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Both pass the check at the start; the rule still holds when the second moves into place."""
-    import gen.export as export
+    import gen.export.dataset as export
 
     engine, gan_id, _ = source
     out = tmp_path / "out"
@@ -473,9 +477,9 @@ def test_reports_rows_and_report_folder(source: tuple[Engine, int, Path], tmp_pa
         "fid": 41.25,
         "checkpoint": "checkpoint-0000200.pt",
     }
-    assert (out / "report.md").read_text() == "# Quality report\n\n![fid.png](plots/fid.png)\n"
+    assert (out / "report.md").read_text() == "# Quality report\n\n![fid.png](plot-fid.png)\n"
     assert "report.md" in read_manifest(out)["files"]
-    assert (out / "plots" / "fid.png").is_file() and 'src="plots/fid.png"' in (out / "index.html").read_text()
+    assert (out / "plot-fid.png").is_file() and 'src="plot-fid.png"' in (out / "index.html").read_text()
     assert verify_dataset(out) == []
     engine.dispose()
 
@@ -697,7 +701,7 @@ def test_choose_the_images_and_publish_only_a_report_that_describes_them(
     manifest, card = export("all")
     assert manifest["images"] == 5 * 4
     assert "No quality report describes these images" in card  # iterations 1 and 2 mixed
-    assert not (tmp_path / "exports" / "all" / "plots").exists()
+    assert not list((tmp_path / "exports" / "all").glob("plot-*"))
 
     manifest, card = export("early", "--checkpoint", "1")
     assert manifest["images"] == 2 * 4 and "No quality report describes these images" in card

@@ -70,7 +70,7 @@ def run_report(trained: dict, *args: str, env: dict[str, str] | None = None) -> 
 def test_report_writes_rows_files_and_a_table(trained: dict, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-weights"))  # Inception weights absent
     out = tmp_path / "report"
-    result = run_report(trained, "--out", str(out), "--utility")
+    result = run_report(trained, "--out", str(out), "--utility", "--gradcam")
     assert result.exit_code == 0, result.output
     assert "histogram_kl" in result.output and "accuracy_real_plus_synthetic" in result.output
     # No weights: said in one line, no FID figure, everything else still there.
@@ -101,6 +101,19 @@ def test_report_writes_rows_files_and_a_table(trained: dict, tmp_path: Path, mon
     assert all(0 <= f["value"] <= 1 for f in shares)
     for name in classes:
         assert (out / f"near-copies-{name}.png").is_file()
+    # The two-sample test, per class and overall, each class with its grid of extremes.
+    for where in (None, *classes):
+        assert ("two_sample_auc", where) in metrics
+    assert all(0 <= f["value"] <= 1 for f in data["figures"] if f["metric"] == "two_sample_auc")
+    assert "two_sample_auc" in result.output
+    for name in classes:
+        assert (out / f"two-sample-{name}.png").is_file()
+    # Grad-CAM of the real-only utility classifier: a grid per class, the mean maps, similarity rows.
+    for name in classes:
+        assert (out / f"gradcam-{name}.png").is_file()
+    assert (out / "gradcam-mean-maps.png").is_file()
+    similarities = [f for f in data["figures"] if f["metric"] == "gradcam_similarity"]
+    assert similarities and all(-1 <= f["value"] <= 1 for f in similarities)
 
     engine = open_database(trained["url"])
     with Session(engine) as session:

@@ -150,8 +150,8 @@ TAMPERING: dict[str, tuple[Callable[[Path], None], list[str]]] = {
         [r"cyt_mast/MD5SUMS line 6 is not in md5sum's format: 'garbage'"],
     ),
     "a changed grid": (
-        lambda root: shutil.copyfile(root / "grids" / "cyt_mast.png", root / "grids" / "cyt_nep_mast.png"),
-        [r"grids/cyt_nep_mast.png changed"],
+        lambda root: shutil.copyfile(root / "grid-cyt_mast.png", root / "grid-cyt_nep_mast.png"),
+        [r"grid-cyt_nep_mast.png changed"],
     ),
     "a missing settings.csv": (
         lambda root: (root / "settings.csv").unlink(),
@@ -447,7 +447,7 @@ def test_a_link_to_a_file_outside_is_reported(dataset: Path, tmp_path: Path) -> 
     assert verify_cli(dataset)[0] == 1
 
 
-@pytest.mark.parametrize("name", ["cyt_mast", "manifest.json", "database.sql", "grids/cyt_mast.png"])
+@pytest.mark.parametrize("name", ["cyt_mast", "manifest.json", "database.sql", "grid-cyt_mast.png"])
 def test_a_linked_class_folder_or_named_file_is_reported(dataset: Path, tmp_path: Path, name: str) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -471,9 +471,9 @@ def test_open_inside_refuses_what_is_not_a_regular_file(dataset: Path, tmp_path:
     # pipe, is refused when it is opened.
     os.mkfifo(dataset / "pipe")
     (dataset / "link.png").symlink_to(dataset / FILE)
-    shutil.move(dataset / "grids", tmp_path / "grids")
-    (dataset / "grids").symlink_to(tmp_path / "grids")
-    for relative in ["pipe", "link.png", "grids/cyt_mast.png"]:
+    shutil.move(dataset / "cyt_nep_mast", tmp_path / "cyt_nep_mast")
+    (dataset / "cyt_nep_mast").symlink_to(tmp_path / "cyt_nep_mast")
+    for relative in ["pipe", "link.png", "cyt_nep_mast/MD5SUMS"]:
         with pytest.raises(OSError):
             open_inside(dataset, relative)
     with open_inside(dataset, FILE) as file:

@@ -8,6 +8,9 @@
 - ``inception_score``: Inception Score from class probabilities.
 - ``histogram``: per-class colour-histogram KL divergence, real against synthetic, and figures.
 - ``utility``: one classifier trained on real, synthetic, and both, tested on held-out real images.
+- ``near_copies``: the share of synthetic images closer to a training image than unseen real ones.
+- ``two_sample``: a classifier two-sample test, real against synthetic: ROC AUC per class.
+- ``gradcam``: Grad-CAM maps (captum) of a classifier over real and synthetic images, compared.
 
 Every function takes the project's images: uint8 tensors (N, 3, 64, 64) with int64 labels (N,).
 """

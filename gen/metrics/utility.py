@@ -100,8 +100,10 @@ def classifier_utility(
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = False,
+    models: dict[str, torch.nn.Module] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Train on each regime in ``REGIMES`` and test on ``test_real``.
+    """Train on each regime in ``REGIMES`` and test on ``test_real``; ``models``, if given,
+    receives each regime's trained classifier (Grad-CAM explains the real_only one).
 
     Returns {regime: {"train_count", "accuracy", "macro_f1", "roc_auc" {class: AUC or None},
     "macro_roc_auc", "confusion_matrix" (list of lists)}}.
@@ -128,6 +130,8 @@ def classifier_utility(
         model = train_domain_classifier(
             images, labels, num_classes, epochs=epochs, seed=seed, device=device, progress=progress
         )
+        if models is not None:
+            models[regime] = model
         _, probabilities = domain_features_and_probabilities(model, test_images, device=device)
         results[regime] = {"train_count": len(images)} | evaluate_predictions(
             probabilities, test_labels.numpy(), class_names

@@ -1,0 +1,226 @@
+"""Choosing the images to export, and the report (if any) that describes them."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gen.data import check_class_name
+from gen.errors import GenError
+from gen.export.layout import (
+    GRID_PREFIX,
+    MD5SUMS_NAME,
+    PLOT_PREFIX,
+    REPORT_NAME,
+    RESERVED_NAMES,
+    ExportedImage,
+)
+
+
+def check_class_folder_name(name: str) -> None:
+    """A class name must work as one folder name beside the data set's own files: the rule
+    class folders follow (gen.data.check_class_name), and none of the data set's own names."""
+    check_class_name(name)
+    if name.lower() in {reserved.lower() for reserved in RESERVED_NAMES}:
+        raise GenError(
+            f"class name {name!r} clashes with the data set's own {name} (reserved: "
+            f"{', '.join(sorted(RESERVED_NAMES))})."
+        )
+    if name.lower().startswith((GRID_PREFIX, PLOT_PREFIX)) and name.lower().endswith(".png"):
+        raise GenError(
+            f"class name {name!r} looks like one of the data set's own pictures "
+            f"({GRID_PREFIX}*.png, {PLOT_PREFIX}*.png); choose another."
+        )
+
+
+def select_images(
+    session: Session,
+    gan_id: int,
+    *,
+    classes: Sequence[str] | None = None,
+    limit_per_class: int | None = None,
+    skip_missing: bool = False,
+    checkpoint: str | int | None = None,
+    seed: int | None = None,
+    folder: str | Path | None = None,
+) -> tuple[list[ExportedImage], list[str]]:
+    """(the images to export, in class label order then oldest first, with their data set names;
+    the recorded files found missing and left out, with skip_missing).
+
+    checkpoint ("best", "latest" or an iteration), seed and folder keep only the images made
+    from that checkpoint, with that seed, or sampled into that folder. One query for all rows.
+    Raises GenError when the model, a class or the images are not there.
+    """
+    from db import queries
+    from db.models import Checkpoint, ClassName, Image
+    from db.recording import stored_path
+
+    info = queries.get_model(session, gan_id)
+    if classes:
+        unknown = [name for name in classes if name not in info.class_names]
+        if unknown:
+            raise GenError(
+                f"model {gan_id} has no class {unknown[0]!r}; its classes: {', '.join(info.class_names)}."
+            )
+        empty = [name for name in classes if not info.image_counts[name]]
+        if empty:
+            raise GenError(f"model {gan_id} has no images of class {empty[0]!r} yet; run gen sample first.")
+    if not sum(info.image_counts.values()):
+        raise GenError(f"model {gan_id} has no recorded images yet; run gen sample first.")
+    wanted = set(classes) if classes else set(info.class_names)
+    for name in wanted:
+        check_class_folder_name(name)
+    query = (
+        select(
+            Image.id,
+            Image.file_path,
+            ClassName.name,
+            Image.md5,
+            Image.seed,
+            Image.sample_index,
+            Image.iteration,
+            Checkpoint.path,
+        )
+        .join(ClassName, ClassName.id == Image.class_id)
+        .join(Checkpoint, Checkpoint.id == Image.checkpoint_id)
+        .where(ClassName.gan_id == gan_id)
+        .order_by(ClassName.label, Image.id)
+    )
+    chosen_filters = []
+    if checkpoint is not None:
+        row = _checkpoint_with_images(info, session, checkpoint)
+        query = query.where(Image.checkpoint_id == row.id)
+        chosen_filters.append(f"checkpoint {checkpoint} (iteration {row.iteration})")
+    if seed is not None:
+        query = query.where(Image.seed == seed)
+        chosen_filters.append(f"seed {seed}")
+    if folder is not None:
+        query = query.where(Image.file_path.startswith(stored_path(folder) + os.sep, autoescape=True))
+        chosen_filters.append(f"folder {folder}")
+    rows = session.execute(query).all()
+    if chosen_filters and not rows:
+        raise GenError(f"model {gan_id} has no recorded images of {', '.join(chosen_filters)}.")
+    chosen: list[ExportedImage] = []
+    per_class: dict[str, int] = {}
+    names: dict[str, dict[str, str]] = {}  # class -> exported name -> source path
+    by_source: dict[str, str] = {}  # source path -> exported name
+    missing: list[str] = []
+    for image_id, file_path, class_name, md5, image_seed, sample_index, iteration, checkpoint_path in rows:
+        if class_name not in wanted:
+            continue
+        if limit_per_class is not None and per_class.get(class_name, 0) >= limit_per_class:
+            continue
+        if not os.path.isfile(file_path):
+            missing.append(file_path)
+            if skip_missing:
+                continue
+        name = by_source.get(file_path)
+        if name is None:
+            taken = names.setdefault(class_name, {})
+            name = os.path.basename(file_path)
+            if name in taken or name == MD5SUMS_NAME:
+                stem, suffix = os.path.splitext(name)
+                name = f"{stem}-{image_id}{suffix}"
+            taken[name] = file_path
+            by_source[file_path] = name
+        per_class[class_name] = per_class.get(class_name, 0) + 1
+        chosen.append(
+            ExportedImage(
+                image_id,
+                Path(file_path),
+                class_name,
+                name,
+                md5,
+                image_seed,
+                sample_index,
+                iteration,
+                checkpoint_path,
+            )
+        )
+    if missing and not skip_missing:
+        raise GenError(
+            f"{len(missing)} recorded images of model {gan_id} are missing on disk (first: {missing[0]}); "
+            "restore them, or export the others with --skip-missing."
+        )
+    if not chosen:
+        raise GenError(f"none of model {gan_id}'s recorded image files is left on disk; nothing to export.")
+    return chosen, missing
+
+
+def _checkpoint_with_images(info: Any, session: Session, which: str | int) -> Any:
+    """The model's checkpoint row that ``which`` names ("latest": the newest that made images;
+    "best": the lowest domain FID measured in training; or an iteration)."""
+    from db.models import Checkpoint, Image
+    from db.recording import best_checkpoint
+
+    with_images = {
+        checkpoint_id
+        for (checkpoint_id,) in session.execute(
+            select(Image.checkpoint_id).join(Checkpoint).where(Checkpoint.gan_id == info.id).distinct()
+        )
+    }
+    candidates = [c for c in info.checkpoints if c.id in with_images]
+    if which == "best":
+        return best_checkpoint(info, info.checkpoints)
+    if which == "latest":
+        if not candidates:
+            raise GenError(f"model {info.id} has no recorded images yet; run gen sample first.")
+        return candidates[-1]
+    matching = [c for c in info.checkpoints if c.iteration == int(which)]
+    if not matching:
+        made = ", ".join(str(c.iteration) for c in candidates) or "none"
+        raise GenError(f"model {info.id} has no checkpoint of iteration {which} (images came from {made}).")
+    return matching[-1]
+
+
+def report_describes(report_checkpoint: str | None, images: Sequence[ExportedImage]) -> bool:
+    """Whether a report that measured ``report_checkpoint`` describes these images: they all
+    come from that one checkpoint."""
+    made_from = {image.checkpoint for image in images}
+    return report_checkpoint is not None and made_from == {report_checkpoint}
+
+
+def _report_for(
+    images: Sequence[ExportedImage], figures: list[dict[str, Any]], report_path: Path | None
+) -> tuple[list[dict[str, Any]], Path | None, str | None]:
+    """(figures, report folder, note): the recorded report (or --report's) when it measured the
+    one checkpoint all the exported images come from; else none of it, and a note saying so."""
+    from db.recording import stored_path
+
+    if report_path is not None:
+        claimed = json.loads((report_path / REPORT_NAME).read_text(encoding="utf-8")).get("checkpoint")
+        measured = {claimed} if isinstance(claimed, str) else set()
+    else:
+        measured = {f["settings"]["checkpoint"] for f in figures if (f["settings"] or {}).get("checkpoint")}
+    if not figures and report_path is None:
+        return [], None, None
+    if len(measured) == 1 and report_describes(stored_path(next(iter(measured))), images):
+        return figures, report_path, None
+    made_from = ", ".join(map(str, sorted({image.iteration for image in images})))
+    note = (
+        "No quality report describes these images: the recorded report measured another checkpoint "
+        f"than the one they come from (iteration {made_from}). Run gen report on that checkpoint, or "
+        "export the images of the checkpoint it measured (--checkpoint), to publish figures with them."
+    )
+    return [], None, note
+
+
+def _report_rows(session: Session, gan_id: int) -> list[dict[str, Any]]:
+    from db import queries
+
+    return [
+        {
+            "metric": row.metric,
+            "class_name": row.class_name,
+            "value": row.value,
+            "settings": row.settings,
+            "created_at": row.created_at.isoformat(),
+        }
+        for row in queries.latest_report(session, gan_id)
+    ]
