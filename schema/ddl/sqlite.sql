@@ -22,6 +22,17 @@ CREATE TABLE gan_architectures (
 	created_at DATETIME NOT NULL
 );
 
+CREATE TABLE searches (
+	id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+	stage VARCHAR NOT NULL,
+	dataset_path VARCHAR NOT NULL,
+	dataset_fingerprint VARCHAR(64) NOT NULL,
+	settings JSON NOT NULL,
+	seed INTEGER NOT NULL,
+	status VARCHAR NOT NULL,
+	created_at DATETIME NOT NULL
+);
+
 CREATE TABLE checkpoints (
 	id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
 	gan INTEGER NOT NULL,
@@ -43,6 +54,24 @@ CREATE TABLE class_names (
 	CONSTRAINT uq_class_names_gan_label UNIQUE (gan, label),
 	CONSTRAINT uq_class_names_gan_name UNIQUE (gan, name),
 	CONSTRAINT fk_class_names_gan_gan_architectures FOREIGN KEY(gan) REFERENCES gan_architectures (id)
+);
+
+CREATE TABLE search_candidates (
+	id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+	search INTEGER NOT NULL,
+	architecture INTEGER NOT NULL,
+	parent INTEGER,
+	step INTEGER NOT NULL,
+	fitness DOUBLE,
+	budget JSON NOT NULL,
+	seconds DOUBLE NOT NULL,
+	worker VARCHAR,
+	status VARCHAR NOT NULL,
+	created_at DATETIME NOT NULL,
+	CONSTRAINT uq_search_candidates_search_step UNIQUE (search, step),
+	CONSTRAINT fk_search_candidates_search_searches FOREIGN KEY(search) REFERENCES searches (id),
+	CONSTRAINT fk_search_candidates_architecture_gan_architectures FOREIGN KEY(architecture) REFERENCES gan_architectures (id),
+	CONSTRAINT fk_search_candidates_parent_search_candidates FOREIGN KEY(parent) REFERENCES search_candidates (id)
 );
 
 CREATE TABLE training_parameters (
