@@ -191,12 +191,20 @@ def report_skipped_files(skipped: Sequence[str], run_dir: Path) -> None:
     show_default=True,
     help="bf16 autocast on CUDA (the CPU always trains in fp32).",
 )
+@click.option(
+    "--architecture",
+    "architecture_id",
+    type=click.IntRange(1),
+    help="Train the networks of this model's gan_architectures row (e.g. a search's best); "
+    "the preset gives the training recipe.",
+)
 @click.option("--resume", is_flag=True, help="Continue the run in --out exactly where it stopped.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @database_option
 def train(
     resume: bool,
     quiet: bool,
+    architecture_id: int | None,
     data: Path | None,
     out: Path,
     iterations: int,
@@ -277,6 +285,13 @@ def train(
         with Session(engine) as session:
             return {Path(p) for p in queries.checkpoints_with_images(session, model["id"])}
 
+    architecture = None
+    if architecture_id is not None and engine is not None:
+        from gen.architecture import from_json
+
+        with Session(engine) as session:
+            recorded = queries.get_model(session, architecture_id)
+        architecture = (from_json(recorded.generator), from_json(recorded.discriminator))
     result = run_training(
         config,
         resume=resume,
@@ -284,6 +299,7 @@ def train(
         on_start=on_start,
         on_checkpoint=on_checkpoint,
         protected=protected,
+        architecture=architecture,
     )
     if result.interrupted:
         echo_error(
@@ -923,3 +939,9 @@ def verify(directory: Path, quiet: bool, regenerate: bool, checkpoint: Path | No
 
 def main() -> None:
     cli(prog_name="gen")
+
+
+from gen.commands.search import search, searches  # noqa: E402 - they import the helpers above
+
+cli.add_command(search)
+cli.add_command(searches)
