@@ -34,7 +34,7 @@ from gen.train import load_matching_weights
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "shared_cache")
 
-TINY = ["--budget-iters", "1", "--eval-images", "2", "--device", "cpu", "--quiet"]
+TINY = ["--budget-iters", "1", "--batch-size", "4", "--eval-images", "2", "--device", "cpu", "--quiet"]
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def settings(data_dir: Path, out: Path, **changes: object) -> SearchSettings:
-    values = dict(population=1, cycles=1, sample=1, budget_iters=1, eval_images=2, seed=3)
+    values = dict(population=1, cycles=1, sample=1, budget_iters=1, batch_size=4, eval_images=2, seed=3)
     return SearchSettings(data=str(data_dir), out=str(out), **{**values, **changes})
 
 
@@ -142,10 +142,10 @@ def test_a_new_search_refuses_a_used_folder(data_dir: Path, tmp_path: Path) -> N
 
 
 def test_resume_after_an_interruption_continues_the_same_sequence(data_dir: Path, tmp_path: Path) -> None:
-    """One worker: a search stopped after two candidates and resumed hands out exactly the
+    """One worker: a search stopped after two of three candidates and resumed hands out exactly the
     candidates of an uninterrupted one with the same seed, and trains none of them twice."""
     whole_url, split_url = (f"sqlite:///{tmp_path / name}.db" for name in ("whole", "split"))
-    changes = dict(population=2, cycles=1, sample=2)
+    changes = dict(population=1, cycles=2, sample=1)
     engine = open_database(whole_url)
     run_search(
         prepare_search(settings(data_dir, tmp_path / "whole", **changes), engine), engine, progress=False
@@ -167,7 +167,7 @@ def test_resume_after_an_interruption_continues_the_same_sequence(data_dir: Path
         prepare_search(None, engine, resume_folder=tmp_path / "split"), engine, progress=False
     )
     engine.dispose()
-    assert resumed.finished == 4 and not resumed.interrupted
+    assert resumed.finished == 3 and not resumed.interrupted
     assert {step: [p.stat().st_mtime_ns for p in paths] for step, paths in checkpoints.items()} == times
 
     def sequence(url: str) -> list[tuple]:
@@ -183,8 +183,8 @@ def test_resume_after_an_interruption_continues_the_same_sequence(data_dir: Path
 def test_kill_9_then_resume_trains_no_finished_candidate_again(data_dir: Path, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'gen.db'}"
     out = tmp_path / "search"
-    command = ["search", "--db", url, "--data", str(data_dir), "--out", str(out), "--population", "2",
-               "--cycles", "1", "--sample", "1", *TINY]  # fmt: skip
+    command = ["search", "--db", url, "--data", str(data_dir), "--out", str(out), "--population", "1",
+               "--cycles", "2", "--sample", "1", *TINY]  # fmt: skip
     process = subprocess.Popen(
         [sys.executable, "-c", "from gen.cli import main; main()", *command],
         cwd=tmp_path,
@@ -207,15 +207,15 @@ def test_kill_9_then_resume_trains_no_finished_candidate_again(data_dir: Path, t
             process.wait()
         process.stderr.close()
     before = candidate_rows(url, 1)
-    assert 1 <= len(before) < 4
+    assert 1 <= len(before) < 3
 
     result = CliRunner().invoke(cli, ["search", "--db", url, "--out", str(out), "--resume", "--quiet"])
     assert result.exit_code == 0, result.output
     after = candidate_rows(url, 1)
     assert [c.id for c in after[: len(before)]] == [c.id for c in before]
-    assert sorted(c.step for c in after) == [0, 1, 2, 3]  # each step once: none trained again
+    assert sorted(c.step for c in after) == [0, 1, 2]  # each step once: none trained again
     listed = CliRunner().invoke(cli, ["searches", "list", "--db", url])
-    assert "4/4" in listed.output and "done" in listed.output
+    assert "3/3" in listed.output and "done" in listed.output
 
 
 @pytest.mark.slow
@@ -224,7 +224,7 @@ def test_the_bar(data_dir: Path, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'gen.db'}"
     command = ["search", "--db", url, "--data", str(data_dir), "--out", str(tmp_path / "search"),
                "--stage", "generator", "--population", "4", "--cycles", "2", "--sample", "2",
-               "--budget-iters", "3", "--eval-images", "2", "--workers", "2",
+               "--budget-iters", "3", "--batch-size", "4", "--eval-images", "2", "--workers", "2",
                "--device", "cpu", "--quiet"]  # fmt: skip
     result = CliRunner().invoke(cli, command)
     assert result.exit_code == 0, result.output

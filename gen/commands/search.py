@@ -54,6 +54,9 @@ from gen.errors import GenError
     help="Topology, widths and training recipe around the searched cells.",
 )
 @click.option(
+    "--batch-size", type=click.IntRange(1), help="Training batch per candidate [default: the preset's]."
+)
+@click.option(
     "--eval-images",
     type=click.IntRange(1),
     default=64,

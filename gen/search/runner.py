@@ -66,6 +66,7 @@ class SearchSettings:
     budget_iters: int | None = None
     budget_minutes: float | None = None
     preset: str = "tiny"  # the topology, widths and training recipe around the searched cells
+    batch_size: int | None = None  # None: the preset's
     eval_images: int = 64  # synthetic images per class for the fitness
     generator_from: int | None = None  # stage discriminator: the model whose generator is kept
     seed: int = 0
@@ -396,6 +397,7 @@ def _job(run: SearchRun, candidate: Candidate[Genome], device: str, threads: int
         out=str(folder),
         preset=settings.preset,
         iterations=iterations,
+        batch_size=settings.batch_size,
         max_minutes=settings.budget_minutes,
         checkpoint_every=iterations,
         keep_checkpoints=1,
