@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-MODULES = ("bench_train_sample", "bench_db", "bench_record", "bench_metrics", "bench_export")
+MODULES = ("bench_train_sample", "bench_db", "bench_record", "bench_metrics", "bench_export", "bench_search")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 

@@ -28,7 +28,15 @@ from gen.cli import cli
 from gen.errors import GenError
 from gen.networks import build
 from gen.phantoms import write_phantoms
-from gen.search.runner import SearchSettings, candidate_folder, prepare_search, run_search
+from gen.search.runner import (
+    CandidateJob,
+    CandidateResult,
+    InProcessWorkers,
+    SearchSettings,
+    candidate_folder,
+    prepare_search,
+    run_search,
+)
 from gen.search.space import Genome, to_spec
 from gen.train import load_matching_weights
 
@@ -177,6 +185,39 @@ def test_resume_after_an_interruption_continues_the_same_sequence(data_dir: Path
         ]
 
     assert sequence(split_url) == sequence(whole_url)
+
+
+class DyingWorkers(InProcessWorkers):
+    """In-process workers whose worker 'dies' (a None result, as RayWorkers reports a lost
+    worker) on the listed steps, once per listed occurrence."""
+
+    def __init__(self, deaths: list[int]):
+        super().__init__(threads=1)
+        self.deaths = deaths
+        self.evaluated: list[int] = []
+
+    def wait(self) -> tuple[CandidateJob, CandidateResult | None]:
+        if self._queue[0].step in self.deaths:
+            self.deaths.remove(self._queue[0].step)
+            return self._queue.pop(0), None
+        job, result = super().wait()
+        self.evaluated.append(job.step)
+        return job, result
+
+
+def test_a_dead_worker_costs_one_retry_and_a_second_death_fails_the_candidate(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    engine = open_database(f"sqlite:///{tmp_path / 'gen.db'}")
+    run = prepare_search(settings(data_dir, tmp_path / "search", population=2, cycles=0), engine)
+    workers = DyingWorkers(deaths=[0, 1, 1])
+    result = run_search(run, engine, progress=False, backend=workers)
+    assert result.finished == 2 and not result.interrupted
+    assert workers.evaluated == [0]  # step 0 retried once and evaluated; step 1 died twice
+    rows = {c.step: c for c in candidate_rows(f"sqlite:///{tmp_path / 'gen.db'}", run.search_id)}
+    assert rows[0].status == "done" and rows[1].status == "failed" and rows[1].fitness is None
+    assert run.evolution.best().step == 0
+    engine.dispose()
 
 
 @pytest.mark.slow

@@ -456,8 +456,11 @@ def run_search(
     ray_address: str | None = None,
     progress: bool = True,
     on_candidate: Callable[[Evaluated[Genome], int], None] | None = None,
+    backend: InProcessWorkers | RayWorkers | None = None,
 ) -> SearchResult:
-    """Evaluate candidates until the search is done (or Ctrl-C), recording each as it finishes."""
+    """Evaluate candidates until the search is done (or Ctrl-C), recording each as it finishes.
+
+    ``backend`` replaces the workers chosen from ``workers`` and ``ray_address``."""
     import torch
 
     from db import recording
@@ -471,8 +474,9 @@ def run_search(
     if not evolution.done:
         # Train (or load) the cached domain classifier once, before workers race to make it.
         TrainingEvaluator(load_image_folder(settings.data), torch.device("cpu"), 1, settings.seed)
-    backend: InProcessWorkers | RayWorkers
-    if workers == 1 and ray_address is None:
+    if backend is not None:
+        pass
+    elif workers == 1 and ray_address is None:
         backend = InProcessWorkers(threads)
     else:
         backend = RayWorkers(workers, threads, device, ray_address)
