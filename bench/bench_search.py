@@ -47,7 +47,8 @@ def throughput(candidates: int, budget_iters: int) -> list[dict]:
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         write_phantoms(root / "data", per_class=16)
-        os.environ.setdefault("GEN_CACHE_DIR", str(root / "cache"))
+        previous_cache = os.environ.get("GEN_CACHE_DIR")
+        os.environ["GEN_CACHE_DIR"] = str(root / "cache")  # the phantoms' classifier: thrown away
         # The domain classifier the fitness needs, trained before the clocks start.
         TrainingEvaluator(load_image_folder(root / "data"), torch.device("cpu"), 1, 0)
         per_hour = {}
@@ -85,6 +86,10 @@ def throughput(candidates: int, budget_iters: int) -> list[dict]:
                 "note": "one run; workers=2 starts a local Ray",
             }
         )
+        if previous_cache is None:
+            os.environ.pop("GEN_CACHE_DIR")
+        else:
+            os.environ["GEN_CACHE_DIR"] = previous_cache
     return rows
 
 

@@ -134,6 +134,28 @@ def test_search_records_every_candidate_and_its_model(
         engine.dispose()
 
 
+def test_discriminator_stage_keeps_the_chosen_generator(data_dir: Path, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'gen.db'}"
+    engine = open_database(url)
+    first = prepare_search(settings(data_dir, tmp_path / "g", cycles=0), engine)
+    run_search(first, engine, progress=False)
+    generator = candidate_rows(url, first.search_id)[0]
+    with pytest.raises(GenError, match="--generator-from"):
+        prepare_search(settings(data_dir, tmp_path / "d", stage="discriminator"), engine)
+    second = prepare_search(
+        settings(data_dir, tmp_path / "d", stage="discriminator", cycles=0, generator_from=generator.gan_id),
+        engine,
+    )
+    run_search(second, engine, progress=False)
+    engine.dispose()
+    [candidate] = candidate_rows(url, second.search_id)
+    assert candidate.generator == generator.generator and candidate.fitness is not None
+    shown = CliRunner().invoke(cli, ["searches", "show", str(second.search_id), "--db", url])
+    assert shown.exit_code == 0 and "discriminator cells" in shown.output, shown.output
+    missing = CliRunner().invoke(cli, ["searches", "show", "99", "--db", url])
+    assert missing.exit_code == 1 and "no search 99; searches in the database: 1, 2" in missing.output
+
+
 def test_a_new_search_refuses_a_used_folder(data_dir: Path, tmp_path: Path) -> None:
     engine = open_database(f"sqlite:///{tmp_path / 'gen.db'}")
     out = tmp_path / "search"
@@ -153,7 +175,7 @@ def test_resume_after_an_interruption_continues_the_same_sequence(data_dir: Path
     """One worker: a search stopped after two of three candidates and resumed hands out exactly the
     candidates of an uninterrupted one with the same seed, and trains none of them twice."""
     whole_url, split_url = (f"sqlite:///{tmp_path / name}.db" for name in ("whole", "split"))
-    changes = dict(population=1, cycles=2, sample=1)
+    changes = dict(population=1, cycles=2, sample=1)  # three candidates
     engine = open_database(whole_url)
     run_search(
         prepare_search(settings(data_dir, tmp_path / "whole", **changes), engine), engine, progress=False
