@@ -21,7 +21,9 @@ candidates at a time, handing each finished worker the next child at once; by de
 Ray with ``num_cpus=workers``, each task with its share of the machine's cores as torch
 threads, or an existing cluster with ``RAY_ADDRESS``/``ray_address``, where ``device="cuda"``
 asks one GPU per candidate. A worker that dies costs its candidate one retry; a second death
-records it as failed; the search goes on.
+records it as failed; the search goes on. On a cluster, the data, the search folder and
+``$GEN_CACHE_DIR`` must be paths every node sees (a shared filesystem): candidates write their
+checkpoints there and children read their parents' weights from there.
 """
 
 from __future__ import annotations
@@ -505,6 +507,7 @@ def run_search(
             if result is None:  # the worker died
                 deaths[job.step] = deaths.get(job.step, 0) + 1
                 if deaths[job.step] < 2:
+                    shutil.rmtree(job.config.out, ignore_errors=True)  # whatever it half wrote
                     backend.submit(job)
                     continue
                 result = CandidateResult(job.step, None, None, 0.0, "", error="its worker died twice")
