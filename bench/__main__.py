@@ -23,7 +23,15 @@ from pathlib import Path
 
 import torch
 
-MODULES = ("bench_train_sample", "bench_db", "bench_record", "bench_metrics", "bench_export", "bench_jobs")
+MODULES = (
+    "bench_train_sample",
+    "bench_db",
+    "bench_record",
+    "bench_metrics",
+    "bench_export",
+    "bench_jobs",
+    "bench_search",
+)
 RESULTS = Path(__file__).resolve().parent / "results"
 
 

@@ -299,3 +299,46 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utc_now)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Search(Base):
+    """One architecture search (gen search): what it searches, on which data, with which settings."""
+
+    __tablename__ = "searches"
+    __table_args__ = (NEVER_REUSE_IDS,)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # "generator", "discriminator" (or "classifier").
+    stage: Mapped[str] = mapped_column(String, nullable=False)
+    dataset_path: Mapped[str] = mapped_column(String, nullable=False)
+    dataset_fingerprint: Mapped[str] = mapped_column(String(64), nullable=False)
+    # Population, cycles, sample, mutation, budget, preset, the search folder, ...
+    settings: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
+    seed: Mapped[int] = mapped_column(Integer, nullable=False)
+    # "running" until every candidate is evaluated, then "done".
+    status: Mapped[str] = mapped_column(String, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utc_now)
+
+
+class SearchCandidate(Base):
+    """One evaluated candidate of a search; its networks are a gan_architectures row (a model
+    whose short training is recorded like any other)."""
+
+    __tablename__ = "search_candidates"
+    __table_args__ = (UniqueConstraint("search", "step"), NEVER_REUSE_IDS)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    search_id: Mapped[int] = mapped_column("search", ForeignKey("searches.id"), nullable=False)
+    gan_id: Mapped[int] = mapped_column("architecture", ForeignKey("gan_architectures.id"), nullable=False)
+    # The candidate it was mutated from; null for the random initial population.
+    parent_id: Mapped[int | None] = mapped_column("parent", ForeignKey("search_candidates.id"))
+    step: Mapped[int] = mapped_column(Integer, nullable=False)
+    # Normalised domain FID after the budget (lower is better); null when the candidate failed.
+    fitness: Mapped[float | None] = mapped_column(Double)
+    # {"iterations": N} or {"minutes": M}, and the iterations actually trained.
+    budget: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
+    seconds: Mapped[float] = mapped_column(Double, nullable=False)
+    worker: Mapped[str | None] = mapped_column(String)
+    # "done" or "failed".
+    status: Mapped[str] = mapped_column(String, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utc_now)

@@ -27,6 +27,8 @@ from db.models import (
     Image,
     Job,
     Report,
+    Search,
+    SearchCandidate,
     TrainingParameters,
     utc_now,
 )
@@ -305,6 +307,14 @@ def delete_model(session: Session, gan_id: int, cascade: bool = False) -> int:
             f"model {gan_id} still has {image_count} recorded images; "
             "delete it with --cascade to remove their rows too (the image files are kept)"
         )
+    search_ids = sorted(
+        set(session.scalars(select(SearchCandidate.search_id).where(SearchCandidate.gan_id == gan_id)))
+    )
+    if search_ids:
+        raise UserError(
+            f"model {gan_id} is a candidate of search {', '.join(map(str, search_ids))}; "
+            "a search keeps every candidate it evaluated"
+        )
     # Children before parents: foreign keys stay enforced throughout.
     checkpoint_ids = select(Checkpoint.id).where(Checkpoint.gan_id == gan_id).scalar_subquery()
     statements = [
@@ -532,3 +542,199 @@ def latest_classifier(session: Session, dataset_fingerprint: str) -> ClassifierI
         accuracy=classifier.accuracy,
         created_at=classifier.created_at,
     )
+
+
+@dataclass(frozen=True)
+class SearchInfo:
+    id: int
+    stage: str
+    dataset_path: str
+    dataset_fingerprint: str
+    settings: dict[str, Any]
+    seed: int
+    status: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class CandidateInfo:
+    id: int
+    step: int
+    gan_id: int
+    parent_step: int | None
+    fitness: float | None
+    budget: dict[str, Any]
+    seconds: float
+    worker: str | None
+    status: str
+    generator: dict[str, Any]
+    discriminator: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class SearchSummary:
+    id: int
+    stage: str
+    status: str
+    candidates: int
+    total: int | None
+    best_fitness: float | None
+    created_at: datetime
+
+
+def _search_info(search: Search) -> SearchInfo:
+    return SearchInfo(
+        id=search.id,
+        stage=search.stage,
+        dataset_path=search.dataset_path,
+        dataset_fingerprint=search.dataset_fingerprint,
+        settings=search.settings,
+        seed=search.seed,
+        status=search.status,
+        created_at=search.created_at,
+    )
+
+
+def create_search(
+    session: Session,
+    *,
+    stage: str,
+    dataset_path: str,
+    dataset_fingerprint: str,
+    settings: dict[str, Any],
+    seed: int,
+) -> int:
+    """Record a new architecture search (status running); returns its id."""
+    with _transaction(session):
+        search = Search(
+            stage=stage,
+            dataset_path=dataset_path,
+            dataset_fingerprint=dataset_fingerprint,
+            settings=settings,
+            seed=seed,
+            status="running",
+        )
+        session.add(search)
+        session.flush()
+        search_id = search.id
+    return search_id
+
+
+def get_search(session: Session, search_id: int) -> SearchInfo:
+    search = session.get(Search, search_id)
+    if search is None:
+        ids = list(session.scalars(select(Search.id).order_by(Search.id)))
+        known = (
+            f"searches in the database: {', '.join(map(str, ids))}" if ids else "the database has no searches"
+        )
+        raise UserError(f"no search {search_id}; {known}")
+    return _search_info(search)
+
+
+def search_in_folder(session: Session, folder: str) -> SearchInfo | None:
+    """The newest search whose settings name this (resolved) search folder."""
+    for search in session.scalars(select(Search).order_by(Search.id.desc())):
+        if (search.settings or {}).get("out") == folder:
+            return _search_info(search)
+    return None
+
+
+def set_search_status(session: Session, search_id: int, status: str) -> None:
+    with _transaction(session):
+        session.execute(update(Search).where(Search.id == search_id).values(status=status))
+
+
+def record_search_candidate(
+    session: Session,
+    *,
+    search_id: int,
+    gan_id: int,
+    step: int,
+    parent_step: int | None,
+    fitness: float | None,
+    budget: dict[str, Any],
+    seconds: float,
+    worker: str | None,
+    status: str,
+) -> int:
+    """Record an evaluated candidate (its model row already written); returns its id."""
+    with _transaction(session):
+        parent_id = None
+        if parent_step is not None:
+            parent_id = session.scalar(
+                select(SearchCandidate.id).where(
+                    SearchCandidate.search_id == search_id, SearchCandidate.step == parent_step
+                )
+            )
+        candidate = SearchCandidate(
+            search_id=search_id,
+            gan_id=gan_id,
+            parent_id=parent_id,
+            step=step,
+            fitness=fitness,
+            budget=budget,
+            seconds=seconds,
+            worker=worker,
+            status=status,
+        )
+        session.add(candidate)
+        session.flush()
+        candidate_id = candidate.id
+    return candidate_id
+
+
+def search_candidates(session: Session, search_id: int) -> list[CandidateInfo]:
+    """A search's candidates in the order they were recorded (the order they were evaluated)."""
+    parent = SearchCandidate.__table__.alias("parent_candidate")
+    query = (
+        select(SearchCandidate, GanArchitecture, parent.c.step)
+        .join(GanArchitecture, GanArchitecture.id == SearchCandidate.gan_id)
+        .outerjoin(parent, parent.c.id == SearchCandidate.parent_id)
+        .where(SearchCandidate.search_id == search_id)
+        .order_by(SearchCandidate.id)
+    )
+    return [
+        CandidateInfo(
+            id=candidate.id,
+            step=candidate.step,
+            gan_id=candidate.gan_id,
+            parent_step=parent_step,
+            fitness=candidate.fitness,
+            budget=candidate.budget,
+            seconds=candidate.seconds,
+            worker=candidate.worker,
+            status=candidate.status,
+            generator=model.generator,
+            discriminator=model.discriminator,
+            created_at=candidate.created_at,
+        )
+        for candidate, model, parent_step in session.execute(query)
+    ]
+
+
+def list_searches(session: Session) -> list[SearchSummary]:
+    counts = dict(
+        session.execute(
+            select(SearchCandidate.search_id, func.count()).group_by(SearchCandidate.search_id)
+        ).all()
+    )
+    best = dict(
+        session.execute(
+            select(SearchCandidate.search_id, func.min(SearchCandidate.fitness)).group_by(
+                SearchCandidate.search_id
+            )
+        ).all()
+    )
+    return [
+        SearchSummary(
+            id=search.id,
+            stage=search.stage,
+            status=search.status,
+            candidates=counts.get(search.id, 0),
+            total=(search.settings or {}).get("total"),
+            best_fitness=best.get(search.id),
+            created_at=search.created_at,
+        )
+        for search in session.scalars(select(Search).order_by(Search.id))
+    ]

@@ -253,3 +253,64 @@ class ImageRecorder:
                 f"the model was deleted from the database while sampling; {len(rows)} images of this "
                 f"batch were written without rows (first: {rows[0]['file_path']})."
             ) from None
+
+
+def record_candidate(
+    session: Session,
+    *,
+    search_id: int,
+    step: int,
+    parent_step: int | None,
+    config: dict[str, Any],
+    generator: dict[str, Any],
+    discriminator: dict[str, Any],
+    class_names: Sequence[str],
+    data_fingerprint: str,
+    num_images: int,
+    device: str,
+    checkpoint: tuple[str | Path, int, str] | None,
+    fitness: float | None,
+    budget: dict[str, Any],
+    seconds: float,
+    worker: str | None,
+) -> tuple[int, int]:
+    """An evaluated search candidate: its model rows (gan_architectures, classes, training, the
+    checkpoint it ended with and that checkpoint's fitness) and its search_candidates row.
+    ``checkpoint`` is (path, iteration, sha256), or None when the candidate failed before one.
+    Returns (model id, candidate id)."""
+    iterations = checkpoint[1] if checkpoint is not None else 0
+    gan_id = record_run(
+        session,
+        config=config,
+        generator=generator,
+        discriminator=discriminator,
+        class_names=class_names,
+        data_fingerprint=data_fingerprint,
+        num_images=num_images,
+        iterations=iterations,
+        device=device,
+    )
+    if checkpoint is not None:
+        path, iteration, sha256 = checkpoint
+        record_checkpoint_file(
+            session,
+            gan_id,
+            path,
+            iteration,
+            sha256,
+            domain_fid=fitness,
+            epochs=epochs(config, iteration, num_images),
+        )
+    candidate_id = queries.record_search_candidate(
+        session,
+        search_id=search_id,
+        gan_id=gan_id,
+        step=step,
+        parent_step=parent_step,
+        fitness=fitness,
+        budget=budget,
+        seconds=seconds,
+        worker=worker,
+        status="done" if fitness is not None else "failed",
+    )
+    return gan_id, candidate_id

@@ -196,12 +196,20 @@ def report_skipped_files(skipped: Sequence[str], run_dir: Path) -> None:
     show_default=True,
     help="bf16 autocast on CUDA (the CPU always trains in fp32).",
 )
+@click.option(
+    "--architecture",
+    "architecture_id",
+    type=click.IntRange(1),
+    help="Train the networks of this model's gan_architectures row (e.g. a search's best); "
+    "the preset gives the training recipe.",
+)
 @click.option("--resume", is_flag=True, help="Continue the run in --out exactly where it stopped.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @database_option
 def train(
     resume: bool,
     quiet: bool,
+    architecture_id: int | None,
     data: Path | None,
     out: Path,
     iterations: int,
@@ -245,8 +253,21 @@ def train(
             echo_error(note)
         click.echo(f"model {start.model_id}")
 
+    architecture = None
+    if architecture_id is not None and engine is not None:
+        from gen.architecture import from_json
+        from gen.recording import recorded_model
+
+        recorded = recorded_model(engine, architecture_id)
+        architecture = (from_json(recorded.generator), from_json(recorded.discriminator))
     result = run_training(
-        config, resume=resume, progress=not quiet, database=engine, data_set=data_set, on_start=on_start
+        config,
+        resume=resume,
+        progress=not quiet,
+        database=engine,
+        data_set=data_set,
+        on_start=on_start,
+        architecture=architecture,
     )
     if result.interrupted:
         echo_error(
@@ -878,3 +899,7 @@ from gen.commands.jobs import jobs, worker  # noqa: E402
 
 cli.add_command(jobs)
 cli.add_command(worker)
+from gen.commands.search import search, searches  # noqa: E402 - they import the helpers above
+
+cli.add_command(search)
+cli.add_command(searches)

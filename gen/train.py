@@ -37,7 +37,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from gen.architecture import PRESETS, from_json, preset, to_json
+from gen.architecture import PRESETS, DiscriminatorSpec, GeneratorSpec, from_json, preset, to_json
 from gen.checkpoint import (
     atomic_write,
     checkpoint_name,
@@ -298,6 +298,18 @@ def training_step(
     )
 
 
+def load_matching_weights(network: nn.Module, weights: dict[str, torch.Tensor]) -> int:
+    """Copy every tensor of ``weights`` whose name and shape the network also has; returns how
+    many were copied. Between two cells of one search space the stems, up/downsampling blocks,
+    attention layers and every edge that kept its operation match; the rest starts fresh."""
+    own = network.state_dict()
+    matching = {
+        name: tensor for name, tensor in weights.items() if name in own and own[name].shape == tensor.shape
+    }
+    network.load_state_dict(matching, strict=False)
+    return len(matching)
+
+
 def make_optimizer(
     name: str, parameters: Any, lr: float, betas: tuple[float, float], weight_decay: float = 0.0
 ) -> torch.optim.Optimizer:
@@ -356,6 +368,8 @@ def train(
     on_start: Callable[[RunStart], None] | None = None,
     on_checkpoint: Callable[..., None] | None = None,
     protected: Callable[[], Collection[Path]] | None = None,
+    architecture: tuple[GeneratorSpec, DiscriminatorSpec] | None = None,
+    inherit: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train (or resume) a run; returns where its last checkpoint is.
 
@@ -364,6 +378,12 @@ def train(
     every checkpoint, and pruning keeps the checkpoints that recorded images came from. A new
     model is linked to the registered data set ``data_set`` (whose files must not have
     changed), else to the data set of its folder, registered on the way (gen.datasets).
+
+    ``architecture`` replaces the preset's networks (a searched or recorded architecture; the
+    preset still gives the training recipe). ``inherit`` is a checkpoint whose weights a new
+    run starts from wherever a tensor has the same name and shape (the search's weight
+    inheritance, ``load_matching_weights``).
+
     ``on_start`` is called once data and networks are ready, ``on_checkpoint(path, iteration,
     sha256, evaluation)`` after each checkpoint is safely on disk (``evaluation``: its
     normalised domain FID, or None when it was not evaluated); both on the main process only.
@@ -385,7 +405,9 @@ def train(
                 raise GenError(f"{config.out} already holds a training run; use --resume or another --out.")
             if context.is_main:
                 remove_stale_temporaries(Path(config.out))  # a killed run's half-written files
-            result = _train(config, state, context, progress, on_start, on_checkpoint, protected)
+            result = _train(
+                config, state, context, progress, on_start, on_checkpoint, protected, architecture, inherit
+            )
     finally:
         stop_distributed(context)
     return dataclasses.replace(result, model_id=record.model_id) if record is not None else result
@@ -458,6 +480,8 @@ def _train(
     on_start: Callable[[RunStart], None] | None,
     on_checkpoint: Callable[..., None] | None,
     protected: Callable[[], Collection[Path]] | None,
+    architecture: tuple[GeneratorSpec, DiscriminatorSpec] | None = None,
+    inherit: dict[str, Any] | None = None,
 ) -> TrainResult:
     device = context.device
     if config.batch_size % context.world_size:
@@ -472,6 +496,13 @@ def _train(
             )
         generator_spec = from_json(json.loads(state["generator_spec"]))
         discriminator_spec = from_json(json.loads(state["discriminator_spec"]))
+    elif architecture is not None:
+        generator_spec, discriminator_spec = architecture
+        if {generator_spec.num_classes, discriminator_spec.num_classes} != {len(data.class_names)}:
+            raise GenError(
+                f"the architecture is for {generator_spec.num_classes} classes; "
+                f"{config.data} has {len(data.class_names)}."
+            )
     else:
         generator_spec, discriminator_spec = preset(config.preset, len(data.class_names))
     start_iteration = state["iteration"] if state is not None else 0
@@ -480,7 +511,12 @@ def _train(
 
     torch.manual_seed(config.seed)  # weight initialisation; everything later has its own stream
     generator, discriminator = build(generator_spec), build(discriminator_spec)
+    if inherit is not None and state is None:
+        load_matching_weights(generator, inherit["generator"])
+        load_matching_weights(discriminator, inherit["discriminator"])
     generator_ema = copy.deepcopy(generator).eval().requires_grad_(False)
+    if inherit is not None and state is None and "generator_ema" in inherit:
+        load_matching_weights(generator_ema, inherit["generator_ema"])
     g_optimizer = make_optimizer(config.optimizer, generator.parameters(), config.g_lr, config.betas)
     d_optimizer = make_optimizer(
         config.optimizer, discriminator.parameters(), config.d_lr, config.betas, config.d_weight_decay

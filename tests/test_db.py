@@ -115,6 +115,8 @@ def test_new_database_is_created_at_head(database_url: str) -> None:
             "checkpoints",
             "reports",
             "classifiers",
+            "searches",
+            "search_candidates",
         }
         with engine.connect() as connection:
             assert (

@@ -293,7 +293,9 @@ def test_dump_round_trip(
         loaded = open_database(url, create=False)  # the alembic stamp makes it a gen database
         try:
             got = table_rows(loaded)
-            assert got == expected
+            # A model's dump holds no search rows (a search spans many models): those tables stay empty.
+            assert {name: rows for name, rows in got.items() if name in expected} == expected
+            assert not any(rows for name, rows in got.items() if name not in expected)
             with Session(loaded) as session:
                 info = queries.get_model(session, gan_id)
                 assert info.class_names == tuple(CLASSES)

@@ -26,6 +26,18 @@ CREATE TABLE gan_architectures (
 	CONSTRAINT fk_gan_architectures_retrained_from_gan_architectures FOREIGN KEY(retrained_from) REFERENCES gan_architectures (id)
 );
 
+CREATE TABLE searches (
+	id SERIAL NOT NULL,
+	stage VARCHAR NOT NULL,
+	dataset_path VARCHAR NOT NULL,
+	dataset_fingerprint VARCHAR(64) NOT NULL,
+	settings JSONB NOT NULL,
+	seed INTEGER NOT NULL,
+	status VARCHAR NOT NULL,
+	created_at TIMESTAMP WITH TIME ZONE NOT NULL,
+	CONSTRAINT pk_searches PRIMARY KEY (id)
+);
+
 CREATE TABLE checkpoints (
 	id SERIAL NOT NULL,
 	gan INTEGER NOT NULL,
@@ -89,6 +101,25 @@ CREATE TABLE jobs (
 );
 
 CREATE INDEX ix_jobs_status ON jobs (status);
+
+CREATE TABLE search_candidates (
+	id SERIAL NOT NULL,
+	search INTEGER NOT NULL,
+	architecture INTEGER NOT NULL,
+	parent INTEGER,
+	step INTEGER NOT NULL,
+	fitness DOUBLE PRECISION,
+	budget JSONB NOT NULL,
+	seconds DOUBLE PRECISION NOT NULL,
+	worker VARCHAR,
+	status VARCHAR NOT NULL,
+	created_at TIMESTAMP WITH TIME ZONE NOT NULL,
+	CONSTRAINT pk_search_candidates PRIMARY KEY (id),
+	CONSTRAINT uq_search_candidates_search_step UNIQUE (search, step),
+	CONSTRAINT fk_search_candidates_search_searches FOREIGN KEY(search) REFERENCES searches (id),
+	CONSTRAINT fk_search_candidates_architecture_gan_architectures FOREIGN KEY(architecture) REFERENCES gan_architectures (id),
+	CONSTRAINT fk_search_candidates_parent_search_candidates FOREIGN KEY(parent) REFERENCES search_candidates (id)
+);
 
 CREATE TABLE training_parameters (
 	id SERIAL NOT NULL,

@@ -24,6 +24,17 @@ CREATE TABLE gan_architectures (
 	CONSTRAINT fk_gan_architectures_retrained_from_gan_architectures FOREIGN KEY(retrained_from) REFERENCES gan_architectures (id)
 );
 
+CREATE TABLE searches (
+	id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+	stage VARCHAR NOT NULL,
+	dataset_path VARCHAR NOT NULL,
+	dataset_fingerprint VARCHAR(64) NOT NULL,
+	settings JSON NOT NULL,
+	seed INTEGER NOT NULL,
+	status VARCHAR NOT NULL,
+	created_at DATETIME NOT NULL
+);
+
 CREATE TABLE checkpoints (
 	id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
 	gan INTEGER NOT NULL,
@@ -83,6 +94,24 @@ CREATE TABLE jobs (
 );
 
 CREATE INDEX ix_jobs_status ON jobs (status);
+
+CREATE TABLE search_candidates (
+	id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+	search INTEGER NOT NULL,
+	architecture INTEGER NOT NULL,
+	parent INTEGER,
+	step INTEGER NOT NULL,
+	fitness DOUBLE,
+	budget JSON NOT NULL,
+	seconds DOUBLE NOT NULL,
+	worker VARCHAR,
+	status VARCHAR NOT NULL,
+	created_at DATETIME NOT NULL,
+	CONSTRAINT uq_search_candidates_search_step UNIQUE (search, step),
+	CONSTRAINT fk_search_candidates_search_searches FOREIGN KEY(search) REFERENCES searches (id),
+	CONSTRAINT fk_search_candidates_architecture_gan_architectures FOREIGN KEY(architecture) REFERENCES gan_architectures (id),
+	CONSTRAINT fk_search_candidates_parent_search_candidates FOREIGN KEY(parent) REFERENCES search_candidates (id)
+);
 
 CREATE TABLE training_parameters (
 	id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,

@@ -1,0 +1,1 @@
+"""Architecture search: the encoding and mutation (space), aging evolution (evolution), the runner."""
