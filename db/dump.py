@@ -11,7 +11,9 @@ schema revision (`gen models show --db ...` works on it):
 
 It holds one model's rows only: its gan_architectures row, all its class_names, its
 training_parameters, the checkpoints the dumped images come from, the dumped images and the
-model's reports, inserted parents first inside one transaction. On PostgreSQL the id sequences
+model's reports, inserted parents first inside one transaction. Local bookkeeping stays out:
+the registered data set (training_parameters.dataset is written NULL; dataset_fingerprint
+identifies the images), jobs and searches. On PostgreSQL the id sequences
 are moved past the inserted ids afterwards, so rows can be added later.
 
 Values are written as SQL literals by `render_literal`, one small function per value kind
@@ -149,9 +151,14 @@ def dump_rows(
             session, tables[GanArchitecture.__tablename__], GanArchitecture.id == gan_id
         ),
         ClassName.__tablename__: _rows(session, tables[ClassName.__tablename__], ClassName.gan_id == gan_id),
-        TrainingParameters.__tablename__: _rows(
-            session, tables[TrainingParameters.__tablename__], TrainingParameters.gan_id == gan_id
-        ),
+        # The data set link is the local catalog's (gen data): its row names a local folder, and
+        # its name is often that folder's, so the dump keeps only the fingerprint.
+        TrainingParameters.__tablename__: [
+            {**row, "dataset": None}
+            for row in _rows(
+                session, tables[TrainingParameters.__tablename__], TrainingParameters.gan_id == gan_id
+            )
+        ],
         Checkpoint.__tablename__: checkpoints,
         Image.__tablename__: images,
         Report.__tablename__: _rows(session, tables[Report.__tablename__], Report.gan_id == gan_id),

@@ -34,11 +34,11 @@ from db.models import (
 )
 
 # The keys record_model's `training` may hold: training_parameters' columns, less the ones the
-# database fills in itself.
+# database fills in itself and the data set link that db.catalog sets.
 TRAINING_KEYS = frozenset(
     column.key
     for column in TrainingParameters.__mapper__.column_attrs
-    if column.key not in {"id", "gan_id", "created_at"}
+    if column.key not in {"id", "gan_id", "created_at", "dataset_id"}
 )
 
 

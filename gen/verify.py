@@ -60,6 +60,7 @@ from gen.export import (
     CROISSANT_NAME,
     GRID_PREFIX,
     MANIFEST_FORMAT,
+    MANIFEST_FORMAT_FAMILY,
     MANIFEST_NAME,
     MD5SUMS_NAME,
     METADATA_COLUMNS,
@@ -637,7 +638,13 @@ def _problems(root: Path, progress: bool) -> list[str]:
         manifest = _read_manifest(root)
     except (OSError, ValueError) as error:
         return [f"{MANIFEST_NAME} cannot be read: {error}"]
-    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+    found = manifest.get("format") if isinstance(manifest, dict) else None
+    if isinstance(found, str) and found.startswith(MANIFEST_FORMAT_FAMILY) and found != MANIFEST_FORMAT:
+        return [
+            f"{MANIFEST_NAME} says format {found}, an export by another version of gen; this gen verifies "
+            f"{MANIFEST_FORMAT} (export the model again, or verify with the gen that made it)"
+        ]
+    if found != MANIFEST_FORMAT:
         return [f"{MANIFEST_NAME} is not a gen data set manifest (format {MANIFEST_FORMAT} expected)"]
     malformed = _malformed(manifest)
     if malformed:

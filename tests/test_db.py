@@ -117,6 +117,8 @@ def test_new_database_is_created_at_head(database_url: str) -> None:
             "classifiers",
             "searches",
             "search_candidates",
+            "datasets",
+            "jobs",
         }
         with engine.connect() as connection:
             assert (

@@ -28,6 +28,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from db import queries
+from db.errors import UserError
 from db.recording import stored_path
 from db.session import open_database
 from gen.cli import cli
@@ -378,7 +379,7 @@ def test_bad_input_is_one_sentence(source: tuple[Engine, int, Path], tmp_path: P
     ]
     for options, message in cases:
         arguments = {"gan_id": gan_id, **options}
-        with pytest.raises(GenError, match=message):
+        with pytest.raises(UserError, match=message):
             export_dataset(engine, arguments.pop("gan_id"), tmp_path / "out", **arguments)
     blocker = tmp_path / "a-file"
     blocker.write_text("x")

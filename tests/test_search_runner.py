@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from db import open_database, queries
+from db.errors import UserError
 from db.models import GanArchitecture, SearchCandidate
 from gen.architecture import preset
 from gen.cli import cli
@@ -122,7 +123,7 @@ def test_search_records_every_candidate_and_its_model(
         assert candidates[0].generator["cell"] != candidates[1].generator["cell"]
         assert result.plot.is_file()
         assert summary[0].candidates == 2 and summary[0].best_fitness == min(c.fitness for c in candidates)
-        with Session(engine) as session, pytest.raises(GenError, match="candidate of search"):
+        with Session(engine) as session, pytest.raises(UserError, match="candidate of search"):
             queries.delete_model(session, candidates[0].gan_id)
         # Nothing is left to do: resuming a finished search trains nothing.
         again = run_search(

@@ -507,3 +507,17 @@ def test_without_a_dump_a_changed_image_with_a_regenerated_md5sums_is_caught(tmp
     (folder / "MD5SUMS").write_text("".join(lines))
     problems = verify_dataset(out)
     assert any("cyt_mast/MD5SUMS changed" in problem for problem in problems), problems
+
+
+@pytest.mark.parametrize(
+    "found, expected",
+    [
+        ("gen-dataset/1", "says format gen-dataset/1, an export by another version of gen"),
+        ("something-else/2", "is not a gen data set manifest"),
+    ],
+)
+def test_an_export_of_another_format_is_named(dataset: Path, found: str, expected: str) -> None:
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    (dataset / "manifest.json").write_text(json.dumps({**manifest, "format": found}))
+    problems = verify_dataset(dataset)
+    assert len(problems) == 1 and expected in problems[0]

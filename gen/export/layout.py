@@ -6,7 +6,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-MANIFEST_FORMAT = "gen-dataset/1"
+# /2: metadata.csv and croissant.json, grids and plots beside the class folders rather than in
+# folders of their own (so that loaders see only classes). An older export is still one
+# (gen export --force replaces it) but this gen does not verify it.
+MANIFEST_FORMAT = "gen-dataset/2"
+MANIFEST_FORMAT_FAMILY = "gen-dataset/"
 DUMP_DIALECTS = ("postgresql", "sqlite")
 DEFAULT_CSV_ROWS = 100
 SQL_DUMP_NAME = "database.sql"

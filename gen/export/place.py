@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from gen.errors import GenError
-from gen.export.layout import MANIFEST_FORMAT, MANIFEST_NAME
+from gen.export.layout import MANIFEST_FORMAT_FAMILY, MANIFEST_NAME
 from gen.runtime import left_by_a_dead_process
 
 
@@ -23,7 +23,7 @@ def is_dataset(path: Path) -> bool:
         manifest = json.loads((path / MANIFEST_NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return isinstance(manifest, dict) and manifest.get("format") == MANIFEST_FORMAT
+    return isinstance(manifest, dict) and str(manifest.get("format", "")).startswith(MANIFEST_FORMAT_FAMILY)
 
 
 def _check_target(out: Path, *, force: bool, archive: bool) -> None:
