@@ -782,14 +782,8 @@ def _check_croissant(
 ) -> None:
     """croissant.json lists every image file once, with its MD5 and SHA-256, and nothing else
     as a PNG; metadata.csv's checksums in it are those of the file."""
-    if CROISSANT_NAME in tree.refused:
-        return  # reported by the walk
-    if CROISSANT_NAME not in tree.files:
-        if CROISSANT_NAME not in listed:  # else reported with the files the manifest lists
-            problems.append(f"{CROISSANT_NAME} is missing")
+    if not _required_file(CROISSANT_NAME, tree, listed, problems):
         return
-    if CROISSANT_NAME not in listed:
-        problems.append(f"{CROISSANT_NAME} is not listed in {MANIFEST_NAME}")
     try:
         document = json.loads(_read_text(root, CROISSANT_NAME))
         distribution = document["distribution"]
@@ -819,18 +813,26 @@ def _check_croissant(
         problems.append(f"{relative} is not described in {CROISSANT_NAME}")
 
 
+def _required_file(name: str, tree: _Tree, listed: dict[str, Any], problems: list[str]) -> bool:
+    """Whether the data set's file ``name`` is there to be checked; says so when it is missing or
+    unlisted (a refused or listed-but-missing file is reported elsewhere)."""
+    if name in tree.refused:
+        return False  # reported by the walk
+    if name not in tree.files:
+        if name not in listed:  # else reported with the files the manifest lists
+            problems.append(f"{name} is missing")
+        return False
+    if name not in listed:
+        problems.append(f"{name} is not listed in {MANIFEST_NAME}")
+    return True
+
+
 def _check_metadata(
     root: Path, tree: _Tree, listed: dict[str, Any], images: dict[str, str | None], problems: list[str]
 ) -> None:
     """metadata.csv names every image file once, with its class folder as label and its MD5."""
-    if METADATA_NAME in tree.refused:
-        return  # reported by the walk
-    if METADATA_NAME not in tree.files:
-        if METADATA_NAME not in listed:  # else reported with the files the manifest lists
-            problems.append(f"{METADATA_NAME} is missing")
+    if not _required_file(METADATA_NAME, tree, listed, problems):
         return
-    if METADATA_NAME not in listed:
-        problems.append(f"{METADATA_NAME} is not listed in {MANIFEST_NAME}")
     try:
         rows = list(csv.reader(io.StringIO(_read_text(root, METADATA_NAME), newline="")))
     except (OSError, UnicodeDecodeError, csv.Error) as error:
