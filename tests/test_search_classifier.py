@@ -8,6 +8,7 @@ import random
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -15,18 +16,21 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db import open_database, queries
+from db import open_database, queries, recording
 from db.models import Classifier, GanArchitecture, SearchCandidate
+from gen.checkpoint import file_sha256
 from gen.cli import cli
+from gen.data import load_image_folder
 from gen.phantoms import write_phantoms
 from gen.search import classifier_net
-from gen.search.classifier_runner import stratified_split
+from gen.search.classifier_runner import ClassifierJob, stratified_split, train_candidate
 from gen.search.runner import SearchSettings, prepare_search, run_search
 from gen.search.space import CLASSIFIER_CELLS, ClassifierGenome, ClassifierSpace
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 NOTATION = re.compile(r"\{[345], [1-8-]+, cells=[1-6], pool=\[[\d, ]*\]\}")
+SMALL = ClassifierGenome(3, "26-6", 1, (1,))
 TINY = ["--budget-iters", "2", "--batch-size", "4", "--workers", "1", "--device", "cpu", "--quiet"]
 
 
@@ -202,23 +206,42 @@ def test_report_uses_the_recorded_classifier(
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-weights"))  # no Inception: not needed here
     url = f"sqlite:///{tmp_path / 'gen.db'}"
     write_phantoms(tmp_path / "test", per_class=4, seed=2, image_size=64)
-    searched = CliRunner().invoke(
-        cli,
-        [
-            "search", "--data", str(data_dir), "--out", str(tmp_path / "s"), "--stage", "classifier",
-            "--population", "1", "--cycles", "0", "--sample", "1", "--db", url, *TINY,
-        ],
-    )  # fmt: skip
-    assert searched.exit_code == 0, searched.output
     trained = CliRunner().invoke(
         cli,
-        ["train", "--data", str(data_dir), "--out", str(tmp_path / "run"), "--iters", "2", "--batch-size", "4",
-         "--db", url, "-q"],
+        ["train", "--data", str(data_dir), "--out", str(tmp_path / "run"), "--iters", "2",
+         "--batch-size", "4", "--db", url, "-q"],
     )  # fmt: skip
     assert trained.exit_code == 0, trained.output
     engine = open_database(url)
+    # A small searched classifier, recorded the way a classifier search records its candidates
+    # (a whole search's random genomes can be six full-resolution cells: slow on two cores).
+    data = load_image_folder(data_dir)
+    weights = tmp_path / "found" / "classifier.pt"
+    model, accuracy, iterations = train_candidate(
+        ClassifierJob(0, str(data_dir), str(weights.parent), SMALL.to_dict(), 2, None, 4, 0.2, 0, "cpu", 1),
+        data,
+    )
+    weights.parent.mkdir()
+    classifier_net.save(model, weights)
     with Session(engine) as session:
-        [candidate] = queries.search_candidates(session, 1)
+        classifier_id, _ = recording.record_classifier_candidate(
+            session,
+            search_id=queries.create_search(
+                session, stage="classifier", dataset_path=str(data_dir), dataset_fingerprint=data.fingerprint,
+                settings={}, seed=0,
+            ),
+            step=0,
+            parent_step=None,
+            weights=(weights, file_sha256(weights)),
+            architecture=model.config.to_dict() | {"classes": list(data.class_names)},
+            accuracy=accuracy,
+            data_path=data_dir,
+            data_fingerprint=data.fingerprint,
+            budget={"iterations": 2, "trained": iterations},
+            seconds=0.0,
+            worker=None,
+        )  # fmt: skip
+    candidate = SimpleNamespace(classifier_id=classifier_id)
     report_args = [
         "report",
         "--real",
