@@ -177,6 +177,11 @@ def test_classifier_search_records_candidates_as_classifiers_and_resumes(
     assert "classifier" in listed.output and "6/6" in listed.output
     models = CliRunner().invoke(cli, ["models", "list", "--db", url])
     assert models.exit_code == 0 and "no models yet" in models.output
+    kept = CliRunner().invoke(
+        cli, ["classifiers", "delete", str(after[0].classifier_id), "--yes", "--db", url]
+    )
+    assert kept.exit_code == 1 and "is a candidate of search 1" in kept.output
+    assert _counts(url)[1] == 6
 
 
 def queries_path(engine: object, classifier_id: int) -> str:
