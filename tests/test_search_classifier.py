@@ -192,6 +192,8 @@ def queries_path(engine: object, classifier_id: int) -> str:
 
 
 def test_classifier_search_on_both_databases(data_dir: Path, tmp_path: Path, database_url: str) -> None:
+    added = CliRunner().invoke(cli, ["data", "add", "cells", str(data_dir), "-q", "--db", database_url])
+    assert added.exit_code == 0, added.output
     result = CliRunner().invoke(
         cli,
         [
@@ -203,6 +205,9 @@ def test_classifier_search_on_both_databases(data_dir: Path, tmp_path: Path, dat
     assert _counts(database_url)[:2] == (2, 2)
     shown = CliRunner().invoke(cli, ["searches", "show", "1", "--db", database_url])
     assert len(NOTATION.findall(shown.output)) == 2
+    # Each candidate's classifier is linked to the registered data set of its images.
+    listed = CliRunner().invoke(cli, ["classifiers", "list", "--db", database_url])
+    assert [line.split()[1] for line in listed.output.splitlines()[1:]] == ["cells", "cells"]
 
 
 def test_report_uses_the_recorded_classifier(

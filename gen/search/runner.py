@@ -24,6 +24,9 @@ asks one GPU per candidate. A worker that dies costs its candidate one retry; a 
 records it as failed; the search goes on. On a cluster, the data, the search folder and
 ``$GEN_CACHE_DIR`` must be paths every node sees (a shared filesystem): candidates write their
 checkpoints there and children read their parents' weights from there.
+
+``stage="classifier"`` searches a classifier instead (gen.search.classifier_runner): the same
+settings, engine, workers, folders and resume, with classifiers rows instead of models.
 """
 
 from __future__ import annotations

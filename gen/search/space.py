@@ -22,6 +22,11 @@ How the source's ambiguities are resolved here:
   from the same random stream, so a seed still gives one child.
 - Weight inheritance and what a "cycle" is belong to the evolution and the runner
   (gen.search.evolution, gen.search.runner).
+
+The classifier search's space (:class:`ClassifierGenome`, :class:`ClassifierSpace`, at the end
+of this module) adds a macro level to the cell: the number of cells (1..6) and the cells
+followed by pooling, written ``{N, C, cells=5, pool=[1]}``; its network is
+gen.search.classifier_net and its runner gen.search.classifier_runner.
 """
 
 from __future__ import annotations
