@@ -692,6 +692,54 @@ def record_search_candidate(
     return candidate_id
 
 
+def record_classifier_search_candidate(
+    session: Session,
+    *,
+    search_id: int,
+    step: int,
+    parent_step: int | None,
+    classifier: dict[str, Any] | None,
+    fitness: float | None,
+    budget: dict[str, Any],
+    seconds: float,
+    worker: str | None,
+    status: str,
+) -> tuple[int | None, int]:
+    """A classifier search's candidate and its classifiers row (``classifier``: that row's
+    columns; None for a failed candidate) in one transaction, so that a crash leaves both or
+    neither. Returns (classifier id, candidate id)."""
+    with _transaction(session):
+        classifier_id = None
+        if classifier is not None:
+            row = Classifier(**classifier)
+            session.add(row)
+            session.flush()
+            classifier_id = row.id
+        parent_id = None
+        if parent_step is not None:
+            parent_id = session.scalar(
+                select(SearchCandidate.id).where(
+                    SearchCandidate.search_id == search_id, SearchCandidate.step == parent_step
+                )
+            )
+        candidate = SearchCandidate(
+            search_id=search_id,
+            gan_id=None,
+            classifier_id=classifier_id,
+            parent_id=parent_id,
+            step=step,
+            fitness=fitness,
+            budget=budget,
+            seconds=seconds,
+            worker=worker,
+            status=status,
+        )
+        session.add(candidate)
+        session.flush()
+        candidate_id = candidate.id
+    return classifier_id, candidate_id
+
+
 def search_candidates(session: Session, search_id: int) -> list[CandidateInfo]:
     """A search's candidates in the order they were recorded (the order they were evaluated)."""
     parent = SearchCandidate.__table__.alias("parent_candidate")

@@ -334,32 +334,30 @@ def record_classifier_candidate(
     """An evaluated classifier-search candidate: its classifiers row (``weights`` as (path,
     sha256); linked to the registered data set of that folder and fingerprint, if any) and its
     search_candidates row, whose fitness is the validation error 1 - accuracy. A failed
-    candidate (``weights`` None) gets only the candidate row. Returns (classifier id, candidate id)."""
+    candidate (``weights`` None) gets only the candidate row. Both rows in one transaction.
+    Returns (classifier id, candidate id)."""
     from db import catalog
 
-    classifier_id = None
+    classifier = None
     if weights is not None and accuracy is not None and architecture is not None:
         path, sha256 = weights
-        classifier_id = queries.record_classifier(
-            session,
-            dataset_fingerprint=data_fingerprint,
-            path=stored_path(path),
-            sha256=sha256,
-            architecture=architecture,
-            accuracy=accuracy,
-            dataset_id=catalog.find_dataset_by_folder(session, stored_path(data_path), data_fingerprint),
-        )
-    candidate_id = queries.record_search_candidate(
+        classifier = {
+            "dataset_fingerprint": data_fingerprint,
+            "path": stored_path(path),
+            "sha256": sha256,
+            "architecture": architecture,
+            "accuracy": accuracy,
+            "dataset_id": catalog.find_dataset_by_folder(session, stored_path(data_path), data_fingerprint),
+        }
+    return queries.record_classifier_search_candidate(
         session,
         search_id=search_id,
-        gan_id=None,
-        classifier_id=classifier_id,
         step=step,
         parent_step=parent_step,
-        fitness=None if classifier_id is None else 1.0 - accuracy,
+        classifier=classifier,
+        fitness=None if classifier is None else 1.0 - accuracy,
         budget=budget,
         seconds=seconds,
         worker=worker,
-        status="done" if classifier_id is not None else "failed",
+        status="done" if classifier is not None else "failed",
     )
-    return classifier_id, candidate_id

@@ -113,6 +113,20 @@ def test_stratified_split_holds_out_every_class() -> None:
     assert torch.equal(again[1], validation)
 
 
+def test_a_class_of_one_image_is_refused_before_anything_is_recorded(tmp_path: Path) -> None:
+    write_phantoms(tmp_path / "data", per_class=2, seed=1, image_size=64)
+    lonely = sorted((tmp_path / "data").iterdir())[0]
+    sorted(lonely.iterdir())[0].unlink()
+    url = f"sqlite:///{tmp_path / 'gen.db'}"
+    result = CliRunner().invoke(
+        cli,
+        ["search", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "s"), "--stage", "classifier",
+         "--population", "2", "--cycles", "0", "--sample", "1", "--db", url, *TINY],
+    )  # fmt: skip
+    assert result.exit_code == 1 and "at least 2 images of every class" in result.output
+    assert _counts(url) == (0, 0, 0) and not (tmp_path / "s").exists()
+
+
 def _counts(url: str) -> tuple[int, int, int]:
     engine = open_database(url)
     with Session(engine) as session:

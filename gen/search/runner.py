@@ -355,6 +355,9 @@ def prepare_search(
             f"the images in {settings.data} changed since this search started; resume needs the same data."
         )
     if settings.stage == "classifier":
+        from gen.search.classifier_runner import stratified_split
+
+        stratified_split(data.labels, settings.validation, settings.seed)  # a sentence, before any row
         base = fixed = None
     else:
         base, fixed = _networks(settings, len(data.class_names), engine)
