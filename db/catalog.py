@@ -25,6 +25,7 @@ from db.models import (
     Image,
     Job,
     Report,
+    SearchCandidate,
     TrainingParameters,
 )
 from db.queries import _require_model, _transaction
@@ -328,6 +329,18 @@ def get_classifier(session: Session, classifier_id: int) -> ClassifierSummary:
 def delete_classifier(session: Session, classifier_id: int) -> ClassifierSummary:
     """Delete the classifier's row (its file is the caller's business); returns what it was."""
     info = get_classifier(session, classifier_id)
+    search_ids = sorted(
+        set(
+            session.scalars(
+                select(SearchCandidate.search_id).where(SearchCandidate.classifier_id == classifier_id)
+            )
+        )
+    )
+    if search_ids:
+        raise UserError(
+            f"classifier {classifier_id} is a candidate of search {', '.join(map(str, search_ids))}; "
+            "a search keeps every candidate it evaluated."
+        )
     with _transaction(session):
         session.execute(delete(Classifier).where(Classifier.id == classifier_id))
     return info

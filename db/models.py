@@ -321,19 +321,22 @@ class Search(Base):
 
 
 class SearchCandidate(Base):
-    """One evaluated candidate of a search; its networks are a gan_architectures row (a model
-    whose short training is recorded like any other)."""
+    """One evaluated candidate of a search: for a generator or discriminator search its networks
+    are a gan_architectures row (a model whose short training is recorded like any other); for
+    a classifier search, a classifiers row (its weights, architecture and accuracy)."""
 
     __tablename__ = "search_candidates"
     __table_args__ = (UniqueConstraint("search", "step"), NEVER_REUSE_IDS)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     search_id: Mapped[int] = mapped_column("search", ForeignKey("searches.id"), nullable=False)
-    gan_id: Mapped[int] = mapped_column("architecture", ForeignKey("gan_architectures.id"), nullable=False)
+    gan_id: Mapped[int | None] = mapped_column("architecture", ForeignKey("gan_architectures.id"))
+    classifier_id: Mapped[int | None] = mapped_column("classifier", ForeignKey("classifiers.id"))
     # The candidate it was mutated from; null for the random initial population.
     parent_id: Mapped[int | None] = mapped_column("parent", ForeignKey("search_candidates.id"))
     step: Mapped[int] = mapped_column(Integer, nullable=False)
-    # Normalised domain FID after the budget (lower is better); null when the candidate failed.
+    # Normalised domain FID after the budget, or a classifier's validation error (1 - accuracy);
+    # lower is better; null when the candidate failed.
     fitness: Mapped[float | None] = mapped_column(Double)
     # {"iterations": N} or {"minutes": M}, and the iterations actually trained.
     budget: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)

@@ -507,8 +507,9 @@ def record_classifier(
     sha256: str,
     architecture: dict[str, Any],
     accuracy: float,
+    dataset_id: int | None = None,
 ) -> int:
-    """Record a trained domain classifier for a data set; returns its id."""
+    """Record a trained classifier for a data set; returns its id."""
     with _transaction(session):
         classifier = Classifier(
             dataset_fingerprint=dataset_fingerprint,
@@ -516,6 +517,7 @@ def record_classifier(
             sha256=sha256,
             architecture=architecture,
             accuracy=accuracy,
+            dataset_id=dataset_id,
         )
         session.add(classifier)
         session.flush()
@@ -560,16 +562,19 @@ class SearchInfo:
 class CandidateInfo:
     id: int
     step: int
-    gan_id: int
+    gan_id: int | None  # a generator or discriminator search's candidate model
     parent_step: int | None
     fitness: float | None
     budget: dict[str, Any]
     seconds: float
     worker: str | None
     status: str
-    generator: dict[str, Any]
-    discriminator: dict[str, Any]
+    generator: dict[str, Any] | None
+    discriminator: dict[str, Any] | None
     created_at: datetime
+    classifier_id: int | None = None  # a classifier search's candidate
+    classifier_architecture: dict[str, Any] | None = None
+    accuracy: float | None = None
 
 
 @dataclass(frozen=True)
@@ -649,7 +654,7 @@ def record_search_candidate(
     session: Session,
     *,
     search_id: int,
-    gan_id: int,
+    gan_id: int | None,
     step: int,
     parent_step: int | None,
     fitness: float | None,
@@ -657,8 +662,10 @@ def record_search_candidate(
     seconds: float,
     worker: str | None,
     status: str,
+    classifier_id: int | None = None,
 ) -> int:
-    """Record an evaluated candidate (its model row already written); returns its id."""
+    """Record an evaluated candidate (its model or classifier row already written, if it got
+    one); returns its id."""
     with _transaction(session):
         parent_id = None
         if parent_step is not None:
@@ -670,6 +677,7 @@ def record_search_candidate(
         candidate = SearchCandidate(
             search_id=search_id,
             gan_id=gan_id,
+            classifier_id=classifier_id,
             parent_id=parent_id,
             step=step,
             fitness=fitness,
@@ -684,12 +692,61 @@ def record_search_candidate(
     return candidate_id
 
 
+def record_classifier_search_candidate(
+    session: Session,
+    *,
+    search_id: int,
+    step: int,
+    parent_step: int | None,
+    classifier: dict[str, Any] | None,
+    fitness: float | None,
+    budget: dict[str, Any],
+    seconds: float,
+    worker: str | None,
+    status: str,
+) -> tuple[int | None, int]:
+    """A classifier search's candidate and its classifiers row (``classifier``: that row's
+    columns; None for a failed candidate) in one transaction, so that a crash leaves both or
+    neither. Returns (classifier id, candidate id)."""
+    with _transaction(session):
+        classifier_id = None
+        if classifier is not None:
+            row = Classifier(**classifier)
+            session.add(row)
+            session.flush()
+            classifier_id = row.id
+        parent_id = None
+        if parent_step is not None:
+            parent_id = session.scalar(
+                select(SearchCandidate.id).where(
+                    SearchCandidate.search_id == search_id, SearchCandidate.step == parent_step
+                )
+            )
+        candidate = SearchCandidate(
+            search_id=search_id,
+            gan_id=None,
+            classifier_id=classifier_id,
+            parent_id=parent_id,
+            step=step,
+            fitness=fitness,
+            budget=budget,
+            seconds=seconds,
+            worker=worker,
+            status=status,
+        )
+        session.add(candidate)
+        session.flush()
+        candidate_id = candidate.id
+    return classifier_id, candidate_id
+
+
 def search_candidates(session: Session, search_id: int) -> list[CandidateInfo]:
     """A search's candidates in the order they were recorded (the order they were evaluated)."""
     parent = SearchCandidate.__table__.alias("parent_candidate")
     query = (
-        select(SearchCandidate, GanArchitecture, parent.c.step)
-        .join(GanArchitecture, GanArchitecture.id == SearchCandidate.gan_id)
+        select(SearchCandidate, GanArchitecture, Classifier, parent.c.step)
+        .outerjoin(GanArchitecture, GanArchitecture.id == SearchCandidate.gan_id)
+        .outerjoin(Classifier, Classifier.id == SearchCandidate.classifier_id)
         .outerjoin(parent, parent.c.id == SearchCandidate.parent_id)
         .where(SearchCandidate.search_id == search_id)
         .order_by(SearchCandidate.id)
@@ -705,11 +762,14 @@ def search_candidates(session: Session, search_id: int) -> list[CandidateInfo]:
             seconds=candidate.seconds,
             worker=candidate.worker,
             status=candidate.status,
-            generator=model.generator,
-            discriminator=model.discriminator,
+            generator=model.generator if model is not None else None,
+            discriminator=model.discriminator if model is not None else None,
             created_at=candidate.created_at,
+            classifier_id=candidate.classifier_id,
+            classifier_architecture=classifier.architecture if classifier is not None else None,
+            accuracy=classifier.accuracy if classifier is not None else None,
         )
-        for candidate, model, parent_step in session.execute(query)
+        for candidate, model, classifier, parent_step in session.execute(query)
     ]
 
 

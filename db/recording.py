@@ -314,3 +314,50 @@ def record_candidate(
         status="done" if fitness is not None else "failed",
     )
     return gan_id, candidate_id
+
+
+def record_classifier_candidate(
+    session: Session,
+    *,
+    search_id: int,
+    step: int,
+    parent_step: int | None,
+    weights: tuple[str | Path, str] | None,
+    architecture: dict[str, Any] | None,
+    accuracy: float | None,
+    data_path: str | Path,
+    data_fingerprint: str,
+    budget: dict[str, Any],
+    seconds: float,
+    worker: str | None,
+) -> tuple[int | None, int]:
+    """An evaluated classifier-search candidate: its classifiers row (``weights`` as (path,
+    sha256); linked to the registered data set of that folder and fingerprint, if any) and its
+    search_candidates row, whose fitness is the validation error 1 - accuracy. A failed
+    candidate (``weights`` None) gets only the candidate row. Both rows in one transaction.
+    Returns (classifier id, candidate id)."""
+    from db import catalog
+
+    classifier = None
+    if weights is not None and accuracy is not None and architecture is not None:
+        path, sha256 = weights
+        classifier = {
+            "dataset_fingerprint": data_fingerprint,
+            "path": stored_path(path),
+            "sha256": sha256,
+            "architecture": architecture,
+            "accuracy": accuracy,
+            "dataset_id": catalog.find_dataset_by_folder(session, stored_path(data_path), data_fingerprint),
+        }
+    return queries.record_classifier_search_candidate(
+        session,
+        search_id=search_id,
+        step=step,
+        parent_step=parent_step,
+        classifier=classifier,
+        fitness=None if classifier is None else 1.0 - accuracy,
+        budget=budget,
+        seconds=seconds,
+        worker=worker,
+        status="done" if classifier is not None else "failed",
+    )

@@ -550,6 +550,13 @@ def database_upgrade(database_url: str | None) -> None:
 )
 @click.option("--utility", is_flag=True, help="Also train classifiers on real, synthetic and both (slower).")
 @click.option(
+    "--classifier",
+    "classifier_id",
+    type=click.IntRange(1),
+    help="Utility figures with this recorded classifier's architecture and weights (gen search "
+    "--stage classifier); implies --utility.",
+)
+@click.option(
     "--gradcam", is_flag=True, help="Also write Grad-CAM grids of the real-only utility classifier per class."
 )
 @click.option(
@@ -579,6 +586,7 @@ def report(
     train_dir: Path | None,
     fid_weights: Path | None,
     utility: bool,
+    classifier_id: int | None,
     gradcam: bool,
     n_per_class: int,
     histogram_n: int,
@@ -595,11 +603,18 @@ def report(
     Figures go to the database (reports table) and to OUT/report.json, OUT/report.md and
     plots; a compact table is printed.
     """
-    from gen.recording import classifier_recorder, model_checkpoint, record_report, recorded_model
-    from gen.report import ReportSettings, make_report, table_rows
+    from gen.recording import (
+        classifier_recorder,
+        model_checkpoint,
+        record_report,
+        recorded_classifier,
+        recorded_model,
+    )
+    from gen.report import ReportSettings, UtilityClassifier, make_report, table_rows
 
     engine = open_db(database_url, create=False)
     info = recorded_model(engine, model_id)
+    chosen = UtilityClassifier(*recorded_classifier(engine, classifier_id)) if classifier_id else None
     checkpoint_path, _ = model_checkpoint(info)
     if (
         train_dir is None
@@ -623,6 +638,7 @@ def report(
         force=force,
         progress=not quiet,
         on_classifier=classifier_recorder(engine),
+        utility_classifier=chosen,
     )
     record_report(engine, info.id, result)
     for metric, where, value in table_rows(result):

@@ -175,6 +175,19 @@ def classifier_recorder(engine: Engine) -> Callable[..., None]:
     return on_classifier
 
 
+def recorded_classifier(engine: Engine, classifier_id: int) -> tuple[int, Path, dict[str, Any]]:
+    """(id, weights file, architecture) of a classifiers row, the file checked against the
+    row's SHA-256; a sentence when it is gone or changed."""
+    with Session(engine) as session:
+        info = catalog.get_classifier(session, classifier_id)
+    path = Path(info.path)
+    if not path.is_file():
+        raise GenError(f"classifier {classifier_id}'s weights file {path} is gone.")
+    if file_sha256(path) != info.sha256:
+        raise GenError(f"{path} changed since it was recorded (its SHA-256 differs); refusing to use it.")
+    return info.id, path, info.architecture
+
+
 def record_report(engine: Engine, model_id: int, result: ReportResult) -> None:
     """A report's figures as rows of ``reports``, each with the settings and checkpoint it measured."""
     with Session(engine) as session:

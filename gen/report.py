@@ -17,7 +17,12 @@ repeated); the real side is a held-out folder (``--real``). Figures:
 - Inception FID (pytorch-fid's network and published weights) when the weights are present;
 - per-class colour-histogram KL, real against synthetic (150 against 150), beside its floor:
   the same KL between real training and real held-out images of the class;
-- classifier utility (optional): one classifier trained on real, synthetic, and both;
+- classifier utility (optional): one classifier trained on real, synthetic, and both; by
+  default the domain CNN's architecture, or (``utility_classifier``, ``gen report --classifier
+  ID``) a recorded classifier's, e.g. one found by ``gen search --stage classifier``: its
+  architecture is rebuilt from the row and trained in each regime from the same seeded
+  initialisation (so the regimes stay comparable), and its recorded weights, as found, are
+  scored on the held-out images too (``accuracy_recorded_classifier``);
 - Grad-CAM (optional, ``gen.metrics.gradcam``): the real-only utility classifier's class
   activation maps over real and synthetic images, a grid per class, and how alike the mean
   maps of the two are (Pearson correlation), per class and overall.
@@ -102,6 +107,17 @@ class ReportSettings:
     two_sample_folds: int = 5
     two_sample_epochs: int = 8
     gradcam: bool = False
+    utility_classifier: int | None = None  # the classifiers row the utility figures use, if any
+
+
+@dataclass(frozen=True)
+class UtilityClassifier:
+    """A recorded classifier for the utility figures: its row's id and architecture, and its
+    weights file (already checked against the row's SHA-256)."""
+
+    id: int
+    path: Path
+    architecture: dict[str, Any]
 
 
 def _align(
@@ -383,18 +399,24 @@ def make_report(
     force: bool = False,
     progress: bool = True,
     on_classifier: Any = None,
+    utility_classifier: UtilityClassifier | None = None,
 ) -> Report:
     """Measure a checkpoint against held-out real images; write report.json, report.md and plots.
 
     ``train_dir`` holds the real training images (for the domain classifier, the histogram
     floor and classifier utility); without it those figures are left out and a note says so.
     ``on_classifier(path, sha256, architecture, accuracy, fingerprint)`` is called when a new
-    domain classifier was trained (the CLI records it in the database).
+    domain classifier was trained (the CLI records it in the database). ``utility_classifier``
+    replaces the utility figures' architecture (and turns them on).
     """
     out = Path(out)
     if out.exists() and not force:
         raise GenError(f"{out} already exists; pass --force to replace it or choose another --out.")
     torch_device = resolve_device(device)
+    if utility_classifier is not None:
+        from dataclasses import replace
+
+        settings = replace(settings, utility=True, utility_classifier=utility_classifier.id)
     weights = inception.find_fid_weights(fid_weights)  # a wrong path is said before minutes of work
     state = load_for_sampling(checkpoint)
     class_names = state.class_names
@@ -559,6 +581,16 @@ def make_report(
         if settings.utility:
             if train is None:
                 raise GenError("--utility needs the real training images: pass --train DIR.")
+            build = None
+            if utility_classifier is not None:
+                build = _recorded_classifier_figures(
+                    report,
+                    utility_classifier,
+                    class_names,
+                    (real_images, real_labels),
+                    settings,
+                    torch_device,
+                )
             results = utility.classifier_utility(
                 (train_images, train_labels),
                 (fake_images, fake_labels),
@@ -570,6 +602,7 @@ def make_report(
                 device=torch_device,
                 progress=progress,
                 models=utility_models,
+                build=build,
             )
             report.utility = results
             for regime, result in results.items():
@@ -619,6 +652,37 @@ def make_report(
         shutil.rmtree(temporary, ignore_errors=True)
         raise
     return report
+
+
+def _recorded_classifier_figures(
+    report: Report,
+    recorded: UtilityClassifier,
+    class_names: tuple[str, ...],
+    test_real: tuple[torch.Tensor, torch.Tensor],
+    settings: ReportSettings,
+    device: torch.device,
+) -> Any:
+    """Score the recorded classifier's weights on the held-out images (a figure) and return
+    what builds its architecture afresh for the utility regimes."""
+    from gen.search import classifier_net
+
+    classes = recorded.architecture.get("classes")
+    if classes is not None and tuple(classes) != tuple(class_names):
+        raise GenError(
+            f"classifier {recorded.id} was trained on classes {', '.join(classes)}; "
+            f"the model's are {', '.join(class_names)}."
+        )
+    model = classifier_net.load(recorded.path, recorded.architecture, device)
+    if model.config.num_classes != len(class_names):
+        raise GenError(
+            f"classifier {recorded.id} tells {model.config.num_classes} classes apart; "
+            f"the model has {len(class_names)}."
+        )
+    _, probabilities = domain.domain_features_and_probabilities(model, test_real[0], device=device)
+    scored = utility.evaluate_predictions(probabilities, test_real[1].numpy(), list(class_names))
+    report.add("accuracy_recorded_classifier", scored["accuracy"], classifier=recorded.id)
+    genome = model.config.genome
+    return lambda: classifier_net.build(genome, len(class_names), settings.seed)
 
 
 def report_json(report: Report) -> dict[str, Any]:

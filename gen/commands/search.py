@@ -18,11 +18,12 @@ from gen.errors import GenError
 )
 @click.option(
     "--stage",
-    type=click.Choice(["generator", "discriminator"]),
+    type=click.Choice(["generator", "discriminator", "classifier"]),
     default="generator",
     show_default=True,
-    help="Search the generator's cell against the source's fixed discriminator, or the "
-    "discriminator's against --generator-from.",
+    help="Search the generator's cell against the source's fixed discriminator, the "
+    "discriminator's against --generator-from, or a classifier (cell, number of cells, pooling; "
+    "fitness: validation accuracy).",
 )
 @click.option("--population", type=click.IntRange(1), default=100, show_default=True)
 @click.option(
@@ -63,6 +64,13 @@ from gen.errors import GenError
     show_default=True,
     help="Images per class per fitness.",
 )
+@click.option(
+    "--validation",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.2,
+    show_default=True,
+    help="Stage classifier: share of each class held out (seeded) to measure accuracy on.",
+)
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True, help="Candidates at once.")
 @click.option(
     "--generator-from", type=click.IntRange(1), help="Stage discriminator: the model whose generator is kept."
@@ -87,10 +95,12 @@ def search(
     database_url: str | None,
     **settings: object,
 ) -> None:
-    """Search cell architectures by aging evolution; every candidate is recorded as a model.
+    """Search cell architectures by aging evolution; every candidate is recorded as a model
+    (stage classifier: as a classifier).
 
     Each candidate trains for the budget and is scored by normalised domain FID (lower is
-    better). Ctrl-C or a crash loses at most the candidates being trained: --resume continues.
+    better; stage classifier: accuracy on held-out images of --data, higher is better). Ctrl-C
+    or a crash loses at most the candidates being trained: --resume continues.
     """
     from gen.search.runner import SearchSettings, prepare_search, run_search
 
@@ -111,12 +121,18 @@ def search(
     result = run_search(
         run, engine, workers=workers, device=device, ray_address=ray_address, progress=not quiet
     )
-    best = (
-        f"; best {result.best.architecture.notation()} fitness {result.best.fitness:.4f} "
-        f"(model {result.best_model})"
-        if result.best is not None
-        else ""
-    )
+    if result.best is None:
+        best = ""
+    elif run.settings.stage == "classifier":
+        best = (
+            f"; best {result.best.architecture.notation()} accuracy {1 - result.best.fitness:.4f} "
+            f"(classifier {result.best_classifier})"
+        )
+    else:
+        best = (
+            f"; best {result.best.architecture.notation()} fitness {result.best.fitness:.4f} "
+            f"(model {result.best_model})"
+        )
     if result.interrupted:
         click.secho(
             f"interrupted after {result.finished} of {result.total} candidates{best}; continue with --resume",
@@ -149,6 +165,8 @@ def searches_list(database_url: str | None) -> None:
     click.echo(f"{'id':>4}  {'stage':<13}  {'status':<8}  {'candidates':>10}  {'best':>9}  created")
     for row in rows:
         best = f"{row.best_fitness:.4f}" if row.best_fitness is not None else "-"
+        if row.stage == "classifier" and row.best_fitness is not None:
+            best = f"acc {1 - row.best_fitness:.4f}"
         done = f"{row.candidates}/{row.total}" if row.total else str(row.candidates)
         click.echo(
             f"{row.id:>4}  {row.stage:<13}  {row.status:<8}  {done:>10}  {best:>9}  "
@@ -161,7 +179,8 @@ def searches_list(database_url: str | None) -> None:
 @click.option("--top", type=click.IntRange(1), default=10, show_default=True, help="Best candidates listed.")
 @database_option
 def searches_show(search_id: int, top: int, database_url: str | None) -> None:
-    """The best candidates of a search in the source's {N, C, [ATTN]} notation."""
+    """The best candidates of a search in the source's {N, C, [ATTN]} notation (classifiers:
+    {N, C, cells=K, pool=[...]})."""
     from sqlalchemy.orm import Session
 
     from db import queries
@@ -179,6 +198,9 @@ def searches_show(search_id: int, top: int, database_url: str | None) -> None:
         f"{len(candidates)} of {settings.get('total')} candidates, seed {info.seed}"
     )
     scored = sorted((c for c in candidates if c.fitness is not None), key=lambda c: (c.fitness, c.step))
+    if info.stage == "classifier":
+        _show_classifiers(info, candidates, scored, top)
+        return
     click.echo(f"{'rank':>4}  {'model':>5}  {'step':>5}  {'parent':>6}  {'fitness':>9}  architecture")
     for rank, candidate in enumerate(scored[:top], start=1):
         spec = from_json(candidate.generator if info.stage == "generator" else candidate.discriminator)
@@ -201,3 +223,37 @@ def searches_show(search_id: int, top: int, database_url: str | None) -> None:
             pass
     if scored:
         click.echo(f"train the best: gen train --data DATA --out DIR --architecture {scored[0].gan_id}")
+
+
+def _show_classifiers(info, candidates, scored, top: int) -> None:  # noqa: ANN001 - query rows
+    from gen.search.runner import FITNESS_PLOT, write_fitness_plot
+    from gen.search.space import ClassifierGenome
+
+    click.echo(f"{'rank':>4}  {'classifier':>10}  {'step':>5}  {'parent':>6}  {'accuracy':>8}  architecture")
+    for rank, candidate in enumerate(scored[:top], start=1):
+        parent = str(candidate.parent_step) if candidate.parent_step is not None else "-"
+        notation = ClassifierGenome.from_dict(candidate.classifier_architecture).notation()
+        click.echo(
+            f"{rank:>4}  {candidate.classifier_id:>10}  {candidate.step:>5}  {parent:>6}  "
+            f"{candidate.accuracy:>8.4f}  {notation}"
+        )
+    failed = sum(c.fitness is None for c in candidates)
+    if failed:
+        click.echo(f"{failed} candidates failed")
+    plot = Path(info.settings.get("out", "")) / FITNESS_PLOT
+    if scored and plot.parent.is_dir():
+        try:
+            write_fitness_plot(
+                {c.step: c.fitness for c in candidates},
+                plot,
+                f"search {info.id}: classifier",
+                ylabel="validation error, 1 - accuracy (lower is better)",
+            )
+            click.echo(f"fitness plot: {plot}")
+        except OSError:
+            pass
+    if scored:
+        click.echo(
+            "use the best for the utility figures: "
+            f"gen report MODEL --real DIR --classifier {scored[0].classifier_id}"
+        )

@@ -155,8 +155,12 @@ def train_domain_classifier(
     batch_size: int = 64,
     learning_rate: float = 2e-3,
     config: DomainClassifierConfig | None = None,
+    model: nn.Module | None = None,
 ) -> DomainClassifier:
     """Train a fresh classifier on uint8 images (N, 3, 64, 64) with int64 labels (N,).
+
+    ``model``: a freshly initialised network of the same interface to train instead of
+    ``build_classifier``'s (e.g. a searched classifier, gen.search.classifier_net).
 
     Adam with a cosine-decayed learning rate, cross-entropy, random flips and quarter turns,
     then batch-norm statistics recomputed for the final weights.
@@ -171,7 +175,9 @@ def train_domain_classifier(
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
     # channels_last: oneDNN's convolutions run about 1.2x (training) to 1.4x (inference) faster.
-    model = build_classifier(num_classes, seed, config).to(device, memory_format=torch.channels_last)
+    if model is None:
+        model = build_classifier(num_classes, seed, config)
+    model = model.to(device, memory_format=torch.channels_last)
     optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
     steps_per_epoch = -(-len(images) // batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=epochs * steps_per_epoch)

@@ -16,6 +16,7 @@ probability of that class), and the confusion matrix (rows: true class; columns:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -101,9 +102,12 @@ def classifier_utility(
     device: str | torch.device = "cpu",
     progress: bool = False,
     models: dict[str, torch.nn.Module] | None = None,
+    build: Callable[[], torch.nn.Module] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Train on each regime in ``REGIMES`` and test on ``test_real``; ``models``, if given,
     receives each regime's trained classifier (Grad-CAM explains the real_only one).
+    ``build``, if given, makes the freshly initialised network each regime trains (the same
+    seeded weights each time) instead of the domain CNN.
 
     Returns {regime: {"train_count", "accuracy", "macro_f1", "roc_auc" {class: AUC or None},
     "macro_roc_auc", "confusion_matrix" (list of lists)}}.
@@ -128,7 +132,14 @@ def classifier_utility(
     for regime in REGIMES:
         images, labels = training_sets[regime]
         model = train_domain_classifier(
-            images, labels, num_classes, epochs=epochs, seed=seed, device=device, progress=progress
+            images,
+            labels,
+            num_classes,
+            epochs=epochs,
+            seed=seed,
+            device=device,
+            progress=progress,
+            model=build() if build is not None else None,
         )
         if models is not None:
             models[regime] = model

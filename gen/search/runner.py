@@ -24,6 +24,9 @@ asks one GPU per candidate. A worker that dies costs its candidate one retry; a 
 records it as failed; the search goes on. On a cluster, the data, the search folder and
 ``$GEN_CACHE_DIR`` must be paths every node sees (a shared filesystem): candidates write their
 checkpoints there and children read their parents' weights from there.
+
+``stage="classifier"`` searches a classifier instead (gen.search.classifier_runner): the same
+settings, engine, workers, folders and resume, with classifiers rows instead of models.
 """
 
 from __future__ import annotations
@@ -46,9 +49,9 @@ from tqdm import tqdm
 from gen.architecture import DiscriminatorSpec, GeneratorSpec, from_json, preset, to_json
 from gen.errors import GenError
 from gen.search.evolution import AgingEvolution, Candidate, Evaluated
-from gen.search.space import Genome, from_spec, space_for, stage_one_discriminator, to_spec
+from gen.search.space import ClassifierSpace, Genome, from_spec, space_for, stage_one_discriminator, to_spec
 
-STAGES = ("generator", "discriminator")
+STAGES = ("generator", "discriminator", "classifier")
 FITNESS_PLOT = "fitness.png"
 CANDIDATES_FOLDER = "candidates"
 NEVER = 10**9  # iterations when the budget is in minutes
@@ -72,6 +75,7 @@ class SearchSettings:
     eval_images: int = 64  # synthetic images per class for the fitness
     generator_from: int | None = None  # stage discriminator: the model whose generator is kept
     seed: int = 0
+    validation: float = 0.2  # stage classifier: share of each class held out for the fitness
 
     @property
     def total(self) -> int:
@@ -92,6 +96,8 @@ class SearchSettings:
             raise GenError(
                 "--population, --sample and evaluation images must be at least 1, --cycles at least 0."
             )
+        if not 0 < self.validation < 1:
+            raise GenError("the validation share must be above 0 and below 1.")
         if self.sample > self.population:
             raise GenError("--sample cannot be larger than --population.")
         if not 0 < self.mutation <= 1:
@@ -183,8 +189,9 @@ class InProcessWorkers:
 
     slots = 1
 
-    def __init__(self, threads: int):
+    def __init__(self, threads: int, evaluate: Callable[[Any], Any] = evaluate_candidate):
         self.threads = threads
+        self.evaluate = evaluate
         self._queue: list[CandidateJob] = []
 
     def submit(self, job: CandidateJob) -> None:
@@ -195,7 +202,7 @@ class InProcessWorkers:
 
     def wait(self) -> tuple[CandidateJob, CandidateResult | None]:
         job = self._queue.pop(0)
-        return job, evaluate_candidate(job)
+        return job, self.evaluate(job)
 
     def close(self) -> None:
         pass
@@ -206,7 +213,14 @@ class RayWorkers:
 
     A result of None means the worker died (the process was killed, the node was lost)."""
 
-    def __init__(self, slots: int, threads: int, device: str, address: str | None):
+    def __init__(
+        self,
+        slots: int,
+        threads: int,
+        device: str,
+        address: str | None,
+        evaluate: Callable[[Any], Any] = evaluate_candidate,
+    ):
         import ray
 
         self.ray = ray
@@ -223,7 +237,7 @@ class RayWorkers:
             )
         else:
             ray.init(address=address, log_to_driver=False, configure_logging=False)
-        self._remote = ray.remote(evaluate_candidate).options(
+        self._remote = ray.remote(evaluate).options(
             num_cpus=threads, num_gpus=1 if device == "cuda" else 0, max_retries=0
         )
         self._running: dict[Any, CandidateJob] = {}
@@ -258,9 +272,9 @@ class SearchRun:
 
     search_id: int
     settings: SearchSettings
-    base: GeneratorSpec | DiscriminatorSpec  # the searched network, cells to be filled in
-    fixed: GeneratorSpec | DiscriminatorSpec  # the other network
-    evolution: AgingEvolution[Genome]
+    base: GeneratorSpec | DiscriminatorSpec | None  # the searched network (None: classifier search)
+    fixed: GeneratorSpec | DiscriminatorSpec | None  # the other network
+    evolution: AgingEvolution[Any]
     fitness_by_step: dict[int, float | None]
     class_names: tuple[str, ...]
     data_fingerprint: str
@@ -276,6 +290,7 @@ class SearchResult:
     best_model: int | None
     plot: Path
     interrupted: bool
+    best_classifier: int | None = None  # a classifier search's best, a classifiers row
 
 
 def _networks(settings: SearchSettings, num_classes: int, engine: Engine) -> tuple[Any, Any]:
@@ -339,7 +354,13 @@ def prepare_search(
         raise GenError(
             f"the images in {settings.data} changed since this search started; resume needs the same data."
         )
-    base, fixed = _networks(settings, len(data.class_names), engine)
+    if settings.stage == "classifier":
+        from gen.search.classifier_runner import stratified_split
+
+        stratified_split(data.labels, settings.validation, settings.seed)  # a sentence, before any row
+        base = fixed = None
+    else:
+        base, fixed = _networks(settings, len(data.class_names), engine)
     if search_id is None:
         settings = dataclasses.replace(
             settings, out=stored_path(settings.out), data=stored_path(settings.data)
@@ -354,11 +375,17 @@ def prepare_search(
                 settings={**dataclasses.asdict(settings), "total": settings.total},
                 seed=settings.seed,
             )
-    space = space_for(base)
-    history = [
-        Evaluated(c.step, _genome(settings.stage, c.generator, c.discriminator), c.parent_step, c.fitness)
-        for c in candidates
-    ]
+    if settings.stage == "classifier":
+        from gen.search.classifier_runner import history_of
+
+        space: Any = ClassifierSpace()
+        history = history_of(candidates)
+    else:
+        space = space_for(base)
+        history = [
+            Evaluated(c.step, _genome(settings.stage, c.generator, c.discriminator), c.parent_step, c.fitness)
+            for c in candidates
+        ]
     evolution = AgingEvolution(
         population_size=settings.population,
         sample_size=settings.sample,
@@ -421,7 +448,12 @@ def _job(run: SearchRun, candidate: Candidate[Genome], device: str, threads: int
     )
 
 
-def write_fitness_plot(fitness_by_step: dict[int, float | None], path: Path, title: str) -> Path:
+def write_fitness_plot(
+    fitness_by_step: dict[int, float | None],
+    path: Path,
+    title: str,
+    ylabel: str = "normalised domain FID (lower is better)",
+) -> Path:
     """Every candidate's fitness against its step, with the running best."""
     import matplotlib
 
@@ -438,7 +470,7 @@ def write_fitness_plot(fitness_by_step: dict[int, float | None], path: Path, tit
     axes.scatter(steps, values, s=12, alpha=0.6, label="candidate")
     axes.step(steps, running, where="post", color="black", label="running best")
     axes.set_xlabel("step")
-    axes.set_ylabel("normalised domain FID (lower is better)")
+    axes.set_ylabel(ylabel)
     axes.set_title(title)
     axes.legend()
     figure.tight_layout()
@@ -463,6 +495,19 @@ def run_search(
     """Evaluate candidates until the search is done (or Ctrl-C), recording each as it finishes.
 
     ``backend`` replaces the workers chosen from ``workers`` and ``ray_address``."""
+    if run.settings.stage == "classifier":
+        from gen.search.classifier_runner import run_classifier_search
+
+        return run_classifier_search(
+            run,
+            engine,
+            workers=workers,
+            device=device,
+            ray_address=ray_address,
+            progress=progress,
+            on_candidate=on_candidate,
+            backend=backend,
+        )
     import torch
 
     from db import recording

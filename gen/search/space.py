@@ -22,6 +22,11 @@ How the source's ambiguities are resolved here:
   from the same random stream, so a seed still gives one child.
 - Weight inheritance and what a "cycle" is belong to the evolution and the runner
   (gen.search.evolution, gen.search.runner).
+
+The classifier search's space (:class:`ClassifierGenome`, :class:`ClassifierSpace`, at the end
+of this module) adds a macro level to the cell: the number of cells (1..6) and the cells
+followed by pooling, written ``{N, C, cells=5, pool=[1]}``; its network is
+gen.search.classifier_net and its runner gen.search.classifier_runner.
 """
 
 from __future__ import annotations
@@ -200,3 +205,102 @@ def stage_one_discriminator(space: SearchSpace) -> Genome:
     """The source's fixed discriminator of stage 1: 4 nodes, cell 235-66-7, attention after the
     last cell."""
     return Genome("discriminator", 4, "235-66-7", (space.stages,))
+
+
+# ---------------------------------------------------------------------------------------------
+# The classifier search (SOURCE_METHOD.md section 3: "micro (cell) and macro (number of cells,
+# where to pool) stages"; the source's best: 5 cells with pooling after cell 1, 32 channels).
+#
+# Micro: one cell in the {N, C} notation with the discriminator's alphabet (1-8: convolutions,
+# separable convolution, zero, skip, max- and average-pool), used for every cell. Macro: the
+# number of cells (1..6) and the cells followed by a 2x2 pooling (any subset of 1..cells, at
+# most MAX_POOLS so a 64x64 input keeps at least 4x4). The source ran micro and macro as two
+# stages; here both are one genome searched together by the same engine, which needs no second
+# command and reaches the same points. Written ``{N, C, cells=5, pool=[1]}``.
+
+CLASSIFIER_CELLS = (1, 2, 3, 4, 5, 6)
+MAX_POOLS = 4
+
+
+@dataclass(frozen=True)
+class ClassifierGenome:
+    """A classifier architecture: the cell (micro) and the cells and pooling positions (macro)."""
+
+    nodes: int
+    code: str
+    cells: int
+    pool: tuple[int, ...]
+    kind: str = "classifier"
+
+    @property
+    def cell(self) -> CellSpec:
+        return CellSpec(nodes=self.nodes, code=self.code)
+
+    def notation(self) -> str:
+        """E.g. ``{4, 235-66-7, cells=5, pool=[1]}``."""
+        return f"{{{self.nodes}, {self.code}, cells={self.cells}, pool=[{', '.join(map(str, self.pool))}]}}"
+
+    def to_dict(self) -> dict:
+        return {"nodes": self.nodes, "code": self.code, "cells": self.cells, "pool": list(self.pool)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ClassifierGenome:
+        return cls(
+            int(data["nodes"]), str(data["code"]), int(data["cells"]), tuple(int(p) for p in data["pool"])
+        )
+
+
+@dataclass(frozen=True)
+class ClassifierSpace:
+    """Classifier genomes: a discriminator-alphabet cell, 1..6 cells, pooling positions."""
+
+    def is_valid(self, genome: ClassifierGenome) -> bool:
+        cell = Genome("discriminator", genome.nodes, genome.code, ())
+        if not SearchSpace("discriminator", 1).is_valid(cell):
+            return False
+        if genome.cells not in CLASSIFIER_CELLS or len(genome.pool) > MAX_POOLS:
+            return False
+        if list(genome.pool) != sorted(set(genome.pool)):
+            return False
+        return all(1 <= cell_index <= genome.cells for cell_index in genome.pool)
+
+    def sample(self, rng: random.Random) -> ClassifierGenome:
+        """A uniformly drawn valid genome (rejection sampling)."""
+        cells_space = SearchSpace("discriminator", 1)
+        for _ in range(MAX_REDRAWS):
+            cell = cells_space.sample(rng)
+            cells = rng.choice(CLASSIFIER_CELLS)
+            pool = tuple(index for index in range(1, cells + 1) if rng.random() < 0.5)
+            genome = ClassifierGenome(cell.nodes, cell.code, cells, pool)
+            if self.is_valid(genome):
+                return genome
+        raise RuntimeError("no valid classifier genome drawn")  # pragma: no cover
+
+    def mutate_once(
+        self, parent: ClassifierGenome, probability: float, rng: random.Random
+    ) -> ClassifierGenome:
+        """One mutation draw, valid or not: the cell as :meth:`SearchSpace.mutate_once` (each
+        digit and N with probability p), the number of cells with probability p (to another
+        value; pooling positions past the new last cell are dropped), each pooling flag
+        (cells 1..cells) flips with probability p."""
+        cell = SearchSpace("discriminator", 1).mutate_once(
+            Genome("discriminator", parent.nodes, parent.code, ()), probability, rng
+        )
+        cells = parent.cells
+        if rng.random() < probability:
+            cells = rng.choice([n for n in CLASSIFIER_CELLS if n != parent.cells])
+        pool = {index for index in parent.pool if index <= cells}
+        for index in range(1, cells + 1):
+            if rng.random() < probability:
+                pool ^= {index}
+        return ClassifierGenome(cell.nodes, cell.code, cells, tuple(sorted(pool)))
+
+    def mutate(self, parent: ClassifierGenome, probability: float, rng: random.Random) -> ClassifierGenome:
+        """A valid child that differs from ``parent``: :meth:`mutate_once` drawn until it is."""
+        if not 0 < probability <= 1:
+            raise GenError("--mutation must be a probability above 0 and at most 1.")
+        for _ in range(MAX_REDRAWS):
+            child = self.mutate_once(parent, probability, rng)
+            if child != parent and self.is_valid(child):
+                return child
+        raise RuntimeError(f"no valid child of {parent.notation()} drawn")  # pragma: no cover

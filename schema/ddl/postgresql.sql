@@ -102,25 +102,6 @@ CREATE TABLE jobs (
 
 CREATE INDEX ix_jobs_status ON jobs (status);
 
-CREATE TABLE search_candidates (
-	id SERIAL NOT NULL,
-	search INTEGER NOT NULL,
-	architecture INTEGER NOT NULL,
-	parent INTEGER,
-	step INTEGER NOT NULL,
-	fitness DOUBLE PRECISION,
-	budget JSONB NOT NULL,
-	seconds DOUBLE PRECISION NOT NULL,
-	worker VARCHAR,
-	status VARCHAR NOT NULL,
-	created_at TIMESTAMP WITH TIME ZONE NOT NULL,
-	CONSTRAINT pk_search_candidates PRIMARY KEY (id),
-	CONSTRAINT uq_search_candidates_search_step UNIQUE (search, step),
-	CONSTRAINT fk_search_candidates_search_searches FOREIGN KEY(search) REFERENCES searches (id),
-	CONSTRAINT fk_search_candidates_architecture_gan_architectures FOREIGN KEY(architecture) REFERENCES gan_architectures (id),
-	CONSTRAINT fk_search_candidates_parent_search_candidates FOREIGN KEY(parent) REFERENCES search_candidates (id)
-);
-
 CREATE TABLE training_parameters (
 	id SERIAL NOT NULL,
 	g_optimizer VARCHAR NOT NULL,
@@ -186,3 +167,24 @@ CREATE TABLE reports (
 );
 
 CREATE INDEX ix_reports_gan_metric ON reports (gan, metric);
+
+CREATE TABLE search_candidates (
+	id SERIAL NOT NULL,
+	search INTEGER NOT NULL,
+	architecture INTEGER,
+	classifier INTEGER,
+	parent INTEGER,
+	step INTEGER NOT NULL,
+	fitness DOUBLE PRECISION,
+	budget JSONB NOT NULL,
+	seconds DOUBLE PRECISION NOT NULL,
+	worker VARCHAR,
+	status VARCHAR NOT NULL,
+	created_at TIMESTAMP WITH TIME ZONE NOT NULL,
+	CONSTRAINT pk_search_candidates PRIMARY KEY (id),
+	CONSTRAINT uq_search_candidates_search_step UNIQUE (search, step),
+	CONSTRAINT fk_search_candidates_search_searches FOREIGN KEY(search) REFERENCES searches (id),
+	CONSTRAINT fk_search_candidates_architecture_gan_architectures FOREIGN KEY(architecture) REFERENCES gan_architectures (id),
+	CONSTRAINT fk_search_candidates_classifier_classifiers FOREIGN KEY(classifier) REFERENCES classifiers (id),
+	CONSTRAINT fk_search_candidates_parent_search_candidates FOREIGN KEY(parent) REFERENCES search_candidates (id)
+);

@@ -95,24 +95,6 @@ CREATE TABLE jobs (
 
 CREATE INDEX ix_jobs_status ON jobs (status);
 
-CREATE TABLE search_candidates (
-	id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
-	search INTEGER NOT NULL,
-	architecture INTEGER NOT NULL,
-	parent INTEGER,
-	step INTEGER NOT NULL,
-	fitness DOUBLE,
-	budget JSON NOT NULL,
-	seconds DOUBLE NOT NULL,
-	worker VARCHAR,
-	status VARCHAR NOT NULL,
-	created_at DATETIME NOT NULL,
-	CONSTRAINT uq_search_candidates_search_step UNIQUE (search, step),
-	CONSTRAINT fk_search_candidates_search_searches FOREIGN KEY(search) REFERENCES searches (id),
-	CONSTRAINT fk_search_candidates_architecture_gan_architectures FOREIGN KEY(architecture) REFERENCES gan_architectures (id),
-	CONSTRAINT fk_search_candidates_parent_search_candidates FOREIGN KEY(parent) REFERENCES search_candidates (id)
-);
-
 CREATE TABLE training_parameters (
 	id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
 	g_optimizer VARCHAR NOT NULL,
@@ -175,3 +157,23 @@ CREATE TABLE reports (
 );
 
 CREATE INDEX ix_reports_gan_metric ON reports (gan, metric);
+
+CREATE TABLE search_candidates (
+	id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+	search INTEGER NOT NULL,
+	architecture INTEGER,
+	classifier INTEGER,
+	parent INTEGER,
+	step INTEGER NOT NULL,
+	fitness DOUBLE,
+	budget JSON NOT NULL,
+	seconds DOUBLE NOT NULL,
+	worker VARCHAR,
+	status VARCHAR NOT NULL,
+	created_at DATETIME NOT NULL,
+	CONSTRAINT uq_search_candidates_search_step UNIQUE (search, step),
+	CONSTRAINT fk_search_candidates_search_searches FOREIGN KEY(search) REFERENCES searches (id),
+	CONSTRAINT fk_search_candidates_architecture_gan_architectures FOREIGN KEY(architecture) REFERENCES gan_architectures (id),
+	CONSTRAINT fk_search_candidates_classifier_classifiers FOREIGN KEY(classifier) REFERENCES classifiers (id),
+	CONSTRAINT fk_search_candidates_parent_search_candidates FOREIGN KEY(parent) REFERENCES search_candidates (id)
+);
