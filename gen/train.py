@@ -400,7 +400,7 @@ def train(
     config, state = _prepare_config(config, resume)
     context = start_distributed(config.device)
     try:
-        with _run_folder_lock(Path(config.out), context.is_main):
+        with run_folder_lock(Path(config.out), enabled=context.is_main):
             if state is None and checkpoints_in(Path(config.out)):  # another run got there first
                 raise GenError(f"{config.out} already holds a training run; use --resume or another --out.")
             if context.is_main:
@@ -440,14 +440,16 @@ def _kept_by_both(
 
 
 @contextlib.contextmanager
-def _run_folder_lock(run_dir: Path, enabled: bool) -> Iterator[None]:
+def run_folder_lock(run_dir: Path, *, enabled: bool = True) -> Iterator[None]:
     """Hold an exclusive lock on the run folder for the life of the run, so that a second
-    ``gen train`` into it stops with a sentence instead of overwriting the first one's
-    checkpoints. An flock on the folder itself: no lock file to leave behind, and the kernel
-    releases it when the process dies, however it dies."""
+    ``gen train`` (or ``gen search``) into it stops with a sentence instead of overwriting the
+    first one's files. An flock on the folder itself: no lock file to leave behind, and the kernel
+    releases it when the process dies, however it dies. A folder made here and left empty (the
+    run was refused) is removed again."""
     if not enabled:
         yield
         return
+    created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
@@ -458,11 +460,15 @@ def _run_folder_lock(run_dir: Path, enabled: bool) -> Iterator[None]:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise GenError(
-                f"{run_dir} is in use by another gen train; wait for it to finish or choose another --out."
+                f"{run_dir} is in use by another gen train or gen search; wait for it to finish or "
+                "choose another --out."
             ) from None
         yield
     finally:
         os.close(descriptor)
+        if created:
+            with contextlib.suppress(OSError):  # not empty: the run wrote something, keep it
+                run_dir.rmdir()
 
 
 def _read_best(run_dir: Path) -> dict[str, Any] | None:

@@ -72,7 +72,7 @@ def candidate_rows(url: str, search_id: int, *, while_written: bool = False) -> 
     """The search's candidates; ``while_written``: read only, none while the schema is being made."""
     try:
         engine = open_database(url, create=not while_written, read_only=while_written)
-    except GenError:
+    except UserError:
         if while_written:
             return []
         raise
@@ -315,3 +315,34 @@ def test_the_bar(data_dir: Path, tmp_path: Path) -> None:
         model = queries.get_model(session, queries.latest_model_id(session))
     engine.dispose()
     assert model.generator == best.generator and model.latest_checkpoint.iteration == 2
+
+
+def test_a_second_search_into_a_busy_folder_is_one_sentence(data_dir: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from gen.cli import cli
+    from gen.train import run_folder_lock
+
+    out = tmp_path / "search"
+    with run_folder_lock(out):  # as a running gen search (or gen train) holds it
+        result = CliRunner().invoke(
+            cli,
+            [
+                "search",
+                "--data",
+                str(data_dir),
+                "--out",
+                str(out),
+                "--population",
+                "2",
+                "--cycles",
+                "0",
+                "--budget-iters",
+                "1",
+                "--db",
+                f"sqlite:///{tmp_path / 'gen.db'}",
+            ],
+        )
+        assert list(out.iterdir()) == []  # nothing written by the refused search
+    assert result.exit_code == 1 and "is in use by another gen train or gen search" in result.output
+    assert not out.exists()  # and the folder the lock made is gone with it

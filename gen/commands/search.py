@@ -103,24 +103,27 @@ def search(
     or a crash loses at most the candidates being trained: --resume continues.
     """
     from gen.search.runner import SearchSettings, prepare_search, run_search
+    from gen.train import run_folder_lock
 
     if device == "auto":
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    if not resume and data is None:
+        raise GenError("--data is required (except with --resume, which reuses the search's data folder).")
     engine = open_db(database_url)
-    if resume:
-        run = prepare_search(None, engine, resume_folder=out)
-    else:
-        if data is None:
-            raise GenError(
-                "--data is required (except with --resume, which reuses the search's data folder)."
-            )
-        run = prepare_search(SearchSettings(data=str(data), out=str(out), **settings), engine)
-    click.echo(f"search {run.search_id}: {run.evolution.finished} of {run.settings.total} candidates done")
-    result = run_search(
-        run, engine, workers=workers, device=device, ray_address=ray_address, progress=not quiet
-    )
+    # One search per folder at a time: a second one would record the same steps twice.
+    with run_folder_lock(out):
+        if resume:
+            run = prepare_search(None, engine, resume_folder=out)
+        else:
+            run = prepare_search(SearchSettings(data=str(data), out=str(out), **settings), engine)
+        click.echo(
+            f"search {run.search_id}: {run.evolution.finished} of {run.settings.total} candidates done"
+        )
+        result = run_search(
+            run, engine, workers=workers, device=device, ray_address=ray_address, progress=not quiet
+        )
     if result.best is None:
         best = ""
     elif run.settings.stage == "classifier":
