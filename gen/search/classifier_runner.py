@@ -32,7 +32,6 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
-from tqdm import tqdm
 
 from gen.errors import GenError
 from gen.search.evolution import Candidate, Evaluated
@@ -214,7 +213,15 @@ def run_classifier_search(
 ) -> Any:
     """gen.search.runner.run_search for ``stage == "classifier"``: the same loop, classifier rows."""
     from db import queries, recording
-    from gen.search.runner import FITNESS_PLOT, InProcessWorkers, RayWorkers, SearchResult, write_fitness_plot
+    from gen.search.runner import (
+        FITNESS_PLOT,
+        InProcessWorkers,
+        RayWorkers,
+        SearchResult,
+        Stage,
+        evolve,
+        write_fitness_plot,
+    )
 
     settings, evolution = run.settings, run.evolution
     ray_address = ray_address or os.environ.get("RAY_ADDRESS")
@@ -225,73 +232,32 @@ def run_classifier_search(
             backend = InProcessWorkers(threads, evaluate=evaluate_classifier)
         else:
             backend = RayWorkers(workers, threads, device, ray_address, evaluate=evaluate_classifier)
-    deaths: dict[int, int] = {}
-    best = evolution.best()
-    started, finished_here = time.perf_counter(), 0
-    bar = tqdm(
-        total=settings.total,
-        initial=evolution.finished,
-        disable=not progress,
-        unit="candidate",
-        dynamic_ncols=True,
+
+    def record(session: Any, job: Any, candidate: Any, result: ClassifierResult) -> int:
+        classifier_id, _ = recording.record_classifier_candidate(
+            session,
+            search_id=run.search_id,
+            step=job.step,
+            parent_step=candidate.parent,
+            weights=result.weights,
+            architecture=result.architecture,
+            accuracy=result.accuracy,
+            data_path=settings.data,
+            data_fingerprint=run.data_fingerprint,
+            budget={**settings.budget(), "trained": result.iterations},
+            seconds=result.seconds,
+            worker=result.worker,
+        )
+        return classifier_id
+
+    stage = Stage(
+        job=lambda candidate: classifier_job(run, candidate, device, threads),
+        folder=lambda job: job.folder,
+        failed=lambda step: ClassifierResult(step, None, None, 0, 0.0, "", error="its worker died twice"),
+        record=record,
+        shown=lambda fitness: f"best_accuracy={1 - fitness:.3f}",
     )
-    interrupted = False
-    try:
-        while not evolution.done:
-            while backend.busy() < backend.slots:
-                candidate = evolution.ask()
-                if candidate is None:
-                    break
-                backend.submit(classifier_job(run, candidate, device, threads))
-            if backend.busy() == 0:
-                raise RuntimeError("the search has nothing to evaluate yet is not done")
-            job, result = backend.wait()
-            pending = {c.step: c for c in evolution.pending}
-            if result is None:  # the worker died
-                deaths[job.step] = deaths.get(job.step, 0) + 1
-                if deaths[job.step] < 2:
-                    shutil.rmtree(job.folder, ignore_errors=True)
-                    backend.submit(job)
-                    continue
-                result = ClassifierResult(job.step, None, None, 0, 0.0, "", error="its worker died twice")
-            if result.interrupted:
-                raise KeyboardInterrupt
-            candidate = pending[job.step]
-            with Session(engine) as session:
-                classifier_id, _ = recording.record_classifier_candidate(
-                    session,
-                    search_id=run.search_id,
-                    step=job.step,
-                    parent_step=candidate.parent,
-                    weights=result.weights,
-                    architecture=result.architecture,
-                    accuracy=result.accuracy,
-                    data_path=settings.data,
-                    data_fingerprint=run.data_fingerprint,
-                    budget={**settings.budget(), "trained": result.iterations},
-                    seconds=result.seconds,
-                    worker=result.worker,
-                )
-            evaluated = evolution.tell(job.step, result.fitness)
-            run.fitness_by_step[job.step] = result.fitness
-            finished_here += 1
-            if result.error:
-                tqdm.write(f"candidate {job.step} failed: {result.error}")
-            best = evolution.best()
-            if on_candidate is not None:
-                on_candidate(evaluated, classifier_id)
-            per_hour = finished_here / max(time.perf_counter() - started, 1e-9) * 3600
-            bar.set_postfix(
-                best_accuracy=f"{1 - best.fitness:.3f}" if best is not None else "-",
-                per_hour=f"{per_hour:.0f}",
-                refresh=False,
-            )
-            bar.update(1)
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        bar.close()
-        backend.close()
+    best, interrupted = evolve(run, engine, backend, stage, progress=progress, on_candidate=on_candidate)
     if any(value is not None for value in run.fitness_by_step.values()):
         write_fitness_plot(
             run.fitness_by_step, plot, f"search {run.search_id}: classifier", ylabel=FITNESS_LABEL

@@ -481,6 +481,85 @@ def write_fitness_plot(
     return path
 
 
+@dataclass(frozen=True)
+class Stage:
+    """What differs between searching GAN cells and classifiers; the loop (``evolve``) is one."""
+
+    job: Callable[[Any], Any]  # a candidate the engine asked for -> the job a worker runs
+    folder: Callable[[Any], str | Path]  # a job's folder, cleared before its retry
+    failed: Callable[[int], Any]  # the result of a step whose worker died twice
+    record: Callable[[Session, Any, Any, Any], int]  # (session, job, candidate, result) -> row id
+    shown: Callable[[float], str]  # the best fitness as the progress bar shows it
+
+
+def evolve(
+    run: Any,
+    engine: Engine,
+    backend: Any,
+    stage: Stage,
+    *,
+    progress: bool,
+    on_candidate: Callable[[Any, int], None] | None,
+) -> tuple[Any, bool]:
+    """Keep every worker busy with the engine's next child, record each candidate as it
+    finishes (a worker that dies costs its candidate one retry), until the search is done or
+    interrupted. Returns (the best candidate, whether it was interrupted)."""
+    evolution = run.evolution
+    deaths: dict[int, int] = {}
+    best = evolution.best()
+    started, finished_here = time.perf_counter(), 0
+    bar = tqdm(
+        total=run.settings.total,
+        initial=evolution.finished,
+        disable=not progress,
+        unit="candidate",
+        dynamic_ncols=True,
+    )
+    interrupted = False
+    try:
+        while not evolution.done:
+            while backend.busy() < backend.slots:
+                candidate = evolution.ask()
+                if candidate is None:
+                    break
+                backend.submit(stage.job(candidate))
+            if backend.busy() == 0:
+                raise RuntimeError("the search has nothing to evaluate yet is not done")
+            job, result = backend.wait()
+            pending = {c.step: c for c in evolution.pending}
+            if result is None:  # the worker died
+                deaths[job.step] = deaths.get(job.step, 0) + 1
+                if deaths[job.step] < 2:
+                    shutil.rmtree(stage.folder(job), ignore_errors=True)  # whatever it half wrote
+                    backend.submit(job)
+                    continue
+                result = stage.failed(job.step)
+            if result.interrupted:
+                raise KeyboardInterrupt
+            with Session(engine) as session:
+                row_id = stage.record(session, job, pending[job.step], result)
+            evaluated = evolution.tell(job.step, result.fitness)
+            run.fitness_by_step[job.step] = result.fitness
+            finished_here += 1
+            if result.error:
+                tqdm.write(f"candidate {job.step} failed: {result.error}")
+            best = evolution.best()
+            if on_candidate is not None:
+                on_candidate(evaluated, row_id)
+            per_hour = finished_here / max(time.perf_counter() - started, 1e-9) * 3600
+            bar.set_postfix_str(
+                f"{stage.shown(best.fitness) if best is not None else 'best=-'}, per_hour={per_hour:.0f}",
+                refresh=False,
+            )
+            bar.update(1)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        bar.close()
+        backend.close()
+    return best, interrupted
+
+
 def run_search(
     run: SearchRun,
     engine: Engine,
@@ -527,78 +606,36 @@ def run_search(
         backend = InProcessWorkers(threads)
     else:
         backend = RayWorkers(workers, threads, device, ray_address)
-    deaths: dict[int, int] = {}
-    best = evolution.best()
-    started, finished_here = time.perf_counter(), 0
-    bar = tqdm(
-        total=settings.total,
-        initial=evolution.finished,
-        disable=not progress,
-        unit="candidate",
-        dynamic_ncols=True,
+
+    def record(session: Session, job: CandidateJob, candidate: Any, result: CandidateResult) -> int:
+        gan_id, _ = recording.record_candidate(
+            session,
+            search_id=run.search_id,
+            step=job.step,
+            parent_step=candidate.parent,
+            config=result.config or dataclasses.asdict(job.config.resolved()),
+            generator=job.generator,
+            discriminator=job.discriminator,
+            class_names=run.class_names,
+            data_fingerprint=run.data_fingerprint,
+            num_images=run.num_images,
+            device=result.device or device,
+            checkpoint=result.checkpoint,
+            fitness=result.fitness,
+            budget={**settings.budget(), "trained": result.checkpoint[1] if result.checkpoint else 0},
+            seconds=result.seconds,
+            worker=result.worker,
+        )
+        return gan_id
+
+    stage = Stage(
+        job=lambda candidate: _job(run, candidate, device, threads),
+        folder=lambda job: job.config.out,
+        failed=lambda step: CandidateResult(step, None, None, 0.0, "", error="its worker died twice"),
+        record=record,
+        shown=lambda fitness: f"best={fitness:.3f}",
     )
-    interrupted = False
-    try:
-        while not evolution.done:
-            while backend.busy() < backend.slots:
-                candidate = evolution.ask()
-                if candidate is None:
-                    break
-                backend.submit(_job(run, candidate, device, threads))
-            if backend.busy() == 0:
-                raise RuntimeError("the search has nothing to evaluate yet is not done")
-            job, result = backend.wait()
-            pending = {c.step: c for c in evolution.pending}
-            if result is None:  # the worker died
-                deaths[job.step] = deaths.get(job.step, 0) + 1
-                if deaths[job.step] < 2:
-                    shutil.rmtree(job.config.out, ignore_errors=True)  # whatever it half wrote
-                    backend.submit(job)
-                    continue
-                result = CandidateResult(job.step, None, None, 0.0, "", error="its worker died twice")
-            if result.interrupted:
-                raise KeyboardInterrupt
-            candidate = pending[job.step]
-            config = result.config or dataclasses.asdict(job.config.resolved())
-            with Session(engine) as session:
-                gan_id, _ = recording.record_candidate(
-                    session,
-                    search_id=run.search_id,
-                    step=job.step,
-                    parent_step=candidate.parent,
-                    config=config,
-                    generator=job.generator,
-                    discriminator=job.discriminator,
-                    class_names=run.class_names,
-                    data_fingerprint=run.data_fingerprint,
-                    num_images=run.num_images,
-                    device=result.device or device,
-                    checkpoint=result.checkpoint,
-                    fitness=result.fitness,
-                    budget={**settings.budget(), "trained": result.checkpoint[1] if result.checkpoint else 0},
-                    seconds=result.seconds,
-                    worker=result.worker,
-                )
-            evaluated = evolution.tell(job.step, result.fitness)
-            run.fitness_by_step[job.step] = result.fitness
-            finished_here += 1
-            if result.error:
-                tqdm.write(f"candidate {job.step} failed: {result.error}")
-            best = evolution.best()
-            if on_candidate is not None:
-                on_candidate(evaluated, gan_id)
-            per_hour = finished_here / max(time.perf_counter() - started, 1e-9) * 3600
-            bar.set_postfix(
-                best=f"{best.fitness:.3f}" if best is not None else "-",
-                per_hour=f"{per_hour:.0f}",
-                refresh=False,
-            )
-            bar.update(1)
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        bar.close()
-        backend.close()
+    best, interrupted = evolve(run, engine, backend, stage, progress=progress, on_candidate=on_candidate)
     if any(value is not None for value in run.fitness_by_step.values()):
         write_fitness_plot(run.fitness_by_step, plot, f"search {run.search_id}: {settings.stage}")
     from db import queries
