@@ -667,18 +667,12 @@ def record_search_candidate(
     """Record an evaluated candidate (its model or classifier row already written, if it got
     one); returns its id."""
     with _transaction(session):
-        parent_id = None
-        if parent_step is not None:
-            parent_id = session.scalar(
-                select(SearchCandidate.id).where(
-                    SearchCandidate.search_id == search_id, SearchCandidate.step == parent_step
-                )
-            )
-        candidate = SearchCandidate(
-            search_id=search_id,
+        return _add_search_candidate(
+            session,
+            search_id,
+            parent_step,
             gan_id=gan_id,
             classifier_id=classifier_id,
-            parent_id=parent_id,
             step=step,
             fitness=fitness,
             budget=budget,
@@ -686,10 +680,21 @@ def record_search_candidate(
             worker=worker,
             status=status,
         )
-        session.add(candidate)
-        session.flush()
-        candidate_id = candidate.id
-    return candidate_id
+
+
+def _add_search_candidate(session: Session, search_id: int, parent_step: int | None, **columns: Any) -> int:
+    """A search_candidates row, its parent found by step, inside the caller's transaction."""
+    parent_id = None
+    if parent_step is not None:
+        parent_id = session.scalar(
+            select(SearchCandidate.id).where(
+                SearchCandidate.search_id == search_id, SearchCandidate.step == parent_step
+            )
+        )
+    candidate = SearchCandidate(search_id=search_id, parent_id=parent_id, **columns)
+    session.add(candidate)
+    session.flush()
+    return candidate.id
 
 
 def record_classifier_search_candidate(
@@ -715,18 +720,12 @@ def record_classifier_search_candidate(
             session.add(row)
             session.flush()
             classifier_id = row.id
-        parent_id = None
-        if parent_step is not None:
-            parent_id = session.scalar(
-                select(SearchCandidate.id).where(
-                    SearchCandidate.search_id == search_id, SearchCandidate.step == parent_step
-                )
-            )
-        candidate = SearchCandidate(
-            search_id=search_id,
+        candidate_id = _add_search_candidate(
+            session,
+            search_id,
+            parent_step,
             gan_id=None,
             classifier_id=classifier_id,
-            parent_id=parent_id,
             step=step,
             fitness=fitness,
             budget=budget,
@@ -734,9 +733,6 @@ def record_classifier_search_candidate(
             worker=worker,
             status=status,
         )
-        session.add(candidate)
-        session.flush()
-        candidate_id = candidate.id
     return classifier_id, candidate_id
 
 
