@@ -88,6 +88,9 @@ class GeneratorSpec:
     upsample: Literal["nearest_conv_glu", "nearest_conv", "transposed_conv"] = "nearest_conv_glu"
     activation: Literal["elu", "relu"] = "elu"
     spectral_norm: bool = True
+    # How the 3x3 convolutions pad: zeros tell every layer where the border is, and a generator
+    # learns to draw it (a faint frame a few pixels inside every tile); reflect does not.
+    padding: Literal["zeros", "reflect"] = "zeros"
     kind: Literal["generator"] = "generator"
 
     @property

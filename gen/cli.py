@@ -160,7 +160,19 @@ def report_skipped_files(skipped: Sequence[str], run_dir: Path) -> None:
 @click.option("--d-weight-decay", type=click.FloatRange(0), help="Weight decay on D [default: the preset's].")
 @click.option("--ema-decay", type=click.FloatRange(0, 1), help="Generator EMA decay [default: the preset's].")
 @click.option(
-    "--diffaugment", help="DiffAugment policy, e.g. color,translation or '' [default: the preset's]."
+    "--diffaugment",
+    help="DiffAugment policy, e.g. color,translation or '', NAME@P to apply NAME to a share P of the "
+    "images (color@0.5) [default: the preset's].",
+)
+@click.option(
+    "--lecam",
+    type=click.FloatRange(0),
+    help="LeCam regularisation weight on D, 0: off [default: the preset's].",
+)
+@click.option(
+    "--balanced-batches/--no-balanced-batches",
+    default=None,
+    help="Draw every class equally often in a batch [default: the preset's].",
 )
 @click.option("--checkpoint-every", type=click.IntRange(1), default=1000, show_default=True)
 @click.option(

@@ -7,6 +7,7 @@ explicit ``torch.Generator`` so that training resumes bit for bit.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -73,20 +74,40 @@ POLICIES: dict[str, list[Augmentation]] = {
 }
 
 
-def parse_policy(policy: str) -> list[str]:
-    names = [name.strip() for name in policy.split(",") if name.strip()]
-    unknown = [name for name in names if name not in POLICIES]
-    if unknown:
-        from gen.errors import GenError
+def parse_policy(policy: str) -> list[tuple[str, float]]:
+    """``"color@0.3,translation"`` -> ``[("color", 0.3), ("translation", 1.0)]``.
 
-        raise GenError(f"unknown DiffAugment policy {unknown[0]!r}; known: {', '.join(POLICIES)}.")
-    return names
+    ``NAME@P`` applies that augmentation to each image with probability P (DiffAugment's own
+    policies apply it to every image, P = 1): colour shifted in every real image can hide a
+    generator's colour error from D, since D then never sees a real image's true colour.
+    """
+    from gen.errors import GenError
+
+    parsed = []
+    for part in (part.strip() for part in policy.split(",")):
+        if not part:
+            continue
+        name, _, probability = part.partition("@")
+        name = name.strip()
+        if name not in POLICIES:
+            raise GenError(f"unknown DiffAugment policy {name!r}; known: {', '.join(POLICIES)}.")
+        try:
+            chance = float(probability) if probability else 1.0
+        except ValueError:
+            chance = math.nan
+        if not 0 <= chance <= 1:  # NaN fails too
+            raise GenError(f"DiffAugment {part!r}: the probability after @ must be between 0 and 1.")
+        parsed.append((name, chance))
+    return parsed
 
 
 def diff_augment(x: torch.Tensor, policy: str, generator: torch.Generator) -> torch.Tensor:
-    """Apply the comma-separated ``policy`` (e.g. ``"color,translation"``); ``""`` is identity."""
-    for name in parse_policy(policy):
+    """Apply the comma-separated ``policy`` (e.g. ``"color@0.3,translation"``); ``""`` is identity."""
+    for name, chance in parse_policy(policy):
+        if chance < 1:
+            chosen = torch.rand(x.size(0), 1, 1, 1, generator=generator, device=x.device) < chance
         for augmentation in POLICIES[name]:
-            x = augmentation(x, generator)
+            augmented = augmentation(x, generator)
+            x = augmented if chance == 1 else torch.where(chosen, augmented, x)
     # channels_last: oneDNN on the CPU and cuDNN on the GPU both convolve fastest in it.
     return x.contiguous(memory_format=torch.channels_last)

@@ -34,9 +34,12 @@ def sn_conv(
     stride: int = 1,
     groups: int = 1,
     spectral: bool = True,
+    padding_mode: str = "zeros",
 ) -> nn.Module:
     padding = kernel_size // 2 if stride == 1 else (kernel_size - stride) // 2
-    conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, groups=groups)
+    conv = nn.Conv2d(
+        in_channels, out_channels, kernel_size, stride, padding, groups=groups, padding_mode=padding_mode
+    )
     return normalised(conv, spectral)
 
 
@@ -227,16 +230,23 @@ class UpsampleBlock(nn.Module):
     """
 
     def __init__(
-        self, kind: str, in_channels: int, out_channels: int, act: str, num_classes: int, spectral: bool
+        self,
+        kind: str,
+        in_channels: int,
+        out_channels: int,
+        act: str,
+        num_classes: int,
+        spectral: bool,
+        padding: str = "zeros",
     ):
         super().__init__()
         self.upsample = kind != "transposed_conv"
         if kind == "nearest_conv_glu":
-            self.conv = sn_conv(in_channels, 2 * out_channels, 3, spectral=spectral)
+            self.conv = sn_conv(in_channels, 2 * out_channels, 3, spectral=spectral, padding_mode=padding)
             self.norm = ClassConditionalBatchNorm(2 * out_channels, num_classes)
             self.act = nn.GLU(dim=1)
         elif kind == "nearest_conv":
-            self.conv = sn_conv(in_channels, out_channels, 3, spectral=spectral)
+            self.conv = sn_conv(in_channels, out_channels, 3, spectral=spectral, padding_mode=padding)
             self.norm = ClassConditionalBatchNorm(out_channels, num_classes)
             self.act = activation(act)
         else:
@@ -261,13 +271,15 @@ class Generator(nn.Module):
             spec, widths[:-1], lambda channels: ClassConditionalBatchNorm(channels, spec.num_classes)
         )
         self.upsamples = nn.ModuleList(
-            UpsampleBlock(spec.upsample, c_in, c_out, spec.activation, spec.num_classes, spectral)
+            UpsampleBlock(
+                spec.upsample, c_in, c_out, spec.activation, spec.num_classes, spectral, spec.padding
+            )
             for c_in, c_out in zip(widths[:-1], widths[1:], strict=True)
         )
         self.to_image = nn.Sequential(
-            sn_conv(widths[-1], widths[-1], 3, spectral=spectral),
+            sn_conv(widths[-1], widths[-1], 3, spectral=spectral, padding_mode=spec.padding),
             activation(spec.activation),
-            sn_conv(widths[-1], 3, 3, spectral=spectral),
+            sn_conv(widths[-1], 3, 3, spectral=spectral, padding_mode=spec.padding),
             nn.Tanh(),
         )
 

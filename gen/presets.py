@@ -50,6 +50,8 @@ class Recipe:
     diffaugment: str = "color,translation"
     ema_decay: float = 0.999
     d_weight_decay: float = 0.0
+    lecam: float = 0.0
+    balanced_batches: bool = False
     loss_options: dict[str, Any] = field(default_factory=dict)
 
 

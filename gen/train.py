@@ -82,6 +82,8 @@ class TrainConfig:
     ema_decay: float | None = None
     diffaugment: str | None = None
     d_weight_decay: float | None = None
+    lecam: float | None = None  # LeCam regularisation weight (gen.losses), 0: off
+    balanced_batches: bool | None = None  # every class equally likely in a batch
     loss_options: dict[str, float] | None = None
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
@@ -102,6 +104,9 @@ class TrainConfig:
         fields = json.loads(text)
         if "loss" not in fields:  # stored before objectives were settings: all hinge + Adam
             fields.update(loss="hinge", optimizer="adam", critic_steps=1, d_weight_decay=0.0, loss_options={})
+        # Stored before these levers existed: off, whatever the preset's recipe says today.
+        fields.setdefault("lecam", 0.0)
+        fields.setdefault("balanced_batches", False)
         if fields.get("betas") is not None:
             fields["betas"] = tuple(fields["betas"])
         known = {field.name for field in dataclasses.fields(cls)}
@@ -133,7 +138,7 @@ class TrainConfig:
             raise GenError("--seed must be between 0 and 2147483647.")
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise GenError("--minutes must be more than 0.")
-        for name in ("g_lr", "d_lr", "d_weight_decay"):
+        for name in ("g_lr", "d_lr", "d_weight_decay", "lecam"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value >= 0):
                 raise GenError(f"--{name.replace('_', '-')} must be a finite number of at least 0.")
@@ -253,6 +258,21 @@ def standing_statistics(
         for norm, momentum in zip(norms, momenta, strict=True):
             norm.momentum = momentum
         generator.eval()
+
+
+def draw_batch(labels: torch.Tensor, size: int, rng: torch.Generator, balanced: bool) -> torch.Tensor:
+    """Indices of one training batch, drawn with replacement from ``rng``: uniformly over the
+    images, or, ``balanced``, a uniform class first and then a uniform image of that class, so
+    that a class of 50 images is seen as often as one of 500."""
+    if not balanced:
+        return torch.randint(len(labels), (size,), generator=rng)
+    counts = torch.bincount(labels)
+    order = torch.argsort(labels, stable=True)  # the images grouped by class
+    starts = torch.cumsum(counts, 0) - counts
+    present = torch.nonzero(counts).flatten()  # a class with no image is never drawn
+    classes = present[torch.randint(len(present), (size,), generator=rng)]
+    within = (torch.rand(size, generator=rng, dtype=torch.float64) * counts[classes]).long()
+    return order[starts[classes] + torch.minimum(within, counts[classes] - 1)]
 
 
 def _gradient_norm(parameters: Any) -> float:
@@ -576,7 +596,13 @@ def _train(
         g_model = DistributedDataParallel(generator, device_ids=device_ids)
         d_model = DistributedDataParallel(discriminator, device_ids=device_ids)
     loss = make_loss(
-        config.loss, g_model, d_model, config.diffaugment, noise_rng, **(config.loss_options or {})
+        config.loss,
+        g_model,
+        d_model,
+        config.diffaugment,
+        noise_rng,
+        lecam=config.lecam or 0.0,
+        **(config.loss_options or {}),
     )
     if state is not None:
         loss.load_state_dict(state.get("loss", {}))
@@ -672,8 +698,8 @@ def _train(
         return path
 
     def next_batch() -> tuple[torch.Tensor, torch.Tensor]:
-        batch_indices = torch.randint(len(images), (config.batch_size,), generator=data_rng)[my_slice]
-        batch_indices = batch_indices.to(device)
+        batch_indices = draw_batch(data.labels, config.batch_size, data_rng, bool(config.balanced_batches))
+        batch_indices = batch_indices[my_slice].to(device)
         real = images[batch_indices].float().div_(127.5).sub_(1)
         return real.contiguous(memory_format=memory_format), labels[batch_indices]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -214,3 +215,22 @@ def test_from_json_without_a_cell_means_no_cells() -> None:
     assert spec.cell is None and spec.attention == (3, 4)
     stored["attention"] = []
     assert from_json(stored).cell is None
+
+
+def test_generator_padding_is_part_of_the_spec_and_old_specs_pad_with_zeros() -> None:
+    from gen.networks import build
+
+    generator_spec, _ = preset("reference", 4)
+    reflect = dataclasses.replace(generator_spec, padding="reflect")
+    assert from_json(to_json(reflect)) == reflect
+    old = to_json(generator_spec)
+    del old["padding"]
+    assert from_json(old).padding == "zeros"
+    modes = {
+        m.padding_mode
+        for m in build(reflect).modules()
+        if isinstance(m, torch.nn.Conv2d) and m.padding != (0, 0)
+    }
+    assert modes == {"reflect"}
+    image = build(reflect)(torch.randn(2, reflect.noise_dim), torch.tensor([0, 1]))
+    assert image.shape == (2, 3, 64, 64)

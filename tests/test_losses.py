@@ -104,6 +104,37 @@ def test_wasserstein_against_a_hand_computation() -> None:
     assert g == pytest.approx(-sum(FAKE.tolist()) / 3)
 
 
+def test_lecam_against_a_hand_computation() -> None:
+    """LeCam on hinge, two D steps: the anchors start at the first batch's means, then move by
+    (1 - decay) towards each new mean; the term is mean(relu(r - a_fake)^2) + mean(relu(a_real - f)^2)."""
+    weight, decay = 0.3, 0.9
+    rng = torch.Generator().manual_seed(0)
+    loss = HingeLoss(
+        FixedGenerator(images_scoring(FAKE)), ScoreIs(), "", rng, lecam=weight, lecam_decay=decay
+    )
+    labels, noise = torch.zeros(3, dtype=torch.long), torch.zeros(3, 8)
+    hinge = sum(max(0, 1 - r) for r in REAL.tolist()) / 3 + sum(max(0, 1 + f) for f in FAKE.tolist()) / 3
+
+    def term(a_real: float, a_fake: float, real: list[float], fake: list[float]) -> float:
+        return sum(max(0, r - a_fake) ** 2 for r in real) / 3 + sum(max(0, a_real - f) ** 2 for f in fake) / 3
+
+    first = float(loss.d_phase(images_scoring(REAL), labels, noise).loss)
+    a_real, a_fake = sum(REAL.tolist()) / 3, sum(FAKE.tolist()) / 3
+    assert first == pytest.approx(hinge + weight * term(a_real, a_fake, REAL.tolist(), FAKE.tolist()))
+    moved = REAL + 1.0  # a second batch whose real scores are one higher
+    second = float(loss.d_phase(images_scoring(moved), labels, noise).loss)
+    a_real = decay * a_real + (1 - decay) * sum(moved.tolist()) / 3
+    hinge_moved = (
+        sum(max(0, 1 - r) for r in moved.tolist()) / 3 + sum(max(0, 1 + f) for f in FAKE.tolist()) / 3
+    )
+    assert second == pytest.approx(hinge_moved + weight * term(a_real, a_fake, moved.tolist(), FAKE.tolist()))
+    # The anchors survive a resume.
+    restored = HingeLoss(FixedGenerator(images_scoring(FAKE)), ScoreIs(), "", rng, lecam=weight)
+    restored.load_state_dict(loss.state_dict())
+    assert restored.anchors == pytest.approx({"real": a_real, "fake": a_fake})
+    assert phases(HingeLoss, lecam=0.0) == phases(HingeLoss)  # off by default
+
+
 def test_weight_clipping_after_the_critic_step() -> None:
     critic = nn.Linear(4, 1)
     with torch.no_grad():

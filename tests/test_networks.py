@@ -8,7 +8,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from gen.architecture import BASELINES, PRESETS, CellSpec, preset
-from gen.diffaugment import POLICIES, diff_augment
+from gen.diffaugment import POLICIES, diff_augment, parse_policy
 from gen.errors import GenError
 from gen.networks import (
     BatchNorm,
@@ -289,3 +289,24 @@ def test_gradients_flow_through_diffaugment(policy: str, images: torch.Tensor) -
     assert x.grad.abs().sum() > 0
     for image in range(len(x)):  # every image of the batch gets a gradient
         assert x.grad[image].abs().sum() > 0
+
+
+def test_an_augmentation_with_a_probability_changes_that_share_of_images() -> None:
+    images = torch.rand(2000, 3, 8, 8, generator=torch.Generator().manual_seed(4)) * 2 - 1
+    out = diff_augment(images, "color@0.3", torch.Generator().manual_seed(0))
+    changed = (out != images).flatten(1).any(dim=1).float().mean()
+    assert 0.27 < float(changed) < 0.33  # 0.3 +- 4.6 standard deviations of a binomial share
+    unchanged = (out == images).flatten(1).all(dim=1)
+    assert torch.equal(out[unchanged], images[unchanged])  # the others are untouched
+    assert torch.equal(diff_augment(images, "color@0", torch.Generator().manual_seed(0)), images)
+    everything = diff_augment(images, "color@1", torch.Generator().manual_seed(0))
+    assert torch.equal(everything, diff_augment(images, "color", torch.Generator().manual_seed(0)))
+
+
+@pytest.mark.parametrize("policy", ["color@1.5", "color@-0.1", "color@x", "color@nan", "translation@"])
+def test_a_probability_outside_0_to_1_is_a_gen_error(policy: str, images: torch.Tensor) -> None:
+    if policy == "translation@":  # an empty probability means always, as without @
+        assert parse_policy(policy) == [("translation", 1.0)]
+        return
+    with pytest.raises(GenError, match="between 0 and 1"):
+        diff_augment(images, policy, torch.Generator().manual_seed(0))

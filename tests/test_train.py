@@ -578,3 +578,26 @@ def test_a_killed_runs_temporaries_are_removed_and_files_follow_the_umask(
     assert not stale.exists()
     for path in (result.checkpoint, out / "grid-0000001.png", out / "history.csv"):
         assert path.stat().st_mode & 0o777 == 0o640, path
+
+
+def test_balanced_batches_draw_every_class_equally_often() -> None:
+    from gen.train import draw_batch
+
+    labels = torch.tensor([0] * 90 + [1] * 10 + [3] * 20)  # class 2 has no image
+    drawn = draw_batch(labels, 40_000, torch.Generator().manual_seed(0), balanced=True)
+    shares = torch.bincount(labels[drawn], minlength=4).float() / len(drawn)
+    assert shares[2] == 0
+    for label in (0, 1, 3):  # a third each, within 5 standard deviations of a binomial share
+        assert abs(float(shares[label]) - 1 / 3) < 5 * math.sqrt(1 / 3 * 2 / 3 / len(drawn))
+    rare = torch.bincount(drawn[labels[drawn] == 1] - 90, minlength=10).float()
+    assert float(rare.min()) > 0.8 * float(rare.mean())  # every image of the small class is drawn
+    # Unbalanced, the draw is the uniform one of before (resumed runs stay exact).
+    plain = draw_batch(labels, 64, torch.Generator().manual_seed(5), balanced=False)
+    assert torch.equal(plain, torch.randint(len(labels), (64,), generator=torch.Generator().manual_seed(5)))
+
+
+def test_old_settings_resume_with_the_new_levers_off() -> None:
+    stored = json.loads(TrainConfig(data="d", out="o").to_json())
+    del stored["lecam"], stored["balanced_batches"]
+    config = TrainConfig.from_json(json.dumps(stored))
+    assert config.lecam == 0.0 and config.balanced_batches is False

@@ -240,6 +240,8 @@ RETRAIN_SETTINGS = (
     "betas",
     "critic_steps",
     "d_weight_decay",
+    "lecam",
+    "balanced_batches",
     "ema_decay",
     "diffaugment",
     "checkpoint_every",
