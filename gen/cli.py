@@ -136,10 +136,11 @@ def report_skipped_files(skipped: Sequence[str], run_dir: Path) -> None:
 @click.option(
     "--preset",
     type=click.Choice(PRESETS),
-    default="tiny",
-    show_default=True,
-    help="Networks and training recipe: the source's paper/small/tiny, cpu (ours for a CPU), "
-    "reference, and the source's baselines dcgan, wgan, wgan-gp, bgan, began (see gen/presets.py).",
+    default=None,
+    envvar="GEN_PRESET",
+    help="Networks and training recipe: the source's paper/small, cpu (ours for a CPU), reference, "
+    "the source's baselines dcgan, wgan, wgan-gp, bgan, began, and tiny (for tests) (see "
+    "gen/presets.py)  [default: $GEN_PRESET, else the best for the device: cpu on a CPU, small on a GPU].",
 )
 @click.option("--iters", "iterations", type=click.IntRange(1), default=10_000, show_default=True)
 @click.option(
@@ -247,6 +248,11 @@ def train(
     data_set = None  # a registered data set's name, when --data named one
     if data is not None:
         data, data_set = training_folder(database_url, data)
+    if settings["preset"] is None:  # a resume keeps its run's preset whatever this says
+        from gen.presets import default_preset
+        from gen.runtime import resolve_device
+
+        settings["preset"] = default_preset(resolve_device(settings["device"]).type)
     config = TrainConfig(
         data=str(data) if data else "",
         out=str(out),

@@ -94,3 +94,10 @@ RECIPES: dict[str, Recipe] = {
         **_BASELINE,
     ),
 }
+
+
+def default_preset(device_type: str) -> str:
+    """What `gen train` trains without --preset: ``cpu`` on a CPU (the recipe docs/benchmarks.md
+    measured best at CPU budgets), ``small`` on a GPU (the source method at half width; not yet
+    measured against ``cpu`` on a GPU). ``tiny`` is for tests only."""
+    return "cpu" if device_type == "cpu" else "small"

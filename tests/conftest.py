@@ -61,3 +61,9 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+# `gen train` without --preset trains the best recipe for the device (cpu here), which is far
+# too slow for tests: the suite's runs take the test preset, tiny, unless a test says otherwise
+# (tests/test_presets.py checks the real default with the variable removed).
+os.environ["GEN_PRESET"] = "tiny"

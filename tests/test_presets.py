@@ -103,6 +103,21 @@ def test_command_line_settings_override_the_preset(demo_data: Path, tmp_path: Pa
     assert config.d_lr == RECIPES["wgan-gp"].d_lr and config.loss == "wasserstein"  # the rest: the preset's
 
 
+def test_without_a_preset_gen_train_takes_the_best_for_the_device(
+    demo_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not tiny (the test preset): on a CPU, the cpu recipe; the suite sets GEN_PRESET=tiny."""
+    monkeypatch.delenv("GEN_PRESET")
+    out = tmp_path / "run"
+    run_gen(
+        "train", "--data", str(demo_data), "--out", str(out), "--iters", "1", "--batch-size", "4",
+        "--device", "cpu", "--quiet", "--db", f"sqlite:///{tmp_path / 'g.db'}",
+    )  # fmt: skip
+    config = TrainConfig.from_json(torch.load(out / "checkpoint-0000001.pt", weights_only=True)["config"])
+    assert config.preset == "cpu"
+    assert "tiny (for tests)" in run_gen("train", "--help").replace("\n", " ")
+
+
 def test_eval_every_marks_the_best_checkpoint_and_sample_takes_it(
     demo_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
