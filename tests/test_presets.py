@@ -115,7 +115,7 @@ def test_without_a_preset_gen_train_takes_the_best_for_the_device(
     )  # fmt: skip
     config = TrainConfig.from_json(torch.load(out / "checkpoint-0000001.pt", weights_only=True)["config"])
     assert config.preset == "cpu"
-    assert "tiny (for tests)" in run_gen("train", "--help").replace("\n", " ")
+    assert "tiny (for tests)" in " ".join(run_gen("train", "--help").split())
 
 
 def test_eval_every_marks_the_best_checkpoint_and_sample_takes_it(
