@@ -171,6 +171,13 @@ def report_skipped_files(skipped: Sequence[str], run_dir: Path) -> None:
     help="LeCam regularisation weight on D, 0: off [default: the preset's].",
 )
 @click.option(
+    "--transition",
+    type=(click.IntRange(0), click.IntRange(1)),
+    default=None,
+    help="Transitional conditioning: the class signal ramps from 0 at iteration START to full at END "
+    "[default: the preset's].",
+)
+@click.option(
     "--balanced-batches/--no-balanced-batches",
     default=None,
     help="Draw every class equally often in a batch [default: the preset's].",

@@ -48,7 +48,13 @@ def activation(name: str) -> nn.Module:
 
 
 class ClassConditionalBatchNorm(nn.Module):
-    """Batch norm whose gain and bias are looked up per class (the generator's conditioning)."""
+    """Batch norm whose gain and bias are looked up per class (the generator's conditioning).
+
+    ``conditioning`` in [0, 1] scales the class signal: the gain becomes 1 + c (gain - 1) and
+    the bias c * bias, so 0 is a plain, unconditional batch norm (see ``set_conditioning``).
+    """
+
+    conditioning = 1.0
 
     def __init__(self, channels: int, num_classes: int):
         super().__init__()
@@ -61,6 +67,8 @@ class ClassConditionalBatchNorm(nn.Module):
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         gain = self.gain(labels)[:, :, None, None]
         bias = self.bias(labels)[:, :, None, None]
+        if self.conditioning != 1:
+            gain, bias = 1 + self.conditioning * (gain - 1), self.conditioning * bias
         return self.norm(x) * gain + bias
 
 
@@ -328,6 +336,8 @@ class Discriminator(nn.Module):
     """Image and label in; a realness score per image, or with the autoencoder head (BEGAN)
     the image's reconstruction, which the loss scores by its L1 error."""
 
+    conditioning = 1.0  # scales the projection term (see set_conditioning)
+
     def __init__(self, spec: DiscriminatorSpec):
         super().__init__()
         self.spec = spec
@@ -358,7 +368,10 @@ class Discriminator(nn.Module):
         pooled = x.sum(dim=(2, 3))
         # Projection discriminator (Miyato & Koyama 2018): an unconditional score plus the
         # inner product of the features with the class embedding.
-        return self.linear(pooled).squeeze(1) + (self.projection(labels) * pooled).sum(1)
+        projection = (self.projection(labels) * pooled).sum(1)
+        if self.conditioning != 1:
+            projection = self.conditioning * projection
+        return self.linear(pooled).squeeze(1) + projection
 
 
 class AutoencoderDecoder(nn.Module):
@@ -392,6 +405,17 @@ class AutoencoderDecoder(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.to_image(x)
+
+
+def set_conditioning(network: nn.Module, strength: float) -> None:
+    """Scale every class signal of a network by ``strength`` in [0, 1]: the generator's
+    conditional batch norms and the discriminator's projection term. Transitional
+    conditioning (Shahbazi et al., ICLR 2022) trains from 0 (unconditional) and ramps to 1, so
+    that a few hundred images per class do not collapse the classes early; sampling always
+    runs at 1, the value every network starts with."""
+    for module in network.modules():
+        if isinstance(module, ClassConditionalBatchNorm | Discriminator):
+            module.conditioning = strength
 
 
 def build(spec: GeneratorSpec | DiscriminatorSpec | dict) -> Generator | Discriminator:

@@ -53,7 +53,7 @@ from gen.errors import GenError
 from gen.history import History
 from gen.images import to_uint8, write_grid
 from gen.losses import LOSSES, GANLoss, make_loss
-from gen.networks import Generator, build
+from gen.networks import Generator, build, set_conditioning
 from gen.presets import OPTIMIZERS, RECIPES
 from gen.runtime import Distributed, start_distributed, stop_distributed
 
@@ -84,6 +84,7 @@ class TrainConfig:
     d_weight_decay: float | None = None
     lecam: float | None = None  # LeCam regularisation weight (gen.losses), 0: off
     balanced_batches: bool | None = None  # every class equally likely in a batch
+    transition: tuple[int, int] | None = None  # class conditioning ramps 0 -> 1 over these iterations
     loss_options: dict[str, float] | None = None
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
@@ -107,8 +108,10 @@ class TrainConfig:
         # Stored before these levers existed: off, whatever the preset's recipe says today.
         fields.setdefault("lecam", 0.0)
         fields.setdefault("balanced_batches", False)
-        if fields.get("betas") is not None:
-            fields["betas"] = tuple(fields["betas"])
+        fields.setdefault("transition", (0, 0))  # no ramp: full conditioning from the start
+        for name in ("betas", "transition"):
+            if fields.get(name) is not None:
+                fields[name] = tuple(fields[name])
         known = {field.name for field in dataclasses.fields(cls)}
         return cls(**{name: value for name, value in fields.items() if name in known})
 
@@ -117,8 +120,9 @@ class TrainConfig:
         recipe = RECIPES[self.preset]
         defaults = dataclasses.asdict(recipe)
         changes = {name: defaults[name] for name in defaults if getattr(self, name) is None}
-        if "betas" in changes:
-            changes["betas"] = tuple(changes["betas"])
+        for name in ("betas", "transition"):
+            if changes.get(name) is not None:
+                changes[name] = tuple(changes[name])
         return dataclasses.replace(self, **changes)
 
     def validate(self) -> None:
@@ -142,6 +146,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value >= 0):
                 raise GenError(f"--{name.replace('_', '-')} must be a finite number of at least 0.")
+        if self.transition is not None and not 0 <= self.transition[0] <= self.transition[1]:
+            raise GenError("--transition START END needs 0 <= START <= END.")
         if self.ema_decay is not None and not 0 <= self.ema_decay <= 1:
             raise GenError("--ema-decay must be between 0 and 1.")
         if self.diffaugment is not None:
@@ -258,6 +264,18 @@ def standing_statistics(
         for norm, momentum in zip(norms, momenta, strict=True):
             norm.momentum = momentum
         generator.eval()
+
+
+def transition_strength(iteration: int, transition: tuple[int, int] | None) -> float:
+    """How much of the class signal the networks get at ``iteration`` (transitional
+    conditioning, Shahbazi et al. 2022): 0 until START, rising linearly to 1 at END. None or
+    (0, 0): full conditioning throughout."""
+    if transition is None:
+        return 1.0
+    start, end = transition
+    if iteration >= end:
+        return 1.0
+    return min(max((iteration - start) / (end - start), 0.0), 1.0)
 
 
 def draw_batch(labels: torch.Tensor, size: int, rng: torch.Generator, balanced: bool) -> torch.Tensor:
@@ -710,6 +728,10 @@ def _train(
     with _StopRequest() as stop:
         while iteration < config.iterations:
             log_now = (iteration + 1) % config.log_every == 0
+            if config.transition is not None and config.transition != (0, 0):
+                strength = transition_strength(iteration, config.transition)
+                set_conditioning(generator, strength)
+                set_conditioning(discriminator, strength)
             figures = training_step(
                 loss,
                 d_optimizer,

@@ -598,6 +598,42 @@ def test_balanced_batches_draw_every_class_equally_often() -> None:
 
 def test_old_settings_resume_with_the_new_levers_off() -> None:
     stored = json.loads(TrainConfig(data="d", out="o").to_json())
-    del stored["lecam"], stored["balanced_batches"]
+    del stored["lecam"], stored["balanced_batches"], stored["transition"]
     config = TrainConfig.from_json(json.dumps(stored))
-    assert config.lecam == 0.0 and config.balanced_batches is False
+    assert config.lecam == 0.0 and config.balanced_batches is False and config.transition == (0, 0)
+
+
+def test_transition_ramp_against_a_hand_computation() -> None:
+    from gen.train import transition_strength
+
+    ramp = [transition_strength(i, (100, 300)) for i in (0, 99, 100, 150, 200, 299, 300, 5000)]
+    assert ramp == pytest.approx([0, 0, 0, 0.25, 0.5, 0.995, 1, 1])
+    assert transition_strength(7, None) == transition_strength(7, (0, 0)) == 1.0
+
+
+def test_conditioning_strength_scales_the_class_signal_of_both_networks() -> None:
+    from gen.networks import set_conditioning
+
+    generator_spec, discriminator_spec = preset("tiny", len(CLASS_NAMES))
+    torch.manual_seed(0)
+    generator, discriminator = build(generator_spec).eval(), build(discriminator_spec).eval()
+    with torch.no_grad():
+        for name, parameter in generator.named_parameters():
+            if name.endswith(("gain.weight", "bias.weight")):
+                parameter.normal_()  # classes that differ
+    noise = torch.randn(2, generator_spec.noise_dim)
+    with torch.no_grad():
+        set_conditioning(generator, 0.0)
+        unconditional = generator(noise, torch.tensor([0, 0])), generator(noise, torch.tensor([1, 1]))
+        assert torch.equal(*unconditional)  # no class signal at all
+        set_conditioning(generator, 1.0)
+        assert not torch.allclose(
+            generator(noise, torch.tensor([0, 0])), generator(noise, torch.tensor([1, 1]))
+        )
+        images = torch.rand(2, 3, 64, 64) * 2 - 1
+        full = discriminator(images, torch.tensor([0, 1]))
+        set_conditioning(discriminator, 0.0)
+        none = discriminator(images, torch.tensor([0, 1]))
+        set_conditioning(discriminator, 0.5)
+        half = discriminator(images, torch.tensor([0, 1]))
+    assert torch.allclose(half, (full + none) / 2, atol=1e-5)  # the projection term is linear in it

@@ -242,6 +242,7 @@ RETRAIN_SETTINGS = (
     "d_weight_decay",
     "lecam",
     "balanced_batches",
+    "transition",
     "ema_decay",
     "diffaugment",
     "checkpoint_every",
