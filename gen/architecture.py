@@ -121,6 +121,9 @@ class DiscriminatorSpec:
     spectral_norm: bool = True
     norm: Literal["batch", "none"] = "batch"
     head: Literal["projection", "autoencoder"] = "projection"
+    # An auxiliary class head beside the projection score (AC-GAN, Odena et al. 2017): its
+    # logits follow the score in D's output, (N, 1 + classes), for gen.losses' --classifier-weight.
+    classifier_head: bool = False
     kind: Literal["discriminator"] = "discriminator"
 
     def encoding(self) -> str:

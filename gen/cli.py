@@ -171,6 +171,12 @@ def report_skipped_files(skipped: Sequence[str], run_dir: Path) -> None:
     help="LeCam regularisation weight on D, 0: off [default: the preset's].",
 )
 @click.option(
+    "--classifier-weight",
+    type=click.FloatRange(0),
+    help="Weight of an auxiliary class head on D (trained on real images; G is scored by it too), "
+    "0: off [default: the preset's].",
+)
+@click.option(
     "--transition",
     type=(click.IntRange(0), click.IntRange(1)),
     default=None,

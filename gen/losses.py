@@ -61,6 +61,7 @@ class GANLoss:
         same_batch_both_phases: bool | None = None,
         lecam: float = 0.0,
         lecam_decay: float = 0.99,
+        classifier_weight: float = 0.0,
     ):
         self.generator = generator
         self.discriminator = discriminator
@@ -73,12 +74,18 @@ class GANLoss:
         self.lecam = lecam
         self.lecam_decay = lecam_decay
         self.anchors: dict[str, float] = {}  # LeCam's moving averages of D(real) and D(fake)
+        self.classifier_weight = classifier_weight
+        self.logits: torch.Tensor | None = None  # the class head's logits of the last scoring
 
     # -- scoring -------------------------------------------------------------------------------
 
     def score(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """D's output for augmented images: one score per image (or a reconstruction, BEGAN)."""
-        return self.discriminator(diff_augment(images, self.policy, self.rng), labels)
+        """D's output for augmented images: one score per image (or a reconstruction, BEGAN).
+        A D with a class head returns its logits after the score; they are kept in ``logits``."""
+        out = self.discriminator(diff_augment(images, self.policy, self.rng), labels)
+        if out.dim() == 2 and self.classifier_weight:
+            self.logits = out[:, 1:].float()
+        return out[:, 0] if out.dim() == 2 else out
 
     def _score_pair(
         self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor, fake_labels: torch.Tensor
@@ -95,12 +102,15 @@ class GANLoss:
         with torch.no_grad():
             fake = self.generator(noise, labels)
         real_scores, fake_scores = self._score_pair(real, fake, labels, labels)
+        logits = self.logits  # before the penalty scores again
         loss = self.d_objective(real_scores, fake_scores)
         penalty = self.d_penalty(real, fake, labels)
         if penalty is not None:
             loss = loss + penalty
         if self.lecam:
             loss = loss + self.lecam * self.lecam_term(real_scores, fake_scores)
+        if self.classifier_weight:  # D's class head learns from real images only
+            loss = loss + self.classifier_weight * F.cross_entropy(logits[: real.size(0)], labels)
         return Phase(loss, real_scores.detach(), fake_scores.detach())
 
     def lecam_term(self, real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
@@ -127,7 +137,10 @@ class GANLoss:
         else:
             real_scores, fake_scores = None, self.score(fake, labels).float()
         real_scores = real_scores.detach() if real_scores is not None else None
-        return Phase(self.g_objective(fake_scores, fake), real_scores, fake_scores.detach())
+        loss = self.g_objective(fake_scores, fake)
+        if self.classifier_weight:  # G makes images D's class head files under their label
+            loss = loss + self.classifier_weight * F.cross_entropy(self.logits[-fake.size(0) :], labels)
+        return Phase(loss, real_scores, fake_scores.detach())
 
     def d_objective(self, real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

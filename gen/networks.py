@@ -352,6 +352,8 @@ class Discriminator(nn.Module):
         else:
             self.linear = normalised(nn.Linear(widths[-1], 1), spectral)
             self.projection = normalised(nn.Embedding(spec.num_classes, widths[-1]), spectral)
+            if spec.classifier_head:
+                self.classifier = normalised(nn.Linear(widths[-1], spec.num_classes), spectral)
 
     def encode(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         x = self.stem(images)
@@ -371,7 +373,10 @@ class Discriminator(nn.Module):
         projection = (self.projection(labels) * pooled).sum(1)
         if self.conditioning != 1:
             projection = self.conditioning * projection
-        return self.linear(pooled).squeeze(1) + projection
+        score = self.linear(pooled).squeeze(1) + projection
+        if self.spec.classifier_head:  # one tensor out, so that DistributedDataParallel sees it all
+            return torch.cat([score[:, None], self.classifier(pooled)], dim=1)
+        return score
 
 
 class AutoencoderDecoder(nn.Module):

@@ -51,6 +51,7 @@ class Recipe:
     ema_decay: float = 0.999
     d_weight_decay: float = 0.0
     lecam: float = 0.0
+    classifier_weight: float = 0.0
     balanced_batches: bool = False
     transition: tuple[int, int] | None = None
     loss_options: dict[str, Any] = field(default_factory=dict)

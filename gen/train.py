@@ -83,6 +83,7 @@ class TrainConfig:
     diffaugment: str | None = None
     d_weight_decay: float | None = None
     lecam: float | None = None  # LeCam regularisation weight (gen.losses), 0: off
+    classifier_weight: float | None = None  # D's auxiliary class head and its loss weight, 0: off
     balanced_batches: bool | None = None  # every class equally likely in a batch
     transition: tuple[int, int] | None = None  # class conditioning ramps 0 -> 1 over these iterations
     loss_options: dict[str, float] | None = None
@@ -107,6 +108,7 @@ class TrainConfig:
             fields.update(loss="hinge", optimizer="adam", critic_steps=1, d_weight_decay=0.0, loss_options={})
         # Stored before these levers existed: off, whatever the preset's recipe says today.
         fields.setdefault("lecam", 0.0)
+        fields.setdefault("classifier_weight", 0.0)
         fields.setdefault("balanced_batches", False)
         fields.setdefault("transition", (0, 0))  # no ramp: full conditioning from the start
         for name in ("betas", "transition"):
@@ -142,7 +144,7 @@ class TrainConfig:
             raise GenError("--seed must be between 0 and 2147483647.")
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise GenError("--minutes must be more than 0.")
-        for name in ("g_lr", "d_lr", "d_weight_decay", "lecam"):
+        for name in ("g_lr", "d_lr", "d_weight_decay", "lecam", "classifier_weight"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value >= 0):
                 raise GenError(f"--{name.replace('_', '-')} must be a finite number of at least 0.")
@@ -570,6 +572,10 @@ def _train(
             )
     else:
         generator_spec, discriminator_spec = preset(config.preset, len(data.class_names))
+    if state is None and config.classifier_weight:  # a resumed run's spec already says so
+        if discriminator_spec.head != "projection":
+            raise GenError("--classifier-weight needs a discriminator with a projection head (not BEGAN's).")
+        discriminator_spec = dataclasses.replace(discriminator_spec, classifier_head=True)
     start_iteration = state["iteration"] if state is not None else 0
     if start_iteration >= config.iterations:
         raise GenError(f"this run already reached iteration {start_iteration}; ask for more with --iters.")
@@ -620,6 +626,7 @@ def _train(
         config.diffaugment,
         noise_rng,
         lecam=config.lecam or 0.0,
+        classifier_weight=config.classifier_weight or 0.0,
         **(config.loss_options or {}),
     )
     if state is not None:

@@ -230,3 +230,36 @@ def test_without_batch_norm_the_g_phase_scores_fakes_alone() -> None:
     assert not loss.same_batch_both_phases
     phase = loss.g_phase(torch.zeros(2, 3, 64, 64), torch.tensor([0, 1]), torch.zeros(2, 8))
     assert phase.real_scores is None
+
+
+class ScoreAndLogits(nn.Module):
+    """A D with a class head: the score is the first pixel, the logits the next two."""
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return torch.stack([images[:, 0, 0, 0], images[:, 0, 0, 1], images[:, 0, 0, 2]], dim=1)
+
+
+def test_auxiliary_classifier_against_a_hand_computation() -> None:
+    """D's class head learns from real images only; G is scored by it on its fakes."""
+    real, fake = images_scoring(REAL), images_scoring(FAKE)
+    real[:, 0, 0, 1:3] = torch.tensor([[2.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
+    fake[:, 0, 0, 1:3] = torch.tensor([[1.0, 0.0], [0.0, 0.0], [3.0, 0.0]])
+    labels = torch.tensor([0, 1, 1])
+    loss = HingeLoss(FixedGenerator(fake), ScoreAndLogits(), "", torch.Generator(), classifier_weight=0.5)
+    d = float(loss.d_phase(real, labels, torch.zeros(3, 8)).loss)
+    g = float(loss.g_phase(real, labels, torch.zeros(3, 8)).loss)
+
+    def cross_entropy(logits: list[list[float]]) -> float:
+        return (
+            sum(
+                math.log(sum(math.exp(v) for v in row)) - row[y]
+                for row, y in zip(logits, [0, 1, 1], strict=True)
+            )
+            / 3
+        )
+
+    hinge_d = sum(max(0, 1 - r) for r in REAL.tolist()) / 3 + sum(max(0, 1 + f) for f in FAKE.tolist()) / 3
+    assert d == pytest.approx(hinge_d + 0.5 * cross_entropy([[2, 0], [0, 1], [0.5, 0.5]]), rel=1e-5)
+    assert g == pytest.approx(
+        -sum(FAKE.tolist()) / 3 + 0.5 * cross_entropy([[1, 0], [0, 0], [3, 0]]), rel=1e-5
+    )

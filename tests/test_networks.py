@@ -310,3 +310,15 @@ def test_a_probability_outside_0_to_1_is_a_gen_error(policy: str, images: torch.
         return
     with pytest.raises(GenError, match="between 0 and 1"):
         diff_augment(images, policy, torch.Generator().manual_seed(0))
+
+
+def test_a_discriminator_with_a_class_head_returns_score_and_logits() -> None:
+    import dataclasses
+
+    from gen.architecture import preset
+
+    _, spec = preset("reference", 4)
+    discriminator = build(dataclasses.replace(spec, classifier_head=True))
+    out = discriminator(torch.rand(3, 3, 64, 64) * 2 - 1, torch.tensor([0, 1, 3]))
+    assert out.shape == (3, 5)
+    assert build(spec)(torch.rand(3, 3, 64, 64), torch.tensor([0, 1, 3])).shape == (3,)

@@ -103,6 +103,27 @@ def test_command_line_settings_override_the_preset(demo_data: Path, tmp_path: Pa
     assert config.d_lr == RECIPES["wgan-gp"].d_lr and config.loss == "wasserstein"  # the rest: the preset's
 
 
+def test_every_quality_lever_trains_and_resumes(demo_data: Path, tmp_path: Path) -> None:
+    out, db = tmp_path / "run", f"sqlite:///{tmp_path / 'g.db'}"
+    run_gen(
+        "train", "--data", str(demo_data), "--out", str(out), "--preset", "tiny", "--iters", "2",
+        "--batch-size", "4", "--lecam", "0.3", "--classifier-weight", "0.5", "--transition", "0", "2",
+        "--balanced-batches", "--diffaugment", "color@0.5,translation", "--checkpoint-every", "1",
+        "--device", "cpu", "--quiet", "--db", db,
+    )  # fmt: skip
+    run_gen("train", "--out", str(out), "--iters", "3", "--resume", "--quiet", "--db", db)
+    state = torch.load(out / "checkpoint-0000003.pt", weights_only=True)
+    config = TrainConfig.from_json(state["config"])
+    assert (config.lecam, config.classifier_weight, config.transition, config.balanced_batches) == (
+        0.3,
+        0.5,
+        (0, 2),
+        True,
+    )
+    assert json.loads(state["discriminator_spec"])["classifier_head"] is True
+    assert "lecam_anchors" in state["loss"]
+
+
 def test_without_a_preset_gen_train_takes_the_best_for_the_device(
     demo_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

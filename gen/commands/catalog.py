@@ -241,6 +241,7 @@ RETRAIN_SETTINGS = (
     "critic_steps",
     "d_weight_decay",
     "lecam",
+    "classifier_weight",
     "balanced_batches",
     "transition",
     "ema_decay",
