@@ -102,8 +102,8 @@ def sets_classes(folder: Path) -> list[str]:
 
 def variant(model: str) -> tuple[str, dict[str, Any]]:
     """A --models entry: a preset, or an ablation LABEL=PRESET:SETTING=VALUE:... whose settings
-    (TrainConfig fields, or ``padding`` for the generator's; a DiffAugment policy written with +
-    for ,) replace the preset's."""
+    (TrainConfig fields, or ``padding`` for the generator's; a comma written as +, e.g.
+    ``diffaugment=color@0.3+translation`` or ``transition=[0+300]``) replace the preset's."""
     if "=" not in model.split(":", 1)[0]:
         return model, {}
     _, spec = model.split("=", 1)
@@ -113,10 +113,11 @@ def variant(model: str) -> tuple[str, dict[str, Any]]:
         key, _, text = setting.partition("=")
         if key not in TrainConfig.__dataclass_fields__ and key != "padding":
             raise ValueError(f"{model}: {key!r} is not a training setting")
+        text = text.replace("+", ",")  # a comma would end the --models entry
         try:
             changes[key] = json.loads(text)
         except ValueError:
-            changes[key] = text.replace("+", ",")
+            changes[key] = text
     return name, changes
 
 
