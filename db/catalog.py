@@ -346,10 +346,15 @@ def delete_classifier(session: Session, classifier_id: int) -> ClassifierSummary
     return info
 
 
-def model_image_files(session: Session, gan_id: int) -> list[str]:
-    """The files of the images the model made, as recorded (for --delete-files)."""
+def model_image_files(session: Session, gan_id: int) -> list[tuple[str, str]]:
+    """(file, MD5) of the images the model made, as recorded (for --delete-files); a file that
+    another model's rows also name is left out."""
     class_ids = select(ClassName.id).where(ClassName.gan_id == gan_id).scalar_subquery()
-    return list(session.scalars(select(Image.file_path).where(Image.class_id.in_(class_ids))))
+    others = select(Image.file_path).where(Image.class_id.not_in(class_ids))
+    query = select(Image.file_path, Image.md5).where(
+        Image.class_id.in_(class_ids), Image.file_path.not_in(others)
+    )
+    return [(path, md5) for path, md5 in session.execute(query)]
 
 
 def model_or_latest(session: Session, reference: str | int | None) -> int:

@@ -493,20 +493,24 @@ def models_delete(
 
     from db import catalog, queries
     from gen.commands.confirm import confirm_deletion
+    from gen.deleting import carry_out, plan_deletion
 
     with Session(open_db(database_url, create=False)) as session:
         model_id = catalog.resolve_model(session, model_id)
         counts = catalog.model_dependents(session, model_id)
+        files = plan_deletion(catalog.model_image_files(session, model_id) if delete_files else (), "md5")
         if cascade or not counts["images"]:  # else delete_model says --cascade is needed
             if delete_files and counts["images"]:
-                counts = {**counts, "image files": counts["images"]}
-            confirm_deletion(f"model {model_id}", counts, yes)
-        files = catalog.model_image_files(session, model_id) if delete_files else []
+                counts = {**counts, "image files": len(files.files)}
+            notes = [f"left in place, changed since they were made: {files.describe_changed()}"]
+            confirm_deletion(f"model {model_id}", counts, yes, notes if files.changed else ())
         deleted = queries.delete_model(session, model_id, cascade=cascade)
-    for path in files:
-        Path(path).unlink(missing_ok=True)
-    kept = "files deleted" if files else "files kept"
+    removed = carry_out(files, "md5")
+    kept = f"{removed.files} files deleted" if delete_files else "files kept"
     click.echo(f"deleted model {model_id}" + (f" and {deleted} image rows ({kept})" if deleted else ""))
+    if files.changed or removed.changed:
+        changed = files.changed + removed.changed
+        echo_error(f"left in place, changed since they were made: {', '.join(map(str, changed))}")
 
 
 @cli.group("db")

@@ -75,6 +75,7 @@ class LabelledImages:
     class_names: tuple[str, ...]  # label order = sorted folder names
     fingerprint: str  # sha256 hex over the sorted (relative path, file bytes) of every loaded file
     skipped: tuple[str, ...]  # "relative/path: why" for each file that is not a readable image
+    files: tuple[tuple[str, str], ...] = ()  # (relative path, sha256) of every loaded file
 
     def counts(self) -> dict[str, int]:
         """Images per class name, in label order (augmented copies included)."""
@@ -157,6 +158,7 @@ def load_image_folder(
         class_names=tuple(folder.name for folder in class_folders),
         fingerprint=_fingerprint(hashed),
         skipped=tuple(skipped),
+        files=tuple(hashed),
     )
 
 

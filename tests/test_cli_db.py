@@ -502,6 +502,24 @@ def test_models_list_show_and_delete(
     assert ok(gen(database_url, "models list")).stdout.strip() == "no models yet; train one with gen train"
 
 
+def test_models_delete_files_deletes_only_unchanged_images_it_made(
+    database_url: str, trained: Trained, tmp_path: Path
+) -> None:
+    out = tmp_path / "samples"
+    gan_id = adopt(database_url, trained, out, n=3)
+    made = sorted(out.rglob("*.png"))
+    edited = made[1]
+    edited.write_bytes(b"the user's retouched image")
+    notes = out / trained.classes[0] / "notes.txt"
+    notes.write_text("keep me")
+
+    deleted = ok(gen(database_url, f"models delete {gan_id} --cascade --delete-files --yes"))
+    assert deleted.stdout.strip() == f"deleted model {gan_id} and 3 image rows (2 files deleted)"
+    assert f"left in place, changed since they were made: {edited.resolve()}" in deleted.stderr
+    assert sorted(out.rglob("*")) == sorted([out / trained.classes[0], edited, notes])
+    assert edited.read_bytes() == b"the user's retouched image"
+
+
 # Bad input: one sentence, exit status 1, nothing written
 
 
