@@ -86,6 +86,27 @@ device_option = click.option(
 )
 
 
+class RecordId(click.ParamType):
+    """An id of a row (model, image, classifier, search, job): a whole number from 1 to 2**63-1,
+    read by db.catalog.as_id like the ids in ID|NAME arguments."""
+
+    name = "ID"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        from db.catalog import MAX_ID, as_id
+
+        try:
+            number = as_id(value)
+        except UserError as error:
+            self.fail(str(error), param, ctx)
+        if number is None:
+            self.fail(f"{value!r} is not an id: ids are whole numbers from 1 to {MAX_ID}.", param, ctx)
+        return number
+
+
+RECORD_ID = RecordId()
+
+
 def open_db(url: str | None, *, create: bool = True, read_only: bool = False) -> Any:
     from db import open_database
 
@@ -199,7 +220,7 @@ def report_skipped_files(skipped: Sequence[str], run_dir: Path) -> None:
 @click.option(
     "--architecture",
     "architecture_id",
-    type=click.IntRange(1),
+    type=RECORD_ID,
     help="Train the networks of this model's gan_architectures row (e.g. a search's best); "
     "the preset gives the training recipe.",
 )
@@ -367,7 +388,7 @@ def sample(
 
 
 @cli.command()
-@click.argument("image_ids", nargs=-1, required=True, type=click.IntRange(1), metavar="IMAGE_ID...")
+@click.argument("image_ids", nargs=-1, required=True, type=RECORD_ID, metavar="IMAGE_ID...")
 @device_option
 @database_option
 def reproduce(image_ids: tuple[int, ...], device: str, database_url: str | None) -> None:
@@ -556,7 +577,7 @@ def database_upgrade(database_url: str | None) -> None:
 @click.option(
     "--classifier",
     "classifier_id",
-    type=click.IntRange(1),
+    type=RECORD_ID,
     help="Utility figures with this recorded classifier's architecture and weights (gen search "
     "--stage classifier); implies --utility.",
 )
@@ -673,11 +694,13 @@ class CsvRows(click.ParamType):
 
 def checkpoint_choice(value: str) -> str | int | None:
     """best, latest or an iteration, as --checkpoint names a checkpoint of a model; else None."""
+    from db.catalog import MAX_ID
     from db.recording import CHECKPOINT_CHOICES
 
     if value in CHECKPOINT_CHOICES:
         return value
-    return int(value) if value.isdigit() else None
+    iteration = int(value) if value.isascii() and value.isdigit() else None
+    return iteration if iteration is not None and iteration <= MAX_ID else None
 
 
 MAX_CITATION_BYTES = 64 * 1024

@@ -538,6 +538,51 @@ def test_unknown_model_id_names_the_models_that_exist(
     assert files_under(tmp_path) == files
 
 
+ID_COMMANDS = [
+    "models show {id}",
+    "models delete {id} --cascade --yes",
+    "models rename {id} newname",
+    "models retrain {id} --iters 3",
+    "sample --model {id} --n 1 --all-classes --out {out} " + SAMPLE,
+    "sample --checkpoint {id} --n 1 --all-classes --out {out} " + SAMPLE,
+    "export --model {id} --license CC0-1.0 --out {out} --quiet",
+    "export --checkpoint {id} --license CC0-1.0 --out {out} --quiet",
+    "data show {id}",
+    "data delete {id} --delete-files --yes",
+    "classifiers show {id}",
+    "classifiers delete {id} --yes",
+    "reproduce {id}",
+    "searches show {id}",
+    "jobs show {id}",
+    "jobs cancel {id}",
+    "train --architecture {id} --data {data} --out {out} --iters 1 " + TRAIN,
+    "report --classifier {id} --real {data} --out {out} --quiet",
+]
+
+
+@pytest.mark.parametrize("reference", ["99999999999999999999", str(2**63), "0", "1e3", "\u00b2"])
+def test_ids_out_of_range_or_malformed_are_one_sentence_everywhere(
+    database_url: str, trained: Trained, tmp_path: Path, reference: str
+) -> None:
+    adopt(database_url, trained, tmp_path / "first")
+    counts, files = row_counts(database_url), files_under(tmp_path)
+    for command in ID_COMMANDS:
+        line = command.format(id="ID", out=tmp_path / "out", data=trained.data)
+        result = CliRunner().invoke(
+            cli, [reference if word == "ID" else word for word in arguments(database_url, line)]
+        )
+        assert result.exit_code in (1, 2) and isinstance(result.exception, SystemExit), (line, result.output)
+        assert "Traceback" not in result.output and result.output.strip().splitlines()[-1].startswith(
+            "Error: "
+        )
+        if reference.isdigit() and len(reference) > 18:
+            assert "is not an id: ids are whole numbers from 1 to 9223372036854775807." in result.output or (
+                "--checkpoint" in line
+            ), (line, result.output)
+    assert row_counts(database_url) == counts
+    assert files_under(tmp_path) == files
+
+
 def test_unknown_class_names_the_classes(database_url: str, trained: Trained, tmp_path: Path) -> None:
     message = f"unknown class 'lymphocyte'; this model has: {', '.join(trained.classes)}"
     classes = f"--class {trained.classes[0]} --class lymphocyte"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from gen.cli import database_option, device_option, echo_error, open_db
+from gen.cli import RECORD_ID, database_option, device_option, echo_error, open_db
 from gen.commands.confirm import confirm_deletion
 from gen.errors import GenError
 
@@ -189,7 +189,7 @@ def classifiers_list(database_url: str | None) -> None:
 
 
 @classifiers.command("show")
-@click.argument("classifier_id", type=int)
+@click.argument("classifier_id", type=RECORD_ID)
 @database_option
 def classifiers_show(classifier_id: int, database_url: str | None) -> None:
     """Everything recorded about one classifier."""
@@ -210,7 +210,7 @@ def classifiers_show(classifier_id: int, database_url: str | None) -> None:
 
 
 @classifiers.command("delete")
-@click.argument("classifier_id", type=int)
+@click.argument("classifier_id", type=RECORD_ID)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--delete-files", is_flag=True, help="Also delete the classifier's weights file.")
 @database_option
