@@ -32,6 +32,13 @@ class GenGroup(click.Group):
         except UserError as error:  # gen.errors.GenError and db's own
             raise click.ClickException(str(error)) from None
         except OperationalError as error:
+            from db.errors import disk_full
+
+            if disk_full(error):
+                raise click.ClickException(
+                    "the database's disk is full; what this command wrote before is whole, free some space "
+                    "and run it again to complete the rest."
+                ) from None
             if "locked" not in str(error.orig):
                 raise
             # SQLite waits DATABASE_BUSY_TIMEOUT_S for another writer first (db.session); what
@@ -253,6 +260,12 @@ def train(
         raise GenError("--data is required (except with --resume, which reuses the run's data folder).")
     from gen.datasets import training_folder
 
+    if resume:
+        # Left out, these keep the run's own values; given, the resumed run uses them.
+        context = click.get_current_context()
+        for name in ("checkpoint_every", "keep_checkpoints"):
+            if context.get_parameter_source(name) in (None, click.core.ParameterSource.DEFAULT):
+                settings[name] = None
     data_set = None  # a registered data set's name, when --data named one
     if data is not None:
         data, data_set = training_folder(database_url, data)
@@ -263,6 +276,8 @@ def train(
         mixed_precision=precision == "bf16",
         **settings,
     )
+    if not resume:
+        config.validate()  # before a database or run folder is made for a run that cannot start
     # Opened (and so checked) before the data is read. Under torchrun only rank 0 records (its
     # callbacks are the only ones called); the others must not race it to create the schema.
     engine = open_db(database_url) if os.environ.get("RANK", "0") == "0" else None
@@ -444,9 +459,12 @@ def models_list(database_url: str | None) -> None:
     click.echo(f"{'id':>4}  {'preset':<7} {'iterations':>10} {'images':>8}  {'created':<16}  classes")
     for row in rows:
         created = row.created_at.strftime("%Y-%m-%d %H:%M")
+        # A model without a checkpoint is training towards its first, or its run was killed
+        # before it (a new run in that folder removes it; so does gen models delete).
+        unfinished = "" if row.checkpoints else "  (no checkpoint)"
         click.echo(
             f"{row.id:>4}  {row.preset or '-':<7} {row.iterations:>10} {row.image_count:>8}  {created:<16}  "
-            f"{', '.join(row.class_names)}"
+            f"{', '.join(row.class_names)}{unfinished}"
         )
 
 

@@ -411,6 +411,38 @@ def test_files_written_but_not_recorded_are_adopted_by_a_rerun(
     assert files_under(out) == files
 
 
+def test_a_full_database_disk_while_sampling_is_one_sentence_and_a_rerun_completes(
+    database_url: str, trained: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    out = tmp_path / "samples"
+    name = trained.classes[1]
+    request = f"sample --checkpoint {trained.run} --class {name} --n 6 --out {out} {SAMPLE}"
+    real_record_images, batches = queries.record_images, []
+
+    def disk_fills_at_the_second_batch(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+        batches.append(len(rows))
+        if len(batches) == 2:  # what SQLite (SQLITE_FULL) or PostgreSQL (53100) says, as SQLAlchemy raises it
+            full = sqlite3.OperationalError("database or disk is full")
+            raise OperationalError("INSERT INTO images ...", {}, full)
+        real_record_images(session, rows)
+
+    monkeypatch.setattr(queries, "record_images", disk_fills_at_the_second_batch)
+    line = assert_user_error(
+        gen(database_url, request), "the database's disk is full: 2 images of this batch"
+    )
+    assert "run the same gen sample again, which records them." in line
+    assert len(image_rows(database_url, out)) == 4 and len(files_under(out)) == 6  # batches of 4
+
+    monkeypatch.setattr(queries, "record_images", real_record_images)
+    result = ok(gen(database_url, request))
+    assert "4 were already there" in result.stdout
+    check_rows(image_rows(database_url, out), out, 6, [name], seed=0)  # adopted, nothing written twice
+
+
 def test_killed_sample_is_completed_by_a_rerun(database_url: str, trained: Trained, tmp_path: Path) -> None:
     out = tmp_path / "samples"
     n = 40
@@ -664,6 +696,71 @@ def test_database_from_a_newer_gen_is_refused(database_url: str, trained: Traine
         )
     assert row_counts(database_url) == counts
     assert files_under(tmp_path) == files
+
+
+def test_a_database_that_lost_a_column_is_one_sentence(
+    database_url: str, trained: Trained, tmp_path: Path
+) -> None:
+    gan_id = adopt(database_url, trained, tmp_path / "first")
+    engine = make_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(text("ALTER TABLE images DROP COLUMN torch_version"))
+    engine.dispose()
+    counts, files = row_counts(database_url), files_under(tmp_path)
+    for command in [
+        f"export --model {gan_id} --license CC0-1.0 --out {tmp_path / 'export'} --quiet",
+        "models list",
+        f"sample --model {gan_id} --n 2 --all-classes --out {tmp_path / 'new'} {SAMPLE}",
+    ]:
+        line = assert_user_error(gen(database_url, command), "lacks column images.torch_version")
+        assert "changed outside gen" in line and "restore it from a backup" in line
+    assert row_counts(database_url) == counts
+    assert files_under(tmp_path) == files
+
+
+def test_a_sqlite_file_name_too_long_is_one_sentence(tmp_path: Path, trained: Trained) -> None:
+    too_long = f"sqlite:///{tmp_path / ('a' * 300 + '.db')}"
+    for command in ("models list", f"data add cells {trained.data} -q"):
+        assert_user_error(gen(too_long, command), "cannot use the database", "File name too long")
+    no_room_for_its_journal = f"sqlite:///{tmp_path / ('b' * 250 + '.db')}"
+    assert_user_error(
+        gen(no_room_for_its_journal, f"data add cells {trained.data} -q"), "its file name is longer than"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_killed_before_its_first_checkpoint_leaves_no_model_pointing_at_nothing(
+    database_url: str, trained: Trained, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    command = f"train --data {trained.data} --out {run} --iters 100000 {TRAIN} --checkpoint-every 100000"
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from gen.cli import main; main()", *arguments(database_url, command)],
+        cwd=tmp_path,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first_line = process.stdout.readline()  # printed once the model is recorded
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    killed = re.fullmatch(r"model (\d+)\n", first_line)
+    assert killed, first_line + process.stderr.read()
+    assert not any(run.glob("checkpoint-*.pt"))
+    listed = ok(gen(database_url, "models list")).stdout.splitlines()
+    assert listed[1].startswith(f"{killed[1]:>4}") and listed[1].endswith("(no checkpoint)")
+
+    # Run again in the same folder: the new model replaces the one that points at nothing.
+    rerun = ok(gen(database_url, f"train --data {trained.data} --out {run} --iters 1 {TRAIN}"))
+    new = int(rerun.stdout.split()[1])
+    assert model_ids(database_url) == [new] and new != int(killed[1])
+    assert not ok(gen(database_url, "models list")).stdout.strip().endswith("(no checkpoint)")
 
 
 def invoke_as_unprivileged_user(command: Sequence[str]) -> tuple[int, str]:
