@@ -8,6 +8,7 @@ which is why names may not be all digits. Deleting reports what depends on a row
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -47,11 +48,30 @@ class DatasetInfo:
         return None if self.classes is None else sum(self.classes.values())
 
 
+# Ids are positive and fit a signed 64-bit integer, the widest any database column holds; a
+# reference outside that range is refused here rather than by the driver (SQLite overflows).
+MAX_ID = 2**63 - 1
+_ID = re.compile(r"[0-9]+")
+
+
+def as_id(reference: str | int) -> int | None:
+    """The id a reference names, or None when it is a name. All ASCII digits is an id, and only
+    1..MAX_ID is one (UserError otherwise): the one place where ids typed by a user are read."""
+    text = str(reference).strip()
+    if not _ID.fullmatch(text):
+        return None
+    number = int(text)
+    if not 1 <= number <= MAX_ID:
+        shown = text if len(text) <= 30 else f"{text[:12]}...{text[-6:]}"
+        raise UserError(f"{shown} is not an id: ids are whole numbers from 1 to {MAX_ID}.")
+    return number
+
+
 def check_name(name: str, what: str) -> None:
     """UserError unless name can name a data set or model: not empty, not all digits (an id)."""
     if not name or name != name.strip() or not name.isprintable():
         raise UserError(f"{what} name {name!r} must not be empty or start or end with a space.")
-    if name.isdigit():
+    if _ID.fullmatch(name):
         raise UserError(f"{what} name {name!r} is all digits, which would read as an id; add a letter.")
 
 
@@ -71,7 +91,8 @@ def _info(session: Session, dataset: Dataset) -> DatasetInfo:
 
 def _find_dataset(session: Session, reference: str | int) -> Dataset:
     text = str(reference)
-    query = select(Dataset).where(Dataset.id == int(text) if text.isdigit() else Dataset.name == text)
+    number = as_id(text)
+    query = select(Dataset).where(Dataset.id == number if number is not None else Dataset.name == text)
     dataset = session.scalars(query).first()
     if dataset is None:
         names = list(session.scalars(select(Dataset.name).order_by(Dataset.id)))
@@ -225,8 +246,9 @@ def model_dataset(session: Session, gan_id: int) -> str | None:
 def resolve_model(session: Session, reference: str | int) -> int:
     """A model's id from its id or its name (gen models rename); UserError naming what exists."""
     text = str(reference).strip()
-    if text.isdigit():
-        return _require_model(session, int(text)).id
+    number = as_id(text)
+    if number is not None:
+        return _require_model(session, number).id
     gan_id = session.scalar(select(GanArchitecture.id).where(GanArchitecture.name == text))
     if gan_id is None:
         named = list(session.scalars(select(GanArchitecture.name).where(GanArchitecture.name.is_not(None))))
@@ -346,10 +368,15 @@ def delete_classifier(session: Session, classifier_id: int) -> ClassifierSummary
     return info
 
 
-def model_image_files(session: Session, gan_id: int) -> list[str]:
-    """The files of the images the model made, as recorded (for --delete-files)."""
+def model_image_files(session: Session, gan_id: int) -> list[tuple[str, str]]:
+    """(file, MD5) of the images the model made, as recorded (for --delete-files); a file that
+    another model's rows also name is left out."""
     class_ids = select(ClassName.id).where(ClassName.gan_id == gan_id).scalar_subquery()
-    return list(session.scalars(select(Image.file_path).where(Image.class_id.in_(class_ids))))
+    others = select(Image.file_path).where(Image.class_id.not_in(class_ids))
+    query = select(Image.file_path, Image.md5).where(
+        Image.class_id.in_(class_ids), Image.file_path.not_in(others)
+    )
+    return [(path, md5) for path, md5 in session.execute(query)]
 
 
 def model_or_latest(session: Session, reference: str | int | None) -> int:

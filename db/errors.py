@@ -8,3 +8,9 @@ class UserError(Exception):
     a checkpoint without a row); gen.errors.GenError is the same kind on the generating side,
     so catching UserError catches both. Never raised for bugs: those keep their traceback.
     """
+
+
+def disk_full(error: BaseException) -> bool:
+    """Whether a database error says its disk is full (SQLite's SQLITE_FULL, PostgreSQL's 53100)."""
+    original = getattr(error, "orig", None)
+    return "database or disk is full" in str(original) or getattr(original, "pgcode", None) == "53100"

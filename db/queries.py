@@ -79,6 +79,7 @@ class ModelSummary:
     iterations: int
     image_count: int
     created_at: datetime
+    checkpoints: int = 0  # recorded checkpoints; none: a run killed before its first, or still before it
 
 
 @dataclass(frozen=True)
@@ -277,6 +278,9 @@ def list_models(session: Session) -> list[ModelSummary]:
     names: dict[int, list[str]] = {}
     images: dict[int, int] = {}
     counts = _image_counts(session)
+    checkpoints = dict(
+        session.execute(select(Checkpoint.gan_id, func.count()).group_by(Checkpoint.gan_id)).all()
+    )
     for class_name in session.scalars(select(ClassName).order_by(ClassName.gan_id, ClassName.label)):
         names.setdefault(class_name.gan_id, []).append(class_name.name)
         images[class_name.gan_id] = images.get(class_name.gan_id, 0) + counts.get(class_name.id, 0)
@@ -288,6 +292,7 @@ def list_models(session: Session) -> list[ModelSummary]:
             iterations=iterations or 0,
             image_count=images.get(model.id, 0),
             created_at=model.created_at,
+            checkpoints=checkpoints.get(model.id, 0),
         )
         for model, iterations in rows
     ]

@@ -16,12 +16,12 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from db import queries
-from db.errors import UserError
-from db.models import Checkpoint, ClassName, TrainingParameters
+from db.errors import UserError, disk_full
+from db.models import Checkpoint, ClassName, SearchCandidate, TrainingParameters
 
 
 def stored_path(path: str | Path) -> str:
@@ -104,6 +104,28 @@ def model_for_run_folder(session: Session, run_dir: str | Path) -> int | None:
         if (parameters.settings or {}).get("run_dir") == folder:
             return parameters.gan_id
     return None
+
+
+def forget_unfinished_runs(session: Session, run_dir: str | Path) -> list[int]:
+    """Delete the models that earlier runs in ``run_dir`` recorded but never checkpointed (killed
+    before their first checkpoint), so that no model row points at nothing; returns their ids.
+    For a new run in the folder, which holds the folder's lock: no such run is still going. A
+    model with images, or that a search evaluated, is never one of them."""
+    folder = stored_path(run_dir)
+    unfinished = [
+        parameters.gan_id
+        for parameters in session.scalars(select(TrainingParameters).order_by(TrainingParameters.id))
+        if (parameters.settings or {}).get("run_dir") == folder
+        and session.scalar(select(Checkpoint.id).where(Checkpoint.gan_id == parameters.gan_id).limit(1))
+        is None
+        and session.scalar(
+            select(SearchCandidate.id).where(SearchCandidate.gan_id == parameters.gan_id).limit(1)
+        )
+        is None
+    ]
+    for gan_id in unfinished:
+        queries.delete_model(session, gan_id)
+    return unfinished
 
 
 def adopt_resumed_checkpoint(
@@ -252,6 +274,16 @@ class ImageRecorder:
             raise UserError(
                 f"the model was deleted from the database while sampling; {len(rows)} images of this "
                 f"batch were written without rows (first: {rows[0]['file_path']})."
+            ) from None
+        except OperationalError as error:
+            if not disk_full(error):
+                raise
+            # The batch's transaction rolled back: its files are whole, and the same request run
+            # again adopts them (gen.sample) instead of writing them twice.
+            raise UserError(
+                f"the database's disk is full: {len(rows)} images of this batch were written without rows "
+                f"(first: {rows[0]['file_path']}); free some space and run the same gen sample again, "
+                "which records them."
             ) from None
 
 

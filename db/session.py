@@ -184,6 +184,21 @@ def _check_sqlite_file(parsed: URL, masked: str, *, create: bool, read_only: boo
     path = _sqlite_path(parsed)
     if path is None:
         return
+    try:
+        _check_sqlite_path(
+            path, masked, create=create, read_only=read_only, url_read_only=_opens_read_only(parsed)
+        )
+    except OSError as error:  # a name too long, a folder that cannot be searched, ...
+        raise UserError(f"cannot use the database {masked}: {error.strerror or error}") from None
+
+
+def _opens_read_only(parsed: URL) -> bool:
+    return parsed.query.get("mode") == "ro" or parsed.query.get("immutable") in ("1", "true")
+
+
+def _check_sqlite_path(
+    path: Path, masked: str, *, create: bool, read_only: bool, url_read_only: bool
+) -> None:
     folder = path.parent.resolve()
     if not folder.is_dir():
         raise UserError(f"cannot open the database {masked}: the folder {folder} does not exist")
@@ -193,8 +208,14 @@ def _check_sqlite_file(parsed: URL, masked: str, *, create: bool, read_only: boo
         if not path.exists():
             raise UserError(f"there is no gen database at {masked} yet; run gen train first")
         return  # reading needs no write permission
-    read_only_url = parsed.query.get("mode") == "ro" or parsed.query.get("immutable") in ("1", "true")
-    if read_only_url:
+    # SQLite keeps NAME-journal or NAME-wal beside the file: those names must fit too.
+    longest = os.pathconf(folder, "PC_NAME_MAX") - len("-journal")
+    if len(os.fsencode(path.name)) > longest:
+        raise UserError(
+            f"cannot use the database {masked}: its file name is longer than the {longest} bytes SQLite can "
+            "use there (it keeps a -journal or -wal file beside it); choose a shorter name"
+        )
+    if url_read_only:
         raise UserError(
             f"cannot use the database {masked}: the URL opens it read-only and gen must write to it"
         )
@@ -315,7 +336,34 @@ def open_database(url: str | None = None, *, create: bool = True, read_only: boo
             f"the database {opened.masked} has schema revision {opened.revision} but this gen needs {head}; "
             "back it up and run gen db upgrade"
         )
+    with opened.engine.connect() as connection:
+        missing = _missing_columns(connection)
+    if missing:
+        raise opened.fail(
+            f"the database {opened.masked} says schema revision {head} but lacks {missing[0]}, so it was "
+            "changed outside gen (gen db upgrade cannot tell what else changed); restore it from a backup"
+        )
     return opened.engine
+
+
+def _missing_columns(connection: Connection) -> list[str]:
+    """The tables and columns of this gen's schema that the database lacks ("table images",
+    "column images.md5"): a database altered by hand, whose revision stamp no longer tells."""
+    from db.models import Base
+
+    present = {
+        table: {column["name"] for column in columns}
+        for (_, table), columns in inspect(connection).get_multi_columns().items()
+    }
+    missing = []
+    for table in Base.metadata.sorted_tables:
+        if table.name not in present:
+            missing.append(f"table {table.name}")
+        else:
+            missing += [
+                f"column {table.name}.{c.name}" for c in table.columns if c.name not in present[table.name]
+            ]
+    return missing
 
 
 def upgrade_database(url: str | None = None) -> tuple[str | None, str]:

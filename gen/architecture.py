@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -136,7 +137,47 @@ def _encoding(cell: CellSpec | None, attention: tuple[int, ...]) -> str:
     return f"{{{cell.nodes}, {cell.code}, [{', '.join(map(str, attention))}]}}"
 
 
+# Bounds on what a spec may ask for, checked before any network is built: a spec may come from a
+# checkpoint or a database row anyone could have written, and 200,000 channels would exhaust any
+# machine's memory before torch said anything. The widest preset layer is 1024 wide.
+MAX_CHANNELS = 4096
+MAX_NOISE_DIM = 4096
+MAX_CLASSES = 10_000
+MAX_BLOCKS = 5  # channel widths: the stem and four blocks make the 64x64 images gen trains on
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_bounds(spec: GeneratorSpec | DiscriminatorSpec) -> None:
+    """GenError unless every number and choice of the spec is of its type and within its bounds."""
+    hints = typing.get_type_hints(type(spec))
+    for field in dataclasses.fields(spec):
+        value, hint = getattr(spec, field.name), hints[field.name]
+        if typing.get_origin(hint) is Literal and value not in typing.get_args(hint):
+            choices = ", ".join(map(str, typing.get_args(hint)))
+            raise GenError(f"the {spec.kind}'s {field.name} must be one of {choices}, not {value!r}.")
+    if not isinstance(spec.spectral_norm, bool):
+        raise GenError(f"the {spec.kind}'s spectral_norm must be true or false, not {spec.spectral_norm!r}.")
+    if not _whole(spec.num_classes) or not 2 <= spec.num_classes <= MAX_CLASSES:
+        raise GenError(f"the {spec.kind} needs 2 to {MAX_CLASSES} classes, not {spec.num_classes!r}.")
+    if not 2 <= len(spec.channels) <= MAX_BLOCKS or not all(
+        _whole(width) and 1 <= width <= MAX_CHANNELS for width in spec.channels
+    ):
+        raise GenError(
+            f"the {spec.kind} needs 2 to {MAX_BLOCKS} channel widths of 1 to {MAX_CHANNELS}, "
+            f"not {list(spec.channels)!r}."
+        )
+    if not all(_whole(index) for index in spec.attention):
+        raise GenError(f"the {spec.kind}'s attention must list stage numbers, not {list(spec.attention)!r}.")
+    noise_dim = getattr(spec, "noise_dim", 1)
+    if not _whole(noise_dim) or not 1 <= noise_dim <= MAX_NOISE_DIM:
+        raise GenError(f"the generator's noise size must be 1 to {MAX_NOISE_DIM}, not {noise_dim!r}.")
+
+
 def _validate(spec: GeneratorSpec | DiscriminatorSpec) -> None:
+    _check_bounds(spec)
     allowed = GENERATOR_OPERATIONS if spec.kind == "generator" else DISCRIMINATOR_OPERATIONS
     if spec.cell is not None and not set(spec.cell.code.replace("-", "")) <= allowed:
         raise GenError(f"the {spec.kind} cell {spec.cell.code!r} uses operations a {spec.kind} cannot have.")
@@ -154,11 +195,12 @@ def to_json(spec: GeneratorSpec | DiscriminatorSpec) -> dict[str, Any]:
 
 def from_json(data: dict[str, Any] | str) -> GeneratorSpec | DiscriminatorSpec:
     """Inverse of :func:`to_json`; accepts the dict or its JSON text."""
-    if isinstance(data, str):
-        data = json.loads(data)
-    fields = dict(data)
+    try:
+        fields = dict(json.loads(data) if isinstance(data, str) else data)
+    except (TypeError, ValueError):
+        raise GenError("architecture JSON is not a JSON object.") from None
     kinds = {"generator": GeneratorSpec, "discriminator": DiscriminatorSpec}
-    spec_class = kinds.get(fields.get("kind"))
+    spec_class = kinds.get(fields.get("kind")) if isinstance(fields.get("kind"), str) else None
     if spec_class is None:
         raise GenError(f"architecture JSON has unknown kind {fields.get('kind')!r}.")
     try:
@@ -168,7 +210,7 @@ def from_json(data: dict[str, Any] | str) -> GeneratorSpec | DiscriminatorSpec:
         spec = spec_class(**fields)
     except KeyError as error:
         raise GenError(f"architecture JSON does not describe a {fields['kind']}: no {error} field.") from None
-    except TypeError as error:
+    except (TypeError, ValueError, AttributeError) as error:
         raise GenError(f"architecture JSON does not describe a {fields['kind']}: {error}.") from None
     _validate(spec)
     return spec

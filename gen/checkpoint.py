@@ -123,9 +123,97 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dic
         raise GenError(f"{path} is not a readable gen checkpoint ({type(error).__name__}).") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
         raise GenError(f"{path} is not a gen checkpoint of format {FORMAT_VERSION}.")
-    check_class_names(state.get("class_names"), path)
+    check_state(state, path)
     state["path"] = str(path)
     return state
+
+
+# A checkpoint's weights: the generator's EMA (what sampling uses) always; the training networks
+# and optimisers when it is to be resumed (check_resumable).
+_NETWORK_WEIGHTS = {
+    "generator_ema": "generator_spec",
+    "generator": "generator_spec",
+    "discriminator": "discriminator_spec",
+}
+
+
+def check_state(state: dict[str, Any], path: str | Path) -> None:
+    """GenError (one sentence) unless the checkpoint's fields are what gen writes: distinct valid
+    class names, a whole iteration, architectures within gen.architecture's bounds for as many
+    classes, and weights that are named tensors. Checked before any network is built."""
+    class_names = check_class_names(state.get("class_names"), path)
+    iteration = state.get("iteration")
+    if not isinstance(iteration, int) or isinstance(iteration, bool) or iteration < 0:
+        raise GenError(f"checkpoint {path} is damaged: its iteration {iteration!r} is not a whole number.")
+    for key in ("generator_spec", "discriminator_spec"):
+        if key not in state and key == "discriminator_spec":
+            continue
+        try:
+            spec = from_json(state.get(key))
+        except GenError as error:
+            raise GenError(f"checkpoint {path} is damaged: its {key}: {error}") from None
+        if spec.kind != key.removesuffix("_spec") or spec.num_classes != len(class_names):
+            raise GenError(
+                f"checkpoint {path} is damaged: its {key} is not a {key.removesuffix('_spec')} "
+                f"for its {len(class_names)} classes."
+            )
+    for key in _NETWORK_WEIGHTS:
+        if key not in state and key != "generator_ema":
+            continue
+        weights = state.get(key)
+        if (
+            not isinstance(weights, dict)
+            or not weights
+            or not all(isinstance(name, str) and isinstance(t, torch.Tensor) for name, t in weights.items())
+        ):
+            raise GenError(f"checkpoint {path} is damaged: its {key} weights are missing or not tensors.")
+    # The EMA is a copy of the generator: the same tensors by name and shape (checked without
+    # building the network, which for a wide spec costs seconds).
+    if "generator" in state and _shapes(state["generator_ema"]) != _shapes(state["generator"]):
+        raise GenError(f"checkpoint {path} is damaged: its generator_ema weights do not match its generator.")
+
+
+def _shapes(weights: dict[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(tensor.shape) for name, tensor in weights.items()}
+
+
+def check_resumable(state: dict[str, Any], path: str | Path) -> None:
+    """GenError unless the checkpoint holds what resuming reads besides the networks: its
+    settings, data fingerprint, both optimisers and every random stream."""
+    rng = state.get("rng")
+    noise = rng.get("noise") if isinstance(rng, dict) else None
+    streams = [rng.get("data"), *noise] if isinstance(noise, list) and noise else []
+    settings_ok = isinstance(state.get("config"), str) and isinstance(state.get("data_fingerprint"), str)
+    try:
+        settings_ok = settings_ok and isinstance(json.loads(state["config"]), dict)
+    except ValueError:
+        settings_ok = False
+    optimisers_ok = all(
+        isinstance(state.get(key), dict) and {"state", "param_groups"} <= set(state[key])
+        for key in ("g_optimizer", "d_optimizer")
+    )
+    streams_ok = bool(streams) and all(
+        isinstance(stream, torch.Tensor) and stream.dtype == torch.uint8 for stream in streams
+    )
+    networks_ok = "generator" in state and "discriminator" in state and "discriminator_spec" in state
+    if not (settings_ok and optimisers_ok and streams_ok and networks_ok):
+        raise GenError(
+            f"checkpoint {path} is damaged: it lacks the networks, settings, optimiser state or random "
+            "streams a resume needs; sample from it, or train anew."
+        )
+
+
+def load_weights(
+    network: torch.nn.Module, weights: dict[str, torch.Tensor], path: str | Path, key: str
+) -> None:
+    """``network.load_state_dict(weights)``, a mismatch with the network its spec builds being one
+    sentence (a damaged or crafted checkpoint) rather than torch's list of keys."""
+    try:
+        network.load_state_dict(weights)
+    except RuntimeError:
+        raise GenError(
+            f"checkpoint {path} is damaged: its {key} weights do not fit its architecture."
+        ) from None
 
 
 def check_class_names(class_names: Any, path: str | Path) -> tuple[str, ...]:

@@ -32,6 +32,13 @@ class GenGroup(click.Group):
         except UserError as error:  # gen.errors.GenError and db's own
             raise click.ClickException(str(error)) from None
         except OperationalError as error:
+            from db.errors import disk_full
+
+            if disk_full(error):
+                raise click.ClickException(
+                    "the database's disk is full; what this command wrote before is whole, free some space "
+                    "and run it again to complete the rest."
+                ) from None
             if "locked" not in str(error.orig):
                 raise
             # SQLite waits DATABASE_BUSY_TIMEOUT_S for another writer first (db.session); what
@@ -84,6 +91,27 @@ device_option = click.option(
     show_default=True,
     help="Where the networks run; auto means CUDA when torch sees a GPU.",
 )
+
+
+class RecordId(click.ParamType):
+    """An id of a row (model, image, classifier, search, job): a whole number from 1 to 2**63-1,
+    read by db.catalog.as_id like the ids in ID|NAME arguments."""
+
+    name = "ID"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        from db.catalog import MAX_ID, as_id
+
+        try:
+            number = as_id(value)
+        except UserError as error:
+            self.fail(str(error), param, ctx)
+        if number is None:
+            self.fail(f"{value!r} is not an id: ids are whole numbers from 1 to {MAX_ID}.", param, ctx)
+        return number
+
+
+RECORD_ID = RecordId()
 
 
 def open_db(url: str | None, *, create: bool = True, read_only: bool = False) -> Any:
@@ -225,7 +253,7 @@ def report_skipped_files(skipped: Sequence[str], run_dir: Path) -> None:
 @click.option(
     "--architecture",
     "architecture_id",
-    type=click.IntRange(1),
+    type=RECORD_ID,
     help="Train the networks of this model's gan_architectures row (e.g. a search's best); "
     "the preset gives the training recipe.",
 )
@@ -258,6 +286,12 @@ def train(
         raise GenError("--data is required (except with --resume, which reuses the run's data folder).")
     from gen.datasets import training_folder
 
+    if resume:
+        # Left out, these keep the run's own values; given, the resumed run uses them.
+        context = click.get_current_context()
+        for name in ("checkpoint_every", "keep_checkpoints"):
+            if context.get_parameter_source(name) in (None, click.core.ParameterSource.DEFAULT):
+                settings[name] = None
     data_set = None  # a registered data set's name, when --data named one
     if data is not None:
         data, data_set = training_folder(database_url, data)
@@ -273,6 +307,8 @@ def train(
         mixed_precision=precision == "bf16",
         **settings,
     )
+    if not resume:
+        config.validate()  # before a database or run folder is made for a run that cannot start
     # Opened (and so checked) before the data is read. Under torchrun only rank 0 records (its
     # callbacks are the only ones called); the others must not race it to create the schema.
     engine = open_db(database_url) if os.environ.get("RANK", "0") == "0" else None
@@ -398,7 +434,7 @@ def sample(
 
 
 @cli.command()
-@click.argument("image_ids", nargs=-1, required=True, type=click.IntRange(1), metavar="IMAGE_ID...")
+@click.argument("image_ids", nargs=-1, required=True, type=RECORD_ID, metavar="IMAGE_ID...")
 @device_option
 @database_option
 def reproduce(image_ids: tuple[int, ...], device: str, database_url: str | None) -> None:
@@ -454,9 +490,12 @@ def models_list(database_url: str | None) -> None:
     click.echo(f"{'id':>4}  {'preset':<7} {'iterations':>10} {'images':>8}  {'created':<16}  classes")
     for row in rows:
         created = row.created_at.strftime("%Y-%m-%d %H:%M")
+        # A model without a checkpoint is training towards its first, or its run was killed
+        # before it (a new run in that folder removes it; so does gen models delete).
+        unfinished = "" if row.checkpoints else "  (no checkpoint)"
         click.echo(
             f"{row.id:>4}  {row.preset or '-':<7} {row.iterations:>10} {row.image_count:>8}  {created:<16}  "
-            f"{', '.join(row.class_names)}"
+            f"{', '.join(row.class_names)}{unfinished}"
         )
 
 
@@ -524,20 +563,24 @@ def models_delete(
 
     from db import catalog, queries
     from gen.commands.confirm import confirm_deletion
+    from gen.deleting import carry_out, plan_deletion
 
     with Session(open_db(database_url, create=False)) as session:
         model_id = catalog.resolve_model(session, model_id)
         counts = catalog.model_dependents(session, model_id)
+        files = plan_deletion(catalog.model_image_files(session, model_id) if delete_files else (), "md5")
         if cascade or not counts["images"]:  # else delete_model says --cascade is needed
             if delete_files and counts["images"]:
-                counts = {**counts, "image files": counts["images"]}
-            confirm_deletion(f"model {model_id}", counts, yes)
-        files = catalog.model_image_files(session, model_id) if delete_files else []
+                counts = {**counts, "image files": len(files.files)}
+            notes = [f"left in place, changed since they were made: {files.describe_changed()}"]
+            confirm_deletion(f"model {model_id}", counts, yes, notes if files.changed else ())
         deleted = queries.delete_model(session, model_id, cascade=cascade)
-    for path in files:
-        Path(path).unlink(missing_ok=True)
-    kept = "files deleted" if files else "files kept"
+    removed = carry_out(files, "md5")
+    kept = f"{removed.files} files deleted" if delete_files else "files kept"
     click.echo(f"deleted model {model_id}" + (f" and {deleted} image rows ({kept})" if deleted else ""))
+    if files.changed or removed.changed:
+        changed = files.changed + removed.changed
+        echo_error(f"left in place, changed since they were made: {', '.join(map(str, changed))}")
 
 
 @cli.group("db")
@@ -583,7 +626,7 @@ def database_upgrade(database_url: str | None) -> None:
 @click.option(
     "--classifier",
     "classifier_id",
-    type=click.IntRange(1),
+    type=RECORD_ID,
     help="Utility figures with this recorded classifier's architecture and weights (gen search "
     "--stage classifier); implies --utility.",
 )
@@ -700,11 +743,13 @@ class CsvRows(click.ParamType):
 
 def checkpoint_choice(value: str) -> str | int | None:
     """best, latest or an iteration, as --checkpoint names a checkpoint of a model; else None."""
+    from db.catalog import MAX_ID
     from db.recording import CHECKPOINT_CHOICES
 
     if value in CHECKPOINT_CHOICES:
         return value
-    return int(value) if value.isdigit() else None
+    iteration = int(value) if value.isascii() and value.isdigit() else None
+    return iteration if iteration is not None and iteration <= MAX_ID else None
 
 
 MAX_CITATION_BYTES = 64 * 1024

@@ -64,6 +64,9 @@ ZOOM_RANGE = (1.0, 1.25)  # zoom in only: less of the frame is filled by reflect
 MAX_SHEAR = 0.15
 DISTORTION_GRID = 4  # control points per side of the elastic displacement field
 DISTORTION_STRENGTH = 0.05  # standard deviation of a control point's shift, in half-widths
+# ``balance`` holds every image in memory and augments a class's shortfall in one go (about
+# 200 KB per copy while it is made): 10,000 per class is a few GB, three times PBC's largest class.
+MAX_BALANCE = 10_000
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,7 @@ class LabelledImages:
     class_names: tuple[str, ...]  # label order = sorted folder names
     fingerprint: str  # sha256 hex over the sorted (relative path, file bytes) of every loaded file
     skipped: tuple[str, ...]  # "relative/path: why" for each file that is not a readable image
+    files: tuple[tuple[str, str], ...] = ()  # (relative path, sha256) of every loaded file
 
     def counts(self) -> dict[str, int]:
         """Images per class name, in label order (augmented copies included)."""
@@ -113,8 +117,8 @@ def load_image_folder(
     """
     if image_size < 1:
         raise GenError(f"image size must be at least 1, not {image_size}.")
-    if balance is not None and balance < 1:
-        raise GenError(f"--balance must be at least 1 image per class, not {balance}.")
+    if balance is not None and not 1 <= balance <= MAX_BALANCE:
+        raise GenError(f"--balance must be 1 to {MAX_BALANCE} images per class, not {balance}.")
     root = Path(root)
     class_folders = _class_folders(root)
     labelled_paths = [
@@ -157,6 +161,7 @@ def load_image_folder(
         class_names=tuple(folder.name for folder in class_folders),
         fingerprint=_fingerprint(hashed),
         skipped=tuple(skipped),
+        files=tuple(hashed),
     )
 
 

@@ -8,7 +8,6 @@ The rows are written by db.catalog; this module reads the folders.
 
 from __future__ import annotations
 
-import shutil
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from db import catalog
 from db.catalog import DatasetInfo
 from db.errors import UserError
 from gen.data import load_image_folder
+from gen.deleting import Deleted, FileDeletion, carry_out, plan_deletion
 from gen.errors import GenError
 
 UNCHANGED, CHANGED, MISSING = "unchanged", "changed", "missing"
@@ -79,13 +79,57 @@ def move(engine: Engine, reference: str, folder: str | Path) -> DatasetInfo:
         return catalog.move_dataset(session, reference, scan.folder, scan.fingerprint)
 
 
-def delete(engine: Engine, reference: str, *, delete_files: bool = False) -> DatasetInfo:
-    """Delete a data set's row (models and classifiers keep theirs); with delete_files, its folder too."""
+def files_to_delete(info: DatasetInfo, *, progress: bool = False) -> FileDeletion:
+    """The image files the data set counted at registration, read again to prove they are the
+    same ones (its fingerprint), and the class folders and root they leave empty. A folder whose
+    files changed since is refused whole: which files are the data set's can no longer be told.
+    Files that were never counted (not images, hidden, loose in the root) are never touched."""
+    folder = Path(info.folder)
+    if not folder.is_dir():
+        return FileDeletion({})
+    try:
+        images = load_image_folder(folder, progress=progress)
+    except GenError as error:
+        raise _changed_since(info, f" ({str(error).rstrip('.')})") from None
+    if images.fingerprint != info.fingerprint:
+        raise _changed_since(info, _count_changes(info, images.counts()))
+    return plan_deletion(
+        ((folder / relative, sha256) for relative, sha256 in images.files), "sha256", folders_under=folder
+    )
+
+
+def _changed_since(info: DatasetInfo, how: str) -> GenError:
+    return GenError(
+        f"the files in {info.folder} changed since it was registered as data set {info.name!r}{how}, so "
+        "which files are its own can no longer be told and none was deleted; delete the record alone, "
+        "without --delete-files."
+    )
+
+
+def _count_changes(info: DatasetInfo, counts: dict[str, int]) -> str:
+    registered = info.classes or {}
+    differ = [
+        f"{name} had {registered.get(name, 0)} images, now {counts.get(name, 0)}"
+        for name in dict.fromkeys([*registered, *counts])
+        if registered.get(name, 0) != counts.get(name, 0)
+    ]
+    if differ:
+        return f" ({'; '.join(differ)})"
+    return " (as many images per class, but some files' contents differ)" if registered else ""
+
+
+def delete(
+    engine: Engine, reference: str, *, delete_files: bool = False, files: FileDeletion | None = None
+) -> tuple[DatasetInfo, Deleted | None]:
+    """Delete a data set's row (models and classifiers keep theirs); with delete_files, also its
+    image files as counted at registration (``files``: what files_to_delete planned, else planned
+    here), and the folders that leaves empty. Returns what was deleted."""
+    if delete_files and files is None:
+        with Session(engine) as session:
+            files = files_to_delete(catalog.get_dataset(session, reference))
     with Session(engine) as session:
         info = catalog.delete_dataset(session, reference)
-    if delete_files and Path(info.folder).is_dir():
-        shutil.rmtree(info.folder)
-    return info
+    return info, carry_out(files, "sha256") if delete_files and files is not None else None
 
 
 def training_folder(database_url: str | None, data: str | Path) -> tuple[Path, str | None]:

@@ -71,6 +71,7 @@ class TrainingRecord:
                     lambda: file_sha256(start.resumed_from),
                 )
             if self.model_id is None:
+                rows.forget_unfinished_runs(session, start.config.out)  # killed before a checkpoint
                 dataset_id, note = dataset_for_run(
                     session,
                     self._data_set,

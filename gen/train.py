@@ -41,13 +41,15 @@ from tqdm import tqdm
 from gen.architecture import PRESETS, DiscriminatorSpec, GeneratorSpec, from_json, preset, to_json
 from gen.checkpoint import (
     atomic_write,
+    check_resumable,
     checkpoint_name,
     checkpoints_in,
     load_checkpoint,
+    load_weights,
     remove_stale_temporaries,
     save_checkpoint,
 )
-from gen.data import load_image_folder
+from gen.data import MAX_BALANCE, load_image_folder
 from gen.diffaugment import parse_policy
 from gen.errors import GenError
 from gen.history import History
@@ -154,6 +156,8 @@ class TrainConfig:
             raise GenError("--ema-decay must be between 0 and 1.")
         if self.diffaugment is not None:
             parse_policy(self.diffaugment)
+        if self.balance is not None and not 1 <= self.balance <= MAX_BALANCE:
+            raise GenError(f"--balance must be 1 to {MAX_BALANCE} images per class, not {self.balance}.")
 
 
 @dataclass(frozen=True)
@@ -404,14 +408,20 @@ def _prepare_config(config: TrainConfig, resume: bool) -> tuple[TrainConfig, dic
     if not existing:
         raise GenError(f"nothing to resume in {out}: it holds no checkpoint.")
     state = load_checkpoint(existing[-1])
+    check_resumable(state, existing[-1])
     stored = TrainConfig.from_json(state["config"])
-    # Resuming keeps every stored setting; only the goal, the budget and the machine may change.
+    # Resuming keeps every stored setting; only the goal, the budget, the machine and how often
+    # checkpoints are written and how many are kept may change (None: the run's own), as they
+    # decide which files are kept, not what is trained.
     changes = {
         "iterations": config.iterations,
         "device": config.device,
         "out": config.out,
         "max_minutes": config.max_minutes,
     }
+    for name in ("checkpoint_every", "keep_checkpoints"):
+        if getattr(config, name) is not None:
+            changes[name] = getattr(config, name)
     if config.data:
         changes["data"] = config.data
     merged = dataclasses.replace(stored, **changes)
@@ -595,9 +605,9 @@ def _train(
     data_rng = torch.Generator().manual_seed(config.seed)  # same on every process: one global batch
     noise_rng = torch.Generator(device).manual_seed(config.seed * 1_000_003 + context.rank + 1)
     if state is not None:
-        generator.load_state_dict(state["generator"])
-        discriminator.load_state_dict(state["discriminator"])
-        generator_ema.load_state_dict(state["generator_ema"])
+        load_weights(generator, state["generator"], state["path"], "generator")
+        load_weights(discriminator, state["discriminator"], state["path"], "discriminator")
+        load_weights(generator_ema, state["generator_ema"], state["path"], "generator_ema")
         data_rng.set_state(state["rng"]["data"])
         noise_states = state["rng"]["noise"]
         if len(noise_states) != context.world_size:

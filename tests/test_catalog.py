@@ -3,6 +3,7 @@ rename, gen classifiers), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from db import catalog, queries
-from db.models import Checkpoint, Dataset, GanArchitecture, TrainingParameters
+from db.models import Checkpoint, Classifier, Dataset, GanArchitecture, TrainingParameters
 from db.session import make_engine, migrate, open_database
 from gen import datasets
 from gen.architecture import preset, to_json
@@ -258,7 +259,7 @@ def test_classifiers_list_show_delete(database_url: str, tmp_path: Path) -> None
             session,
             dataset_fingerprint="f" * 64,
             path=str(weights),
-            sha256="0" * 64,
+            sha256=hashlib.sha256(b"weights").hexdigest(),
             architecture={"a": 1},
             accuracy=0.75,
         )
@@ -299,3 +300,114 @@ def test_training_on_a_changed_folder_by_path_says_so(
         assert (info.name, info.fingerprint, info.classes["phantom_granular"]) == ("cells", changed, 4)
     finally:
         engine.dispose()
+
+
+def test_deleting_a_data_sets_files_deletes_only_the_images_it_counted(
+    database_url: str, phantoms: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "cells"
+    shutil.copytree(phantoms, folder)
+    nested = folder / "phantom_small_round" / "batch2"
+    nested.mkdir()
+    shutil.copy(next((folder / "phantom_small_round").glob("*.png")), nested / "again.png")
+    ok(gen(database_url, "data", "add", "pbc", str(folder), "-q"))
+    images = sorted(folder.rglob("*.png"))
+    assert len(images) == 13
+    # What the user keeps beside and among the images: never part of the data set.
+    (folder / "gen.db").write_bytes(b"SQLite format 3\0 the user's own database")
+    (folder / "notes.txt").write_text("what these cells are")
+    (folder / "phantom_granular" / "notes.txt").write_text("stain batch 7")
+    (folder / "phantom_binucleate" / ".DS_Store").write_bytes(b"\0")
+
+    monkeypatch.setattr(confirm, "stdin_is_terminal", lambda: True)
+    declined = gen(database_url, "data", "delete", "pbc", "--delete-files", input="n\n")
+    assert f"also affects 13 image files in {folder.resolve()}." in declined.output
+    assert f"{folder.resolve()} (gen.db, notes.txt, phantom_binucleate/ and 1 more)" in declined.output
+    assert f"{folder.resolve() / 'phantom_granular'} (notes.txt)" in declined.output
+    assert "Aborted" in declined.output and all(path.is_file() for path in images)
+
+    out = ok(gen(database_url, "data", "delete", "pbc", "--delete-files", "--yes")).splitlines()
+    assert out[0] == "deleted data set pbc and its 13 image files"
+    assert out[1].startswith(f"kept, as they hold other files: {folder.resolve()} (gen.db, notes.txt, ")
+    assert not any(path.exists() for path in images)
+    assert sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*")) == [
+        "gen.db",
+        "notes.txt",
+        "phantom_binucleate",
+        "phantom_binucleate/.DS_Store",
+        "phantom_granular",
+        "phantom_granular/notes.txt",
+    ]
+    assert count(database_url, Dataset) == 0
+
+    # A folder holding nothing but the images goes whole.
+    alone = tmp_path / "alone"
+    shutil.copytree(phantoms, alone)
+    ok(gen(database_url, "data", "add", "alone", str(alone), "-q"))
+    assert ok(gen(database_url, "data", "delete", "alone", "--delete-files", "--yes")).strip() == (
+        "deleted data set alone and its 12 image files"
+    )
+    assert not alone.exists()
+
+
+@pytest.mark.parametrize("change", ["added", "edited", "unreadable"])
+def test_a_data_set_whose_files_changed_keeps_them_all(
+    database_url: str, phantoms: Path, tmp_path: Path, change: str
+) -> None:
+    folder = tmp_path / "cells"
+    shutil.copytree(phantoms, folder)
+    ok(gen(database_url, "data", "add", "pbc", str(folder), "-q"))
+    first = sorted((folder / "phantom_granular").glob("*.png"))[0]
+    if change == "added":
+        shutil.copy(first, first.with_name("added.png"))
+        how = "(phantom_granular had 3 images, now 4)"
+    elif change == "edited":
+        shutil.copy(sorted((folder / "phantom_binucleate").glob("*.png"))[0], first)
+        how = "(as many images per class, but some files' contents differ)"
+    else:
+        for path in (folder / "phantom_granular").iterdir():
+            path.write_bytes(b"not an image any more")
+        how = "holds no readable PNG"
+    before = sorted((path, path.read_bytes()) for path in folder.rglob("*") if path.is_file())
+
+    line = user_error(gen(database_url, "data", "delete", "pbc", "--delete-files", "--yes"))
+    assert f"the files in {folder.resolve()} changed since it was registered as data set 'pbc'" in line
+    assert how in line and "none was deleted; delete the record alone, without --delete-files." in line
+    assert sorted((path, path.read_bytes()) for path in folder.rglob("*") if path.is_file()) == before
+    assert count(database_url, Dataset) == 1
+
+
+def test_deleting_a_classifiers_file_keeps_a_changed_or_shared_one(database_url: str, tmp_path: Path) -> None:
+    def record(path: Path) -> int:
+        engine = open_database(database_url)
+        try:
+            with Session(engine) as session:
+                return queries.record_classifier(
+                    session,
+                    dataset_fingerprint="f" * 64,
+                    path=str(path),
+                    sha256=hashlib.sha256(b"weights").hexdigest(),
+                    architecture={},
+                    accuracy=0.5,
+                )
+        finally:
+            engine.dispose()
+
+    unchanged, changed, shared = tmp_path / "a.pt", tmp_path / "b.pt", tmp_path / "c.pt"
+    for path in (unchanged, changed, shared):
+        path.write_bytes(b"weights")
+    first, second, third, fourth = record(unchanged), record(changed), record(shared), record(shared)
+    changed.write_bytes(b"weights retrained by hand")
+
+    assert ok(gen(database_url, "classifiers", "delete", str(first), "--delete-files", "--yes")).strip() == (
+        f"deleted classifier {first} and its file"
+    )
+    assert not unchanged.exists()
+    assert ok(gen(database_url, "classifiers", "delete", str(second), "--delete-files", "--yes")).strip() == (
+        f"deleted classifier {second}; its file {changed} stays, it changed since recorded"
+    )
+    assert ok(gen(database_url, "classifiers", "delete", str(third), "--delete-files", "--yes")).strip() == (
+        f"deleted classifier {third}; its file {shared} stays, classifier {fourth} uses it"
+    )
+    assert changed.read_bytes() == b"weights retrained by hand" and shared.is_file()
+    assert count(database_url, Classifier) == 1

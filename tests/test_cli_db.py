@@ -411,6 +411,38 @@ def test_files_written_but_not_recorded_are_adopted_by_a_rerun(
     assert files_under(out) == files
 
 
+def test_a_full_database_disk_while_sampling_is_one_sentence_and_a_rerun_completes(
+    database_url: str, trained: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    out = tmp_path / "samples"
+    name = trained.classes[1]
+    request = f"sample --checkpoint {trained.run} --class {name} --n 6 --out {out} {SAMPLE}"
+    real_record_images, batches = queries.record_images, []
+
+    def disk_fills_at_the_second_batch(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+        batches.append(len(rows))
+        if len(batches) == 2:  # what SQLite (SQLITE_FULL) or PostgreSQL (53100) says, as SQLAlchemy raises it
+            full = sqlite3.OperationalError("database or disk is full")
+            raise OperationalError("INSERT INTO images ...", {}, full)
+        real_record_images(session, rows)
+
+    monkeypatch.setattr(queries, "record_images", disk_fills_at_the_second_batch)
+    line = assert_user_error(
+        gen(database_url, request), "the database's disk is full: 2 images of this batch"
+    )
+    assert "run the same gen sample again, which records them." in line
+    assert len(image_rows(database_url, out)) == 4 and len(files_under(out)) == 6  # batches of 4
+
+    monkeypatch.setattr(queries, "record_images", real_record_images)
+    result = ok(gen(database_url, request))
+    assert "4 were already there" in result.stdout
+    check_rows(image_rows(database_url, out), out, 6, [name], seed=0)  # adopted, nothing written twice
+
+
 def test_killed_sample_is_completed_by_a_rerun(database_url: str, trained: Trained, tmp_path: Path) -> None:
     out = tmp_path / "samples"
     n = 40
@@ -502,6 +534,24 @@ def test_models_list_show_and_delete(
     assert ok(gen(database_url, "models list")).stdout.strip() == "no models yet; train one with gen train"
 
 
+def test_models_delete_files_deletes_only_unchanged_images_it_made(
+    database_url: str, trained: Trained, tmp_path: Path
+) -> None:
+    out = tmp_path / "samples"
+    gan_id = adopt(database_url, trained, out, n=3)
+    made = sorted(out.rglob("*.png"))
+    edited = made[1]
+    edited.write_bytes(b"the user's retouched image")
+    notes = out / trained.classes[0] / "notes.txt"
+    notes.write_text("keep me")
+
+    deleted = ok(gen(database_url, f"models delete {gan_id} --cascade --delete-files --yes"))
+    assert deleted.stdout.strip() == f"deleted model {gan_id} and 3 image rows (2 files deleted)"
+    assert f"left in place, changed since they were made: {edited.resolve()}" in deleted.stderr
+    assert sorted(out.rglob("*")) == sorted([out / trained.classes[0], edited, notes])
+    assert edited.read_bytes() == b"the user's retouched image"
+
+
 # Bad input: one sentence, exit status 1, nothing written
 
 
@@ -516,6 +566,51 @@ def test_unknown_model_id_names_the_models_that_exist(
         "models delete 99 --cascade --yes",
     ]:
         assert_user_error(gen(database_url, command), f"no model 99; models in the database: {gan_id}")
+    assert row_counts(database_url) == counts
+    assert files_under(tmp_path) == files
+
+
+ID_COMMANDS = [
+    "models show {id}",
+    "models delete {id} --cascade --yes",
+    "models rename {id} newname",
+    "models retrain {id} --iters 3",
+    "sample --model {id} --n 1 --all-classes --out {out} " + SAMPLE,
+    "sample --checkpoint {id} --n 1 --all-classes --out {out} " + SAMPLE,
+    "export --model {id} --license CC0-1.0 --out {out} --quiet",
+    "export --checkpoint {id} --license CC0-1.0 --out {out} --quiet",
+    "data show {id}",
+    "data delete {id} --delete-files --yes",
+    "classifiers show {id}",
+    "classifiers delete {id} --yes",
+    "reproduce {id}",
+    "searches show {id}",
+    "jobs show {id}",
+    "jobs cancel {id}",
+    "train --architecture {id} --data {data} --out {out} --iters 1 " + TRAIN,
+    "report --classifier {id} --real {data} --out {out} --quiet",
+]
+
+
+@pytest.mark.parametrize("reference", ["99999999999999999999", str(2**63), "0", "1e3", "\u00b2"])
+def test_ids_out_of_range_or_malformed_are_one_sentence_everywhere(
+    database_url: str, trained: Trained, tmp_path: Path, reference: str
+) -> None:
+    adopt(database_url, trained, tmp_path / "first")
+    counts, files = row_counts(database_url), files_under(tmp_path)
+    for command in ID_COMMANDS:
+        line = command.format(id="ID", out=tmp_path / "out", data=trained.data)
+        result = CliRunner().invoke(
+            cli, [reference if word == "ID" else word for word in arguments(database_url, line)]
+        )
+        assert result.exit_code in (1, 2) and isinstance(result.exception, SystemExit), (line, result.output)
+        assert "Traceback" not in result.output and result.output.strip().splitlines()[-1].startswith(
+            "Error: "
+        )
+        if reference.isdigit() and len(reference) > 18:
+            assert "is not an id: ids are whole numbers from 1 to 9223372036854775807." in result.output or (
+                "--checkpoint" in line
+            ), (line, result.output)
     assert row_counts(database_url) == counts
     assert files_under(tmp_path) == files
 
@@ -601,6 +696,71 @@ def test_database_from_a_newer_gen_is_refused(database_url: str, trained: Traine
         )
     assert row_counts(database_url) == counts
     assert files_under(tmp_path) == files
+
+
+def test_a_database_that_lost_a_column_is_one_sentence(
+    database_url: str, trained: Trained, tmp_path: Path
+) -> None:
+    gan_id = adopt(database_url, trained, tmp_path / "first")
+    engine = make_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(text("ALTER TABLE images DROP COLUMN torch_version"))
+    engine.dispose()
+    counts, files = row_counts(database_url), files_under(tmp_path)
+    for command in [
+        f"export --model {gan_id} --license CC0-1.0 --out {tmp_path / 'export'} --quiet",
+        "models list",
+        f"sample --model {gan_id} --n 2 --all-classes --out {tmp_path / 'new'} {SAMPLE}",
+    ]:
+        line = assert_user_error(gen(database_url, command), "lacks column images.torch_version")
+        assert "changed outside gen" in line and "restore it from a backup" in line
+    assert row_counts(database_url) == counts
+    assert files_under(tmp_path) == files
+
+
+def test_a_sqlite_file_name_too_long_is_one_sentence(tmp_path: Path, trained: Trained) -> None:
+    too_long = f"sqlite:///{tmp_path / ('a' * 300 + '.db')}"
+    for command in ("models list", f"data add cells {trained.data} -q"):
+        assert_user_error(gen(too_long, command), "cannot use the database", "File name too long")
+    no_room_for_its_journal = f"sqlite:///{tmp_path / ('b' * 250 + '.db')}"
+    assert_user_error(
+        gen(no_room_for_its_journal, f"data add cells {trained.data} -q"), "its file name is longer than"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_killed_before_its_first_checkpoint_leaves_no_model_pointing_at_nothing(
+    database_url: str, trained: Trained, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    command = f"train --data {trained.data} --out {run} --iters 100000 {TRAIN} --checkpoint-every 100000"
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from gen.cli import main; main()", *arguments(database_url, command)],
+        cwd=tmp_path,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first_line = process.stdout.readline()  # printed once the model is recorded
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    killed = re.fullmatch(r"model (\d+)\n", first_line)
+    assert killed, first_line + process.stderr.read()
+    assert not any(run.glob("checkpoint-*.pt"))
+    listed = ok(gen(database_url, "models list")).stdout.splitlines()
+    assert listed[1].startswith(f"{killed[1]:>4}") and listed[1].endswith("(no checkpoint)")
+
+    # Run again in the same folder: the new model replaces the one that points at nothing.
+    rerun = ok(gen(database_url, f"train --data {trained.data} --out {run} --iters 1 {TRAIN}"))
+    new = int(rerun.stdout.split()[1])
+    assert model_ids(database_url) == [new] and new != int(killed[1])
+    assert not ok(gen(database_url, "models list")).stdout.strip().endswith("(no checkpoint)")
 
 
 def invoke_as_unprivileged_user(command: Sequence[str]) -> tuple[int, str]:

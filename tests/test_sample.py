@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -315,6 +316,56 @@ def test_class_names_must_be_distinct_names(checkpoint: Path, tmp_path: Path, cl
     with pytest.raises(GenError, match=rf"^checkpoint {crafted} is damaged: "):
         run_sample(crafted, tmp_path / "out", 1, None)
     assert not (tmp_path / "out").exists()
+
+
+def _spec_with(state: dict, key: str, **changes: object) -> str:
+    return json.dumps({**json.loads(state[key]), **changes})
+
+
+# What a damaged or crafted checkpoint may hold instead of what gen writes; each must be one
+# sentence before any network is built (200,000 channels would take the machine's memory first).
+DAMAGED_STATES = {
+    "huge channels": lambda s: {
+        "generator_spec": _spec_with(s, "generator_spec", channels=[200_000, 64, 32, 16, 16])
+    },
+    "negative noise": lambda s: {"generator_spec": _spec_with(s, "generator_spec", noise_dim=-5)},
+    "too many classes": lambda s: {"generator_spec": _spec_with(s, "generator_spec", num_classes=10**9)},
+    "unknown upsampling": lambda s: {"generator_spec": _spec_with(s, "generator_spec", upsample="magic")},
+    "spec not json": lambda s: {"generator_spec": "{not json"},
+    "spec a list": lambda s: {"generator_spec": "[1, 2]"},
+    "cell not a cell": lambda s: {
+        "generator_spec": _spec_with(s, "generator_spec", cell={"nodes": "x", "code": 4})
+    },
+    "classes differ": lambda s: {"generator_spec": _spec_with(s, "generator_spec", num_classes=3)},
+    "empty weights": lambda s: {"generator_ema": {}},
+    "weights not tensors": lambda s: {"generator_ema": {"stem.weight": [1.0]}},
+    "weights unlike the generator's": lambda s: {"generator_ema": {"stem.weight": torch.zeros(2, 2)}},
+    "iteration not a number": lambda s: {"iteration": "many"},
+    "negative iteration": lambda s: {"iteration": -1},
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGED_STATES.values()), ids=list(DAMAGED_STATES))
+def test_a_damaged_checkpoint_is_one_sentence_and_writes_nothing(
+    checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage
+) -> None:
+    state = torch.load(checkpoint, weights_only=True)
+    state.update(damage(state))
+    (tmp_path / "crafted").mkdir()
+    crafted = tmp_path / "crafted" / checkpoint.name
+    torch.save(state, crafted)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GEN_DATABASE_URL", raising=False)
+    before = files_under(tmp_path)
+
+    with pytest.raises(GenError, match=rf"^checkpoint {crafted} is damaged: "):
+        run_sample(crafted, tmp_path / "out", 1, None)
+    arguments = ["sample", "--checkpoint", str(crafted), "--n", "1", "--all-classes", "--device", "cpu"]
+    result = CliRunner().invoke(cli, arguments)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert result.output.startswith(f"Error: checkpoint {crafted} is damaged: "), result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert files_under(tmp_path) == before  # no images, no folder, no gen.db
 
 
 # ---------------------------------------------------------------------------------------------

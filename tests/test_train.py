@@ -211,6 +211,74 @@ def test_resume_after_the_data_changed(data_dir: Path, tmp_path: Path) -> None:
     assert [path.name for path in checkpoints_in(out)] == ["checkpoint-0000001.pt"]
 
 
+DAMAGED_FOR_RESUME = {
+    "generator does not fit": lambda s: {"generator": {"stem.weight": torch.zeros(3)}},
+    "discriminator missing": lambda s: {"discriminator": None},
+    "no optimiser": lambda s: {"g_optimizer": None},
+    "random streams not tensors": lambda s: {"rng": {"data": "x", "noise": [1]}},
+    "settings not json": lambda s: {"config": "{"},
+    "huge discriminator": lambda s: {
+        "discriminator_spec": json.dumps({**json.loads(s["discriminator_spec"]), "channels": [8, 200_000]})
+    },
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGED_FOR_RESUME.values()), ids=list(DAMAGED_FOR_RESUME))
+def test_resuming_a_damaged_checkpoint_is_one_sentence(
+    straight_run: TrainResult, tmp_path: Path, damage: Any
+) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    state = torch.load(straight_run.run_dir / "checkpoint-0000002.pt", weights_only=True)
+    state = {key: value for key, value in {**state, **damage(state)}.items() if value is not None}
+    torch.save(state, out / "checkpoint-0000002.pt")
+    with pytest.raises(GenError, match=rf"^checkpoint {out / 'checkpoint-0000002.pt'} is damaged: "):
+        train(config("", out, iterations=4), resume=True, progress=False)
+    assert sorted(path.name for path in out.iterdir()) == ["checkpoint-0000002.pt"]
+
+
+def test_resume_honours_a_new_checkpoint_interval(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    train(config(data_dir, out, iterations=2, checkpoint_every=2, keep_checkpoints=5), progress=False)
+    train(
+        config("", out, iterations=5, checkpoint_every=1, keep_checkpoints=None), resume=True, progress=False
+    )
+    assert [path.name for path in checkpoints_in(out)] == [f"checkpoint-{i:07d}.pt" for i in (2, 3, 4, 5)]
+    stored = json.loads(load_checkpoint(out)["config"])
+    assert (stored["checkpoint_every"], stored["keep_checkpoints"]) == (1, 5)  # None: the run's own
+    # So does the CLI without --checkpoint-every.
+    train(
+        config("", out, iterations=6, checkpoint_every=None, keep_checkpoints=None),
+        resume=True,
+        progress=False,
+    )
+    stored = json.loads(load_checkpoint(out)["config"])
+    assert (stored["checkpoint_every"], stored["keep_checkpoints"]) == (1, 5)
+
+
+def test_a_balance_beyond_memory_is_refused_before_anything_is_made(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from gen.cli import cli
+    from gen.data import MAX_BALANCE, load_image_folder
+
+    with pytest.raises(GenError, match=f"--balance must be 1 to {MAX_BALANCE} images per class"):
+        config(data_dir, tmp_path / "run", balance=10_000_000).validate()  # first: cheap on any code
+    monkeypatch.setenv("GEN_DATABASE_URL", f"sqlite:///{tmp_path / 'gen.db'}")
+    arguments = ["train", "--data", str(data_dir), "--out", str(tmp_path / "run"), "--balance", "10000000"]
+    result = CliRunner().invoke(cli, arguments)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert (
+        result.output.strip()
+        == f"Error: --balance must be 1 to {MAX_BALANCE} images per class, not 10000000."
+    )
+    assert list(tmp_path.iterdir()) == []  # no gen.db, no run folder
+    with pytest.raises(GenError, match="--balance must be 1 to"):
+        load_image_folder(data_dir, balance=MAX_BALANCE + 1)
+
+
 # ---------------------------------------------------------------------------------------------
 # Pruning and callbacks
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from gen.cli import database_option, device_option, open_db
+from gen.cli import RECORD_ID, database_option, device_option, echo_error, open_db
 from gen.commands.confirm import confirm_deletion
 from gen.errors import GenError
 
@@ -123,27 +123,43 @@ def data_move(name: str, folder: Path, database_url: str | None) -> None:
 @click.argument("name")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option(
-    "--delete-files", is_flag=True, help="Also delete the folder and its images (never by default)."
+    "--delete-files",
+    is_flag=True,
+    help="Also delete the image files it counted, if unchanged since (never other files; never by default).",
 )
 @database_option
 def data_delete(name: str, yes: bool, delete_files: bool, database_url: str | None) -> None:
     """Delete a data set's record; the models and classifiers trained on it keep theirs. Its image
-    files are kept unless --delete-files."""
+    files are kept unless --delete-files, which deletes only the images counted at registration
+    (read again to prove they are unchanged) and the folders that leaves empty."""
     from sqlalchemy.orm import Session
 
     from db import catalog
-    from gen.datasets import delete
+    from gen.datasets import delete, files_to_delete
 
     engine = open_db(database_url, create=False)
     with Session(engine) as session:
         info = catalog.get_dataset(session, name)
     counts = {"models (unlinked)": info.models, "classifiers (unlinked)": info.classifiers}
+    files, notes = None, []
     if delete_files:
-        counts[f"image files in {info.folder}"] = info.images or 1
-    confirm_deletion(f"data set {info.name}", counts, yes)
-    delete(engine, name, delete_files=delete_files)
-    kept = "deleted its folder" if delete_files else "files kept"
-    click.echo(f"deleted data set {info.name} ({kept})")
+        files = files_to_delete(info)
+        counts[f"image files in {info.folder}"] = len(files.files)
+        if files.kept:
+            notes.append(f"these folders stay, holding other files: {files.describe_kept()}")
+    confirm_deletion(f"data set {info.name}", counts, yes, notes)
+    info, deleted = delete(engine, name, delete_files=delete_files, files=files)
+    if deleted is None:
+        click.echo(f"deleted data set {info.name} (files kept)")
+        return
+    if not files.files and not Path(info.folder).is_dir():
+        click.echo(f"deleted data set {info.name}; its folder {info.folder} was gone already")
+        return
+    click.echo(f"deleted data set {info.name} and its {deleted.files} image files")
+    if files.kept:
+        click.echo(f"kept, as they hold other files: {files.describe_kept()}")
+    if deleted.changed:
+        echo_error(f"left in place, changed while deleting: {', '.join(map(str, deleted.changed))}")
 
 
 @click.group("classifiers")
@@ -173,7 +189,7 @@ def classifiers_list(database_url: str | None) -> None:
 
 
 @classifiers.command("show")
-@click.argument("classifier_id", type=int)
+@click.argument("classifier_id", type=RECORD_ID)
 @database_option
 def classifiers_show(classifier_id: int, database_url: str | None) -> None:
     """Everything recorded about one classifier."""
@@ -194,7 +210,7 @@ def classifiers_show(classifier_id: int, database_url: str | None) -> None:
 
 
 @classifiers.command("delete")
-@click.argument("classifier_id", type=int)
+@click.argument("classifier_id", type=RECORD_ID)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--delete-files", is_flag=True, help="Also delete the classifier's weights file.")
 @database_option
@@ -204,14 +220,31 @@ def classifiers_delete(classifier_id: int, yes: bool, delete_files: bool, databa
     from sqlalchemy.orm import Session
 
     from db import catalog
+    from gen.deleting import carry_out, plan_deletion
 
     with Session(open_db(database_url, create=False)) as session:
         row = catalog.get_classifier(session, classifier_id)
-        confirm_deletion(f"classifier {classifier_id}", {"weights file": int(delete_files)}, yes)
+        shared = [other.id for other in catalog.list_classifiers(session) if other.path == row.path]
+        recorded = [(row.path, row.sha256)] if delete_files and shared == [row.id] else []
+        files = plan_deletion(recorded, "sha256")
+        confirm_deletion(f"classifier {classifier_id}", {"weights file": len(files.files)}, yes)
         catalog.delete_classifier(session, classifier_id)
-    if delete_files:
-        Path(row.path).unlink(missing_ok=True)
-    click.echo(f"deleted classifier {classifier_id}" + (" and its file" if delete_files else " (file kept)"))
+    removed = carry_out(files, "sha256")
+    if not delete_files:
+        click.echo(f"deleted classifier {classifier_id} (file kept)")
+    elif removed.files:
+        click.echo(f"deleted classifier {classifier_id} and its file")
+    elif len(shared) > 1:
+        others = ", ".join(str(other) for other in shared if other != row.id)
+        click.echo(
+            f"deleted classifier {classifier_id}; its file {row.path} stays, classifier {others} uses it"
+        )
+    elif files.changed or removed.changed:
+        click.echo(
+            f"deleted classifier {classifier_id}; its file {row.path} stays, it changed since recorded"
+        )
+    else:
+        click.echo(f"deleted classifier {classifier_id}; its file {row.path} was gone already")
 
 
 @click.command("rename")

@@ -8,7 +8,7 @@ rather than guessing either way.
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import click
 
@@ -24,12 +24,15 @@ def describe_counts(counts: Mapping[str, int]) -> str:
     return ", ".join(f"{count} {what}" for what, count in counts.items() if count)
 
 
-def confirm_deletion(what: str, counts: Mapping[str, int], yes: bool) -> None:
-    """Show what deleting `what` takes with it and ask; nothing to ask when nothing depends on it."""
+def confirm_deletion(what: str, counts: Mapping[str, int], yes: bool, notes: Sequence[str] = ()) -> None:
+    """Show what deleting `what` takes with it and ask; nothing to ask when nothing depends on it.
+    ``notes``: lines shown with the question (what stays, for instance)."""
     goes = describe_counts(counts)
     if not goes or yes:
         return
     if not stdin_is_terminal():
         raise GenError(f"deleting {what} also affects {goes}; pass --yes to confirm without a terminal.")
     click.echo(f"deleting {what} also affects {goes}.")
+    for note in notes:
+        click.echo(note)
     click.confirm(f"delete {what}?", abort=True)

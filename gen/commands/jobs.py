@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from gen.cli import database_option, open_db
+from gen.cli import RECORD_ID, database_option, open_db
 from gen.errors import GenError
 
 
@@ -88,7 +88,7 @@ def jobs_list(statuses: tuple[str, ...], database_url: str | None) -> None:
 
 
 @jobs.command("show")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=RECORD_ID)
 @database_option
 def jobs_show(job_id: int, database_url: str | None) -> None:
     """Everything recorded about one job."""
@@ -114,7 +114,7 @@ def jobs_show(job_id: int, database_url: str | None) -> None:
 
 
 @jobs.command("logs")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=RECORD_ID)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new output until the job finishes.")
 @database_option
 def jobs_logs(job_id: int, follow: bool, database_url: str | None) -> None:
@@ -144,7 +144,7 @@ def jobs_logs(job_id: int, follow: bool, database_url: str | None) -> None:
 
 
 @jobs.command("cancel")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=RECORD_ID)
 @database_option
 def jobs_cancel(job_id: int, database_url: str | None) -> None:
     """Cancel a queued job, or stop a running one as Ctrl-C would (training saves a checkpoint)."""

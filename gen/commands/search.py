@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from gen.architecture import PRESETS
-from gen.cli import database_option, device_option, open_db, seed_option
+from gen.cli import RECORD_ID, database_option, device_option, open_db, seed_option
 from gen.errors import GenError
 
 
@@ -73,7 +73,7 @@ from gen.errors import GenError
 )
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True, help="Candidates at once.")
 @click.option(
-    "--generator-from", type=click.IntRange(1), help="Stage discriminator: the model whose generator is kept."
+    "--generator-from", type=RECORD_ID, help="Stage discriminator: the model whose generator is kept."
 )
 @click.option(
     "--ray-address",
@@ -178,7 +178,7 @@ def searches_list(database_url: str | None) -> None:
 
 
 @searches.command("show")
-@click.argument("search_id", type=int)
+@click.argument("search_id", type=RECORD_ID)
 @click.option("--top", type=click.IntRange(1), default=10, show_default=True, help="Best candidates listed.")
 @database_option
 def searches_show(search_id: int, top: int, database_url: str | None) -> None:
