@@ -77,12 +77,24 @@ seed_option = click.option(
     "--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True, help="Random seed."
 )
 
+
+def check_device(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """--device checked by gen.runtime.resolve_device as the command starts, before it reads or
+    writes anything: a device this machine lacks is one sentence, not a failure halfway."""
+    if value not in ("auto", "cpu"):
+        from gen.runtime import resolve_device
+
+        resolve_device(value)
+    return value
+
+
 device_option = click.option(
     "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
+    type=click.Choice(["auto", "cpu", "cuda", "mps"]),
     default="auto",
     show_default=True,
-    help="Where the networks run; auto means CUDA when torch sees a GPU.",
+    callback=check_device,
+    help="Where the networks run; auto means CUDA when torch sees a GPU, else Apple's MPS, else the CPU.",
 )
 
 

@@ -41,7 +41,7 @@ CANCEL_GRACE_S = 120.0
 
 @dataclass(frozen=True)
 class WorkerSettings:
-    device: str | None = None  # cpu, cuda, cuda:N (CUDA_VISIBLE_DEVICES=N), auto; None: the command's
+    device: str | None = None  # cpu, cuda, cuda:N (CUDA_VISIBLE_DEVICES=N), mps, auto; None: the command's
     poll_s: float = 5.0  # seconds between looks at an empty queue
     heartbeat_s: float = 10.0
     stale_after_s: float = 120.0  # a running job not heartbeaten for this long is re-queued
