@@ -931,3 +931,7 @@ from gen.commands.search import search, searches  # noqa: E402 - they import the
 
 cli.add_command(search)
 cli.add_command(searches)
+from gen.commands.classify import classifiers_train, classify  # noqa: E402
+
+classifiers.add_command(classifiers_train)
+cli.add_command(classify)
