@@ -564,9 +564,9 @@ def database_upgrade(database_url: str | None) -> None:
 @click.option(
     "--classifier",
     "classifier_id",
-    type=click.IntRange(1),
-    help="Utility figures with this recorded classifier's architecture and weights (gen search "
-    "--stage classifier); implies --utility.",
+    metavar="ID|NAME",
+    help="Utility figures with this recorded classifier's architecture and weights (gen classifiers "
+    "train, or gen search --stage classifier); implies --utility.",
 )
 @click.option(
     "--gradcam", is_flag=True, help="Also write Grad-CAM grids of the real-only utility classifier per class."
@@ -598,7 +598,7 @@ def report(
     train_dir: Path | None,
     fid_weights: Path | None,
     utility: bool,
-    classifier_id: int | None,
+    classifier_id: str | None,
     gradcam: bool,
     n_per_class: int,
     histogram_n: int,

@@ -162,19 +162,21 @@ def classify(
         progress=not quiet,
         on_skipped=skipped.append,
     )
-    if csv_path is not None:
-        count = write_predictions_csv(predictions, csv_path)
-    else:
-        count = 0
-        for prediction in predictions:
-            click.echo(f"{prediction.file}\t{prediction.label}\t{prediction.probability:.4f}")
-            count += 1
-    if skipped:
-        echo_error(f"warning: skipped {len(skipped)} files that are not readable images:")
-        for line in skipped[:SKIPPED_SHOWN]:
-            echo_error(f"  {line}")
-        if len(skipped) > SKIPPED_SHOWN:
-            echo_error(f"  ... and {len(skipped) - SKIPPED_SHOWN} more")
+    try:
+        if csv_path is not None:
+            count = write_predictions_csv(predictions, csv_path)
+        else:
+            count = 0
+            for prediction in predictions:
+                click.echo(f"{prediction.file}\t{prediction.label}\t{prediction.probability:.4f}")
+                count += 1
+    finally:  # said also when nothing could be labelled
+        if skipped:
+            echo_error(f"warning: skipped {len(skipped)} files that are not readable images:")
+            for line in skipped[:SKIPPED_SHOWN]:
+                echo_error(f"  {line}")
+            if len(skipped) > SKIPPED_SHOWN:
+                echo_error(f"  ... and {len(skipped) - SKIPPED_SHOWN} more")
     if count == 0:
         raise GenError("no readable image to label.")
     rate = count / max(time.perf_counter() - started, 1e-9)
