@@ -325,3 +325,17 @@ def test_a_classifiers_train_job_gets_the_workers_device(phantoms: Path, tmp_pat
     log = ok(gen(url, "jobs", "logs", "1"))
     assert "--device cpu" in log.splitlines()[0] and "classifier 1 queued" in log
     assert (tmp_path / "classifiers" / "queued.pt").is_file() and classifier_rows(url) == 1
+
+
+def test_a_class_of_one_image_is_one_sentence(tmp_path: Path) -> None:
+    CliRunner().invoke(cli, ["demo-data", "--out", str(tmp_path / "data"), "--per-class", "2"])
+    lonely = sorted((tmp_path / "data").iterdir())[0]
+    sorted(lonely.iterdir())[0].unlink()
+    url = f"sqlite:///{tmp_path / 'gen.db'}"
+    result = gen(
+        url, "classifiers", "train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "w"), *FAST
+    )
+    assert user_error(result) == (
+        "Error: a classifier needs at least 2 images of every class (train and validation)."
+    )
+    assert classifier_rows(url) == 0 and not (tmp_path / "w").exists()
