@@ -311,6 +311,12 @@ class ClassifierSummary:
     accuracy: float
     architecture: dict[str, Any]
     created_at: datetime
+    # Filled for classifiers trained by gen classifiers train (None for older kinds of row).
+    name: str | None = None
+    settings: dict[str, Any] | None = None
+    history: list[dict[str, Any]] | None = None
+    per_class_f1: dict[str, float] | None = None
+    confusion_matrix: list[list[int]] | None = None
 
 
 def _classifier_rows(session: Session, *where: Any) -> list[ClassifierSummary]:
@@ -330,6 +336,11 @@ def _classifier_rows(session: Session, *where: Any) -> list[ClassifierSummary]:
             accuracy=c.accuracy,
             architecture=c.architecture,
             created_at=c.created_at,
+            name=c.name,
+            settings=c.settings,
+            history=c.history,
+            per_class_f1=c.per_class_f1,
+            confusion_matrix=c.confusion_matrix,
         )
         for c, name in rows
     ]
@@ -339,13 +350,32 @@ def list_classifiers(session: Session) -> list[ClassifierSummary]:
     return _classifier_rows(session)
 
 
-def get_classifier(session: Session, classifier_id: int) -> ClassifierSummary:
-    rows = _classifier_rows(session, Classifier.id == classifier_id)
+def get_classifier(session: Session, reference: int | str) -> ClassifierSummary:
+    """A classifier by id or by name (gen classifiers train --name); UserError naming what exists."""
+    text = str(reference).strip()
+    number = as_id(text)  # all digits: an id within 1..MAX_ID, or one sentence
+    if number is not None:
+        rows = _classifier_rows(session, Classifier.id == number)
+    else:
+        rows = _classifier_rows(session, Classifier.name == text)
     if not rows:
-        ids = [str(c.id) for c in _classifier_rows(session)]
-        known = f"classifiers: {', '.join(ids)}" if ids else "there are none yet (gen report trains them)"
-        raise UserError(f"no classifier {classifier_id}; {known}.")
+        known_rows = _classifier_rows(session)
+        ids = [c.name or str(c.id) for c in known_rows]
+        known = (
+            f"classifiers: {', '.join(ids)}"
+            if ids
+            else "there are none yet (gen classifiers train or gen report trains them)"
+        )
+        raise UserError(f"no classifier {text if text.isdigit() else repr(text)}; {known}.")
     return rows[0]
+
+
+def check_classifier_name(session: Session, name: str) -> None:
+    """UserError unless ``name`` can name a new classifier: a valid name no classifier has."""
+    check_name(name, "classifier")
+    holder = session.scalar(select(Classifier.id).where(Classifier.name == name))
+    if holder is not None:
+        raise UserError(f"classifier {holder} is already called {name!r}; pick another --name.")
 
 
 def delete_classifier(session: Session, classifier_id: int) -> ClassifierSummary:

@@ -234,7 +234,8 @@ class Report(Base):
 
 
 class Classifier(Base):
-    """A small domain CNN trained on one data set, cached for the metrics that need one."""
+    """A classifier trained on one data set: a report's cached domain CNN, a classifier-search
+    candidate, or one trained by gen classifiers train (which fills the columns from name on)."""
 
     __tablename__ = "classifiers"
     __table_args__ = (Index("ix_classifiers_dataset_fingerprint", "dataset_fingerprint"), NEVER_REUSE_IDS)
@@ -249,6 +250,16 @@ class Classifier(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utc_now)
     # The registered data set it was trained on, when one matches its fingerprint.
     dataset_id: Mapped[int | None] = mapped_column("dataset", ForeignKey("datasets.id"))
+    # A name a user gave (gen classifiers train --name); accepted wherever an id is. Never all digits.
+    name: Mapped[str | None] = mapped_column(String, unique=True)
+    # How it was trained: architecture choice, optimiser, learning rate, epochs, seed, split ...
+    settings: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # One object per epoch: loss, training accuracy, validation accuracy.
+    history: Mapped[list[Any] | None] = mapped_column(JSONType)
+    # {class name: F1 on the validation images}.
+    per_class_f1: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # Validation counts, rows the true class and columns the prediction, in architecture["classes"] order.
+    confusion_matrix: Mapped[list[Any] | None] = mapped_column(JSONType)
 
 
 class Dataset(Base):

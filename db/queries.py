@@ -513,8 +513,10 @@ def record_classifier(
     architecture: dict[str, Any],
     accuracy: float,
     dataset_id: int | None = None,
+    **trained: Any,
 ) -> int:
-    """Record a trained classifier for a data set; returns its id."""
+    """Record a trained classifier for a data set; returns its id. ``trained``: what gen
+    classifiers train adds (name, settings, history, per_class_f1, confusion_matrix)."""
     with _transaction(session):
         classifier = Classifier(
             dataset_fingerprint=dataset_fingerprint,
@@ -523,6 +525,7 @@ def record_classifier(
             architecture=architecture,
             accuracy=accuracy,
             dataset_id=dataset_id,
+            **trained,
         )
         session.add(classifier)
         session.flush()

@@ -84,12 +84,24 @@ seed_option = click.option(
     "--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True, help="Random seed."
 )
 
+
+def check_device(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """--device checked by gen.runtime.resolve_device as the command starts, before it reads or
+    writes anything: a device this machine lacks is one sentence, not a failure halfway."""
+    if value not in ("auto", "cpu"):
+        from gen.runtime import resolve_device
+
+        resolve_device(value)
+    return value
+
+
 device_option = click.option(
     "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
+    type=click.Choice(["auto", "cpu", "cuda", "mps"]),
     default="auto",
     show_default=True,
-    help="Where the networks run; auto means CUDA when torch sees a GPU.",
+    callback=check_device,
+    help="Where the networks run; auto means CUDA when torch sees a GPU, else Apple's MPS, else the CPU.",
 )
 
 
@@ -626,9 +638,9 @@ def database_upgrade(database_url: str | None) -> None:
 @click.option(
     "--classifier",
     "classifier_id",
-    type=RECORD_ID,
-    help="Utility figures with this recorded classifier's architecture and weights (gen search "
-    "--stage classifier); implies --utility.",
+    metavar="ID|NAME",
+    help="Utility figures with this recorded classifier's architecture and weights (gen classifiers "
+    "train, or gen search --stage classifier); implies --utility.",
 )
 @click.option(
     "--gradcam", is_flag=True, help="Also write Grad-CAM grids of the real-only utility classifier per class."
@@ -660,7 +672,7 @@ def report(
     train_dir: Path | None,
     fid_weights: Path | None,
     utility: bool,
-    classifier_id: int | None,
+    classifier_id: str | None,
     gradcam: bool,
     n_per_class: int,
     histogram_n: int,
@@ -995,3 +1007,7 @@ from gen.commands.search import search, searches  # noqa: E402 - they import the
 
 cli.add_command(search)
 cli.add_command(searches)
+from gen.commands.classify import classifiers_train, classify  # noqa: E402
+
+classifiers.add_command(classifiers_train)
+cli.add_command(classify)

@@ -41,7 +41,7 @@ CANCEL_GRACE_S = 120.0
 
 @dataclass(frozen=True)
 class WorkerSettings:
-    device: str | None = None  # cpu, cuda, cuda:N (CUDA_VISIBLE_DEVICES=N), auto; None: the command's
+    device: str | None = None  # cpu, cuda, cuda:N (CUDA_VISIBLE_DEVICES=N), mps, auto; None: the command's
     poll_s: float = 5.0  # seconds between looks at an empty queue
     heartbeat_s: float = 10.0
     stale_after_s: float = 120.0  # a running job not heartbeaten for this long is re-queued
@@ -63,10 +63,18 @@ def option_value(arguments: Sequence[str], option: str) -> str | None:
     return None
 
 
-def _accepts(command: str, parameter: str) -> bool:
+def _accepts(arguments: Sequence[str], parameter: str) -> bool:
+    """Whether the command the argv names (a group's subcommand too: classifiers train) takes
+    ``parameter``."""
+    import click
+
     from gen.cli import cli
 
-    found = cli.commands.get(command)
+    found: click.Command | None = cli
+    for argument in arguments:
+        if not isinstance(found, click.Group):
+            break
+        found = found.commands.get(argument)
     return found is not None and any(p.name == parameter for p in found.params)
 
 
@@ -79,7 +87,7 @@ def child_arguments(job: JobInfo, settings: WorkerSettings, cwd: Path) -> tuple[
         # A run this job started before its worker died: continue it from its last checkpoint.
         if job.attempts > 1 and out and (cwd / out).is_dir() and checkpoints_in(cwd / out):
             arguments.append("--resume")
-    if settings.device and _accepts(job.command, "device") and option_value(arguments, "--device") is None:
+    if settings.device and _accepts(arguments, "device") and option_value(arguments, "--device") is None:
         device = settings.device
         if device.startswith("cuda:"):
             environment["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]

@@ -176,9 +176,9 @@ def classifier_recorder(engine: Engine) -> Callable[..., None]:
     return on_classifier
 
 
-def recorded_classifier(engine: Engine, classifier_id: int) -> tuple[int, Path, dict[str, Any]]:
-    """(id, weights file, architecture) of a classifiers row, the file checked against the
-    row's SHA-256; a sentence when it is gone or changed."""
+def recorded_classifier(engine: Engine, classifier_id: int | str) -> tuple[int, Path, dict[str, Any]]:
+    """(id, weights file, architecture) of a classifiers row (by id or name), the file checked
+    against the row's SHA-256; a sentence when it is gone or changed."""
     with Session(engine) as session:
         info = catalog.get_classifier(session, classifier_id)
     path = Path(info.path)

@@ -663,8 +663,9 @@ def _recorded_classifier_figures(
     device: torch.device,
 ) -> Any:
     """Score the recorded classifier's weights on the held-out images (a figure) and return
-    what builds its architecture afresh for the utility regimes."""
-    from gen.search import classifier_net
+    what builds its architecture afresh for the utility regimes (any kind gen.classifiers
+    builds: a searched one, the simple CNN, a torchvision ResNet)."""
+    from gen.classifiers import build_network, load_network
 
     classes = recorded.architecture.get("classes")
     if classes is not None and tuple(classes) != tuple(class_names):
@@ -672,7 +673,7 @@ def _recorded_classifier_figures(
             f"classifier {recorded.id} was trained on classes {', '.join(classes)}; "
             f"the model's are {', '.join(class_names)}."
         )
-    model = classifier_net.load(recorded.path, recorded.architecture, device)
+    model = load_network(recorded.path, recorded.architecture, device)
     if model.config.num_classes != len(class_names):
         raise GenError(
             f"classifier {recorded.id} tells {model.config.num_classes} classes apart; "
@@ -681,8 +682,7 @@ def _recorded_classifier_figures(
     _, probabilities = domain.domain_features_and_probabilities(model, test_real[0], device=device)
     scored = utility.evaluate_predictions(probabilities, test_real[1].numpy(), list(class_names))
     report.add("accuracy_recorded_classifier", scored["accuracy"], classifier=recorded.id)
-    genome = model.config.genome
-    return lambda: classifier_net.build(genome, len(class_names), settings.seed)
+    return lambda: build_network(recorded.architecture, settings.seed)
 
 
 def report_json(report: Report) -> dict[str, Any]:

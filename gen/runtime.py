@@ -10,16 +10,29 @@ import torch.distributed as dist
 
 from gen.errors import GenError
 
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def mps_available() -> bool:
+    """Whether this torch can run on an Apple GPU (Metal Performance Shaders)."""
+    return torch.backends.mps.is_available()
 
 
 def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    """The one place that turns --device into a torch device: auto means CUDA when torch sees a
+    GPU, else Apple's MPS, else the CPU; a device asked for by name that is absent is a sentence."""
     if name not in DEVICES:
         raise GenError(f"unknown device {name!r}; choose one of {', '.join(DEVICES)}.")
     if name == "cuda" and not torch.cuda.is_available():
         raise GenError("--device cuda was asked for, but this torch sees no CUDA GPU.")
+    if name == "mps" and not mps_available():
+        raise GenError(
+            "--device mps was asked for, but this torch sees no Apple GPU (MPS); use --device cpu or auto."
+        )
     if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
         return torch.device("cuda", local_rank)
+    if name == "mps" or (name == "auto" and mps_available()):
+        return torch.device("mps")
     return torch.device("cpu")
 
 

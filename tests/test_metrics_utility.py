@@ -12,6 +12,7 @@ from gen.metrics.utility import (
     confusion_matrix,
     evaluate_predictions,
     macro_f1,
+    per_class_f1,
     plot_confusion_matrix,
     roc_auc,
 )
@@ -52,6 +53,7 @@ def test_confusion_matrix_and_macro_f1_by_hand():
     np.testing.assert_array_equal(matrix, [[2, 1, 0], [0, 1, 1], [0, 0, 1]])
     # F1 per class: 2*2/(2+3) = 0.8, 2*1/(2+2) = 0.5, 2*1/(2+1) = 2/3.
     assert macro_f1(matrix) == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
+    np.testing.assert_allclose(per_class_f1(matrix), [0.8, 0.5, 2 / 3])
     assert macro_f1(np.array([[3, 0, 0], [0, 0, 0], [0, 0, 2]])) == pytest.approx((1 + 0 + 1) / 3)
 
 

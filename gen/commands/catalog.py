@@ -170,43 +170,78 @@ def classifiers() -> None:
 @classifiers.command("list")
 @database_option
 def classifiers_list(database_url: str | None) -> None:
-    """One line per classifier: id, data set, accuracy, created, file."""
+    """One line per classifier: id, name, architecture, data set, accuracy, created, file."""
     from sqlalchemy.orm import Session
 
     from db import catalog
+    from gen.classifiers import describe_architecture
 
     with Session(open_db(database_url, create=False, read_only=True)) as session:
         rows = catalog.list_classifiers(session)
     if not rows:
-        click.echo("no classifiers yet; gen report trains one per data set")
+        click.echo(
+            "no classifiers yet; train one with gen classifiers train (gen report trains one per data set)"
+        )
         return
-    click.echo(f"{'id':>4}  {'data set':<16} {'accuracy':>8}  {'created':<16}  file")
+    click.echo(
+        f"{'id':>4}  {'data set':<16} {'accuracy':>8}  {'created':<16}  {'name':<16} "
+        f"{'architecture':<20} file"
+    )
     for row in rows:
         dataset = row.dataset or row.dataset_fingerprint[:12]
         click.echo(
-            f"{row.id:>4}  {dataset:<16} {row.accuracy:>8.4f}  {row.created_at:%Y-%m-%d %H:%M}  {row.path}"
+            f"{row.id:>4}  {dataset:<16} {row.accuracy:>8.4f}  {row.created_at:%Y-%m-%d %H:%M}  "
+            f"{row.name or '-':<16} {describe_architecture(row.architecture):<20} {row.path}"
         )
 
 
 @classifiers.command("show")
-@click.argument("classifier_id", type=RECORD_ID)
+@click.argument("classifier_id", metavar="ID|NAME")
 @database_option
-def classifiers_show(classifier_id: int, database_url: str | None) -> None:
-    """Everything recorded about one classifier."""
+def classifiers_show(classifier_id: str, database_url: str | None) -> None:
+    """Everything recorded about one classifier: settings, history per epoch, per-class F1 and
+    confusion matrix (for those trained by gen classifiers train)."""
     import json
 
     from sqlalchemy.orm import Session
 
     from db import catalog
+    from gen.classifiers import describe_architecture
 
     with Session(open_db(database_url, create=False, read_only=True)) as session:
         row = catalog.get_classifier(session, classifier_id)
-    click.echo(f"classifier {row.id}, created {row.created_at:%Y-%m-%d %H:%M} UTC")
+    called = f" {row.name}" if row.name else ""
+    click.echo(f"classifier {row.id}{called}, created {row.created_at:%Y-%m-%d %H:%M} UTC")
     click.echo(f"  data set      {row.dataset or '(not registered)'}  fingerprint {row.dataset_fingerprint}")
     click.echo(f"  accuracy      {row.accuracy:.4f} on held-out images")
     state = "" if Path(row.path).is_file() else "  (file gone)"
     click.echo(f"  file          {row.path}  sha256 {row.sha256[:12]}{state}")
+    click.echo(f"  kind          {describe_architecture(row.architecture)}")
     click.echo(f"  architecture  {json.dumps(row.architecture, sort_keys=True)}")
+    if row.settings:
+        click.echo("  settings")
+        for key in sorted(row.settings):
+            value = row.settings[key]
+            # Sorted keys: PostgreSQL's jsonb hands objects back in an order of its own.
+            shown = json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
+            click.echo(f"    {key:<18} {shown}")
+    if row.history:
+        click.echo("  history per epoch")
+        click.echo("    epoch       loss  train accuracy  validation accuracy")
+        for epoch in row.history:
+            click.echo(
+                f"    {epoch['epoch']:>5} {epoch['loss']:>10.4f} {epoch['train_accuracy']:>15.4f} "
+                f"{epoch['validation_accuracy']:>20.4f}"
+            )
+    classes = row.architecture.get("classes") or []
+    if row.per_class_f1:
+        click.echo("  F1 per class")
+        for name in classes or sorted(row.per_class_f1):
+            click.echo(f"    {name:<24} {row.per_class_f1[name]:.4f}")
+    if row.confusion_matrix:
+        click.echo("  confusion matrix (rows: true class, columns: predicted, in the order above)")
+        for name, counts in zip(classes, row.confusion_matrix, strict=False):
+            click.echo(f"    {name:<24} " + " ".join(f"{count:>5}" for count in counts))
 
 
 @classifiers.command("delete")

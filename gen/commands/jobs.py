@@ -161,7 +161,7 @@ def jobs_cancel(job_id: int, database_url: str | None) -> None:
 
 
 @click.command("worker")
-@click.option("--device", help="cpu, cuda, cuda:N or auto, given to every command that takes --device.")
+@click.option("--device", help="cpu, cuda, cuda:N, mps or auto, given to every command that takes --device.")
 @click.option("--once", is_flag=True, help="Run at most one job, then stop.")
 @click.option("--poll", "poll_s", type=click.FloatRange(0.1), default=5.0, show_default=True, help="Seconds.")
 @click.option(
@@ -194,12 +194,10 @@ def worker(
 
     if heartbeat_s * 2 > stale_after_s:
         raise GenError("--stale-after must be at least twice --heartbeat, or live jobs would be re-queued.")
-    if (
-        device
-        and device not in ("auto", "cpu", "cuda")
-        and not (device.startswith("cuda:") and device[5:].isdigit())
-    ):
-        raise GenError(f"--device {device!r} must be cpu, cuda, cuda:N or auto.")
+    from gen.runtime import DEVICES
+
+    if device and device not in DEVICES and not (device.startswith("cuda:") and device[5:].isdigit()):
+        raise GenError(f"--device {device!r} must be cpu, cuda, cuda:N, mps or auto.")
     url = absolute_sqlite_url(resolve_database_url(database_url))
     settings = WorkerSettings(device, poll_s, heartbeat_s, stale_after_s, log_dir, once)
     try:

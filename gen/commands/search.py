@@ -102,13 +102,11 @@ def search(
     better; stage classifier: accuracy on held-out images of --data, higher is better). Ctrl-C
     or a crash loses at most the candidates being trained: --resume continues.
     """
+    from gen.runtime import resolve_device
     from gen.search.runner import SearchSettings, prepare_search, run_search
     from gen.train import run_folder_lock
 
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(device).type  # the workers get cpu, cuda or mps, never auto
     if not resume and data is None:
         raise GenError("--data is required (except with --resume, which reuses the search's data folder).")
     engine = open_db(database_url)

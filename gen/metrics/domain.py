@@ -18,6 +18,7 @@ the helpers below take the project's uint8 tensors and convert them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ from gen.errors import GenError
 
 SAVE_FORMAT = "gen.domain_classifier/1"
 IMAGE_SIZE = 64
+OPTIMIZERS = ("adam", "sgd")
+SGD_MOMENTUM = 0.9
 
 
 @dataclass(frozen=True)
@@ -156,14 +159,20 @@ def train_domain_classifier(
     learning_rate: float = 2e-3,
     config: DomainClassifierConfig | None = None,
     model: nn.Module | None = None,
+    optimizer: str = "adam",
+    on_epoch: Callable[[int, dict[str, float]], dict[str, float] | None] | None = None,
+    description: str = "domain classifier",
 ) -> DomainClassifier:
     """Train a fresh classifier on uint8 images (N, 3, 64, 64) with int64 labels (N,).
 
     ``model``: a freshly initialised network of the same interface to train instead of
     ``build_classifier``'s (e.g. a searched classifier, gen.search.classifier_net).
+    ``on_epoch(epoch, {"loss", "train_accuracy"})``, if given, is called after each epoch (from
+    1); figures it returns join those on the progress bar (``description``).
 
-    Adam with a cosine-decayed learning rate, cross-entropy, random flips and quarter turns,
-    then batch-norm statistics recomputed for the final weights.
+    Adam (or ``optimizer="sgd"``, momentum 0.9) with a cosine-decayed learning rate,
+    cross-entropy, random flips and quarter turns, then batch-norm statistics recomputed for the
+    final weights.
     Deterministic for a seed on CPU (initialisation, order, augmentation and dropout all come
     from it); on a GPU, cuDNN's kernel choice may add run-to-run noise. Returns the network in
     eval mode on ``device``.
@@ -178,7 +187,12 @@ def train_domain_classifier(
     if model is None:
         model = build_classifier(num_classes, seed, config)
     model = model.to(device, memory_format=torch.channels_last)
-    optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    if optimizer not in OPTIMIZERS:
+        raise GenError(f"unknown optimiser {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}.")
+    if optimizer == "sgd":
+        optimiser = torch.optim.SGD(model.parameters(), lr=learning_rate, momentum=SGD_MOMENTUM)
+    else:
+        optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
     steps_per_epoch = -(-len(images) // batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=epochs * steps_per_epoch)
     generator = torch.Generator().manual_seed(seed)
@@ -194,8 +208,8 @@ def train_domain_classifier(
     )
     with torch.random.fork_rng(devices=gpu_streams):
         torch.manual_seed(seed)
-        bar = tqdm(range(epochs), desc="domain classifier", unit="epoch", disable=not progress)
-        for _ in bar:
+        bar = tqdm(range(epochs), desc=description, unit="epoch", disable=not progress)
+        for epoch in bar:
             model.train()
             order = torch.randperm(len(images), generator=generator)
             total_loss, correct = 0.0, 0
@@ -214,7 +228,10 @@ def train_domain_classifier(
                 schedule.step()
                 total_loss += float(loss.detach()) * len(index)
                 correct += int((logits.argmax(1) == target).sum())
-            bar.set_postfix(loss=f"{total_loss / len(images):.3f}", train_acc=f"{correct / len(images):.3f}")
+            figures = {"loss": total_loss / len(images), "train_accuracy": correct / len(images)}
+            if on_epoch is not None:
+                figures |= on_epoch(epoch + 1, dict(figures)) or {}
+            bar.set_postfix({name: f"{value:.3f}" for name, value in figures.items()})
     _recalibrate_batch_norm(model, images, batch_size, device)
     return model.eval()
 

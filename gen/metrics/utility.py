@@ -58,16 +58,23 @@ def confusion_matrix(true_labels: np.ndarray, predicted_labels: np.ndarray, num_
     return flat.reshape(num_classes, num_classes)
 
 
-def macro_f1(matrix: np.ndarray) -> float:
-    """Unweighted mean over classes of F1; a class never predicted and never present scores 0."""
+def per_class_f1(matrix: np.ndarray) -> np.ndarray:
+    """F1 of each class (float64, in the matrix's order); a class never predicted and never
+    present scores 0."""
     matrix = np.asarray(matrix, dtype=np.float64)
     true_positives = np.diag(matrix)
     predicted = matrix.sum(axis=0)
     actual = matrix.sum(axis=1)
     denominator = predicted + actual
     # F1 = 2 TP / (2 TP + FP + FN) = 2 TP / (predicted + actual), with 0/0 read as 0.
-    f1 = np.divide(2 * true_positives, denominator, out=np.zeros_like(true_positives), where=denominator > 0)
-    return float(f1.mean())
+    return np.divide(
+        2 * true_positives, denominator, out=np.zeros_like(true_positives), where=denominator > 0
+    )
+
+
+def macro_f1(matrix: np.ndarray) -> float:
+    """Unweighted mean over classes of F1; a class never predicted and never present scores 0."""
+    return float(per_class_f1(matrix).mean())
 
 
 def evaluate_predictions(

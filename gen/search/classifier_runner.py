@@ -87,9 +87,7 @@ def stratified_split(labels: Any, fraction: float, seed: int) -> tuple[Any, Any]
     for label in sorted(set(labels.tolist())):
         members = (labels == label).nonzero().flatten()
         if len(members) < 2:
-            raise GenError(
-                "the classifier search needs at least 2 images of every class (train and validation)."
-            )
+            raise GenError("a classifier needs at least 2 images of every class (train and validation).")
         members = members[torch.randperm(len(members), generator=generator)]
         held_out = min(len(members) - 1, max(1, round(fraction * len(members))))
         validation.append(members[:held_out])

@@ -72,8 +72,14 @@ CREATE TABLE classifiers (
 	accuracy DOUBLE PRECISION NOT NULL,
 	created_at TIMESTAMP WITH TIME ZONE NOT NULL,
 	dataset INTEGER,
+	name VARCHAR,
+	settings JSONB,
+	history JSONB,
+	per_class_f1 JSONB,
+	confusion_matrix JSONB,
 	CONSTRAINT pk_classifiers PRIMARY KEY (id),
-	CONSTRAINT fk_classifiers_dataset_datasets FOREIGN KEY(dataset) REFERENCES datasets (id)
+	CONSTRAINT fk_classifiers_dataset_datasets FOREIGN KEY(dataset) REFERENCES datasets (id),
+	CONSTRAINT uq_classifiers_name UNIQUE (name)
 );
 
 CREATE INDEX ix_classifiers_dataset_fingerprint ON classifiers (dataset_fingerprint);

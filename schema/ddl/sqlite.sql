@@ -67,7 +67,13 @@ CREATE TABLE classifiers (
 	accuracy DOUBLE NOT NULL,
 	created_at DATETIME NOT NULL,
 	dataset INTEGER,
-	CONSTRAINT fk_classifiers_dataset_datasets FOREIGN KEY(dataset) REFERENCES datasets (id)
+	name VARCHAR,
+	settings JSON,
+	history JSON,
+	per_class_f1 JSON,
+	confusion_matrix JSON,
+	CONSTRAINT fk_classifiers_dataset_datasets FOREIGN KEY(dataset) REFERENCES datasets (id),
+	CONSTRAINT uq_classifiers_name UNIQUE (name)
 );
 
 CREATE INDEX ix_classifiers_dataset_fingerprint ON classifiers (dataset_fingerprint);
