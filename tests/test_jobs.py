@@ -340,9 +340,10 @@ def test_a_stale_heartbeat_does_not_take_a_job_from_its_live_worker(
 def test_a_stale_job_is_taken_only_from_a_dead_or_distant_worker(database_url: str) -> None:
     """The lease protocol on the rows alone: which stale jobs a claim re-queues, and a worker that
     lost its lease (even to a worker of the same name) can no longer write to the job."""
+    from db import open_database
     from gen.jobs import worker_alive
 
-    engine = make_engine(database_url)
+    engine = open_database(database_url)
     try:
         with Session(engine) as session:
             job_id = job_rows.submit(session, ["models", "list"], "/")
