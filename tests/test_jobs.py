@@ -120,7 +120,7 @@ def still_running(pids: set[int]) -> set[int]:
 
 
 def start_worker(url: str, folder: Path, name: str, *options: str) -> subprocess.Popen:
-    """A worker process in a process group of its own (so that it can be killed with its job)."""
+    """A worker process in a session of its own (so that the signals sent to it reach it alone)."""
     return subprocess.Popen(
         [*GEN, "worker", "--name", name, "--db", url, "--log-dir", str(folder / "logs"), *options],
         cwd=folder,
@@ -317,7 +317,7 @@ def test_a_stale_heartbeat_does_not_take_a_job_from_its_live_worker(
     database_url: str, phantoms: Path, in_tmp: Path
 ) -> None:
     job_id = submit(database_url, f"train --data {phantoms} --out run --iters 100000 {TRAIN}")
-    first = start_worker(database_url, in_tmp, "slow", "--once", "--heartbeat", "30", "--stale-after", "60")
+    first = start_worker(database_url, in_tmp, "slow", "--once", "--heartbeat", "300", "--stale-after", "600")
     try:
         wait_for(lambda: (in_tmp / "run" / "checkpoint-0000001.pt").is_file(), "the first checkpoint")
         training = running_descendants(first.pid)

@@ -193,7 +193,8 @@ def jobs_cancel(job_id: int, database_url: str | None) -> None:
     type=click.FloatRange(1),
     default=120.0,
     show_default=True,
-    help="Seconds without a heartbeat after which a running job counts as orphaned and is queued again.",
+    help="Seconds without a heartbeat after which a running job counts as orphaned and is queued again "
+    "(unless its worker still runs on this machine).",
 )
 @click.option("--log-dir", default="gen-jobs", show_default=True, help="Folder for the jobs' output.")
 @click.option("--name", help="This worker's name [default: host:pid].")
