@@ -6,13 +6,23 @@ heartbeating, then takes the oldest queued job. The claim must be atomic across 
 machines: PostgreSQL locks the chosen row with SELECT ... FOR UPDATE SKIP LOCKED, so concurrent
 workers each take a different job without waiting on one another; SQLite (one machine) takes
 its database-wide write lock up front with BEGIN IMMEDIATE, so two claims never interleave.
-Every later write by a worker names the worker, so one that lost its job to a re-queue (it
-was paused past the stale limit) can no longer touch it.
+
+Leases: a claim is a lease on the job, named by (job, worker, attempt); the attempt counts the
+claims, so each lease is distinct even between two workers given the same --name. Every later
+write by a worker (its pid and log, heartbeats, the end) names its whole lease, so one that lost
+the job to a re-queue (paused past the stale limit, or cut off from the database) can no longer
+touch it: its heartbeat reports the loss and its worker stops its command.
+
+A stale heartbeat alone does not end a lease when the owning worker runs on the claiming
+worker's own machine: the claim asks owner_alive(pid, claimed_at) about its process (the row
+keeps the worker's host and pid), and a job whose worker still runs there is left to it, however
+late its heartbeats (a stalled database, a stopped process). Only a worker that has ended, or one
+on another machine that stopped heartbeating, loses its jobs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -48,6 +58,15 @@ class JobInfo:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A worker's hold on a job, from its claim until it records the end or loses it."""
+
+    job_id: int
+    worker: str
+    attempt: int  # the job's attempts when it was claimed: distinct for every claim
 
 
 def _info(job: Any) -> JobInfo:
@@ -103,21 +122,45 @@ def request_cancel(session: Session, job_id: int) -> str:
     return get_job(session, job_id).status
 
 
-def _requeue_stale(connection: Connection, stale_after_s: float, now: datetime) -> None:
-    """Jobs whose worker stopped heartbeating: queued again, or cancelled if that was asked."""
-    stale = (Job.status == RUNNING) & (Job.heartbeat_at < now - timedelta(seconds=stale_after_s))
-    connection.execute(
-        update(Job)
-        .where(stale, Job.cancel_requested.is_(True))
-        .values(status=CANCELLED, finished_at=now, worker=None, pid=None)
-    )
-    connection.execute(
-        update(Job).where(stale, Job.cancel_requested.is_(False)).values(status=QUEUED, worker=None, pid=None)
-    )
+OwnerAlive = Callable[[int, datetime], bool]  # (pid, claimed at) -> that worker still runs here
 
 
-def claim(engine: Engine, worker: str, host: str, stale_after_s: float) -> JobInfo | None:
-    """Atomically take the oldest queued job for this worker (re-queueing stale ones first)."""
+def _requeue_stale(
+    connection: Connection,
+    stale_after_s: float,
+    now: datetime,
+    host: str,
+    owner_alive: OwnerAlive,
+    lock: bool,
+) -> None:
+    """Jobs whose worker stopped heartbeating and is not known to run on this machine: queued
+    again, or cancelled if that was asked."""
+    stale = select(Job.id, Job.host, Job.pid, Job.started_at, Job.attempts, Job.cancel_requested).where(
+        Job.status == RUNNING, Job.heartbeat_at < now - timedelta(seconds=stale_after_s)
+    )
+    if lock:
+        stale = stale.with_for_update(skip_locked=True)
+    for job in connection.execute(stale).all():
+        if job.host == host and job.pid is not None and owner_alive(job.pid, job.started_at):
+            continue  # a late heartbeat from a worker that runs here: still its job
+        ended = {"status": CANCELLED, "finished_at": now} if job.cancel_requested else {"status": QUEUED}
+        connection.execute(
+            update(Job)
+            .where(Job.id == job.id, Job.attempts == job.attempts, Job.status == RUNNING)
+            .values(worker=None, pid=None, **ended)
+        )
+
+
+def claim(
+    engine: Engine,
+    worker: str,
+    host: str,
+    pid: int,
+    stale_after_s: float,
+    owner_alive: OwnerAlive = lambda pid, claimed_at: False,
+) -> JobInfo | None:
+    """Atomically take the oldest queued job for the worker, process pid on host (re-queueing
+    stale ones first); its lease is Lease(job.id, worker, job.attempts)."""
     now = utc_now()
     sqlite = engine.dialect.name == "sqlite"
     with engine.connect() as connection:
@@ -130,7 +173,7 @@ def claim(engine: Engine, worker: str, host: str, stale_after_s: float) -> JobIn
         else:
             transaction = connection.begin()
         try:
-            _requeue_stale(connection, stale_after_s, now)
+            _requeue_stale(connection, stale_after_s, now, host, owner_alive, lock=not sqlite)
             oldest = select(Job.id).where(Job.status == QUEUED).order_by(Job.id).limit(1)
             if not sqlite:
                 oldest = oldest.with_for_update(skip_locked=True)
@@ -143,7 +186,7 @@ def claim(engine: Engine, worker: str, host: str, stale_after_s: float) -> JobIn
                         status=RUNNING,
                         worker=worker,
                         host=host,
-                        pid=None,
+                        pid=pid,
                         heartbeat_at=now,
                         started_at=now,
                         finished_at=None,
@@ -167,31 +210,34 @@ def claim(engine: Engine, worker: str, host: str, stale_after_s: float) -> JobIn
         return get_job(session, job_id)
 
 
-def _owned(job_id: int, worker: str) -> Any:
-    return (Job.id == job_id) & (Job.worker == worker) & (Job.status == RUNNING)
+def _held(lease: Lease) -> Any:
+    return (
+        (Job.id == lease.job_id)
+        & (Job.worker == lease.worker)
+        & (Job.attempts == lease.attempt)
+        & (Job.status == RUNNING)
+    )
 
 
-def started(engine: Engine, job_id: int, worker: str, pid: int, log_path: str) -> None:
+def started(engine: Engine, lease: Lease, log_path: str) -> None:
     with engine.begin() as connection:
-        connection.execute(update(Job).where(_owned(job_id, worker)).values(pid=pid, log_path=log_path))
+        connection.execute(update(Job).where(_held(lease)).values(log_path=log_path))
 
 
-def heartbeat(engine: Engine, job_id: int, worker: str) -> tuple[bool, bool]:
-    """(the worker still holds the job, cancelling it was asked for)."""
+def heartbeat(engine: Engine, lease: Lease) -> tuple[bool, bool]:
+    """(the lease still holds, cancelling the job was asked for)."""
     with engine.begin() as connection:
-        held = connection.execute(update(Job).where(_owned(job_id, worker)).values(heartbeat_at=utc_now()))
-        cancel = connection.scalar(select(Job.cancel_requested).where(Job.id == job_id))
+        held = connection.execute(update(Job).where(_held(lease)).values(heartbeat_at=utc_now()))
+        cancel = connection.scalar(select(Job.cancel_requested).where(Job.id == lease.job_id))
     return held.rowcount == 1, bool(cancel)
 
 
-def finish(
-    engine: Engine, job_id: int, worker: str, status: str, exit_code: int | None, gan_id: int | None
-) -> bool:
-    """Record how the job ended; False when the worker no longer held it (nothing written)."""
+def finish(engine: Engine, lease: Lease, status: str, exit_code: int | None, gan_id: int | None) -> bool:
+    """Record how the job ended; False when the lease was lost (nothing written)."""
     values: dict[str, Any] = {"status": status, "exit_code": exit_code, "finished_at": utc_now()}
     if gan_id is not None:
         values["gan_id"] = gan_id
     if status == QUEUED:  # handed back (the worker was stopped): another worker continues it
         values.update(worker=None, pid=None, finished_at=None)
     with engine.begin() as connection:
-        return connection.execute(update(Job).where(_owned(job_id, worker)).values(**values)).rowcount == 1
+        return connection.execute(update(Job).where(_held(lease)).values(**values)).rowcount == 1

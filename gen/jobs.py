@@ -10,11 +10,25 @@ thread heartbeats while the child runs; a job whose heartbeat goes stale (its wo
 re-queued by the next worker that looks, and a training job then continues from its last
 checkpoint (--resume). Cancelling asks the worker, which sends the child SIGINT: gen train
 saves a checkpoint and exits, as on Ctrl-C.
+
+What a job may not do (SECURITY.md, "Background jobs"):
+- import from its folder: the child is an isolated Python (``-I``) that finds modules only in
+  the folder this gen came from, the worker's own absolute PYTHONPATH entries and the
+  interpreter's own libraries, never in the job's folder;
+- run anywhere else: a job whose folder is gone fails with a sentence in its log;
+- outlive its worker: the child leads a process group of its own, and holds the reading end of
+  a pipe whose only writing end the worker holds. When the worker ends, however it ends (kill
+  -9 included), the kernel closes that end, and a thread in the child (gen.job_process) then
+  kills the child's whole group. The worker signals the whole group too, when it cancels,
+  hands back or loses a job, and kills what is left of it when the job's command has ended;
+- be taken from a live worker: see the leases in db.jobs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -23,16 +37,31 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from db import jobs as job_rows
-from db.jobs import CANCELLED, DONE, FAILED, QUEUED, JobInfo
+from db.jobs import CANCELLED, DONE, FAILED, QUEUED, JobInfo, Lease
 from gen.checkpoint import checkpoints_in
+from gen.errors import GenError
+from gen.text import printable
 
-CHILD = "from gen.cli import main; main()"
+# A job's Python: -I (isolated) puts neither the working folder (the job's, where anyone who
+# submits may leave a click.py) nor the user's site-packages on sys.path, and ignores PYTHON*
+# variables such as PYTHONPATH, whose empty or relative entries would name the working folder
+# too. The modules the worker itself runs are then given explicitly (argv[1], absolute folders
+# only): so a worker started from a source tree (a git worktree under test, PYTHONPATH=...) runs
+# its jobs with that same gen, which "python -I -m gen.cli" would not (it finds only an installed
+# gen). -u: unbuffered output, which -I's ignoring of PYTHONUNBUFFERED would otherwise lose, so
+# that gen jobs logs -f follows the job as it runs. argv[2] is the pipe gen.job_process watches.
+CHILD = (
+    "import os, sys; sys.path[:0] = sys.argv.pop(1).split(os.pathsep); "
+    "from gen.job_process import main; main()"
+)
 # Commands a job may not run: they would run workers inside a worker or queue from one.
 REFUSED_COMMANDS = ("worker", "jobs")
 # How long a cancelled command may take to save and exit before it is killed.
@@ -96,19 +125,62 @@ def child_arguments(job: JobInfo, settings: WorkerSettings, cwd: Path) -> tuple[
     return arguments, environment
 
 
-class _Heartbeat(threading.Thread):
-    """Heartbeats the job while its command runs; stops the command when cancelling is asked
-    for (SIGINT) or when the job was taken from this worker (SIGTERM)."""
+def child_module_path() -> list[str]:
+    """Where a job's Python finds modules besides its own libraries: the folder this gen was
+    imported from, then the worker's PYTHONPATH entries that are absolute (an empty or relative
+    entry would name the job's folder)."""
+    source = str(Path(__file__).resolve().parents[1])
+    entries = [source, *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
+    return list(dict.fromkeys(entry for entry in entries if os.path.isabs(entry)))
 
-    def __init__(self, engine: Engine, job_id: int, worker: str, child: subprocess.Popen, every_s: float):
+
+def signal_group(child: subprocess.Popen, number: int) -> None:
+    """Send a signal to the child's process group (the child and all it started), if it is left."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(child.pid, number)
+
+
+# How far a worker's start may seem to come after its claim (the boot time in /proc is whole
+# seconds, and the clock may be stepped) before its pid counts as reused by a newer process.
+PID_START_SLACK_S = 5.0
+
+
+def _process_state(pid: int) -> tuple[str, float] | None:
+    """(state, start as a Unix time) of a process, from Linux's /proc; None without it."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        lines = Path("/proc/stat").read_text().splitlines()
+        boot = next(float(line.split()[1]) for line in lines if line.startswith("btime "))
+        return fields[0], boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError, StopIteration):
+        return None
+
+
+def worker_alive(pid: int, claimed_at: datetime) -> bool:
+    """Whether the worker that claimed a job at claimed_at, process pid on this machine, still
+    runs: that pid exists, is not a zombie, and (where /proc tells) began before the claim, so
+    that a pid the system gave to a newer process does not keep a dead worker's job."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process: it exists
+    found = _process_state(pid)
+    if found is None:
+        return True
+    state, started = found
+    return state not in ("Z", "X") and started <= claimed_at.timestamp() + PID_START_SLACK_S
+
+
+class _Heartbeat(threading.Thread):
+    """Heartbeats the job while its command runs, independently of the command; stops the
+    command's process group when cancelling is asked for (SIGINT, as Ctrl-C) or at once when the
+    lease was lost (SIGKILL: the job may run elsewhere now; its last checkpoint stands)."""
+
+    def __init__(self, engine: Engine, lease: Lease, child: subprocess.Popen, every_s: float):
         super().__init__(daemon=True)
-        self.engine, self.job_id, self.worker, self.child, self.every_s = (
-            engine,
-            job_id,
-            worker,
-            child,
-            every_s,
-        )
+        self.engine, self.lease, self.child, self.every_s = engine, lease, child, every_s
         self.stopped = threading.Event()
         self.cancelled = False
         self.lost = False
@@ -117,18 +189,20 @@ class _Heartbeat(threading.Thread):
     def run(self) -> None:
         while not self.stopped.wait(self.every_s):
             try:
-                held, cancel = job_rows.heartbeat(self.engine, self.job_id, self.worker)
+                held, cancel = job_rows.heartbeat(self.engine, self.lease)
             except Exception:  # a database hiccup: try again at the next beat
+                continue
+            if self.child.returncode is not None:  # ended: its process group is the worker's to clean
                 continue
             if not held and not self.lost:
                 self.lost = True
-                self.child.terminate()
+                signal_group(self.child, signal.SIGKILL)
             elif cancel and not self.cancelled:
                 self.cancelled = True
                 self._signalled_at = time.monotonic()
-                self.child.send_signal(signal.SIGINT)
+                signal_group(self.child, signal.SIGINT)
             elif self._signalled_at is not None and time.monotonic() - self._signalled_at > CANCEL_GRACE_S:
-                self.child.kill()
+                signal_group(self.child, signal.SIGKILL)
 
 
 def model_made(engine: Engine, job: JobInfo, cwd: Path) -> int | None:
@@ -142,42 +216,119 @@ def model_made(engine: Engine, job: JobInfo, cwd: Path) -> int | None:
         return model_for_run_folder(session, cwd / out)
 
 
+def log_folder(log_dir: str) -> Path:
+    """The worker's folder for the jobs' logs, made if missing; one sentence if it cannot be."""
+    folder = Path(log_dir).resolve()
+    if folder.exists() and not folder.is_dir():
+        raise GenError(f"--log-dir {printable(log_dir)} is a file, not a folder for the jobs' logs.")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise GenError(f"--log-dir {printable(log_dir)} cannot be made: {error.strerror}.") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise GenError(f"--log-dir {printable(log_dir)} is not writable by this worker.")
+    return folder
+
+
+def command_line(arguments: Sequence[str]) -> str:
+    """A job's command as one printable line: quoted as a shell would need it, controls escaped."""
+    return printable(f"gen {shlex.join(arguments)}")
+
+
+def start_child(
+    arguments: list[str], folder: Path, environment: dict[str, str], log: Any
+) -> tuple[subprocess.Popen, int]:
+    """Start a job's command (its argv after "gen") in folder, its output to log: an isolated
+    Python (CHILD) that leads a process group of its own and watches a pipe. Returns the child
+    and the pipe's writing end, which only the worker holds: once it is closed (by the worker,
+    or by the kernel when the worker dies) the child's whole group ends."""
+    path = os.pathsep.join(child_module_path())
+    # PYTHONPATH for the job's own Python subprocesses that are not isolated: the same gen, and
+    # no empty entry.
+    env = {**os.environ, **environment, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
+    watched, held = os.pipe()  # both ends close-on-exec: only the child gets one, by pass_fds
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-I", "-u", "-c", CHILD, path, str(watched), *arguments],
+            cwd=folder,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            pass_fds=(watched,),
+        )
+    except BaseException:
+        os.close(held)
+        raise
+    finally:
+        os.close(watched)
+    return child, held
+
+
+def _refuse(engine: Engine, lease: Lease, log_path: Path, log: Any, reason: str) -> str:
+    log.write(f"{reason}\n")
+    log.flush()
+    job_rows.started(engine, lease, str(log_path))
+    job_rows.finish(engine, lease, FAILED, None, None)
+    return FAILED
+
+
 def run_job(engine: Engine, database_url: str, job: JobInfo, worker: str, settings: WorkerSettings) -> str:
     """Run one claimed job to its end; returns the status recorded (or QUEUED when handed back)."""
-    cwd = Path(job.cwd) if job.cwd and Path(job.cwd).is_dir() else Path.cwd()
-    log_dir = Path(settings.log_dir).resolve()
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log_path = log_dir / f"job-{job.id}.log"
-    arguments, environment = child_arguments(job, settings, cwd)
-    # The child imports the very gen this worker runs, whatever folder the job runs in.
-    source = str(Path(__file__).resolve().parents[1])
-    python_path = os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")]))
-    env = {
-        **os.environ,
-        **environment,
-        "GEN_DATABASE_URL": database_url,
-        "PYTHONPATH": python_path,
-        "PYTHONUNBUFFERED": "1",
-    }
-    with open(log_path, "a", encoding="utf-8") as log:
-        log.write(f"== attempt {job.attempts} on {worker}: gen {' '.join(arguments)}\n")
-        log.flush()
-        child = subprocess.Popen(
-            [sys.executable, "-c", CHILD, *arguments], cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT
+    lease = Lease(job.id, worker, job.attempts)
+    log_path = log_folder(settings.log_dir) / f"job-{job.id}.log"
+    try:
+        log = open(log_path, "a", encoding="utf-8")
+    except OSError as error:  # the worker's fault, not the job's: hand it back, and stop
+        job_rows.finish(engine, lease, QUEUED, None, None)
+        raise GenError(
+            f"cannot write job {job.id}'s log {printable(str(log_path))}: {error.strerror}; "
+            "the job was handed back to the queue."
+        ) from None
+    with log:
+        header = f"== attempt {job.attempts} on {printable(worker)}: "
+        # Relative paths in the job name its folder: elsewhere it would read and write other files.
+        folder = Path(job.cwd) if job.cwd else None
+        gone = (
+            f"the folder it was submitted from, {printable(str(folder))}, is gone; it is not run elsewhere."
         )
-    job_rows.started(engine, job.id, worker, child.pid, str(log_path))
-    beat = _Heartbeat(engine, job.id, worker, child, settings.heartbeat_s)
-    beat.start()
+        if folder is None or not folder.is_dir():
+            log.write(header + command_line(job.arguments) + "\n")
+            reason = "no folder was recorded for it; it is not run elsewhere." if folder is None else gone
+            return _refuse(engine, lease, log_path, log, reason)
+        arguments, environment = child_arguments(job, settings, folder)
+        log.write(header + command_line(arguments) + "\n")
+        log.flush()
+        try:
+            child, held = start_child(
+                arguments, folder, {**environment, "GEN_DATABASE_URL": database_url}, log
+            )
+        except OSError as error:
+            if not folder.is_dir():  # removed since the look above
+                return _refuse(engine, lease, log_path, log, gone)
+            job_rows.finish(engine, lease, QUEUED, None, None)
+            raise GenError(
+                f"cannot start job {job.id}: {error.strerror}; the job was handed back to the queue."
+            ) from None
+    beat = _Heartbeat(engine, lease, child, settings.heartbeat_s)
     interrupted = False
     try:
-        exit_code = child.wait()
-    except KeyboardInterrupt:  # the worker itself was stopped: let the command save, hand it back
-        interrupted = True
-        child.send_signal(signal.SIGINT)
-        exit_code = child.wait()
+        job_rows.started(engine, lease, str(log_path))
+        beat.start()
+        try:
+            exit_code = child.wait()
+        except KeyboardInterrupt:  # the worker itself was stopped: let the command save, hand it back
+            interrupted = True
+            signal_group(child, signal.SIGINT)
+            exit_code = child.wait()
     finally:
         beat.stopped.set()
-        beat.join()
+        if beat.is_alive():
+            beat.join()
+        # Whatever the command left running (or all of it, if this worker fails here), and then
+        # the pipe: the job's processes end with its run.
+        signal_group(child, signal.SIGKILL)
+        os.close(held)
     if beat.lost:
         return QUEUED
     if beat.cancelled:
@@ -186,7 +337,7 @@ def run_job(engine: Engine, database_url: str, job: JobInfo, worker: str, settin
         status = QUEUED
     else:
         status = DONE if exit_code == 0 else FAILED
-    job_rows.finish(engine, job.id, worker, status, exit_code, model_made(engine, job, cwd))
+    job_rows.finish(engine, lease, status, exit_code, model_made(engine, job, folder))
     if interrupted:
         raise KeyboardInterrupt
     return status
@@ -201,6 +352,7 @@ def run_worker(
 ) -> int:
     """Take and run jobs until stopped (or one job with settings.once); returns the jobs run."""
     worker, host = name or default_worker_name(), socket.gethostname()
+    log_folder(settings.log_dir)  # before any job is claimed
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.getsignal(signal.SIGTERM)
     if main_thread:
@@ -217,13 +369,13 @@ def _take_jobs(
 ) -> int:
     ran = 0
     while True:
-        job = job_rows.claim(engine, worker, host, settings.stale_after_s)
+        job = job_rows.claim(engine, worker, host, os.getpid(), settings.stale_after_s, worker_alive)
         if job is None:
             if settings.once:
                 return ran
             time.sleep(settings.poll_s)
             continue
-        say(f"job {job.id}: gen {' '.join(job.arguments)} (attempt {job.attempts})")
+        say(f"job {job.id}: {command_line(job.arguments)} (attempt {job.attempts})")
         status = run_job(engine, database_url, job, worker, settings)
         say(f"job {job.id}: {status}")
         ran += 1

@@ -10,6 +10,7 @@ import click
 
 from gen.cli import RECORD_ID, database_option, open_db
 from gen.errors import GenError
+from gen.text import printable
 
 
 def _when(moment) -> str:  # noqa: ANN001 - a datetime or None
@@ -48,7 +49,7 @@ def jobs_submit(arguments: tuple[str, ...], database_url: str | None) -> None:
 
     from db import jobs as job_rows
     from gen.cli import cli
-    from gen.jobs import REFUSED_COMMANDS
+    from gen.jobs import REFUSED_COMMANDS, command_line
 
     command = arguments[0]
     if command not in cli.commands or command in REFUSED_COMMANDS:
@@ -58,7 +59,7 @@ def jobs_submit(arguments: tuple[str, ...], database_url: str | None) -> None:
         raise GenError("a job runs on the worker's database; leave --db out of the command.")
     with Session(open_db(database_url)) as session:
         job_id = job_rows.submit(session, arguments, os.getcwd())
-    click.echo(f"job {job_id} queued: gen {' '.join(arguments)}")
+    click.echo(f"job {job_id} queued: {command_line(arguments)}")
 
 
 @jobs.command("list")
@@ -69,6 +70,7 @@ def jobs_list(statuses: tuple[str, ...], database_url: str | None) -> None:
     from sqlalchemy.orm import Session
 
     from db import jobs as job_rows
+    from gen.jobs import command_line
 
     with Session(open_db(database_url, create=False, read_only=True)) as session:
         rows = job_rows.list_jobs(session, statuses)
@@ -81,9 +83,9 @@ def jobs_list(statuses: tuple[str, ...], database_url: str | None) -> None:
     for job in rows:
         status = "cancel..." if job.cancel_requested and job.status == "running" else job.status
         click.echo(
-            f"{job.id:>4}  {status:<9} {job.attempts:>5}  {(job.worker or '-'):<20} "
+            f"{job.id:>4}  {status:<9} {job.attempts:>5}  {printable(job.worker or '-'):<20} "
             f"{_when(job.finished_at):<19} "
-            f"{job.gan_id or '-':>5}  gen {' '.join(job.arguments)}"
+            f"{job.gan_id or '-':>5}  {command_line(job.arguments)}"
         )
 
 
@@ -95,22 +97,25 @@ def jobs_show(job_id: int, database_url: str | None) -> None:
     from sqlalchemy.orm import Session
 
     from db import jobs as job_rows
+    from gen.jobs import command_line
 
     with Session(open_db(database_url, create=False, read_only=True)) as session:
         job = job_rows.get_job(session, job_id)
     cancel = " (cancel requested)" if job.cancel_requested and job.status == "running" else ""
     click.echo(f"job {job.id}: {job.status}{cancel}")
-    click.echo(f"  command     gen {' '.join(job.arguments)}")
-    click.echo(f"  folder      {job.cwd or '-'}")
+    click.echo(f"  command     {command_line(job.arguments)}")
+    click.echo(f"  folder      {printable(job.cwd or '-')}")
     click.echo(f"  attempts    {job.attempts}")
-    click.echo(f"  worker      {job.worker or '-'} on {job.host or '-'}, pid {job.pid or '-'}")
+    click.echo(
+        f"  worker      {printable(job.worker or '-')} on {printable(job.host or '-')}, pid {job.pid or '-'}"
+    )
     click.echo(f"  created     {_when(job.created_at)}")
     click.echo(f"  started     {_when(job.started_at)}")
     click.echo(f"  heartbeat   {_when(job.heartbeat_at)}")
     click.echo(f"  finished    {_when(job.finished_at)}")
     click.echo(f"  exit code   {'-' if job.exit_code is None else job.exit_code}")
     click.echo(f"  model       {job.gan_id or '-'}")
-    click.echo(f"  log         {job.log_path or '-'}")
+    click.echo(f"  log         {printable(job.log_path or '-')}")
 
 
 @jobs.command("logs")
@@ -118,24 +123,39 @@ def jobs_show(job_id: int, database_url: str | None) -> None:
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new output until the job finishes.")
 @database_option
 def jobs_logs(job_id: int, follow: bool, database_url: str | None) -> None:
-    """Print a job's output (on the machine, or shared folder, its worker wrote it to)."""
+    """Print a job's output (on the machine, or shared folder, its worker wrote it to), with
+    control characters escaped (a progress bar's carriage returns start new lines)."""
+    import socket
+
     from sqlalchemy.orm import Session
 
     from db import jobs as job_rows
 
     engine = open_db(database_url, create=False, read_only=True)
-    position = 0
+    position, read_from = 0, None
     while True:
         with Session(engine) as session:
             job = job_rows.get_job(session, job_id)
-        if job.log_path and Path(job.log_path).is_file():
-            with open(job.log_path, encoding="utf-8", errors="replace") as log:
-                log.seek(position)
-                text = log.read()
-                position = log.tell()
-            click.echo(text, nl=False)
+        if job.log_path != read_from:  # another attempt, written elsewhere: from its start
+            position, read_from = 0, job.log_path
+        if job.log_path and os.path.lexists(job.log_path):
+            try:
+                with open(job.log_path, encoding="utf-8", errors="replace") as log:  # \r read as \n
+                    log.seek(position)
+                    text = log.read()
+                    position = log.tell()
+            except OSError as error:
+                raise GenError(
+                    f"cannot read job {job_id}'s log {printable(job.log_path)}: {error.strerror}."
+                ) from None
+            click.echo(printable(text, keep="\n\t"), nl=False)
         elif job.log_path:
-            raise GenError(f"job {job_id}'s log {job.log_path} is not on this machine ({job.host} wrote it).")
+            where = printable(job.log_path)
+            if job.host == socket.gethostname():
+                raise GenError(f"job {job_id}'s log {where} is missing; it was written on this machine.")
+            raise GenError(
+                f"job {job_id}'s log {where} is on {printable(job.host or '-')}, not on this machine."
+            )
         elif not follow:
             click.echo(f"job {job_id} is {job.status} and has no output yet.", err=True)
         if not follow or job.status in job_rows.FINISHED:
@@ -173,7 +193,8 @@ def jobs_cancel(job_id: int, database_url: str | None) -> None:
     type=click.FloatRange(1),
     default=120.0,
     show_default=True,
-    help="Seconds without a heartbeat after which a running job counts as orphaned and is queued again.",
+    help="Seconds without a heartbeat after which a running job counts as orphaned and is queued again "
+    "(unless its worker still runs on this machine).",
 )
 @click.option("--log-dir", default="gen-jobs", show_default=True, help="Folder for the jobs' output.")
 @click.option("--name", help="This worker's name [default: host:pid].")

@@ -1,0 +1,20 @@
+"""Text that others wrote (job arguments, worker and folder names, a command's output), made safe
+to print on a terminal.
+
+A terminal acts on control characters rather than showing them: ESC starts sequences that move
+the cursor, clear the screen, set the window title or write the clipboard (OSC 52), C1 controls
+such as U+009B do the same without the ESC, and bidirectional overrides (U+202E) reorder what
+is shown. Printed through `printable`, each of them shows as its Python escape (``\\x1b``,
+``\\x9b``, ``\\u202e``) instead, as repr() would write it.
+"""
+
+from __future__ import annotations
+
+
+def printable(text: str, keep: str = "") -> str:
+    """text with every character that str.isprintable() refuses (C0 and C1 controls, DEL, format
+    characters such as bidirectional overrides, line and paragraph separators) written as its
+    escape; the characters in keep (e.g. "\\n" for many lines) are left as they are."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c in keep else repr(c)[1:-1] for c in text)
