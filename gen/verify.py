@@ -52,6 +52,7 @@ from tqdm import tqdm
 
 from db.ddl import DIALECTS
 from db.models import Base
+from gen.data import check_distinct_class_names
 from gen.errors import GenError
 from gen.export import (
     CARD_FILES,
@@ -576,11 +577,12 @@ def _malformed(manifest: dict[str, Any]) -> str | None:
         return "classes must map each class name to its number of images"
     if not isinstance(files, dict) or not all(isinstance(entry, dict) for entry in files.values()):
         return "files must map each file name to its bytes and sha256"
-    for name in classes:
-        try:
+    try:
+        for name in classes:
             check_class_folder_name(name)
-        except GenError as error:
-            return str(error).rstrip(".")
+        check_distinct_class_names(classes)
+    except GenError as error:
+        return str(error).rstrip(".")
     for name in files:
         parts = PurePosixPath(name).parts
         if not parts or name.startswith("/") or ".." in parts or name in (MANIFEST_NAME, *CARD_FILES):

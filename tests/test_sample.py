@@ -253,6 +253,13 @@ PATH_LIKE_CLASS_NAMES = {
     "nul": "x\x00y",
     "control": "x\ny",
     "escape": "\x1b[2J",
+    # A spreadsheet would run these as formulas from metadata.csv and settings.csv.
+    "formula": "=HYPERLINK(1)",
+    "at": "@SUM(1)",
+    "minus": "-2+3",
+    "plus": "+1",
+    # Too long for <class>_NNNNNN.png to be a file name: refused before a row or folder is made.
+    "300 characters": "x" * 300,
 }
 
 
@@ -313,6 +320,18 @@ def test_a_class_name_that_is_not_a_folder_name_is_refused(
 def test_class_names_must_be_distinct_names(checkpoint: Path, tmp_path: Path, class_names: object) -> None:
     crafted = craft(checkpoint, tmp_path / "crafted", class_names)
     with pytest.raises(GenError, match=rf"^checkpoint {crafted} is damaged: "):
+        run_sample(crafted, tmp_path / "out", 1, None)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "pair", [("Mono", "mono"), ("caf\u00e9", "cafe\u0301")], ids=["case", "composed-decomposed"]
+)
+def test_class_names_that_would_be_one_folder_are_refused(
+    checkpoint: Path, tmp_path: Path, pair: tuple[str, str]
+) -> None:
+    crafted = craft(checkpoint, tmp_path / "crafted", [*pair, *CLASS_NAMES[2:]])
+    with pytest.raises(GenError, match=rf"^checkpoint {crafted} names classes .* differ only in case"):
         run_sample(crafted, tmp_path / "out", 1, None)
     assert not (tmp_path / "out").exists()
 

@@ -171,6 +171,24 @@ TAMPERING: dict[str, tuple[Callable[[Path], None], list[str]]] = {
 }
 
 
+def add_a_class_differing_in_case(root: Path) -> None:
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["classes"]["CYT_MAST"] = 0
+    (root / "manifest.json").write_text(json.dumps(manifest))
+
+
+TAMPERING["a class name differing only in case"] = (
+    add_a_class_differing_in_case,
+    [r"manifest.json is malformed: class names 'cyt_mast' and 'CYT_MAST' differ only in case"],
+)
+TAMPERING["a class name a spreadsheet would run"] = (
+    lambda root: (root / "manifest.json").write_text(
+        (root / "manifest.json").read_text().replace('"cyt_mast"', '"=cyt_mast"', 1)
+    ),
+    [r"manifest.json is malformed: class name '=cyt_mast' must not start with '='"],
+)
+
+
 @pytest.mark.parametrize("case", list(TAMPERING))
 def test_tampering_is_named(dataset: Path, case: str) -> None:
     tamper, expected = TAMPERING[case]
