@@ -18,6 +18,7 @@ import subprocess
 import tarfile
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -35,10 +36,13 @@ from gen.cli import cli
 from gen.errors import GenError
 from gen.export import (
     CSV_COLUMNS,
+    ExportedImage,
     export_dataset,
     md5sums_line,
     parse_md5sums_line,
     write_archive,
+    write_metadata_csv,
+    write_settings_csv,
 )
 from gen.verify import verify_dataset
 
@@ -149,6 +153,41 @@ def test_md5sums_lines_match_md5sum_even_for_awkward_names(tmp_path: Path) -> No
             made = subprocess.run(["md5sum", name], cwd=tmp_path, capture_output=True, check=True).stdout
             assert made.decode() == line
     assert parse_md5sums_line("not a line") is None
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_escaped(tmp_path: Path) -> None:
+    # The settings come from the database, which a checkpoint from anyone may have filled.
+    formulas = {
+        "g_optimizer": '=HYPERLINK("http://x","y")',
+        "d_optimizer": "@SUM(1)",
+        "loss": "-2+3",
+        "diffaugment": "+1",
+        "g_lr": "\t=1",
+        "d_lr": "\r=1",
+    }
+    model = SimpleNamespace(id=7, preset="=cmd|' /C calc'!A0", training={**TRAINING, **formulas})
+    image = ExportedImage(1, tmp_path / "x.png", "cyt_mast", "cyt_mast_000001.png", "0" * 32, 3, 4, 200)
+    write_settings_csv(tmp_path / "settings.csv", [image], model, None)
+    with open(tmp_path / "settings.csv", newline="", encoding="utf-8") as file:
+        row = list(csv.DictReader(file))[0]
+    assert row["preset"] == "'=cmd|' /C calc'!A0"
+    for column, value in formulas.items():
+        # A lone carriage return would end the row for a reader, so it becomes a line feed.
+        assert row[column] == "'" + value.replace("\r", "\n"), column
+    # Numbers and ordinary text are left alone.
+    assert (row["model_id"], row["seed"], row["class_name"]) == ("7", "3", "cyt_mast")
+
+    write_metadata_csv(tmp_path / "metadata.csv", [image], -1)
+    with open(tmp_path / "metadata.csv", newline="", encoding="utf-8") as file:
+        assert list(csv.reader(file))[1] == [
+            "cyt_mast/cyt_mast_000001.png",
+            "cyt_mast",
+            "0" * 32,
+            "-1",
+            "200",
+            "3",
+            "4",
+        ]
 
 
 def test_export_layout(source: tuple[Engine, int, Path], tmp_path: Path) -> None:
