@@ -32,7 +32,7 @@ from db import queries
 from db.errors import UserError
 from db.recording import stored_path
 from db.session import open_database
-from gen.cli import cli
+from gen.cli import cli, read_citation
 from gen.errors import GenError
 from gen.export import (
     CSV_COLUMNS,
@@ -660,6 +660,48 @@ def test_an_export_names_no_local_folder_host_or_user(
             assert word.encode() not in data, f"{path.name} holds {word!r}"
     # The training folder is still identified: by its fingerprint.
     assert b"dataset_fingerprint" in contents[out / "database.sql"]
+
+
+def citation_value(tmp_path: Path, kind: str) -> str:
+    if kind == "missing":
+        return str(tmp_path / "refs" / "cite.bib")  # a mistyped path, not a citation
+    if kind == "relative missing":
+        return "cite.bib"
+    if kind == "fifo":
+        os.mkfifo(tmp_path / "cite.bib")
+        return str(tmp_path / "cite.bib")
+    if kind == "folder":
+        (tmp_path / "refs").mkdir()
+        return str(tmp_path / "refs")
+    (tmp_path / "cite.bib").write_bytes(b"@article{\xff\xfe}")
+    return str(tmp_path / "cite.bib")
+
+
+@pytest.mark.parametrize("kind", ["missing", "relative missing", "fifo", "folder", "not UTF-8"])
+def test_a_citation_file_that_cannot_be_read_is_one_sentence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    value = citation_value(tmp_path, kind)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        cli,
+        ["export", "--out", str(out), "--license", "CC0-1.0", "--citation", value,
+         "--db", f"sqlite:///{tmp_path / 'gen.db'}"],
+    )  # fmt: skip
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"Error: --citation {value}"), result.output
+    assert not out.exists() and not (tmp_path / "gen.db").exists()
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["10.5281/zenodo.1234567", "https://doi.org/10.5281/zenodo.1234567", "Doe J. Synthetic cells. 2026.",
+     "@misc{doe2026, title={Cells}}"],
+)  # fmt: skip
+def test_a_citation_that_is_text_is_published_as_given(text: str) -> None:
+    assert read_citation(text) == text
 
 
 def test_the_card_states_the_licences_and_the_citation(tmp_path: Path) -> None:
