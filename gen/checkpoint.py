@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from gen.architecture import GeneratorSpec, from_json
-from gen.data import check_class_name
+from gen.data import check_class_name, check_distinct_class_names
 from gen.errors import GenError
 from gen.runtime import left_by_a_dead_process
 
@@ -224,11 +224,16 @@ def check_class_names(class_names: Any, path: str | Path) -> tuple[str, ...]:
         try:
             check_class_name(name)
         except GenError as error:
+            shown = repr(name) if len(name) <= 40 else f"{name[:20]!r}..."
             raise GenError(
-                f"checkpoint {path} names a class {name!r} that cannot be a folder name: {error}"
+                f"checkpoint {path} names a class {shown} that cannot be a folder name: {error}"
             ) from None
     if len(set(class_names)) != len(class_names):
         raise GenError(f"checkpoint {path} is damaged: it names a class twice.")
+    try:
+        check_distinct_class_names(class_names)
+    except GenError as error:
+        raise GenError(f"checkpoint {path} names classes that cannot all be folders: {error}") from None
     return tuple(class_names)
 
 

@@ -7,6 +7,7 @@ stderr and a non-zero exit). Long work shows a progress bar on stderr.
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -765,19 +766,54 @@ def checkpoint_choice(value: str) -> str | int | None:
 
 
 MAX_CITATION_BYTES = 64 * 1024
+# What a citation file is usually called; a value ending so, without spaces, is meant as a file.
+CITATION_FILE_SUFFIXES = (".bib", ".bibtex", ".cff", ".txt", ".md", ".rst", ".ris", ".enw", ".nbib", ".tex")
+
+
+def _looks_like_a_file_name(value: str) -> bool:
+    """Whether --citation's value is a path rather than text: one word, no URL, and a citation
+    file's suffix or a start that only paths have."""
+    if not value or any(c.isspace() for c in value) or "://" in value:
+        return False
+    return value.lower().endswith(CITATION_FILE_SUFFIXES) or value.startswith(("/", "./", "../", "~"))
 
 
 def read_citation(value: str) -> str:
-    """--citation's text, or the text of the file it names."""
-    path = Path(value)
-    if not path.is_file():
-        return value
+    """--citation's text, or the text of the file it names.
+
+    A value that names something is read only if it is a regular file (a pipe would hang, a
+    device never end); one that looks like a file name but names nothing is a mistyped path,
+    not a citation to publish."""
     try:
-        if path.stat().st_size > MAX_CITATION_BYTES:
-            raise GenError(f"--citation file {path} is larger than {MAX_CITATION_BYTES // 1024} KiB.")
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise GenError(f"cannot read the --citation file {path}: {error}.") from None
+        found = os.stat(value)
+    except (OSError, ValueError):  # no such file, a name too long to be one, a NUL in it
+        if _looks_like_a_file_name(value):
+            raise GenError(
+                f"--citation {value} looks like a file name but there is no such file; give the path "
+                "of a readable file, or the citation's text."
+            ) from None
+        return value
+    if not stat.S_ISREG(found.st_mode):
+        raise GenError(
+            f"--citation {value} is not a regular file; give a citation file or the citation's text."
+        )
+    if found.st_size > MAX_CITATION_BYTES:
+        raise GenError(f"--citation {value} is larger than {MAX_CITATION_BYTES // 1024} KiB.")
+    try:
+        # O_NONBLOCK: a file swapped for a pipe since the check opens without waiting, and is refused.
+        descriptor = os.open(value, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(descriptor, "rb") as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                raise GenError(f"--citation {value} is not a regular file.")
+            data = file.read(MAX_CITATION_BYTES + 1)
+    except OSError as error:
+        raise GenError(f"--citation {value} cannot be read: {error.strerror or error}.") from None
+    if len(data) > MAX_CITATION_BYTES:
+        raise GenError(f"--citation {value} is larger than {MAX_CITATION_BYTES // 1024} KiB.")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise GenError(f"--citation {value} is not UTF-8 text.") from None
 
 
 @cli.command("export")

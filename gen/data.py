@@ -35,6 +35,8 @@ import hashlib
 import io
 import math
 import os
+import unicodedata
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -56,6 +58,13 @@ _HIGH_BIT_DEPTH_GREY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 # Class names become folder names in exported data sets that strangers unpack on any system,
 # so the characters Windows forbids in file names are refused along with control characters.
 _UNSAFE_CLASS_NAME_CHARACTERS = frozenset('/\\:*?"<>|')
+# Class names land in metadata.csv and settings.csv, and a spreadsheet runs a cell that starts
+# with one of these as a formula (OWASP's list for CSV injection).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# A class folder's files are named <class>_NNNNNN.png (and .<that>.<pid>.tmp while written, or
+# <stem>-<image id>.png in an export), and a file name may have 255 bytes: these leave room.
+MAX_CLASS_NAME_CHARACTERS = 100
+MAX_CLASS_NAME_BYTES = 200
 
 # Augmentation strengths for ``balance``, in the spirit of the source method's Augmentor pipeline.
 AUGMENTATION_PROBABILITY = 0.5
@@ -90,7 +99,18 @@ class LabelledImages:
 
 
 def check_class_name(name: str) -> None:
-    """Raise GenError unless ``name`` is usable as a class name, a folder name and a database value."""
+    """Raise GenError unless ``name`` is usable as a class name, a folder name, a database value
+    and a CSV cell."""
+    if name.startswith(_FORMULA_STARTS):
+        raise GenError(
+            f"class name {name!r} must not start with {name[0]!r}: a spreadsheet opening metadata.csv "
+            "would run it as a formula."
+        )
+    if len(name) > MAX_CLASS_NAME_CHARACTERS or len(name.encode("utf-8")) > MAX_CLASS_NAME_BYTES:
+        raise GenError(
+            f"class name {name[:20]!r}... is too long: at most {MAX_CLASS_NAME_CHARACTERS} characters "
+            f"and {MAX_CLASS_NAME_BYTES} bytes in UTF-8, so that its files' names fit in a folder."
+        )
     if not name or name != name.strip() or _hidden(name):
         raise GenError(
             f"class name {name!r} must not be empty, start with a dot, or start or end with a space."
@@ -100,6 +120,20 @@ def check_class_name(name: str) -> None:
         raise GenError(
             f"class name {name!r} contains characters unsafe in a folder name: {''.join(unsafe)!r}."
         )
+
+
+def check_distinct_class_names(names: Iterable[str]) -> None:
+    """Raise GenError if two names would be one folder on some system: names equal after case
+    folding (Windows, macOS) or Unicode normalisation (macOS stores names decomposed)."""
+    seen: dict[str, str] = {}
+    for name in names:
+        key = unicodedata.normalize("NFC", unicodedata.normalize("NFC", name).casefold())
+        if key in seen:
+            raise GenError(
+                f"class names {seen[key]!r} and {name!r} differ only in case or Unicode normalisation, "
+                "so they would be one folder on some systems."
+            )
+        seen[key] = name
 
 
 def load_image_folder(
@@ -237,6 +271,7 @@ def _class_folders(root: Path) -> list[Path]:
                 f"class folder {folder} is a link (to {os.path.realpath(folder)}); put the class's images "
                 "in a real folder inside the data folder."
             )
+    check_distinct_class_names(folder.name for folder in folders)
     if len(folders) < 2:
         layout = "lay images out as root/<class>/<images>"
         raise GenError(f"found {len(folders)} class folder(s) in {root} but need at least 2; {layout}.")

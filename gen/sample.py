@@ -21,6 +21,7 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -130,6 +131,40 @@ def _write_new(path: Path, data: bytes) -> None:
         os.link(temporary, path)  # fails if ``path`` exists, unlike a rename
     finally:
         temporary.unlink()
+
+
+_SPECIAL_KINDS = {
+    stat.S_IFLNK: "a symbolic link",
+    stat.S_IFIFO: "a named pipe (FIFO)",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a device file",
+    stat.S_IFBLK: "a device file",
+}
+
+
+def check_output_folder(out: Path, class_names: Sequence[str]) -> None:
+    """GenError naming the first entry of ``out``, or of a class folder about to be written, that
+    is not a regular file or a folder. Sampling reads a class folder's PNGs (to adopt a killed
+    run's files), and a named pipe would hang it, a link to a device never end; a link could send
+    new files anywhere. ``out`` itself may be a link: the user chose it."""
+    for folder in (out, *(out / name for name in class_names)):
+        try:
+            with os.scandir(folder) as scanned:
+                entries = sorted(scanned, key=lambda entry: entry.name)
+            for entry in entries:
+                mode = entry.stat(follow_symlinks=False).st_mode
+                if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                    kind = _SPECIAL_KINDS.get(stat.S_IFMT(mode), "a special file")
+                    raise GenError(
+                        f"{entry.path} is {kind}; gen sample writes only where there are regular files "
+                        f"and folders, so move it out of {out}."
+                    )
+        except FileNotFoundError:
+            continue  # made when sampling starts
+        except NotADirectoryError:
+            raise GenError(f"{folder} is a file; gen sample writes its images into a folder there.") from None
+        except OSError as error:
+            raise GenError(f"cannot read the output folder {folder}: {error.strerror or error}.") from None
 
 
 def sampling_settings(batch_size: int, device: str | torch.device) -> dict[str, object]:
@@ -251,6 +286,8 @@ def sample(
         checkpoint = load_checkpoint(checkpoint, torch_device)  # recording needs all of it
     state = load_for_sampling(checkpoint, torch_device)
     wanted = requested_classes(state.class_names, classes)
+    out = Path(out)
+    check_output_folder(out, wanted)  # before a row or a folder is made
     if database is not None:
         from gen.recording import engine_for, image_recorder
 
@@ -258,7 +295,6 @@ def sample(
             engine_for(database), checkpoint, seed=seed, batch_size=batch_size, device=device
         )
     generator = load_generator(state, torch_device)
-    out = Path(out)
     try:
         for name in wanted:
             (out / name).mkdir(parents=True, exist_ok=True)

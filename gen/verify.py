@@ -29,11 +29,17 @@ A data set comes from a stranger, so verifying one trusts none of it (SECURITY.m
   stand-ins are refused even if a statement slipped past the first check. Verifying writes
   nothing anywhere.
 - Class names, from the manifest and from the dump, must pass the rule class folders follow.
+- croissant.json may point the Croissant loader only at files verify checks: gen's own JSON-LD
+  context, relative paths and patterns inside the data set, each file once with its checksums,
+  record sets that read metadata.csv and the image FileSet (_check_croissant).
+- A text file is measured before it is read and refused if larger than gen could have made it
+  (TEXT_BASE_BYTES, BYTES_PER_IMAGE); a file nothing claims is named with its size, never read.
 """
 
 from __future__ import annotations
 
 import csv
+import fnmatch
 import hashlib
 import io
 import json
@@ -52,6 +58,7 @@ from tqdm import tqdm
 
 from db.ddl import DIALECTS
 from db.models import Base
+from gen.data import check_distinct_class_names
 from gen.errors import GenError
 from gen.export import (
     CARD_FILES,
@@ -70,9 +77,16 @@ from gen.export import (
     check_class_folder_name,
     parse_md5sums_line,
 )
+from gen.export.croissant import CONTEXT as CROISSANT_CONTEXT
 
 # A manifest lists a few dozen files; anything this large is not one.
 MANIFEST_MAX_BYTES = 16 * 1024 * 1024
+# The other text files verify reads grow with the images they describe: at most this many bytes
+# per image file found on disk (a line of metadata.csv or MD5SUMS is under 600 bytes, a file
+# object in croissant.json under 2 KB), plus TEXT_BASE_BYTES for the rest. Each file's size is
+# checked before it is read, so a sparse 6 GB metadata.csv costs nothing.
+TEXT_BASE_BYTES = 1 << 20
+BYTES_PER_IMAGE = {METADATA_NAME: 1024, MD5SUMS_NAME: 1024, CROISSANT_NAME: 4096}
 READ_BLOCK = 1 << 20
 
 # ----------------------------------------------------------------------------- reading files
@@ -141,16 +155,36 @@ def _read_text(root: Path, relative: str) -> str:
         return file.read().decode("utf-8")
 
 
+class TooLarge(ValueError):
+    """A file is larger than any gen writes for this data set; nothing of it was read."""
+
+
+def _read_bounded(root: Path, relative: str, limit: int) -> bytes:
+    """The file's bytes if it has at most ``limit`` (its size is checked before reading);
+    OSError, or TooLarge."""
+    with open_inside(root, relative) as file:
+        size = os.fstat(file.fileno()).st_size
+        data = file.read(limit + 1) if size <= limit else b""
+    if size > limit or len(data) > limit:
+        raise TooLarge(f"it has {max(size, len(data))} bytes, more than the {limit} it can need here")
+    return data
+
+
+def _text_limit(name: str, images: int) -> int:
+    return TEXT_BASE_BYTES + BYTES_PER_IMAGE[name] * images
+
+
 @dataclass
 class _Tree:
     """What a data set holds, links not followed: its regular files and folders (paths relative
-    to the root, with /), the paths of everything else (each already reported), and each
-    folder's entries by name ("" for the root)."""
+    to the root, with /), the paths of everything else (each already reported), each folder's
+    entries by name ("" for the root), and each file's size."""
 
     files: set[str] = field(default_factory=set)
     folders: set[str] = field(default_factory=set)
     refused: set[str] = field(default_factory=set)
     listing: dict[str, list[str]] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)  # each regular file's, from the walk
 
 
 def _walk(root: Path, problems: list[str]) -> _Tree:
@@ -173,6 +207,7 @@ def _walk(root: Path, problems: list[str]) -> _Tree:
                     pending.append(relative)
                 elif entry.is_file(follow_symlinks=False):
                     tree.files.add(relative)
+                    tree.sizes[relative] = entry.stat(follow_symlinks=False).st_size
                 else:
                     kind = _SPECIAL_KINDS.get(stat.S_IFMT(entry.stat(follow_symlinks=False).st_mode))
                     tree.refused.add(relative)
@@ -491,13 +526,19 @@ def _read_md5sums(root: Path, tree: _Tree, relative: str, problems: list[str]) -
     entries: dict[str, tuple[str, int]] = {}
     if relative in tree.refused:
         return entries  # reported by the walk
+    folder = relative.rsplit("/", 1)[0]
     try:
-        text = _read_text(root, relative)
+        text = _read_bounded(
+            root, relative, _text_limit(MD5SUMS_NAME, len(tree.listing.get(folder, [])))
+        ).decode()
     except OSError:
         problems.append(f"{relative} is missing")
         return entries
     except UnicodeDecodeError:
         problems.append(f"{relative} is not UTF-8 text")
+        return entries
+    except TooLarge as error:
+        problems.append(f"{relative} is too large to be read: {error}")
         return entries
     for number, line in enumerate(text.splitlines(), start=1):
         parsed = parse_md5sums_line(line)
@@ -576,11 +617,12 @@ def _malformed(manifest: dict[str, Any]) -> str | None:
         return "classes must map each class name to its number of images"
     if not isinstance(files, dict) or not all(isinstance(entry, dict) for entry in files.values()):
         return "files must map each file name to its bytes and sha256"
-    for name in classes:
-        try:
+    try:
+        for name in classes:
             check_class_folder_name(name)
-        except GenError as error:
-            return str(error).rstrip(".")
+        check_distinct_class_names(classes)
+    except GenError as error:
+        return str(error).rstrip(".")
     for name in files:
         parts = PurePosixPath(name).parts
         if not parts or name.startswith("/") or ".." in parts or name in (MANIFEST_NAME, *CARD_FILES):
@@ -596,10 +638,7 @@ def _printable(problem: str) -> str:
 
 def _read_manifest(root: Path) -> Any:
     """manifest.json parsed; OSError, or ValueError if it is not JSON in UTF-8 of a sane size."""
-    with open_inside(root, MANIFEST_NAME) as file:
-        data = file.read(MANIFEST_MAX_BYTES + 1)
-    if len(data) > MANIFEST_MAX_BYTES:
-        raise ValueError(f"it is larger than {MANIFEST_MAX_BYTES} bytes")
+    data = _read_bounded(root, MANIFEST_NAME, MANIFEST_MAX_BYTES)
     try:
         return json.loads(data.decode("utf-8"))
     except RecursionError:
@@ -695,7 +734,18 @@ def _problems(root: Path, progress: bool) -> list[str]:
                 files_on_disk[class_name].append(relative)
         md5sums[class_name] = _read_md5sums(root, tree, f"{class_name}/{MD5SUMS_NAME}", problems)
 
-    hashes = _hash_files(root, [p for paths in files_on_disk.values() for p in paths], progress)
+    # Only a file that MD5SUMS or the dump claims is read: one claimed by nothing is named with
+    # its size from the walk and never hashed (a sparse 100 GB file would take over an hour).
+    hashes = {
+        relative: (None, tree.sizes[relative], None) for paths in files_on_disk.values() for relative in paths
+    }
+    claimed = [
+        relative
+        for class_name, paths in files_on_disk.items()
+        for relative in paths
+        if relative.split("/", 1)[1] in md5sums[class_name] or relative in (rows or {})
+    ]
+    hashes.update(_hash_files(root, claimed, progress))
     total_files = total_bytes = 0
     for class_name, paths in files_on_disk.items():
         on_disk = {relative.split("/", 1)[1]: relative for relative in paths}
@@ -717,17 +767,19 @@ def _problems(root: Path, progress: bool) -> list[str]:
             md5, size, _ = hashes[on_disk[name]]
             total_files += 1
             total_bytes += size
+            has_no_row = rows is not None and row is None
+            if not in_md5sums and row is None:
+                unlisted = (
+                    f"extra file, not listed in {MD5SUMS_NAME} and no row in {SQL_DUMP_NAME}"
+                    if has_no_row
+                    else f"not listed in {class_name}/{MD5SUMS_NAME}"
+                )
+                problems.append(f"{relative}: {unlisted} ({size} bytes, not read)")
+                continue
             if md5 is None:
                 problems.append(f"{relative} cannot be read")
                 continue
-            has_no_row = rows is not None and row is None
-            if not in_md5sums and has_no_row:
-                problems.append(
-                    f"{relative}: extra file, not listed in {MD5SUMS_NAME} and no row in {SQL_DUMP_NAME}"
-                )
-            elif not in_md5sums:
-                problems.append(f"{relative} is not listed in {class_name}/{MD5SUMS_NAME}")
-            elif has_no_row:
+            if has_no_row:
                 problems.append(f"{relative} has no row in {SQL_DUMP_NAME}")
             claims = {}
             if in_md5sums:
@@ -768,9 +820,44 @@ def _problems(root: Path, progress: bool) -> list[str]:
         if name not in tree.files and name not in tree.refused:
             problems.append(f"{name} is missing")
     images = {relative: hashes[relative][0] for paths in files_on_disk.values() for relative in paths}
-    _check_metadata(root, tree, listed, images, problems)
+    _check_metadata(root, tree, listed, images, manifest.get("model_id"), problems)
     _check_croissant(root, tree, listed, {relative: hashes[relative] for relative in images}, problems)
     return problems
+
+
+# What gen writes in croissant.json's distribution, by @type: any other key (containedIn, an
+# alias spelled with a prefix) could point mlcroissant at other bytes, so it is a problem.
+_CROISSANT_KEYS = {
+    "cr:FileObject": {
+        "@type", "@id", "name", "description", "contentUrl", "contentSize", "encodingFormat", "md5", "sha256"
+    },
+    "cr:FileSet": {"@type", "@id", "name", "description", "encodingFormat", "includes", "excludes"},
+}  # fmt: skip
+_JSON_LD_KEYWORDS = {"@type", "@id", "@value", "@language"}
+_PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+
+
+def _inside(path: Any) -> bool:
+    """Whether a contentUrl or FileSet pattern is a plain relative path inside the data set: no
+    scheme or drive (no ':'), no leading '/', no '.', '..' or empty part, no backslash, no
+    %-escape and no control character."""
+    if not isinstance(path, str) or not path:
+        return False
+    if any(c in "\\:" or not c.isprintable() for c in path) or _PERCENT_ESCAPE.search(path):
+        return False
+    return all(part not in ("", ".", "..") for part in path.split("/"))
+
+
+def _json_nodes(value: Any, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(where, object) for every JSON object inside value, depth first, without recursion."""
+    pending = [(where, value)]
+    while pending:
+        where, value = pending.pop()
+        if isinstance(value, dict):
+            yield where, value
+            pending.extend((f"{where}.{key}", inner) for key, inner in reversed(value.items()))
+        elif isinstance(value, list):
+            pending.extend((f"{where}[{index}]", inner) for index, inner in reversed(list(enumerate(value))))
 
 
 def _check_croissant(
@@ -780,37 +867,187 @@ def _check_croissant(
     images: dict[str, tuple[str | None, int, str | None]],
     problems: list[str],
 ) -> None:
-    """croissant.json lists every image file once, with its MD5 and SHA-256, and nothing else
-    as a PNG; metadata.csv's checksums in it are those of the file."""
+    """croissant.json is the document gen writes: its own JSON-LD context; a distribution of
+    FileObjects (every image file once, with its MD5 and SHA-256, and metadata.csv) and FileSets
+    whose paths and patterns stay inside the data set; record sets that read only metadata.csv
+    and those FileSets. Whatever mlcroissant would load from it is then a file verify checked."""
     if not _required_file(CROISSANT_NAME, tree, listed, problems):
         return
     try:
-        document = json.loads(_read_text(root, CROISSANT_NAME))
-        distribution = document["distribution"]
-        objects = [entry for entry in distribution if entry.get("@type") == "cr:FileObject"]
-        described = {entry["contentUrl"]: entry for entry in objects}
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError, KeyError, TypeError, AttributeError):
-        problems.append(f"{CROISSANT_NAME} is not Croissant JSON-LD with a distribution of files")
+        data = _read_bounded(root, CROISSANT_NAME, _text_limit(CROISSANT_NAME, len(images)))
+        document = json.loads(data.decode("utf-8"))
+    except TooLarge as error:
+        problems.append(f"{CROISSANT_NAME} is too large to be read: {error}")
         return
-    for url, entry in sorted(described.items()):
-        if url == METADATA_NAME:
-            try:
-                with open_inside(root, METADATA_NAME) as file:
-                    actual = _hexdigest(file, "sha256")[0]
-            except OSError:
-                continue  # reported as missing or unreadable with the listed files
-            if entry.get("sha256") != actual:
-                problems.append(f"{CROISSANT_NAME}: the SHA-256 of {METADATA_NAME} is not the file's")
-            continue
-        found = images.get(url)
-        if found is None:
-            problems.append(f"{CROISSANT_NAME} describes {url!r}, not an image of the data set")
-            continue
-        md5, _, sha256 = found
-        if md5 is not None and (entry.get("md5"), entry.get("sha256")) != (md5, sha256):
-            problems.append(f"{CROISSANT_NAME}: the checksums of {url} differ from the file's")
-    for relative in sorted(set(images) - set(described)):
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        document = None
+    distribution = document.get("distribution") if isinstance(document, dict) else None
+    record_sets = document.get("recordSet") if isinstance(document, dict) else None
+    if not isinstance(distribution, list) or not isinstance(record_sets, list):
+        problems.append(
+            f"{CROISSANT_NAME} is not Croissant JSON-LD with a distribution of files and record sets"
+        )
+        return
+    if document.get("@context") != CROISSANT_CONTEXT:
+        problems.append(
+            f"{CROISSANT_NAME} has another JSON-LD @context than gen writes (a context decides what "
+            "every key means)"
+        )
+        return
+    _check_json_ld_keys(document, problems)
+    ids = _check_node_ids(document, problems)
+    metadata_ids, file_sets, described = _check_distribution(root, tree, distribution, images, problems)
+    _check_record_sets(record_sets, ids, metadata_ids, file_sets, problems)
+    for relative in sorted(set(images) - described):
         problems.append(f"{relative} is not described in {CROISSANT_NAME}")
+
+
+def _check_json_ld_keys(document: dict[str, Any], problems: list[str]) -> None:
+    """Each property has one spelling: no key with a prefix (sc:contentUrl is contentUrl) but
+    the Responsible-AI texts at the top, no JSON-LD keyword that nests a context, a graph or a
+    base, and no @context but the top one."""
+    for where, node in _json_nodes(document, "croissant"):
+        if where.startswith("croissant.@context") or re.fullmatch(r"croissant\.distribution\[\d+\]", where):
+            continue  # the context is compared whole; _check_distribution allows only gen's keys there
+        for key in node:
+            top_level_text = where == "croissant" and (key == "@context" or key.startswith("rai:"))
+            if top_level_text or key in _JSON_LD_KEYWORDS or (":" not in key and not key.startswith("@")):
+                continue
+            problems.append(f"{CROISSANT_NAME}: {where} has the key {key!r}, which gen does not write")
+
+
+def _check_node_ids(document: dict[str, Any], problems: list[str]) -> set[str]:
+    """The @ids of the nodes the document defines, each once (JSON-LD merges two nodes with one
+    @id, so a second definition could add a contentUrl to the first)."""
+    ids: set[str] = set()
+    for where, node in _json_nodes(document, "croissant"):
+        if "@id" in node and set(node) != {"@id"}:
+            if not isinstance(node["@id"], str) or node["@id"] in ids:
+                problems.append(f"{CROISSANT_NAME}: {where} defines the @id {node['@id']!r} a second time")
+            else:
+                ids.add(node["@id"])
+    return ids
+
+
+def _check_distribution(
+    root: Path,
+    tree: _Tree,
+    distribution: list[Any],
+    images: dict[str, tuple[str | None, int, str | None]],
+    problems: list[str],
+) -> tuple[set[str], set[str], set[str]]:
+    """(the @ids of metadata.csv's FileObject, the @ids of the FileSets, the files described),
+    the distribution's problems reported."""
+    metadata_ids: set[str] = set()
+    file_sets: set[str] = set()
+    described: set[str] = set()
+    for index, entry in enumerate(distribution):
+        kind = entry.get("@type") if isinstance(entry, dict) else None
+        if kind not in _CROISSANT_KEYS:
+            problems.append(f"{CROISSANT_NAME}: distribution[{index}] is not a cr:FileObject or cr:FileSet")
+            continue
+        name = f"{kind.removeprefix('cr:')} {entry.get('@id')!r}"
+        unknown = sorted(set(entry) - _CROISSANT_KEYS[kind])
+        if unknown:
+            problems.append(f"{CROISSANT_NAME}: {name} has {', '.join(unknown)}, which gen does not write")
+        if kind == "cr:FileSet":
+            file_sets.add(entry.get("@id"))
+            _check_file_set(tree, name, entry, set(images), problems)
+            continue
+        url = entry.get("contentUrl")
+        if not _inside(url):
+            problems.append(
+                f"{CROISSANT_NAME}: {name} has contentUrl {url!r}, which is not a relative path inside the "
+                "data set"
+            )
+        elif url in described:
+            problems.append(f"{CROISSANT_NAME} describes {url} a second time")
+        elif url == METADATA_NAME:
+            described.add(url)
+            metadata_ids.add(entry.get("@id"))
+            md5, _, sha256 = _digests_chunk(root, [METADATA_NAME])[0]
+            if md5 is None:
+                continue  # reported as missing or unreadable with the listed files
+            if (entry.get("md5"), entry.get("sha256")) != (md5, sha256):
+                problems.append(f"{CROISSANT_NAME}: the checksums of {METADATA_NAME} are not the file's")
+        elif url not in images:
+            problems.append(f"{CROISSANT_NAME} describes {url!r}, not an image of the data set")
+        else:
+            described.add(url)
+            md5, _, sha256 = images[url]
+            if md5 is not None and (entry.get("md5"), entry.get("sha256")) != (md5, sha256):
+                problems.append(f"{CROISSANT_NAME}: the checksums of {url} differ from the file's")
+    if len(metadata_ids) != 1:
+        problems.append(f"{CROISSANT_NAME} does not describe {METADATA_NAME} as one FileObject")
+    return metadata_ids, file_sets, described
+
+
+def _check_file_set(
+    tree: _Tree, name: str, entry: dict[str, Any], images: set[str], problems: list[str]
+) -> None:
+    """The FileSet's includes and excludes patterns stay inside the data set, and together take
+    in the image files and nothing else (mlcroissant matches them with fnmatch, * crossing /)."""
+    patterns: dict[str, list[str]] = {}
+    for key in ("includes", "excludes"):
+        value = entry.get(key, [] if key == "excludes" else None)
+        value = [value] if isinstance(value, str) else value
+        if not isinstance(value, list) or (key == "includes" and not value):
+            problems.append(f"{CROISSANT_NAME}: {name} has no {key} patterns")
+            return
+        outside = [pattern for pattern in value if not _inside(pattern)]
+        if outside:
+            problems.append(
+                f"{CROISSANT_NAME}: {name} {key} {outside[0]!r}, which is not a pattern inside the data set"
+            )
+            return
+        patterns[key] = value
+
+    def matches(key: str, relative: str) -> bool:
+        return any(fnmatch.fnmatchcase(relative, pattern) for pattern in patterns[key])
+
+    taken = {
+        relative
+        for relative in tree.files
+        if matches("includes", relative) and not matches("excludes", relative)
+    }
+    if taken - images:
+        problems.append(
+            f"{CROISSANT_NAME}: {name} takes in {len(taken - images)} files that are not images of the data "
+            f"set, such as {min(taken - images)}"
+        )
+    if images - taken:
+        problems.append(
+            f"{CROISSANT_NAME}: {name} leaves out {len(images - taken)} images, such as {min(images - taken)}"
+        )
+
+
+def _check_record_sets(
+    record_sets: list[Any], ids: set[str], metadata_ids: set[str], file_sets: set[str], problems: list[str]
+) -> None:
+    """Record sets read only metadata.csv and the FileSets, and refer only to nodes the document
+    defines; each field named like a column of metadata.csv reads that column."""
+    metadata_id = next(iter(metadata_ids), None)
+    for where, node in _json_nodes(record_sets, "recordSet"):
+        for key, reads in (("fileObject", metadata_ids), ("fileSet", file_sets)):
+            if key in node:
+                reference = node[key]
+                target = (
+                    reference.get("@id")
+                    if isinstance(reference, dict) and set(reference) == {"@id"}
+                    else None
+                )
+                if target not in reads:
+                    what = METADATA_NAME if key == "fileObject" else "a FileSet of the distribution"
+                    problems.append(f"{CROISSANT_NAME}: {where}.{key} is {reference!r}, not {what}")
+        if set(node) == {"@id"} and node["@id"] not in ids:
+            problems.append(f"{CROISSANT_NAME}: {where} refers to {node['@id']!r}, which it does not define")
+        if node.get("@type") == "cr:Field" and node.get("name") in METADATA_COLUMNS[1:]:
+            expected = {"fileObject": {"@id": metadata_id}, "extract": {"column": node["name"]}}
+            if node.get("source") != expected:
+                problems.append(
+                    f"{CROISSANT_NAME}: field {node.get('@id')!r} does not read the column {node['name']} of "
+                    f"{METADATA_NAME}"
+                )
 
 
 def _required_file(name: str, tree: _Tree, listed: dict[str, Any], problems: list[str]) -> bool:
@@ -828,15 +1065,25 @@ def _required_file(name: str, tree: _Tree, listed: dict[str, Any], problems: lis
 
 
 def _check_metadata(
-    root: Path, tree: _Tree, listed: dict[str, Any], images: dict[str, str | None], problems: list[str]
+    root: Path,
+    tree: _Tree,
+    listed: dict[str, Any],
+    images: dict[str, str | None],
+    model_id: Any,
+    problems: list[str],
 ) -> None:
-    """metadata.csv names every image file once, with its class folder as label and its MD5."""
+    """metadata.csv names every image file once, with its class folder as label, its MD5, the
+    manifest's model and numbers in the other columns."""
     if not _required_file(METADATA_NAME, tree, listed, problems):
         return
     try:
-        rows = list(csv.reader(io.StringIO(_read_text(root, METADATA_NAME), newline="")))
+        text = _read_bounded(root, METADATA_NAME, _text_limit(METADATA_NAME, len(images))).decode("utf-8")
+        rows = list(csv.reader(io.StringIO(text, newline="")))
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         problems.append(f"{METADATA_NAME} cannot be read: {error}")
+        return
+    except TooLarge as error:
+        problems.append(f"{METADATA_NAME} is too large to be read: {error}")
         return
     if not rows or tuple(rows[0]) != METADATA_COLUMNS:
         problems.append(f"{METADATA_NAME} does not start with the header {','.join(METADATA_COLUMNS)}")
@@ -847,6 +1094,18 @@ def _check_metadata(
             problems.append(f"{METADATA_NAME} line {line} has {len(row)} fields, not {len(METADATA_COLUMNS)}")
             continue
         file_name, label, md5 = row[0], row[1], row[2]
+        # The numbers are digits only: a cell a spreadsheet would run (=, +, -, @) is not one.
+        numbers = dict(zip(METADATA_COLUMNS[3:], row[3:], strict=True))
+        wrong = [
+            (name, value) for name, value in numbers.items() if not (value.isascii() and value.isdigit())
+        ]
+        if wrong:
+            problems.append(f"{METADATA_NAME} line {line}: {wrong[0][0]} is {wrong[0][1]!r}, not a number")
+        elif numbers["model_id"] != str(model_id):
+            problems.append(
+                f"{METADATA_NAME} line {line} names model {numbers['model_id']}, but {MANIFEST_NAME} "
+                f"says {model_id}"
+            )
         if file_name not in images:
             problems.append(f"{METADATA_NAME} line {line} names {file_name!r}, not an image of the data set")
         elif file_name in seen:

@@ -11,7 +11,13 @@ import pytest
 import torch
 from PIL import Image
 
-from gen.data import IMAGE_SIZE, check_class_name, hash_image_folder, load_image_folder
+from gen.data import (
+    IMAGE_SIZE,
+    check_class_name,
+    check_distinct_class_names,
+    hash_image_folder,
+    load_image_folder,
+)
 from gen.errors import GenError
 
 PBC4_TRAIN = Path(__file__).resolve().parents[2] / "shared/data/pbc4/train"
@@ -231,9 +237,56 @@ def test_check_class_name_refuses(name: str) -> None:
         check_class_name(name)
 
 
-@pytest.mark.parametrize("name", ["cyt_mast", "Lymphocyte (large)", "клітини", "ç-1"])
+# What a spreadsheet would run as a formula when it opens metadata.csv or settings.csv (OWASP's
+# list: =, +, -, @, tab and carriage return at the start of a cell).
+FORMULA_NAMES = ['=HYPERLINK("http://x","y")', "@SUM(1)", "-2+3", "+1", "\tx", "\rx", "=1"]
+
+
+@pytest.mark.parametrize("name", FORMULA_NAMES)
+def test_a_class_name_a_spreadsheet_would_run_is_refused(name: str) -> None:
+    with pytest.raises(GenError, match=r"^class name .* must not start with "):
+        check_class_name(name)
+
+
+@pytest.mark.parametrize("name", ["x" * 101, "é" * 101, "\U0001f52c" * 51], ids=["ascii", "latin", "emoji"])
+def test_a_class_name_too_long_for_its_file_names_is_refused(name: str) -> None:
+    # 100 characters, and 200 bytes in UTF-8: a class folder's files are named <class>_NNNNNN.png
+    # and must fit in the 255 bytes a file name may have.
+    with pytest.raises(GenError, match=r"^class name '.{20}'\.\.\. is too long: "):
+        check_class_name(name)
+
+
+@pytest.mark.parametrize("name", ["x" * 100, "é" * 100, "\U0001f52c" * 50], ids=["ascii", "latin", "emoji"])
+def test_a_class_name_of_the_longest_length_is_accepted(name: str) -> None:
+    check_class_name(name)
+
+
+@pytest.mark.parametrize("name", ["cyt_mast", "Lymphocyte (large)", "клітини", "ç-1", "a-2", "a=b"])
 def test_check_class_name_accepts(name: str) -> None:
     check_class_name(name)
+
+
+@pytest.mark.parametrize(
+    "names",
+    [["Mono", "mono"], ["caf\u00e9", "cafe\u0301"], ["STRASSE", "straße"], ["a", "Ǆ", "ǆ"]],
+    ids=["case", "composed-decomposed", "case-folding", "title-case"],
+)
+def test_class_names_that_are_one_folder_somewhere_are_refused(names: list[str]) -> None:
+    with pytest.raises(GenError, match=r"^class names .* and .* differ only in case or Unicode"):
+        check_distinct_class_names(names)
+    check_distinct_class_names(names[:1] + ["other"])
+
+
+def test_class_folders_that_differ_only_in_case_are_refused(tmp_path: Path) -> None:
+    make_folder(tmp_path, {"caf\u00e9": [solid((1, 2, 3))], "cafe\u0301": [solid((4, 5, 6))]})
+    with pytest.raises(GenError, match="differ only in case or Unicode normalisation"):
+        load_image_folder(tmp_path)
+
+
+def test_a_class_folder_named_like_a_formula_is_refused(tmp_path: Path) -> None:
+    make_folder(tmp_path, {"a": [solid((1, 2, 3))], "=HYPERLINK(1)": [solid((4, 5, 6))]})
+    with pytest.raises(GenError, match="must not start with"):
+        load_image_folder(tmp_path)
 
 
 def test_fingerprint_is_stable_and_follows_every_byte_and_name(tmp_path: Path) -> None:

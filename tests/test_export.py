@@ -18,6 +18,7 @@ import subprocess
 import tarfile
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -31,14 +32,17 @@ from db import queries
 from db.errors import UserError
 from db.recording import stored_path
 from db.session import open_database
-from gen.cli import cli
+from gen.cli import cli, read_citation
 from gen.errors import GenError
 from gen.export import (
     CSV_COLUMNS,
+    ExportedImage,
     export_dataset,
     md5sums_line,
     parse_md5sums_line,
     write_archive,
+    write_metadata_csv,
+    write_settings_csv,
 )
 from gen.verify import verify_dataset
 
@@ -149,6 +153,41 @@ def test_md5sums_lines_match_md5sum_even_for_awkward_names(tmp_path: Path) -> No
             made = subprocess.run(["md5sum", name], cwd=tmp_path, capture_output=True, check=True).stdout
             assert made.decode() == line
     assert parse_md5sums_line("not a line") is None
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_escaped(tmp_path: Path) -> None:
+    # The settings come from the database, which a checkpoint from anyone may have filled.
+    formulas = {
+        "g_optimizer": '=HYPERLINK("http://x","y")',
+        "d_optimizer": "@SUM(1)",
+        "loss": "-2+3",
+        "diffaugment": "+1",
+        "g_lr": "\t=1",
+        "d_lr": "\r=1",
+    }
+    model = SimpleNamespace(id=7, preset="=cmd|' /C calc'!A0", training={**TRAINING, **formulas})
+    image = ExportedImage(1, tmp_path / "x.png", "cyt_mast", "cyt_mast_000001.png", "0" * 32, 3, 4, 200)
+    write_settings_csv(tmp_path / "settings.csv", [image], model, None)
+    with open(tmp_path / "settings.csv", newline="", encoding="utf-8") as file:
+        row = list(csv.DictReader(file))[0]
+    assert row["preset"] == "'=cmd|' /C calc'!A0"
+    for column, value in formulas.items():
+        # A lone carriage return would end the row for a reader, so it becomes a line feed.
+        assert row[column] == "'" + value.replace("\r", "\n"), column
+    # Numbers and ordinary text are left alone.
+    assert (row["model_id"], row["seed"], row["class_name"]) == ("7", "3", "cyt_mast")
+
+    write_metadata_csv(tmp_path / "metadata.csv", [image], -1)
+    with open(tmp_path / "metadata.csv", newline="", encoding="utf-8") as file:
+        assert list(csv.reader(file))[1] == [
+            "cyt_mast/cyt_mast_000001.png",
+            "cyt_mast",
+            "0" * 32,
+            "-1",
+            "200",
+            "3",
+            "4",
+        ]
 
 
 def test_export_layout(source: tuple[Engine, int, Path], tmp_path: Path) -> None:
@@ -621,6 +660,48 @@ def test_an_export_names_no_local_folder_host_or_user(
             assert word.encode() not in data, f"{path.name} holds {word!r}"
     # The training folder is still identified: by its fingerprint.
     assert b"dataset_fingerprint" in contents[out / "database.sql"]
+
+
+def citation_value(tmp_path: Path, kind: str) -> str:
+    if kind == "missing":
+        return str(tmp_path / "refs" / "cite.bib")  # a mistyped path, not a citation
+    if kind == "relative missing":
+        return "cite.bib"
+    if kind == "fifo":
+        os.mkfifo(tmp_path / "cite.bib")
+        return str(tmp_path / "cite.bib")
+    if kind == "folder":
+        (tmp_path / "refs").mkdir()
+        return str(tmp_path / "refs")
+    (tmp_path / "cite.bib").write_bytes(b"@article{\xff\xfe}")
+    return str(tmp_path / "cite.bib")
+
+
+@pytest.mark.parametrize("kind", ["missing", "relative missing", "fifo", "folder", "not UTF-8"])
+def test_a_citation_file_that_cannot_be_read_is_one_sentence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    value = citation_value(tmp_path, kind)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        cli,
+        ["export", "--out", str(out), "--license", "CC0-1.0", "--citation", value,
+         "--db", f"sqlite:///{tmp_path / 'gen.db'}"],
+    )  # fmt: skip
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"Error: --citation {value}"), result.output
+    assert not out.exists() and not (tmp_path / "gen.db").exists()
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["10.5281/zenodo.1234567", "https://doi.org/10.5281/zenodo.1234567", "Doe J. Synthetic cells. 2026.",
+     "@misc{doe2026, title={Cells}}"],
+)  # fmt: skip
+def test_a_citation_that_is_text_is_published_as_given(text: str) -> None:
+    assert read_citation(text) == text
 
 
 def test_the_card_states_the_licences_and_the_citation(tmp_path: Path) -> None:

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import resource
+import socket
+import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -254,6 +260,13 @@ PATH_LIKE_CLASS_NAMES = {
     "nul": "x\x00y",
     "control": "x\ny",
     "escape": "\x1b[2J",
+    # A spreadsheet would run these as formulas from metadata.csv and settings.csv.
+    "formula": "=HYPERLINK(1)",
+    "at": "@SUM(1)",
+    "minus": "-2+3",
+    "plus": "+1",
+    # Too long for <class>_NNNNNN.png to be a file name: refused before a row or folder is made.
+    "300 characters": "x" * 300,
 }
 
 
@@ -366,6 +379,108 @@ def test_a_damaged_checkpoint_is_one_sentence_and_writes_nothing(
     assert result.output.startswith(f"Error: checkpoint {crafted} is damaged: "), result.output
     assert len(result.output.strip().splitlines()) == 1, result.output
     assert files_under(tmp_path) == before  # no images, no folder, no gen.db
+
+
+@pytest.mark.parametrize(
+    "pair", [("Mono", "mono"), ("caf\u00e9", "cafe\u0301")], ids=["case", "composed-decomposed"]
+)
+def test_class_names_that_would_be_one_folder_are_refused(
+    checkpoint: Path, tmp_path: Path, pair: tuple[str, str]
+) -> None:
+    crafted = craft(checkpoint, tmp_path / "crafted", [*pair, *CLASS_NAMES[2:]])
+    with pytest.raises(GenError, match=rf"^checkpoint {crafted} names classes .* differ only in case"):
+        run_sample(crafted, tmp_path / "out", 1, None)
+    assert not (tmp_path / "out").exists()
+
+
+# An output folder may hold what sampling must never open: it reads a class folder's PNGs to
+# adopt those a killed run left, and a pipe there would hang it, /dev/zero fill the memory.
+
+
+def make_fifo(out: Path) -> Path:
+    os.mkfifo(out / CLASS_NAMES[0] / f"{CLASS_NAMES[0]}_000001.png")
+    return out / CLASS_NAMES[0] / f"{CLASS_NAMES[0]}_000001.png"
+
+
+def link_to_zero(out: Path) -> Path:
+    (out / CLASS_NAMES[0] / f"{CLASS_NAMES[0]}_000001.png").symlink_to("/dev/zero")
+    return out / CLASS_NAMES[0] / f"{CLASS_NAMES[0]}_000001.png"
+
+
+def link_class_folder(out: Path) -> Path:
+    (out / CLASS_NAMES[0]).rmdir()
+    (out.parent / "elsewhere").mkdir()
+    (out / CLASS_NAMES[0]).symlink_to(out.parent / "elsewhere")
+    return out / CLASS_NAMES[0]
+
+
+def make_socket(out: Path) -> Path:
+    with socket.socket(socket.AF_UNIX) as server:
+        here = os.getcwd()
+        os.chdir(out)  # a relative name: a socket's path may have only about 100 bytes
+        try:
+            server.bind("gen.sock")
+        finally:
+            os.chdir(here)
+    return out / "gen.sock"
+
+
+def fifo_in_out(out: Path) -> Path:
+    os.mkfifo(out / "pipe")
+    return out / "pipe"
+
+
+SPECIAL_ENTRIES = {
+    "a named pipe in a class folder": (make_fifo, "a named pipe (FIFO)"),
+    "a link to /dev/zero in a class folder": (link_to_zero, "a symbolic link"),
+    "a linked class folder": (link_class_folder, "a symbolic link"),
+    "a socket in the output folder": (make_socket, "a socket"),
+    "a named pipe in the output folder": (fifo_in_out, "a named pipe (FIFO)"),
+}
+# Those that the code before this check read: a regression hangs or fills memory, so they run in
+# a child with a deadline and a memory cap.
+READ_BEFORE = ("a named pipe in a class folder", "a link to /dev/zero in a class folder")
+
+
+def models_in(database: Path) -> int:
+    if not database.exists():
+        return 0
+    with sqlite3.connect(database) as connection:
+        return connection.execute("SELECT count(*) FROM gan_architectures").fetchone()[0]
+
+
+@pytest.mark.parametrize("case", list(SPECIAL_ENTRIES))
+def test_special_files_in_the_output_folder_are_refused_before_sampling(
+    checkpoint: Path, tmp_path: Path, case: str
+) -> None:
+    make, kind = SPECIAL_ENTRIES[case]
+    out = tmp_path / "out"
+    (out / CLASS_NAMES[0]).mkdir(parents=True)
+    special = make(out)
+    database = tmp_path / "gen.db"
+    sentence = (
+        f"{special} is {kind}; gen sample writes only where there are regular files and folders, "
+        f"so move it out of {out}."
+    )
+    if case in READ_BEFORE:
+
+        def cap_memory() -> None:
+            resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+
+        result = subprocess.run(
+            [sys.executable, "-c", "from gen.cli import main; main()", "sample", "--checkpoint",
+             str(checkpoint), "--out", str(out), "--n", "2", "--class", CLASS_NAMES[0], "--device", "cpu",
+             "-q", "--db", f"sqlite:///{database}"],
+            capture_output=True, text=True, timeout=600, preexec_fn=cap_memory,
+        )  # fmt: skip
+        assert result.returncode == 1, result.stderr
+        assert result.stderr.strip().splitlines() == [f"Error: {sentence}"]
+    else:
+        with pytest.raises(GenError) as refused:
+            run_sample(checkpoint, out, 2, [CLASS_NAMES[0]], database=f"sqlite:///{database}")
+        assert str(refused.value) == sentence
+    assert not list(out.rglob("*_000002.png"))
+    assert models_in(database) == 0  # not even the model's row was made
 
 
 # ---------------------------------------------------------------------------------------------

@@ -171,6 +171,24 @@ TAMPERING: dict[str, tuple[Callable[[Path], None], list[str]]] = {
 }
 
 
+def add_a_class_differing_in_case(root: Path) -> None:
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["classes"]["CYT_MAST"] = 0
+    (root / "manifest.json").write_text(json.dumps(manifest))
+
+
+TAMPERING["a class name differing only in case"] = (
+    add_a_class_differing_in_case,
+    [r"manifest.json is malformed: class names 'cyt_mast' and 'CYT_MAST' differ only in case"],
+)
+TAMPERING["a class name a spreadsheet would run"] = (
+    lambda root: (root / "manifest.json").write_text(
+        (root / "manifest.json").read_text().replace('"cyt_mast"', '"=cyt_mast"', 1)
+    ),
+    [r"manifest.json is malformed: class name '=cyt_mast' must not start with '='"],
+)
+
+
 @pytest.mark.parametrize("case", list(TAMPERING))
 def test_tampering_is_named(dataset: Path, case: str) -> None:
     tamper, expected = TAMPERING[case]
@@ -483,7 +501,8 @@ def test_open_inside_refuses_what_is_not_a_regular_file(dataset: Path, tmp_path:
 def test_control_characters_in_names_are_escaped(dataset: Path) -> None:
     (dataset / "cyt_mast" / "\x1b[2Jx.png").write_bytes(b"x")
     problems = verify_dataset(dataset)
-    assert "cyt_mast/\\x1b[2Jx.png: extra file, not listed in MD5SUMS and no row in database.sql" in problems
+    extra = "cyt_mast/\\x1b[2Jx.png: extra file, not listed in MD5SUMS and no row in database.sql"
+    assert any(problem.startswith(extra) for problem in problems)
 
 
 def test_a_manifest_nested_too_deeply_is_a_problem(dataset: Path) -> None:
@@ -521,3 +540,197 @@ def test_an_export_of_another_format_is_named(dataset: Path, found: str, expecte
     (dataset / "manifest.json").write_text(json.dumps({**manifest, "format": found}))
     problems = verify_dataset(dataset)
     assert len(problems) == 1 and expected in problems[0]
+
+
+# ----------------------------------------------------------------------------- croissant.json
+# mlcroissant loads what croissant.json points at: an edited one must not make it read (or
+# fetch) anything but the files verify checked.
+
+METADATA_ENTRY, FILE_SET_ENTRY, IMAGE_ENTRY = 0, 1, 2  # the order gen writes the distribution in
+
+
+def set_key(index: int, key: str, value: object) -> Callable[[dict], None]:
+    def change(document: dict) -> None:
+        document["distribution"][index][key] = value
+
+    return change
+
+
+def duplicate_image(**changes: str) -> Callable[[dict], None]:
+    def change(document: dict) -> None:
+        document["distribution"].append({**document["distribution"][IMAGE_ENTRY], **changes})
+
+    return change
+
+
+def field_source(name: str, source: object) -> Callable[[dict], None]:
+    def change(document: dict) -> None:
+        field = next(f for f in document["recordSet"][0]["field"] if f["name"] == name)
+        field["source"] = source
+
+    return change
+
+
+def add_to_field(key: str, value: object) -> Callable[[dict], None]:
+    def change(document: dict) -> None:
+        document["recordSet"][0]["field"][0][key] = value
+
+    return change
+
+
+def remap_in_context(document: dict) -> None:
+    document["@context"]["name"] = "sc:contentUrl"
+
+
+OUTSIDE = "which is not a relative path inside the data set"
+CROISSANT_ATTACKS: dict[str, tuple[Callable[[dict], None], str]] = {
+    "a file URL": (
+        set_key(METADATA_ENTRY, "contentUrl", "file:///etc/passwd"),
+        f"'file:///etc/passwd', {OUTSIDE}",
+    ),
+    "an http URL": (
+        set_key(IMAGE_ENTRY, "contentUrl", "http://example.org/x.png"),
+        f"'http://example.org/x.png', {OUTSIDE}",
+    ),
+    "an absolute path": (set_key(METADATA_ENTRY, "contentUrl", "/etc/passwd"), f"'/etc/passwd', {OUTSIDE}"),
+    "a parent": (set_key(METADATA_ENTRY, "contentUrl", "../metadata.csv"), f"'../metadata.csv', {OUTSIDE}"),
+    "a parent inside": (
+        set_key(IMAGE_ENTRY, "contentUrl", "./a/../../b.png"),
+        f"'./a/../../b.png', {OUTSIDE}",
+    ),
+    "a %-escaped parent": (set_key(IMAGE_ENTRY, "contentUrl", "%2e%2e/x.png"), f"'%2e%2e/x.png', {OUTSIDE}"),
+    "a backslash": (set_key(IMAGE_ENTRY, "contentUrl", "cyt_mast\\..\\..\\x.png"), OUTSIDE),
+    "a Windows drive": (set_key(IMAGE_ENTRY, "contentUrl", "C:/x.png"), OUTSIDE),
+    "an absolute pattern": (
+        set_key(FILE_SET_ENTRY, "includes", "/**"),
+        "includes '/**', which is not a pattern inside",
+    ),
+    "a parent pattern": (
+        set_key(FILE_SET_ENTRY, "includes", ["../**"]),
+        "includes '../**', which is not a pattern",
+    ),
+    "an excludes outside": (
+        set_key(FILE_SET_ENTRY, "excludes", ["/etc/*"]),
+        "excludes '/etc/*', which is not",
+    ),
+    "a pattern taking in the grids": (
+        set_key(FILE_SET_ENTRY, "includes", "*.png"),
+        "takes in 4 files that are not images of the data set, such as grid-",
+    ),
+    "a pattern leaving out images": (
+        set_key(FILE_SET_ENTRY, "includes", "cyt_mast/*.png"),
+        "leaves out 15 images, such as cyt_kist_mast/",
+    ),
+    "an archive to read from": (
+        set_key(FILE_SET_ENTRY, "containedIn", {"@id": "metadata.csv"}),
+        "has containedIn, which gen does not write",
+    ),
+    "a prefixed alias": (
+        set_key(METADATA_ENTRY, "sc:contentUrl", "http://x/y"),
+        "has sc:contentUrl, which gen does not write",
+    ),
+    "a wrong SHA-256": (
+        set_key(IMAGE_ENTRY, "sha256", "0" * 64),
+        "the checksums of cyt_kist_mast/cyt_kist_mast_000001.png differ",
+    ),
+    "a wrong MD5 of metadata.csv": (
+        set_key(METADATA_ENTRY, "md5", "0" * 32),
+        "the checksums of metadata.csv are not the file's",
+    ),
+    "a duplicate @id": (
+        duplicate_image(contentUrl="cyt_mast/cyt_mast_000001.png"),
+        "defines the @id 'file/cyt_kist_mast/cyt_kist_mast_000001.png' a second",
+    ),
+    "a duplicate FileObject": (
+        duplicate_image(**{"@id": "again"}),
+        "describes cyt_kist_mast/cyt_kist_mast_000001.png a second time",
+    ),
+    "labels from another file": (
+        field_source(
+            "label",
+            {"fileObject": {"@id": "file/cyt_mast/cyt_mast_000001.png"}, "extract": {"column": "label"}},
+        ),
+        "fileObject is {'@id': 'file/cyt_mast/cyt_mast_000001.png'}, not metadata.csv",
+    ),
+    "labels from another column": (
+        field_source("label", {"fileObject": {"@id": "metadata.csv"}, "extract": {"column": "seed"}}),
+        "field 'images/label' does not read the column label of metadata",
+    ),
+    "a reference to nothing": (
+        add_to_field("references", {"field": {"@id": "elsewhere/x"}}),
+        "refers to 'elsewhere/x', which it does not define",
+    ),
+    "a nested context": (
+        add_to_field("@context", "http://example.org/context.jsonld"),
+        "has the key '@context', which gen does not write",
+    ),
+    "a remapped term": (remap_in_context, "has another JSON-LD @context than gen writes"),
+}
+
+
+@pytest.mark.parametrize("case", list(CROISSANT_ATTACKS))
+def test_croissant_json_points_only_at_checked_files(dataset: Path, case: str) -> None:
+    change, expected = CROISSANT_ATTACKS[case]
+    path = dataset / "croissant.json"
+    document = json.loads(path.read_text())
+    change(document)
+    path.write_text(json.dumps(document, indent=2))
+    resign(dataset)
+    problems = verify_dataset(dataset)
+    assert any(expected in problem for problem in problems), problems
+    code, output = verify_cli(dataset)
+    assert code == 1 and f"{len(problems)} problem" in output
+
+
+def test_a_formula_in_a_number_column_of_metadata_csv_is_a_problem(dataset: Path) -> None:
+    path = dataset / "metadata.csv"
+    lines = path.read_text().splitlines(keepends=True)
+    cells = lines[1].split(",")
+    cells[5] = '"=HYPERLINK(""http://x"")"'
+    lines[1] = ",".join(cells)
+    path.write_text("".join(lines))
+    resign(dataset)
+    problems = verify_dataset(dataset)
+    assert any(
+        "metadata.csv line 2: seed is '=HYPERLINK(\"http://x\")', not a number" in p for p in problems
+    ), problems
+
+
+# ----------------------------------------------------------------------------- sizes
+# A file a stranger made is measured before it is read, and one nothing claims is never read.
+
+
+def make_sparse(path: Path, size: int) -> None:
+    with open(path, "wb") as file:
+        file.truncate(size)
+
+
+@pytest.mark.parametrize("name", ["metadata.csv", "croissant.json", "cyt_mast/MD5SUMS"])
+def test_a_huge_text_file_is_refused_by_its_size(
+    dataset: Path, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_sparse(dataset / name, 64 << 20)  # 64 MiB of nothing (a stranger's could be 6 GB)
+    problems = verify_dataset(dataset)
+    assert any(
+        re.fullmatch(
+            rf"{name} is too large to be read: it has {64 << 20} bytes, more than the \d+ it can need here", p
+        )
+        for p in problems
+    ), problems
+
+
+def test_an_unlisted_file_is_named_with_its_size_and_never_read(
+    dataset: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_sparse(dataset / "cyt_mast" / "huge.png", 256 << 20)  # a stranger's could be 100 GB
+    opened: list[str] = []
+
+    def spy(root: Path, relative: str):  # noqa: ANN202
+        opened.append(relative)
+        return open_inside(root, relative)
+
+    monkeypatch.setattr("gen.verify.open_inside", spy)
+    problems = verify_dataset(dataset)
+    extra = "cyt_mast/huge.png: extra file, not listed in MD5SUMS and no row in database.sql"
+    assert f"{extra} ({256 << 20} bytes, not read)" in problems
+    assert "cyt_mast/huge.png" not in opened and FILE in opened

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gen.data import check_class_name
+from gen.data import check_class_name, check_distinct_class_names
 from gen.errors import GenError
 from gen.export.layout import (
     GRID_PREFIX,
@@ -76,6 +76,7 @@ def select_images(
     wanted = set(classes) if classes else set(info.class_names)
     for name in wanted:
         check_class_folder_name(name)
+    check_distinct_class_names(wanted)
     query = (
         select(
             Image.id,

@@ -36,6 +36,29 @@ from gen.checkpoint import file_sha256
 from gen.export.layout import COPY_THREADS, METADATA_NAME, ExportedImage
 
 CONFORMS_TO = "http://mlcommons.org/croissant/1.1"
+# The JSON-LD @context gen writes (mlcroissant's for this version). Verify requires exactly this
+# one: a context decides what every key means, so an edited one could make "name" a contentUrl.
+CONTEXT: dict[str, Any] = {
+    "@language": "en",
+    "@vocab": "https://schema.org/",
+    "cr": "http://mlcommons.org/croissant/",
+    "dct": "http://purl.org/dc/terms/",
+    "rai": "http://mlcommons.org/croissant/RAI/",
+    "sc": "https://schema.org/",
+    "conformsTo": "dct:conformsTo",
+    "data": {"@id": "cr:data", "@type": "@json"},
+    "dataType": {"@id": "cr:dataType", "@type": "@vocab"},
+    "examples": {"@id": "cr:examples", "@type": "@json"},
+    **{
+        term: f"cr:{term}"
+        for term in (
+            "citeAs", "column", "equivalentProperty", "extract", "field", "fileProperty", "fileObject",
+            "fileSet", "format", "includes", "isLiveDataset", "jsonPath", "key", "md5", "parentField",
+            "path", "recordSet", "references", "regex", "repeated", "replace", "samplingRate",
+            "separator", "source", "subField", "transform",
+        )
+    },
+}  # fmt: skip
 RECORD_SET = "images"
 FILE_SET = "png-files"
 DATASET_VERSION = "1.0.0"
@@ -220,6 +243,8 @@ def croissant_json(
     if errors:  # a bug in what is written here, not the user's doing
         raise ValueError(f"croissant.json would not validate: {sorted(errors)}")
     document = metadata.to_json()
+    if document.get("@context") != CONTEXT:  # mlcroissant changed: gen verify must learn its context
+        raise ValueError("mlcroissant wrote another JSON-LD @context than gen.export.croissant.CONTEXT")
     template = document["distribution"][-1]
     document["distribution"] += [_like(template, files[0], file) for file in files[1:]]
     return document

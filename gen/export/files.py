@@ -112,8 +112,23 @@ def write_md5sums(images: Iterable[ExportedImage], root: Path) -> None:
         (root / class_name / MD5SUMS_NAME).write_text(text, encoding="utf-8", newline="\n")
 
 
-def _csv_value(value: Any) -> Any:
-    return "" if value is None else value
+# A spreadsheet runs a cell that starts with one of these as a formula; OWASP's advice for CSV
+# files is to prefix such a cell with a single quote, which shows it as text.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A value as a CSV cell: None empty, text a spreadsheet would run escaped, anything else as is.
+
+    A carriage return in text becomes a line feed: the csv module quotes a cell holding the line
+    terminator ("\n" here) but not a lone "\r", which a reader would take for the end of the row.
+    """
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        return value
+    escaped = "'" + value if value.startswith(FORMULA_STARTS) else value
+    return escaped.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def write_settings_csv(path: Path, images: Sequence[ExportedImage], model: Any, rows: int | None) -> int:
@@ -140,7 +155,7 @@ def write_settings_csv(path: Path, images: Sequence[ExportedImage], model: Any, 
                 # The checkpoint's iteration: how far the GAN was trained when it made the image.
                 "iterations": image.iteration,
             }
-            writer.writerow([_csv_value(record[column]) for column in CSV_COLUMNS])
+            writer.writerow([csv_cell(record[column]) for column in CSV_COLUMNS])
     return len(chosen)
 
 
@@ -154,17 +169,10 @@ def write_metadata_csv(path: Path, images: Sequence[ExportedImage], model_id: in
         writer = csv.writer(file, lineterminator="\n")
         writer.writerow(METADATA_COLUMNS)
         for relative, image in distinct.items():
-            writer.writerow(
-                (
-                    relative,
-                    image.class_name,
-                    image.md5,
-                    model_id,
-                    image.iteration,
-                    image.seed,
-                    image.sample_index,
-                )
-            )
+            # The class-name rule keeps the names from starting like a formula (gen.data), so
+            # file_name and label are never changed here: loaders match them with the folders.
+            values = (relative, image.class_name, image.md5, model_id, image.iteration, image.seed)
+            writer.writerow([csv_cell(value) for value in (*values, image.sample_index)])
 
 
 def write_grid(paths: Sequence[Path], target: Path, columns: int = GRID_COLUMNS, padding: int = 2) -> None:
