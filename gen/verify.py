@@ -9,8 +9,9 @@ match manifest.json, and so must the SHA-256 of every other file the manifest li
 Extra files inside class folders, and unlisted grid-*.png or plot-*.png, are errors (they
 would pass for data), and so is any folder at the top level that is not a class (torchvision's
 ImageFolder would take it for one); other extra files at the top level are not, so a publisher
-may add LICENSE or CITATION.cff. metadata.csv (Hugging Face's imagefolder labels) must name
-every image once, with its class and MD5.
+may add LICENSE or CITATION.cff. images.csv (Croissant's records) and metadata.parquet (Hugging
+Face's imagefolder labels, read with pyarrow) must each name every image once, with its class
+and MD5; metadata.parquet's class labels must be the manifest's classes in its order.
 README.md and index.html are meant to be edited and are not checksummed.
 
 A data set comes from a stranger, so verifying one trusts none of it (SECURITY.md):
@@ -59,6 +60,7 @@ from gen.export import (
     COPY_THREADS,
     CROISSANT_NAME,
     GRID_PREFIX,
+    HF_METADATA_NAME,
     MANIFEST_FORMAT,
     MANIFEST_FORMAT_FAMILY,
     MANIFEST_NAME,
@@ -70,6 +72,7 @@ from gen.export import (
     check_class_folder_name,
     parse_md5sums_line,
 )
+from gen.export.files import metadata_parquet_schema
 
 # A manifest lists a few dozen files; anything this large is not one.
 MANIFEST_MAX_BYTES = 16 * 1024 * 1024
@@ -769,6 +772,7 @@ def _problems(root: Path, progress: bool) -> list[str]:
             problems.append(f"{name} is missing")
     images = {relative: hashes[relative][0] for paths in files_on_disk.values() for relative in paths}
     _check_metadata(root, tree, listed, images, problems)
+    _check_hf_metadata(root, tree, listed, images, list(classes), problems)
     _check_croissant(root, tree, listed, {relative: hashes[relative] for relative in images}, problems)
     return problems
 
@@ -781,7 +785,7 @@ def _check_croissant(
     problems: list[str],
 ) -> None:
     """croissant.json lists every image file once, with its MD5 and SHA-256, and nothing else
-    as a PNG; metadata.csv's checksums in it are those of the file."""
+    as a PNG; images.csv's checksums in it are those of the file."""
     if not _required_file(CROISSANT_NAME, tree, listed, problems):
         return
     try:
@@ -830,7 +834,7 @@ def _required_file(name: str, tree: _Tree, listed: dict[str, Any], problems: lis
 def _check_metadata(
     root: Path, tree: _Tree, listed: dict[str, Any], images: dict[str, str | None], problems: list[str]
 ) -> None:
-    """metadata.csv names every image file once, with its class folder as label and its MD5."""
+    """images.csv names every image file once, with its class folder as label and its MD5."""
     if not _required_file(METADATA_NAME, tree, listed, problems):
         return
     try:
@@ -860,3 +864,52 @@ def _check_metadata(
         seen.add(file_name)
     for relative in sorted(set(images) - seen):
         problems.append(f"{relative} has no line in {METADATA_NAME}")
+
+
+def _check_hf_metadata(
+    root: Path,
+    tree: _Tree,
+    listed: dict[str, Any],
+    images: dict[str, str | None],
+    class_names: list[str],
+    problems: list[str],
+) -> None:
+    """metadata.parquet has the schema gen writes (its label a ClassLabel of the manifest's
+    classes, in order) and names every image file once, with its class's index and its MD5."""
+    import pyarrow
+    import pyarrow.parquet
+
+    if not _required_file(HF_METADATA_NAME, tree, listed, problems):
+        return
+    try:
+        with open_inside(root, HF_METADATA_NAME) as file:
+            table = pyarrow.parquet.read_table(file)
+    except (OSError, ValueError, pyarrow.ArrowException) as error:
+        problems.append(f"{HF_METADATA_NAME} cannot be read: {error}")
+        return
+    if not table.schema.equals(metadata_parquet_schema(class_names), check_metadata=True):
+        problems.append(
+            f"{HF_METADATA_NAME} does not have the columns {', '.join(METADATA_COLUMNS)} with the class "
+            f"labels {', '.join(class_names)}"
+        )
+        return
+    columns = (table.column(name).to_pylist() for name in ("file_name", "label", "md5"))
+    seen: set[str] = set()
+    for row, (file_name, label, md5) in enumerate(zip(*columns, strict=True), start=1):
+        if file_name not in images:
+            problems.append(f"{HF_METADATA_NAME} row {row} names {file_name!r}, not an image of the data set")
+        elif file_name in seen:
+            problems.append(f"{HF_METADATA_NAME} row {row} names {file_name} a second time")
+        elif (
+            label is None
+            or not 0 <= label < len(class_names)
+            or class_names[label] != file_name.split("/")[0]
+        ):
+            problems.append(f"{HF_METADATA_NAME} row {row} gives {file_name} the label {label!r}")
+        elif images[file_name] is not None and md5 != images[file_name]:
+            problems.append(
+                f"{HF_METADATA_NAME} row {row}: MD5 of {file_name} is {images[file_name]}, not {md5}"
+            )
+        seen.add(file_name)
+    for relative in sorted(set(images) - seen):
+        problems.append(f"{relative} has no row in {HF_METADATA_NAME}")
