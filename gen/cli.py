@@ -183,7 +183,14 @@ def report_skipped_files(skipped: Sequence[str], run_dir: Path) -> None:
     "the source's baselines dcgan, wgan, wgan-gp, bgan, began, and tiny (for tests) (see "
     "gen/presets.py)  [default: $GEN_PRESET, else the best for the device: cpu on a CPU, small on a GPU].",
 )
-@click.option("--iters", "iterations", type=click.IntRange(1), default=10_000, show_default=True)
+@click.option(
+    "--iters",
+    "iterations",
+    type=click.IntRange(1),
+    default=10_000,
+    show_default=True,
+    help="Iterations to train to (with --resume: the total, counting those already done).",
+)
 @click.option(
     "--minutes",
     "max_minutes",
@@ -229,7 +236,13 @@ def report_skipped_files(skipped: Sequence[str], run_dir: Path) -> None:
     default=None,
     help="Draw every class equally often in a batch [default: the preset's].",
 )
-@click.option("--checkpoint-every", type=click.IntRange(1), default=1000, show_default=True)
+@click.option(
+    "--checkpoint-every",
+    type=click.IntRange(1),
+    default=1000,
+    show_default=True,
+    help="Write a checkpoint (and a progress grid) every N iterations.",
+)
 @click.option(
     "--keep-checkpoints",
     type=click.IntRange(1),
@@ -372,9 +385,21 @@ def train(
 @click.option("--n", "count", type=click.IntRange(1), required=True, help="Images per class.")
 @click.option("--class", "class_names", multiple=True, help="A class to sample (repeatable).")
 @click.option("--all-classes", is_flag=True, help="Sample every class of the model.")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("samples"), show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("samples"),
+    show_default=True,
+    help="Folder the images go to, one sub-folder per class.",
+)
 @seed_option
-@click.option("--batch-size", type=click.IntRange(1), default=256, show_default=True)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1),
+    default=256,
+    show_default=True,
+    help="Images generated per forward pass (recorded: reproduce uses the same).",
+)
 @device_option
 @click.option("--no-record", is_flag=True, help="Do not record the images in the database.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
@@ -484,7 +509,7 @@ def reproduce(image_ids: tuple[int, ...], device: str, database_url: str | None)
 
 @cli.group()
 def models() -> None:
-    """List, show and delete the models in the database."""
+    """List, show, rename, retrain and delete the models in the database."""
 
 
 @models.command("list")
@@ -598,7 +623,7 @@ def models_delete(
 
 @cli.group("db")
 def database() -> None:
-    """Manage the database schema."""
+    """Manage the database schema: upgrade applies the migrations this gen knows."""
 
 
 @database.command("upgrade")

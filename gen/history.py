@@ -115,9 +115,22 @@ class History:
         atomic_write(self.path, lambda file: file.write(data))
 
 
+# What an empty panel says instead of staying blank.
+EMPTY_PANEL = {"domain_fid": "no evaluation:\ntrain with --eval-every N"}
+NO_ROWS_YET = "no figures yet"
+
+
 def plot_history(rows: list[dict[str, float]], path: Path) -> Path:
-    """Losses, mean D scores, gradient norms and (when evaluated) domain FID against iteration."""
-    from gen.metrics._plotting import new_figure, save_png
+    """Losses, mean D scores, gradient norms and (when evaluated) domain FID against iteration;
+    a panel with nothing to draw says why in its middle."""
+    from gen.metrics._plotting import save_png
+
+    return save_png(history_figure(rows), path)
+
+
+def history_figure(rows: list[dict[str, float]]) -> Any:
+    """The matplotlib Figure plot_history writes: four panels, two by two."""
+    from gen.metrics._plotting import new_figure
 
     panels = [
         ("loss", ("d_loss", "g_loss"), False),
@@ -138,6 +151,9 @@ def plot_history(rows: list[dict[str, float]], path: Path) -> Path:
         axis.set_title(title)
         if axis.lines:
             axis.legend(loc="best", fontsize="small")
+        else:
+            reason = EMPTY_PANEL.get(names[0], NO_ROWS_YET)
+            axis.text(0.5, 0.5, reason, transform=axis.transAxes, ha="center", va="center", color="0.4")
     for axis in axes[2:]:
         axis.set_xlabel("iteration")
-    return save_png(figure, path)
+    return figure

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from gen.checkpoint import file_sha256, load_for_sampling
 from gen.data import LabelledImages, load_image_folder
@@ -135,6 +136,39 @@ def _align(
     labels = mapping[real.labels]
     keep = labels >= 0
     return real.images[keep], labels[keep]
+
+
+class _Steps:
+    """One progress line on stderr for the report as a whole: which step runs, how many are done
+    and for how long (the steps that train or embed many images show their own bars too)."""
+
+    def __init__(self, names: list[str], enabled: bool) -> None:
+        self._bar = tqdm(total=len(names), unit="step", disable=not enabled, dynamic_ncols=True)
+        self._started = False
+
+    def start(self, name: str) -> None:
+        if self._started:
+            self._bar.update(1)
+        self._started = True
+        self._bar.set_description_str(f"report: {name}")
+
+    def close(self, finished: bool = True) -> None:
+        if self._started and finished:
+            self._bar.update(1)
+        self._bar.close()
+
+
+def report_steps(settings: ReportSettings, has_train: bool, has_weights: bool) -> list[str]:
+    """The names of the steps make_report runs with these settings, in order."""
+    return [
+        "generating synthetic images",
+        *(["domain classifier and features", "near copies"] if has_train else []),
+        "two-sample test",
+        *(["Inception FID"] if has_weights else []),
+        "colour histograms",
+        *(["utility classifiers"] if settings.utility else []),
+        *(["Grad-CAM"] if settings.gradcam else []),
+    ]
 
 
 def _synthetic(state: Any, n: int, seed: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -429,10 +463,12 @@ def make_report(
     )
     real = load_image_folder(real_dir)
     real_images, real_labels = _align(real, class_names, "--real")
-    fake_images, fake_labels = _synthetic(state, settings.n_per_class, settings.seed, torch_device)
     train = load_image_folder(train_dir) if train_dir else None
     if train is None and settings.gradcam:
         raise GenError("--gradcam needs the real training images: pass --train DIR.")
+    steps = _Steps(report_steps(settings, train is not None, weights is not None), progress)
+    steps.start("generating synthetic images")
+    fake_images, fake_labels = _synthetic(state, settings.n_per_class, settings.seed, torch_device)
     if train is not None and train.fingerprint == real.fingerprint:
         raise GenError("--real and the training folder hold the same images; evaluate on held-out images.")
 
@@ -450,6 +486,7 @@ def make_report(
             )
         else:
             train_images, train_labels = _align(train, class_names, "training")
+            steps.start("domain classifier and features")
             classifier, path, cached = domain_classifier(
                 train_images,
                 train_labels,
@@ -493,6 +530,7 @@ def make_report(
             report.add("domain_is_real", inception_score.inception_score(real_probabilities)[0])
             synthetic_accuracy = float((fake_probabilities.argmax(1) == fake_labels.numpy()).mean())
             report.add("domain_classifier_accuracy_on_synthetic", synthetic_accuracy)
+            steps.start("near copies")
             _near_copy_figures(
                 report,
                 temporary,
@@ -509,6 +547,7 @@ def make_report(
             )
 
         # Could a small CNN tell synthetic images from real held-out ones of the same class?
+        steps.start("two-sample test")
         _two_sample_figures(
             report, temporary, (real_images, real_labels), (fake_images, fake_labels), settings, torch_device
         )
@@ -517,6 +556,7 @@ def make_report(
         if weights is None:
             report.notes.append(inception.missing_weights_message())
         else:
+            steps.start("Inception FID")
             network = inception.load_fid_inception(weights, torch_device)
             mu, sigma = _real_inception_statistics(
                 network, real_images, real.fingerprint, file_sha256(weights), torch_device
@@ -532,6 +572,7 @@ def make_report(
                 )
 
         # Colour histograms, 150 against 150 per class, beside the real-against-real floor.
+        steps.start("colour histograms")
         comparisons = histogram.per_class_histogram_kl(
             real_images,
             real_labels,
@@ -581,6 +622,7 @@ def make_report(
         if settings.utility:
             if train is None:
                 raise GenError("--utility needs the real training images: pass --train DIR.")
+            steps.start("utility classifiers")
             build = None
             if utility_classifier is not None:
                 build = _recorded_classifier_figures(
@@ -621,6 +663,7 @@ def make_report(
         if settings.gradcam:
             if train is None:
                 raise GenError("--gradcam needs the real training images: pass --train DIR.")
+            steps.start("Grad-CAM")
             # The utility classifier trained on real images only; trained here as utility would
             # train it when --utility did not run.
             explained = utility_models.get("real_only")
@@ -643,12 +686,14 @@ def make_report(
                 torch_device,
             )
 
+        steps.close()
         (temporary / "report.json").write_text(json.dumps(report_json(report), indent=2) + "\n")
         (temporary / "report.md").write_text(report_markdown(report))
         if out.exists():
             shutil.rmtree(out)
         os.replace(temporary, out)
     except BaseException:
+        steps.close(finished=False)
         shutil.rmtree(temporary, ignore_errors=True)
         raise
     return report

@@ -9,8 +9,9 @@ match manifest.json, and so must the SHA-256 of every other file the manifest li
 Extra files inside class folders, and unlisted grid-*.png or plot-*.png, are errors (they
 would pass for data), and so is any folder at the top level that is not a class (torchvision's
 ImageFolder would take it for one); other extra files at the top level are not, so a publisher
-may add LICENSE or CITATION.cff. metadata.csv (Hugging Face's imagefolder labels) must name
-every image once, with its class and MD5.
+may add LICENSE or CITATION.cff. images.csv (Croissant's records) and metadata.parquet (Hugging
+Face's imagefolder labels, read with pyarrow) must each name every image once, with its class
+and MD5; metadata.parquet's class labels must be the manifest's classes in its order.
 README.md and index.html are meant to be edited and are not checksummed.
 
 A data set comes from a stranger, so verifying one trusts none of it (SECURITY.md):
@@ -31,7 +32,7 @@ A data set comes from a stranger, so verifying one trusts none of it (SECURITY.m
 - Class names, from the manifest and from the dump, must pass the rule class folders follow.
 - croissant.json may point the Croissant loader only at files verify checks: gen's own JSON-LD
   context, relative paths and patterns inside the data set, each file once with its checksums,
-  record sets that read metadata.csv and the image FileSet (_check_croissant).
+  record sets that read images.csv and the image FileSet (_check_croissant).
 - A text file is measured before it is read and refused if larger than gen could have made it
   (TEXT_BASE_BYTES, BYTES_PER_IMAGE); a file nothing claims is named with its size, never read.
 """
@@ -66,6 +67,7 @@ from gen.export import (
     COPY_THREADS,
     CROISSANT_NAME,
     GRID_PREFIX,
+    HF_METADATA_NAME,
     MANIFEST_FORMAT,
     MANIFEST_FORMAT_FAMILY,
     MANIFEST_NAME,
@@ -78,13 +80,14 @@ from gen.export import (
     parse_md5sums_line,
 )
 from gen.export.croissant import CONTEXT as CROISSANT_CONTEXT
+from gen.export.files import metadata_parquet_schema
 
 # A manifest lists a few dozen files; anything this large is not one.
 MANIFEST_MAX_BYTES = 16 * 1024 * 1024
 # The other text files verify reads grow with the images they describe: at most this many bytes
-# per image file found on disk (a line of metadata.csv or MD5SUMS is under 600 bytes, a file
+# per image file found on disk (a line of images.csv or MD5SUMS is under 600 bytes, a file
 # object in croissant.json under 2 KB), plus TEXT_BASE_BYTES for the rest. Each file's size is
-# checked before it is read, so a sparse 6 GB metadata.csv costs nothing.
+# checked before it is read, so a sparse 6 GB images.csv costs nothing.
 TEXT_BASE_BYTES = 1 << 20
 BYTES_PER_IMAGE = {METADATA_NAME: 1024, MD5SUMS_NAME: 1024, CROISSANT_NAME: 4096}
 READ_BLOCK = 1 << 20
@@ -821,6 +824,7 @@ def _problems(root: Path, progress: bool) -> list[str]:
             problems.append(f"{name} is missing")
     images = {relative: hashes[relative][0] for paths in files_on_disk.values() for relative in paths}
     _check_metadata(root, tree, listed, images, manifest.get("model_id"), problems)
+    _check_hf_metadata(root, tree, listed, images, list(classes), problems)
     _check_croissant(root, tree, listed, {relative: hashes[relative] for relative in images}, problems)
     return problems
 
@@ -868,8 +872,8 @@ def _check_croissant(
     problems: list[str],
 ) -> None:
     """croissant.json is the document gen writes: its own JSON-LD context; a distribution of
-    FileObjects (every image file once, with its MD5 and SHA-256, and metadata.csv) and FileSets
-    whose paths and patterns stay inside the data set; record sets that read only metadata.csv
+    FileObjects (every image file once, with its MD5 and SHA-256, and images.csv) and FileSets
+    whose paths and patterns stay inside the data set; record sets that read only images.csv
     and those FileSets. Whatever mlcroissant would load from it is then a file verify checked."""
     if not _required_file(CROISSANT_NAME, tree, listed, problems):
         return
@@ -936,7 +940,7 @@ def _check_distribution(
     images: dict[str, tuple[str | None, int, str | None]],
     problems: list[str],
 ) -> tuple[set[str], set[str], set[str]]:
-    """(the @ids of metadata.csv's FileObject, the @ids of the FileSets, the files described),
+    """(the @ids of images.csv's FileObject, the @ids of the FileSets, the files described),
     the distribution's problems reported."""
     metadata_ids: set[str] = set()
     file_sets: set[str] = set()
@@ -1024,8 +1028,8 @@ def _check_file_set(
 def _check_record_sets(
     record_sets: list[Any], ids: set[str], metadata_ids: set[str], file_sets: set[str], problems: list[str]
 ) -> None:
-    """Record sets read only metadata.csv and the FileSets, and refer only to nodes the document
-    defines; each field named like a column of metadata.csv reads that column."""
+    """Record sets read only images.csv and the FileSets, and refer only to nodes the document
+    defines; each field named like a column of images.csv reads that column."""
     metadata_id = next(iter(metadata_ids), None)
     for where, node in _json_nodes(record_sets, "recordSet"):
         for key, reads in (("fileObject", metadata_ids), ("fileSet", file_sets)):
@@ -1072,7 +1076,7 @@ def _check_metadata(
     model_id: Any,
     problems: list[str],
 ) -> None:
-    """metadata.csv names every image file once, with its class folder as label, its MD5, the
+    """images.csv names every image file once, with its class folder as label, its MD5, the
     manifest's model and numbers in the other columns."""
     if not _required_file(METADATA_NAME, tree, listed, problems):
         return
@@ -1119,3 +1123,52 @@ def _check_metadata(
         seen.add(file_name)
     for relative in sorted(set(images) - seen):
         problems.append(f"{relative} has no line in {METADATA_NAME}")
+
+
+def _check_hf_metadata(
+    root: Path,
+    tree: _Tree,
+    listed: dict[str, Any],
+    images: dict[str, str | None],
+    class_names: list[str],
+    problems: list[str],
+) -> None:
+    """metadata.parquet has the schema gen writes (its label a ClassLabel of the manifest's
+    classes, in order) and names every image file once, with its class's index and its MD5."""
+    import pyarrow
+    import pyarrow.parquet
+
+    if not _required_file(HF_METADATA_NAME, tree, listed, problems):
+        return
+    try:
+        with open_inside(root, HF_METADATA_NAME) as file:
+            table = pyarrow.parquet.read_table(file)
+    except (OSError, ValueError, pyarrow.ArrowException) as error:
+        problems.append(f"{HF_METADATA_NAME} cannot be read: {error}")
+        return
+    if not table.schema.equals(metadata_parquet_schema(class_names), check_metadata=True):
+        problems.append(
+            f"{HF_METADATA_NAME} does not have the columns {', '.join(METADATA_COLUMNS)} with the class "
+            f"labels {', '.join(class_names)}"
+        )
+        return
+    columns = (table.column(name).to_pylist() for name in ("file_name", "label", "md5"))
+    seen: set[str] = set()
+    for row, (file_name, label, md5) in enumerate(zip(*columns, strict=True), start=1):
+        if file_name not in images:
+            problems.append(f"{HF_METADATA_NAME} row {row} names {file_name!r}, not an image of the data set")
+        elif file_name in seen:
+            problems.append(f"{HF_METADATA_NAME} row {row} names {file_name} a second time")
+        elif (
+            label is None
+            or not 0 <= label < len(class_names)
+            or class_names[label] != file_name.split("/")[0]
+        ):
+            problems.append(f"{HF_METADATA_NAME} row {row} gives {file_name} the label {label!r}")
+        elif images[file_name] is not None and md5 != images[file_name]:
+            problems.append(
+                f"{HF_METADATA_NAME} row {row}: MD5 of {file_name} is {images[file_name]}, not {md5}"
+            )
+        seen.add(file_name)
+    for relative in sorted(set(images) - seen):
+        problems.append(f"{relative} has no row in {HF_METADATA_NAME}")

@@ -1,11 +1,12 @@
 """An export loads as is where people already work: torchvision's ImageFolder, Hugging Face
-datasets' imagefolder (through metadata.csv) and MLCommons Croissant (croissant.json)."""
+datasets' imagefolder (through metadata.parquet) and MLCommons Croissant (croissant.json)."""
 
 from __future__ import annotations
 
 import csv
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -13,12 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 from test_export import CLASSES, record_synthetic_model, write_png
 
 from db import queries
 from db.session import open_database
-from gen.export import export_dataset
+from gen.export import HF_METADATA_NAME, METADATA_NAME, export_dataset
 from gen.verify import verify_dataset
 
 PER_CLASS = 3
@@ -47,9 +49,11 @@ def test_torchvision_image_folder_finds_the_classes_and_nothing_else(exported: P
     assert counts == dict.fromkeys(sorted(CLASSES), PER_CLASS)
 
 
-def test_hugging_face_imagefolder_gives_every_image_with_its_label(
+def test_hugging_face_imagefolder_gives_every_image_with_its_class_label(
     exported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """load_dataset("imagefolder", data_dir=EXPORT) as written in the card: `label` is a
+    ClassLabel with the class names in the data set's order, no class_encode_column needed."""
     # Nothing may be fetched: the loader is packaged with datasets, the cache is private.
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -60,30 +64,61 @@ def test_hugging_face_imagefolder_gives_every_image_with_its_label(
     assert list(loaded) == ["train"]
     rows = loaded["train"]
     assert len(rows) == len(CLASSES) * PER_CLASS
-    labels = sorted(rows["label"])
-    assert labels == sorted(name for name in CLASSES for _ in range(PER_CLASS))
+    label = rows.features["label"]
+    assert isinstance(label, datasets.ClassLabel)
+    assert label.names == list(json.loads((exported / "manifest.json").read_text())["classes"])
+    assert sorted(label.int2str(rows["label"])) == sorted(name for name in CLASSES for _ in range(PER_CLASS))
     first = rows[0]
     assert first["image"].size == (64, 64)
-    with (exported / "metadata.csv").open(newline="") as file:
+    with (exported / METADATA_NAME).open(newline="") as file:
         metadata = list(csv.DictReader(file))
     expected = [(row["label"], row["md5"]) for row in metadata]
-    assert expected == list(zip(rows["label"], rows["md5"], strict=True))
+    assert expected == list(zip(label.int2str(rows["label"]), rows["md5"], strict=True))
+    for row in rows.select(range(len(CLASSES))):
+        assert hashlib.md5(row["image"].tobytes()).hexdigest()  # decodes
+    by_md5 = {
+        hashlib.md5(path.read_bytes()).hexdigest(): path.parent.name for path in exported.glob("*/*.png")
+    }
+    assert [by_md5[md5] for md5 in rows["md5"]] == label.int2str(rows["label"])
 
 
-def test_verify_checks_metadata_csv(exported: Path, tmp_path: Path) -> None:
+def test_verify_checks_metadata_parquet(exported: Path, tmp_path: Path) -> None:
+    import pyarrow.parquet as parquet
+
+    copy = tmp_path / "copy"
+    shutil.copytree(exported, copy)
+    table = parquet.read_table(copy / HF_METADATA_NAME)
+    labels = table.column("label").to_pylist()
+    swapped = table.set_column(
+        table.schema.get_field_index("label"), "label", [[(labels[0] + 1) % len(CLASSES), *labels[1:]]]
+    )
+    parquet.write_table(swapped.replace_schema_metadata(table.schema.metadata), copy / HF_METADATA_NAME)
+    first = table.column("file_name")[0].as_py()
+    problems = verify_dataset(copy)
+    assert any(p.startswith(f"{HF_METADATA_NAME} changed") for p in problems)
+    assert any(f"{HF_METADATA_NAME} row 1 gives {first} the label" in p for p in problems)
+    parquet.write_table(
+        table.slice(1).replace_schema_metadata(table.schema.metadata), copy / HF_METADATA_NAME
+    )
+    assert f"{first} has no row in {HF_METADATA_NAME}" in verify_dataset(copy)
+    (copy / HF_METADATA_NAME).write_text("not parquet")
+    assert any(p.startswith(f"{HF_METADATA_NAME} cannot be read") for p in verify_dataset(copy))
+
+
+def test_verify_checks_the_image_table_csv(exported: Path, tmp_path: Path) -> None:
     copy = tmp_path / "copy"
     shutil.copytree(exported, copy)
     assert verify_dataset(copy) == []
-    path = copy / "metadata.csv"
+    path = copy / METADATA_NAME
     lines = path.read_text().splitlines(keepends=True)
     first = lines[1].split(",")
     wrong_label = ",".join([first[0], CLASSES[1] if first[1] != CLASSES[1] else CLASSES[0], *first[2:]])
     path.write_text("".join([lines[0], wrong_label, *lines[3:]]))
     problems = verify_dataset(copy)
-    assert any("metadata.csv changed" in p for p in problems)
+    assert any(f"{METADATA_NAME} changed" in p for p in problems)
     assert any(f"gives {first[0]} the label" in p for p in problems)
     second_file = lines[2].split(",")[0]
-    assert f"{second_file} has no line in metadata.csv" in problems
+    assert f"{second_file} has no line in {METADATA_NAME}" in problems
     (copy / "grids").mkdir()
     assert "grids/: unexpected folder (not a class of this data set)" in verify_dataset(copy)
 
@@ -145,7 +180,7 @@ def test_verify_checks_croissant_json(exported: Path, tmp_path: Path) -> None:
     shutil.copytree(exported, copy)
     document = json.loads((copy / "croissant.json").read_text())
     images = [
-        e for e in document["distribution"] if e["@type"] == "cr:FileObject" and e["name"] != "metadata.csv"
+        e for e in document["distribution"] if e["@type"] == "cr:FileObject" and e["name"] != METADATA_NAME
     ]
     images[0]["sha256"] = "0" * 64
     document["distribution"].remove(images[1])
@@ -197,3 +232,34 @@ def test_the_card_shows_the_evidence_and_how_to_load(tmp_path: Path) -> None:
     assert "md5sum -c MD5SUMS" in readme
     assert "ImageFolder" in index and 'src="plot-histogram-a.png"' in index
     assert verify_dataset(out) == []
+
+
+def test_the_card_lists_every_file_and_names_the_networks(tmp_path: Path) -> None:
+    """The card's contents table names every file at the top level (grids and plots by pattern),
+    and a preset without a searched cell reads as plain blocks, not "cell no cells"."""
+    from gen.architecture import preset, to_json
+
+    engine = open_database(f"sqlite:///{tmp_path / 'gen.db'}")
+    gan_id = record_synthetic_model(engine, tmp_path / "samples", 2)
+    generator, discriminator = preset("cpu", len(CLASSES))
+    with engine.begin() as connection:
+        connection.execute(
+            text("UPDATE gan_architectures SET generator = :g, discriminator = :d WHERE id = :id"),
+            {"g": json.dumps(to_json(generator)), "d": json.dumps(to_json(discriminator)), "id": gan_id},
+        )
+    report_dir = tmp_path / "report"
+    report_dir.mkdir()
+    (report_dir / "report.json").write_text("{}")
+    (report_dir / "report.md").write_text("# report\n")
+    write_png(report_dir / "histogram-a.png", np.random.default_rng(0), 16)
+    out = export_dataset(engine, gan_id, tmp_path / "out", sql_dump=True, csv=True, report_dir=report_dir).out
+    engine.dispose()
+    readme = (out / "README.md").read_text()
+    contents = readme[readme.index("## Contents") : readme.index("## Classes")]
+    for path in out.iterdir():
+        if path.is_file():
+            shown = re.sub(r"^(grid|plot)-.*\.png$", r"\1-", path.name)
+            assert f"`{shown}" in contents, path.name
+    generator_row = next(line for line in readme.splitlines() if line.startswith("| generator |"))
+    assert "no cells" not in generator_row and "plain convolution blocks" in generator_row
+    assert "self-attention at stages" in generator_row

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from test_images import row_label_pixels
 
 from gen.data import load_image_folder
-from gen.metrics.near_copies import near_copies, nearest, pixels
+from gen.metrics.near_copies import ClassNearCopies, near_copies, nearest, pixels, write_closest_pairs
 from gen.phantoms import write_phantoms
 
 
@@ -74,3 +75,13 @@ def test_unseen_real_images_of_the_same_class_are_not_flagged(phantoms: dict) ->
     _, train_labels = phantoms["train"]
     assert torch.equal(unseen_labels, train_labels)  # the same classes in the same order
     assert share_for(phantoms, unseen) <= 0.1  # about the 1% that new cells show by construction
+
+
+def test_the_closest_pairs_grid_names_its_rows(tmp_path) -> None:
+    """Synthetic on top, their nearest training images below, each row named on the picture."""
+    synthetic = torch.zeros((3, 3, 64, 64), dtype=torch.uint8)
+    training = torch.full((3, 3, 64, 64), 255, dtype=torch.uint8)
+    result = ClassNearCopies("a", 3, 1, {}, {}, [(0, 2, 0.1), (1, 0, 0.2)])
+    write_closest_pairs(result, synthetic, training, tmp_path / "pairs.png")
+    top, bottom = row_label_pixels(tmp_path / "pairs.png", 2, 2)
+    assert (top < 128).any() and (bottom < 128).any()

@@ -17,7 +17,7 @@ from gen.cli import cli
 from gen.data import load_image_folder
 from gen.metrics import domain, inception, normalised
 from gen.phantoms import write_phantoms
-from gen.report import ReportSettings, make_report, table_rows
+from gen.report import ReportSettings, make_report, report_steps, table_rows
 
 
 @pytest.fixture(scope="module")
@@ -229,3 +229,19 @@ def test_report_on_a_folder_missing_a_class(trained: dict, tmp_path: Path) -> No
         cli, ["report", "--real", str(partial), "--db", trained["url"], "--out", str(tmp_path / "r"), "-q"]
     )
     assert result.exit_code == 1 and "has no class" in result.output
+
+
+def test_every_step_shows_progress_on_stderr_unless_quiet(trained: dict, tmp_path: Path) -> None:
+    """`gen report` names each step as it runs (stderr, so stdout stays the table); -q hides it."""
+    root = trained["root"]
+    arguments = ["report", "--real", str(root / "test"), "--n", "12", "--histogram-n", "10"]
+    arguments += ["--db", trained["url"], "--device", "cpu"]
+    runner = CliRunner(env={"GEN_CACHE_DIR": str(root / "cache"), "TORCH_HOME": str(tmp_path / "none")})
+    shown = runner.invoke(cli, [*arguments, "--out", str(tmp_path / "shown")])
+    assert shown.exit_code == 0, shown.output
+    for step in report_steps(ReportSettings(), has_train=True, has_weights=False):
+        assert f"report: {step}" in shown.stderr, step
+        assert f"report: {step}" not in shown.stdout
+    quiet = runner.invoke(cli, [*arguments, "--out", str(tmp_path / "quiet"), "-q"])
+    assert quiet.exit_code == 0, quiet.output
+    assert "report:" not in quiet.stderr and "it/s" not in quiet.stderr

@@ -20,7 +20,7 @@ def _classes(classes: dict[str, int] | None) -> str:
 
 @click.group("data")
 def data() -> None:
-    """Register, list, show, rename, move and delete data sets (named image folders)."""
+    """Add (register), list, show, rename, move and delete data sets (named image folders)."""
 
 
 @data.command("add")

@@ -33,7 +33,8 @@ def absolute_sqlite_url(url: str) -> str:
 
 @click.group("jobs")
 def jobs() -> None:
-    """Queue gen commands for workers (gen worker) and follow them."""
+    """Submit gen commands to a queue that workers (gen worker) run; list, show, follow (logs) and
+    cancel them."""
 
 
 @jobs.command("submit", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})

@@ -25,7 +25,13 @@ from gen.errors import GenError
     "discriminator's against --generator-from, or a classifier (cell, number of cells, pooling; "
     "fitness: validation accuracy).",
 )
-@click.option("--population", type=click.IntRange(1), default=100, show_default=True)
+@click.option(
+    "--population",
+    type=click.IntRange(1),
+    default=100,
+    show_default=True,
+    help="Candidates alive at once (the aging evolution's population).",
+)
 @click.option(
     "--cycles",
     type=click.IntRange(0),

@@ -8,7 +8,8 @@ The folder (`gen verify` checks all of it):
     <class>/MD5SUMS         md5sum's format: (cd <class> && md5sum -c MD5SUMS)
     database.sql            the rows behind the images, file paths relative to this folder
     settings.csv            the GAN settings behind the first N images, one row per image
-    metadata.csv            file_name,label,...: Hugging Face datasets' imagefolder labels
+    images.csv              file_name,label,md5,...: each image's class and how it was made
+    metadata.parquet        the same, label a ClassLabel: Hugging Face datasets' imagefolder
     croissant.json          MLCommons Croissant metadata (gen.export.croissant)
     report.json, plot-*     the quality report: --report DIR's report.json, report.md and
                             plots, else report.json built from the reports rows
@@ -54,6 +55,7 @@ from gen.export.files import (
     write_grid,
     write_md5sums,
     write_metadata_csv,
+    write_metadata_parquet,
     write_settings_csv,
 )
 from gen.export.layout import (
@@ -68,6 +70,7 @@ from gen.export.layout import (
     GRID_COLUMNS,
     GRID_PREFIX,
     GRID_ROWS,
+    HF_METADATA_NAME,
     MANIFEST_FORMAT,
     MANIFEST_FORMAT_FAMILY,
     MANIFEST_NAME,
@@ -97,6 +100,7 @@ __all__ = [
     "GRID_PREFIX",
     "GRID_COLUMNS",
     "GRID_ROWS",
+    "HF_METADATA_NAME",
     "MANIFEST_FORMAT",
     "MANIFEST_FORMAT_FAMILY",
     "MANIFEST_NAME",
@@ -126,5 +130,6 @@ __all__ = [
     "write_grid",
     "write_md5sums",
     "write_metadata_csv",
+    "write_metadata_parquet",
     "write_settings_csv",
 ]

@@ -17,6 +17,7 @@ from gen.export.layout import (
     CSV_NAME,
     GRID_COLUMNS,
     GRID_ROWS,
+    HF_METADATA_NAME,
     MANIFEST_NAME,
     MD5SUMS_NAME,
     METADATA_NAME,
@@ -40,6 +41,9 @@ def _architecture_line(spec: dict[str, Any]) -> str:
         parsed = from_json(spec)
     except (GenError, TypeError, ValueError):
         return "custom (see gan_architectures in database.sql)"
+    if parsed.cell is None:  # the cpu, reference and baseline presets: no searched cell
+        attention = f", self-attention at stages {list(parsed.attention)}" if parsed.attention else ""
+        return f"plain convolution blocks{attention}, channels {list(parsed.channels)}"
     return f"cell {parsed.encoding()}, channels {list(parsed.channels)}"
 
 
@@ -196,9 +200,10 @@ def _loading_snippets(class_name: str) -> str:
         "# torchvision: the class folders are the classes\n"
         "from torchvision.datasets import ImageFolder\n"
         'images = ImageFolder(".")  # images.classes, images[0] == (PIL image, label)\n\n'
-        f"# Hugging Face datasets: labels from {METADATA_NAME}\n"
+        f"# Hugging Face datasets: labels from {HF_METADATA_NAME}, a ClassLabel with the class names\n"
         "from datasets import load_dataset\n"
-        'data = load_dataset("imagefolder", data_dir=".")["train"]  # data[0]["image"], data[0]["label"]\n\n'
+        'data = load_dataset("imagefolder", data_dir=".")["train"]  # data[0]["image"], data[0]["label"]\n'
+        'names = data.features["label"].names  # names[data[0]["label"]]\n\n'
         f"# MLCommons Croissant: {CROISSANT_NAME}\n"
         "import mlcroissant as mlc\n"
         f'for record in mlc.Dataset(jsonld="{CROISSANT_NAME}").records("images"):\n'
@@ -235,8 +240,14 @@ def render_readme(card: _Card) -> str:
         )
     )
     contents += [
-        (f"`{METADATA_NAME}`", "each image's class, for Hugging Face datasets' imagefolder loader"),
+        (f"`{METADATA_NAME}`", "each image's class, MD5, checkpoint, seed and sample index"),
+        (
+            f"`{HF_METADATA_NAME}`",
+            "the same, the class a label for Hugging Face datasets' imagefolder loader",
+        ),
+        (f"`{CROISSANT_NAME}`", "MLCommons Croissant metadata: the files, their checksums and the records"),
         ("`grid-<class>.png`", "a sample grid per class"),
+        ("`README.md`", "this card"),
         ("`index.html`", "a preview: a sample grid per class"),
         (f"`{MANIFEST_NAME}`", "counts, sizes and SHA-256 of the other files"),
     ]

@@ -5,10 +5,10 @@
 
 What it holds:
 - distribution: every PNG as a FileObject with its MD5 and SHA-256 (mlcroissant checks one of
-  them when it reads the file), metadata.csv as a FileObject, and the FileSet of the PNGs
+  them when it reads the file), images.csv as a FileObject, and the FileSet of the PNGs
   ("*/*.png", relative to croissant.json) that the records read their pixels from;
 - the record set "images": file_name, image, label (the class name), model_id, iteration,
-  seed, sample_index and md5, one record per image file, read from metadata.csv and joined
+  seed, sample_index and md5, one record per image file, read from images.csv and joined
   to the file set by path;
 - the data set's name, description, licence, citation, creator, version and date, and the
   Responsible-AI fields the database can answer (how the images were made, what they cannot
@@ -124,7 +124,7 @@ def _fields(mlc: Any) -> list[Any]:
         )
 
     # The join key: the PNG's path inside the data set. The regex turns mlcroissant's path
-    # object into text, which the join needs to match metadata.csv's file_name.
+    # object into text, which the join needs to match images.csv's file_name.
     path = mlc.Source(
         file_set=FILE_SET,
         extract=mlc.Extract(file_property=FileProperty.fullpath),
@@ -165,7 +165,7 @@ def croissant_json(
     model: Any,
     near_copy_share: float | None,
 ) -> dict[str, Any]:
-    """The Croissant JSON-LD of the data set at root (its images and metadata.csv written)."""
+    """The Croissant JSON-LD of the data set at root (its images and images.csv written)."""
     import mlcroissant as mlc
 
     files = _image_files(root, images)

@@ -26,6 +26,7 @@ from gen.export.files import (
     write_grid,
     write_md5sums,
     write_metadata_csv,
+    write_metadata_parquet,
     write_settings_csv,
 )
 from gen.export.layout import (
@@ -37,6 +38,7 @@ from gen.export.layout import (
     GRID_COLUMNS,
     GRID_PREFIX,
     GRID_ROWS,
+    HF_METADATA_NAME,
     MANIFEST_FORMAT,
     MANIFEST_NAME,
     MD5SUMS_NAME,
@@ -138,7 +140,9 @@ def export_dataset(
         image_bytes = copy_images(images, staging, progress=progress)
         write_md5sums(images, staging)
         write_metadata_csv(staging / METADATA_NAME, images, gan_id)
-        files: list[str] = [METADATA_NAME]
+        class_order = list(dict.fromkeys(image.class_name for image in images))  # the manifest's
+        write_metadata_parquet(staging / HF_METADATA_NAME, images, gan_id, class_order)
+        files: list[str] = [METADATA_NAME, HF_METADATA_NAME]
         if dump is not None:
             (staging / SQL_DUMP_NAME).write_text(dump, encoding="utf-8", newline="\n")
             files.append(SQL_DUMP_NAME)

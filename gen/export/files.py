@@ -159,20 +159,58 @@ def write_settings_csv(path: Path, images: Sequence[ExportedImage], model: Any, 
     return len(chosen)
 
 
-def write_metadata_csv(path: Path, images: Sequence[ExportedImage], model_id: int) -> None:
-    """metadata.csv in Hugging Face's `imagefolder` convention: one row per image file, its path
-    relative to this file in file_name and its class name in label, so that
-    datasets.load_dataset("imagefolder", data_dir=EXPORT) gives every image with its label name
-    (and reads no other PNG of the data set: with a metadata file it yields only its rows)."""
+def _metadata_rows(images: Sequence[ExportedImage], model_id: int) -> list[tuple[Any, ...]]:
+    """One row (METADATA_COLUMNS) per image file: its path relative to the top level and its class."""
     distinct = {image.relative_path: image for image in images}
+    return [
+        (relative, image.class_name, image.md5, model_id, image.iteration, image.seed, image.sample_index)
+        for relative, image in distinct.items()
+    ]
+
+
+def write_metadata_csv(path: Path, images: Sequence[ExportedImage], model_id: int) -> None:
+    """images.csv: one row per image file, its path in file_name and its class name in label
+    (what croissant.json's records are read from, and a table for people)."""
     with open(path, "w", encoding="utf-8", newline="") as file:
         writer = csv.writer(file, lineterminator="\n")
         writer.writerow(METADATA_COLUMNS)
-        for relative, image in distinct.items():
-            # The class-name rule keeps the names from starting like a formula (gen.data), so
-            # file_name and label are never changed here: loaders match them with the folders.
-            values = (relative, image.class_name, image.md5, model_id, image.iteration, image.seed)
-            writer.writerow([csv_cell(value) for value in (*values, image.sample_index)])
+        writer.writerows(_metadata_rows(images, model_id))
+
+
+def metadata_parquet_schema(class_names: Sequence[str]) -> Any:
+    """The Arrow schema of metadata.parquet: METADATA_COLUMNS, label the class's index, and in the
+    schema's "huggingface" metadata the features datasets reads, label a ClassLabel of the names."""
+    import pyarrow
+
+    types = {"file_name": pyarrow.string(), "label": pyarrow.int64(), "md5": pyarrow.string()}
+    features = {
+        name: {"names": list(class_names), "_type": "ClassLabel"}
+        if name == "label"
+        else {"dtype": "string" if types.get(name) == pyarrow.string() else "int64", "_type": "Value"}
+        for name in METADATA_COLUMNS
+    }
+    return pyarrow.schema(
+        [(name, types.get(name, pyarrow.int64())) for name in METADATA_COLUMNS],
+        metadata={"huggingface": json.dumps({"info": {"features": features}})},
+    )
+
+
+def write_metadata_parquet(
+    path: Path, images: Sequence[ExportedImage], model_id: int, class_names: Sequence[str]
+) -> None:
+    """metadata.parquet, Hugging Face `imagefolder`'s metadata: the rows of images.csv with each
+    label the index of its class in class_names, declared a ClassLabel of those names, so that
+    datasets.load_dataset("imagefolder", data_dir=EXPORT) gives every image with a ClassLabel
+    (and reads no other PNG of the data set: with a metadata file it yields only its rows)."""
+    import pyarrow
+    import pyarrow.parquet
+
+    rows = _metadata_rows(images, model_id)
+    index = {name: position for position, name in enumerate(class_names)}
+    columns = [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in METADATA_COLUMNS]
+    columns[METADATA_COLUMNS.index("label")] = [index[name] for name in columns[1]]
+    table = pyarrow.Table.from_arrays(columns, schema=metadata_parquet_schema(class_names))
+    pyarrow.parquet.write_table(table, path)
 
 
 def write_grid(paths: Sequence[Path], target: Path, columns: int = GRID_COLUMNS, padding: int = 2) -> None:

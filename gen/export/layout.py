@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # /2: metadata.csv and croissant.json, grids and plots beside the class folders rather than in
-# folders of their own (so that loaders see only classes). An older export is still one
-# (gen export --force replaces it) but this gen does not verify it.
-MANIFEST_FORMAT = "gen-dataset/2"
+# folders of their own (so that loaders see only classes). /3: metadata.parquet for Hugging
+# Face (labels as a ClassLabel), the same table for Croissant and people as images.csv. An older
+# export is still one (gen export --force replaces it) but this gen does not verify it.
+MANIFEST_FORMAT = "gen-dataset/3"
 MANIFEST_FORMAT_FAMILY = "gen-dataset/"
 DUMP_DIALECTS = ("postgresql", "sqlite")
 DEFAULT_CSV_ROWS = 100
@@ -19,9 +20,15 @@ REPORT_NAME = "report.json"
 REPORT_MARKDOWN_NAME = "report.md"
 MANIFEST_NAME = "manifest.json"
 MD5SUMS_NAME = "MD5SUMS"
-# Hugging Face `imagefolder` reads labels from a metadata.csv beside the folders its file_name
-# column points into (here: the top level, file_name "<class>/<file>").
-METADATA_NAME = "metadata.csv"
+# Hugging Face `imagefolder` reads a metadata.csv, .jsonl or .parquet beside the folders its
+# file_name column points into (here: the top level, file_name "<class>/<file>") and then yields
+# only its rows. Only Parquet can say that `label` is a ClassLabel with the class names (the
+# features in the schema's "huggingface" metadata; datasets 5.2 ignores a card's dataset_info
+# for load_dataset("imagefolder", data_dir=...)), so that table is Parquet, its label the class's
+# index in the manifest's order. datasets refuses two metadata files of different formats, so
+# the same table for Croissant and for people, labels as class names, is images.csv.
+HF_METADATA_NAME = "metadata.parquet"
+METADATA_NAME = "images.csv"
 METADATA_COLUMNS = ("file_name", "label", "md5", "model_id", "iteration", "seed", "sample_index")
 CROISSANT_NAME = "croissant.json"
 # The top level holds no folder but the class folders: torchvision's ImageFolder takes every
@@ -38,6 +45,7 @@ RESERVED_NAMES = frozenset(
         REPORT_MARKDOWN_NAME,
         MANIFEST_NAME,
         METADATA_NAME,
+        HF_METADATA_NAME,
         CROISSANT_NAME,
         *CARD_FILES,
     }

@@ -103,7 +103,7 @@ def class_gradcam(
                 overlay(synthetic[:shown], maps["synthetic"][:shown]),
             ]
         )
-        write_grid(rows, shown, Path(grid_path))
+        write_grid(rows, shown, Path(grid_path), row_labels=["real", "synthetic"])
     return ClassGradCam(
         class_name,
         map_similarity(maps["real"], maps["synthetic"]) if shown else None,

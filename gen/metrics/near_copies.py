@@ -112,4 +112,6 @@ def write_closest_pairs(
         return
     top = [synthetic[i] for i, _, _ in result.closest]
     bottom = [training[j] for _, j, _ in result.closest]
-    write_grid(torch.stack(top + bottom), len(top), path)
+    write_grid(
+        torch.stack(top + bottom), len(top), path, row_labels=["synthetic", "nearest\ntraining\n(real)"]
+    )

@@ -151,4 +151,5 @@ def write_extremes_grid(result: ClassTwoSample, synthetic: torch.Tensor, path: s
     synthetic, i.e. most real-looking (bottom row); ``synthetic`` as given to the test."""
     most, least = result.most_and_least_synthetic()
     rows = torch.cat([synthetic[torch.from_numpy(most)], synthetic[torch.from_numpy(least)]])
-    write_grid(rows, len(most), Path(path))
+    labels = ["synthetic:\nmost told\napart", "synthetic:\nleast told\napart"]
+    write_grid(rows, len(most), Path(path), row_labels=labels)
