@@ -919,3 +919,6 @@ from gen.commands.search import search, searches  # noqa: E402 - they import the
 
 cli.add_command(search)
 cli.add_command(searches)
+from gen.commands.serve import serve  # noqa: E402
+
+cli.add_command(serve)
