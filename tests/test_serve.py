@@ -640,3 +640,83 @@ def test_classifier_search_and_job_actions(world: World) -> None:
     cancelled = post(world, f"/jobs/{world.job_id}/cancel", page="/jobs")
     assert cancelled.status_code == 200 and 'class="status-cancelled"' in cancelled.text
     assert "already finished" in sentence(post(world, f"/jobs/{world.job_id}/cancel", page="/jobs"))
+
+
+# The command
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_torch_thread")
+def test_gen_serve_on_a_free_port(tmp_path: Path) -> None:
+    """A real server over a database holding a tiny trained model with images."""
+    import urllib.error
+    import urllib.request
+
+    from click.testing import CliRunner
+    from serve_server import gen_serve
+
+    url = f"sqlite:///{tmp_path / 'gen.db'}"
+    write_phantoms(tmp_path / "data", per_class=4)
+    for command in (
+        f"train --data {tmp_path / 'data'} --out {tmp_path / 'run'} --iters 2 --preset tiny --batch-size 4 "
+        "--checkpoint-every 1 --device cpu --quiet",
+        f"sample --n 2 --all-classes --out {tmp_path / 'samples'} --batch-size 4 --device cpu --quiet",
+    ):
+        result = CliRunner().invoke(cli, [*command.split(), "--db", url])
+        assert result.exit_code == 0, result.output
+    with gen_serve(url, tmp_path) as address:
+        for page in (
+            "/",
+            "/datasets",
+            "/generators",
+            "/classifiers",
+            "/jobs",
+            "/searches",
+            "/generators/1",
+            "/generators/1/images",
+            "/images/1",
+            "/datasets/1",
+        ):
+            with urllib.request.urlopen(address + page, timeout=30) as response:
+                assert response.status == 200, page
+                assert response.headers["Content-Security-Policy"].startswith("default-src 'self'")
+        request = urllib.request.Request(
+            address + "/generators/1/rename",
+            data=b"new_name=stolen",
+            method="POST",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=30)
+        assert refused.value.code == 403
+    engine = open_database(url)
+    with Session(engine) as session:
+        assert catalog.model_name(session, 1) is None
+    engine.dispose()
+
+
+def test_serving_beyond_loopback_warns_unless_a_token_is_given(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import uvicorn
+    from click.testing import CliRunner
+
+    served: list[dict] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.append(options))
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'gen.db'}"
+    loopback = CliRunner().invoke(cli, ["serve", "--db", url])
+    assert loopback.exit_code == 0 and "warning" not in loopback.output
+    assert served[-1] == {"host": "127.0.0.1", "port": 8000, "log_level": "warning"}
+    exposed = CliRunner().invoke(cli, ["serve", "--host", "0.0.0.0", "--db", url])
+    assert exposed.exit_code == 0 and "warning: serving on 0.0.0.0" in exposed.output
+    guarded = CliRunner().invoke(
+        cli, ["serve", "--host", "0.0.0.0", "--token", "a-long-enough-token", "--db", url]
+    )
+    assert (
+        guarded.exit_code == 0
+        and "warning" not in guarded.output
+        and "?token=a-long-enough-token" in guarded.output
+    )
+    short = CliRunner().invoke(cli, ["serve", "--token", "short", "--db", url])
+    assert short.exit_code == 2 and "at least 16 characters" in short.output

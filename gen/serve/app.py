@@ -13,6 +13,7 @@ a page that says the server failed, with the traceback in the server's log only.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,7 +139,10 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
                 return error_response(
                     request, f"the request is larger than {limit} MiB; send one image.", 413
                 )
+        started = time.perf_counter()
         response = await call_next(request)
+        # What the page cost this server (bench/bench_serve.py reads it; so can a browser's tools).
+        response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
         if new_browser:
             response.set_cookie(
                 safety.CSRF_COOKIE, request.state.browser_id, httponly=True, samesite="strict", path="/"
