@@ -16,7 +16,7 @@ from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 GEN = [sys.executable, "-c", "from gen.cli import main; main()"]
-START_S = 120  # a limit that only a broken server reaches, not a speed expectation
+START_S = 600  # a limit that only a broken server reaches, not a speed expectation
 
 
 def child_env() -> dict[str, str]:
@@ -51,6 +51,7 @@ def gen_serve(url: str, folder: Path, *options: str) -> Iterator[str]:
                 break
             except (urllib.error.URLError, ConnectionError):
                 if server.poll() is not None or time.monotonic() > deadline:
+                    server.kill()
                     raise RuntimeError(f"gen serve did not start: {server.communicate()[0]}") from None
                 time.sleep(0.2)
         yield address
