@@ -202,3 +202,16 @@ def test_cancel(phantoms: Path, in_tmp: Path) -> None:
         "has already finished (cancelled)"
         in CliRunner().invoke(cli, ["jobs", "cancel", str(running), "--db", url]).output
     )
+
+
+def test_submit_refuses_what_a_job_cannot_run_before_a_database_is_made(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'gen.db'}"
+    for command, sentence in (
+        ("serve --port 8001", "not 'serve'"),
+        ("worker --once", "not 'worker'"),
+        ("nonsense", "not 'nonsense'"),
+        (f"models list --db {url}", "leave --db out"),
+    ):
+        result = CliRunner().invoke(cli, ["jobs", "submit", "--db", url, "--", *command.split()])
+        assert result.exit_code == 1 and sentence in result.output, result.output
+    assert not (tmp_path / "gen.db").exists()
