@@ -47,7 +47,7 @@ def gen_serve(url: str, folder: Path, *options: str) -> Iterator[str]:
         deadline = time.monotonic() + START_S
         while True:
             try:
-                urllib.request.urlopen(address + "/api/summary", timeout=5).close()
+                urllib.request.urlopen(address + "/api/summary", timeout=30).close()
                 break
             except (urllib.error.URLError, ConnectionError):
                 if server.poll() is not None or time.monotonic() > deadline:
