@@ -31,6 +31,7 @@ MODULES = (
     "bench_export",
     "bench_jobs",
     "bench_search",
+    "bench_serve",
 )
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -1072,3 +1072,7 @@ from gen.commands.classify import classifiers_train, classify  # noqa: E402
 
 classifiers.add_command(classifiers_train)
 cli.add_command(classify)
+
+from gen.commands.serve import serve  # noqa: E402
+
+cli.add_command(serve)

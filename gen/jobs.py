@@ -62,8 +62,9 @@ CHILD = (
     "import os, sys; sys.path[:0] = sys.argv.pop(1).split(os.pathsep); "
     "from gen.job_process import main; main()"
 )
-# Commands a job may not run: they would run workers inside a worker or queue from one.
-REFUSED_COMMANDS = ("worker", "jobs")
+# Commands a job may not run: they would run workers inside a worker or queue from one, or
+# hold the worker forever (a web server).
+REFUSED_COMMANDS = ("worker", "jobs", "serve")
 # How long a cancelled command may take to save and exit before it is killed.
 CANCEL_GRACE_S = 120.0
 
@@ -381,3 +382,24 @@ def _take_jobs(
         ran += 1
         if settings.once:
             return ran
+
+
+def check_job_command(arguments: Sequence[str]) -> None:
+    """One sentence unless the argv (after "gen") is a command a job may run on the worker's database."""
+    from gen.cli import cli
+    from gen.errors import GenError
+
+    command = arguments[0] if arguments else ""
+    if command not in cli.commands or command in REFUSED_COMMANDS:
+        runnable = ", ".join(name for name in sorted(cli.commands) if name not in REFUSED_COMMANDS)
+        raise GenError(f"a job runs a gen command ({runnable}), not {command!r}.")
+    if "--db" in arguments or any(a.startswith("--db=") for a in arguments):
+        raise GenError("a job runs on the worker's database; leave --db out of the command.")
+
+
+def submit(engine: Engine, arguments: Sequence[str], cwd: str | Path) -> int:
+    """Queue a gen command (its argv after "gen") to run in the folder cwd; returns the job's id.
+    What `gen jobs submit` and the web application (gen serve) both call."""
+    check_job_command(arguments)
+    with Session(engine) as session:
+        return job_rows.submit(session, arguments, str(cwd))

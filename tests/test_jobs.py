@@ -444,3 +444,16 @@ def test_worker_log_dir_that_is_not_a_folder_is_one_sentence_before_a_job_is_cla
     assert refused.output.splitlines()[1].startswith(f"Error: cannot write job {job_id}'s log ")
     handed_back = job(url, job_id)
     assert (handed_back.status, handed_back.worker) == ("queued", None)
+
+
+def test_submit_refuses_what_a_job_cannot_run_before_a_database_is_made(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'gen.db'}"
+    for command, sentence in (
+        ("serve --port 8001", "not 'serve'"),
+        ("worker --once", "not 'worker'"),
+        ("nonsense", "not 'nonsense'"),
+        (f"models list --db {url}", "leave --db out"),
+    ):
+        result = CliRunner().invoke(cli, ["jobs", "submit", "--db", url, "--", *command.split()])
+        assert result.exit_code == 1 and sentence in result.output, result.output
+    assert not (tmp_path / "gen.db").exists()

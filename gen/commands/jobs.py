@@ -46,20 +46,10 @@ def jobs_submit(arguments: tuple[str, ...], database_url: str | None) -> None:
     Relative paths in it are relative to the folder it is submitted from; the worker runs it
     with the worker's database and --device. This command's own --db goes before the --.
     """
-    from sqlalchemy.orm import Session
+    from gen.jobs import check_job_command, command_line, submit
 
-    from db import jobs as job_rows
-    from gen.cli import cli
-    from gen.jobs import REFUSED_COMMANDS, command_line
-
-    command = arguments[0]
-    if command not in cli.commands or command in REFUSED_COMMANDS:
-        runnable = ", ".join(name for name in sorted(cli.commands) if name not in REFUSED_COMMANDS)
-        raise GenError(f"a job runs a gen command ({runnable}), not {command!r}.")
-    if "--db" in arguments or any(a.startswith("--db=") for a in arguments):
-        raise GenError("a job runs on the worker's database; leave --db out of the command.")
-    with Session(open_db(database_url)) as session:
-        job_id = job_rows.submit(session, arguments, os.getcwd())
+    check_job_command(arguments)  # before a database is opened (or created) for it
+    job_id = submit(open_db(database_url), arguments, os.getcwd())
     click.echo(f"job {job_id} queued: {command_line(arguments)}")
 
 

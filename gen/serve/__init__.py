@@ -1,0 +1,13 @@
+"""`gen serve`: a small server-rendered web application over the same Python API as the CLI.
+
+    from gen.serve import ServeSettings, create_app
+    app = create_app(ServeSettings("sqlite:///gen.db"))   # then uvicorn.run(app)
+
+app.py holds the application and its guard (token, CSRF, body size), safety.py the checks,
+routes/ one module per page family, templates/ and static/ everything the browser gets:
+nothing is loaded from the internet.
+"""
+
+from gen.serve.app import ServeSettings, create_app
+
+__all__ = ["ServeSettings", "create_app"]
