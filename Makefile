@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 GEN := $(BIN)/gen
-DEMO_ITERS ?= 200
+DEMO_ITERS ?= 300
 
 .PHONY: install demo test lint bench bench-quality clean-demo
 
@@ -19,6 +19,7 @@ $(VENV)/.installed: pyproject.toml
 # Each step is skipped when its result exists, so `make demo` can be run again safely.
 demo: install
 	@test -d data/phantoms || $(GEN) demo-data --out data/phantoms
+	@test -d data/phantoms-held-out || $(GEN) demo-data --out data/phantoms-held-out --per-class 50 --seed 1
 	@if [ ! -f runs/demo/checkpoint-$$(printf %07d $(DEMO_ITERS)).pt ]; then \
 	  if ls runs/demo/checkpoint-*.pt >/dev/null 2>&1; then \
 	    $(GEN) train --out runs/demo --iters $(DEMO_ITERS) --resume; \
@@ -27,10 +28,15 @@ demo: install
 	  fi; \
 	fi
 	@$(GEN) sample --checkpoint runs/demo --n 25 --all-classes --out samples/demo --quiet
+	@test -f reports/demo/report.json || $(GEN) report --real data/phantoms-held-out --n 50 --out reports/demo --quiet
+	@test -d exports/demo || $(GEN) export --out exports/demo --report reports/demo --license CC0-1.0 --sql-dump
+	@$(GEN) verify exports/demo
 	@echo
 	@echo "Demo done:"
 	@echo "  trained cpu model    runs/demo/ (progress grid: runs/demo/grid-$$(printf %07d $(DEMO_ITERS)).png)"
 	@echo "  labelled samples     samples/demo/<class>/*.png"
+	@echo "  quality report       reports/demo/report.md (held-out phantoms: data/phantoms-held-out)"
+	@echo "  verified data set    exports/demo/ (README.md, index.html; check it again: $(GEN) verify exports/demo)"
 	@echo "  provenance database  gen.db   (try: $(GEN) models list)"
 
 # The browser test needs Debian's chromium: installed here when missing (as root). Outside CI a
@@ -50,4 +56,4 @@ bench-quality: install
 	$(BIN)/python -m bench.quality
 
 clean-demo:
-	rm -rf data/phantoms runs/demo samples/demo gen.db gen.db-wal gen.db-shm
+	rm -rf data/phantoms data/phantoms-held-out runs/demo samples/demo reports/demo exports/demo gen.db gen.db-wal gen.db-shm

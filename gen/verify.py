@@ -1142,7 +1142,7 @@ def _check_hf_metadata(
         return
     try:
         with open_inside(root, HF_METADATA_NAME) as file:
-            table = pyarrow.parquet.read_table(file)
+            table = pyarrow.parquet.read_table(file, use_threads=False)
     except (OSError, ValueError, pyarrow.ArrowException) as error:
         problems.append(f"{HF_METADATA_NAME} cannot be read: {error}")
         return
