@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -11,6 +12,12 @@ import torch.distributed as dist
 from gen.errors import GenError
 
 DEVICES = ("auto", "cpu", "cuda")
+DEFAULT_CACHE = Path.home() / ".cache" / "gen"
+
+
+def cache_dir() -> Path:
+    """Where classifiers and real-image statistics are cached ($GEN_CACHE_DIR to move it)."""
+    return Path(os.environ.get("GEN_CACHE_DIR") or DEFAULT_CACHE)
 
 
 def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
