@@ -10,11 +10,11 @@ schema revision (`gen models show --db ...` works on it):
     sqlite3 new.db < database.sql                                  # --dialect sqlite
 
 It holds one model's rows only: its gan_architectures row, all its class_names, its
-training_parameters, the checkpoints the dumped images come from, the dumped images and the
-model's reports, inserted parents first inside one transaction. Local bookkeeping stays out:
-the registered data set (training_parameters.dataset is written NULL; dataset_fingerprint
-identifies the images), jobs and searches. On PostgreSQL the id sequences
-are moved past the inserted ids afterwards, so rows can be added later.
+training_parameters, the checkpoints the dumped images come from, the curation runs that kept
+them (if any), the dumped images and the model's reports, inserted parents first inside one
+transaction. Local bookkeeping stays out: the registered data set (training_parameters.dataset
+is written NULL; dataset_fingerprint identifies the images), jobs and searches. On PostgreSQL
+the id sequences are moved past the inserted ids afterwards, so rows can be added later.
 
 Values are written as SQL literals by `render_literal`, one small function per value kind
 rather than the database driver's quoting: the dump is made without a connection to the target
@@ -36,7 +36,16 @@ from sqlalchemy.orm import Session
 
 from db import queries
 from db.ddl import DIALECTS, render_ddl
-from db.models import Base, Checkpoint, ClassName, GanArchitecture, Image, Report, TrainingParameters
+from db.models import (
+    Base,
+    Checkpoint,
+    ClassName,
+    Curation,
+    GanArchitecture,
+    Image,
+    Report,
+    TrainingParameters,
+)
 from db.session import head_revision
 
 # Rows per INSERT statement: one statement per row would make loading slow; SQLite's default
@@ -141,6 +150,7 @@ def dump_rows(
         wanted = set(image_ids)
         images = [row for row in images if row["id"] in wanted]
     checkpoint_ids = {row["checkpoint"] for row in images}
+    curation_ids = {row["curation"] for row in images}
     checkpoints = [
         row
         for row in _rows(session, tables[Checkpoint.__tablename__], Checkpoint.gan_id == gan_id)
@@ -160,6 +170,12 @@ def dump_rows(
             )
         ],
         Checkpoint.__tablename__: checkpoints,
+        # The curation runs that kept the dumped images (their settings and per-class counts).
+        Curation.__tablename__: [
+            row
+            for row in _rows(session, tables[Curation.__tablename__], Curation.gan_id == gan_id)
+            if row["id"] in curation_ids
+        ],
         Image.__tablename__: images,
         Report.__tablename__: _rows(session, tables[Report.__tablename__], Report.gan_id == gan_id),
     }

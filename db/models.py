@@ -4,7 +4,8 @@ The first four tables are the source's published schema (gan_architectures, clas
 training_parameters, images): their names and columns are kept exactly, because consumers of
 the published data set query them. What we add is provenance the source left out (seeds,
 checksums, checkpoints, timestamps) plus tables of our own: checkpoints, reports, classifiers,
-datasets (registered image folders) and jobs (the background queue).
+datasets (registered image folders), jobs (the background queue) and curations (gen sample
+--keep-best).
 
 Column names are the source's (`images.class_name` holds a class id); the Python attribute
 names say what they hold (`Image.class_id`). Bulk inserts through the ORM use the attribute
@@ -214,6 +215,39 @@ class Image(Base):
     threads: Mapped[int | None] = mapped_column(Integer)
     device: Mapped[str | None] = mapped_column(String)
     torch_version: Mapped[str | None] = mapped_column(String)
+    # Curation scores (gen.curation), null for images sampled without them: the curating
+    # classifier's softmax probability of the image's own class; the checkpoint's discriminator
+    # score D(x, y) as it is (no sigmoid; BEGAN: minus the reconstruction's mean L1 error), higher
+    # meaning more real to that discriminator; the pixel distance to the nearest training image
+    # of the class (gen.metrics.near_copies' pixel space).
+    class_confidence: Mapped[float | None] = mapped_column(Double)
+    realism: Mapped[float | None] = mapped_column(Double)
+    near_copy_distance: Mapped[float | None] = mapped_column(Double)
+    # The curation run that kept it (gen sample --keep-best / --min-class-confidence).
+    curation_id: Mapped[int | None] = mapped_column("curation", ForeignKey("curations.id"))
+
+
+class Curation(Base):
+    """One curating sampling run: what it asked for, how it scored, what it kept and rejected.
+
+    ``settings``: the fraction and thresholds, the ranking, the curating classifier (its file
+    name, SHA-256, seed, split and held-out accuracy). ``classes``: per class name, candidates
+    drawn, images kept, and rejected counts by reason; filled in as each class completes. No
+    rejected image is written; a kept image's row points here.
+    """
+
+    __tablename__ = "curations"
+    __table_args__ = (NEVER_REUSE_IDS,)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    gan_id: Mapped[int] = mapped_column("gan", ForeignKey("gan_architectures.id"), nullable=False)
+    checkpoint_id: Mapped[int] = mapped_column("checkpoint", ForeignKey("checkpoints.id"), nullable=False)
+    seed: Mapped[int] = mapped_column(Integer, nullable=False)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
+    classes: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # Wall time of the classes completed so far, scoring and writing together.
+    seconds: Mapped[float | None] = mapped_column(Double)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utc_now)
 
 
 class Report(Base):

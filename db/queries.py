@@ -23,6 +23,7 @@ from db.models import (
     Checkpoint,
     Classifier,
     ClassName,
+    Curation,
     GanArchitecture,
     Image,
     Job,
@@ -327,6 +328,7 @@ def delete_model(session: Session, gan_id: int, cascade: bool = False) -> int:
         update(Job).where(Job.gan_id == gan_id).values(gan_id=None),
         update(GanArchitecture).where(GanArchitecture.retrained_from == gan_id).values(retrained_from=None),
         delete(Image).where(Image.class_id.in_(class_ids) | Image.checkpoint_id.in_(checkpoint_ids)),
+        delete(Curation).where(Curation.gan_id == gan_id),
         delete(Report).where(Report.gan_id == gan_id),
         delete(Checkpoint).where(Checkpoint.gan_id == gan_id),
         delete(ClassName).where(ClassName.gan_id == gan_id),
@@ -347,24 +349,31 @@ def _directory_filter(directory: str) -> tuple[str, str]:
 
 
 def recorded_samples(
-    session: Session, checkpoint_id: int, class_id: int, seed: int, directory: str
+    session: Session,
+    checkpoint_id: int,
+    class_id: int,
+    seed: int,
+    directory: str,
+    curation_ids: Sequence[int] | None = None,
 ) -> dict[int, tuple[str, str]]:
     """sample_index -> (file_path, md5) of the samples already recorded with files directly in
-    directory, so that a rerun of an interrupted request can skip them.
+    directory, so that a rerun of an interrupted request can skip them; with curation_ids, only
+    those that these curation runs kept.
 
     directory is compared with each file_path as stored (no normalisation), so pass it in the
     form the paths were recorded in: "out/cyt_mast" finds "out/cyt_mast/00007.png".
     """
     folder, prefix = _directory_filter(directory)
-    rows = session.execute(
-        select(Image.sample_index, Image.file_path, Image.md5).where(
-            # The unique constraint's leading columns make this an index range scan.
-            Image.checkpoint_id == checkpoint_id,
-            Image.class_id == class_id,
-            Image.seed == seed,
-            Image.file_path.startswith(prefix, autoescape=True),
-        )
+    query = select(Image.sample_index, Image.file_path, Image.md5).where(
+        # The unique constraint's leading columns make this an index range scan.
+        Image.checkpoint_id == checkpoint_id,
+        Image.class_id == class_id,
+        Image.seed == seed,
+        Image.file_path.startswith(prefix, autoescape=True),
     )
+    if curation_ids is not None:
+        query = query.where(Image.curation_id.in_(curation_ids))
+    rows = session.execute(query)
     # The prefix also matches files in sub-folders; keep only the folder's own files.
     return {
         sample_index: (file_path, md5)
@@ -430,6 +439,43 @@ def recorded_paths(session: Session, directory: str) -> set[str]:
         select(Image.file_path).where(Image.file_path.startswith(prefix, autoescape=True))
     )
     return {path for path in paths if os.path.dirname(path) == folder}
+
+
+def record_curation(
+    session: Session, gan_id: int, checkpoint_id: int, seed: int, settings: Mapping[str, Any]
+) -> int:
+    """A new curations row (gen sample --keep-best); its classes are filled in as each ends."""
+    with _transaction(session):
+        curation = Curation(gan_id=gan_id, checkpoint_id=checkpoint_id, seed=seed, settings=dict(settings))
+        session.add(curation)
+        session.flush()
+        curation_id = curation.id
+    return curation_id
+
+
+def matching_curations(
+    session: Session, checkpoint_id: int, seed: int, settings: Mapping[str, Any]
+) -> list[int]:
+    """The curation runs of this checkpoint and seed with exactly these settings (compared as
+    JSON values here, the same way on every dialect): the runs a rerun continues."""
+    rows = session.execute(
+        select(Curation.id, Curation.settings).where(
+            Curation.checkpoint_id == checkpoint_id, Curation.seed == seed
+        )
+    )
+    return [curation_id for curation_id, stored in rows if stored == dict(settings)]
+
+
+def finish_curation_class(
+    session: Session, curation_id: int, class_name: str, counts: Mapping[str, Any], seconds: float
+) -> None:
+    """Add one class's counts (candidates, kept, rejected by reason) and its time to a run."""
+    with _transaction(session):
+        curation = session.get(Curation, curation_id)
+        if curation is None:
+            raise UserError(f"curation {curation_id} was deleted while sampling.")
+        curation.classes = {**(curation.classes or {}), class_name: dict(counts)}
+        curation.seconds = (curation.seconds or 0.0) + seconds
 
 
 def record_images(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:

@@ -233,10 +233,52 @@ class ImageRecorder:
         self.iteration = iteration
         self.seed = seed
         self.computed = computed or {}
+        self.gan_id = gan_id
+        self.curation_settings: dict[str, Any] | None = None
+        self.curation_id: int | None = None  # the run's row, made when it first records
+        self.earlier_curations: list[int] = []
         with Session(engine) as session:
             self.class_ids = {
                 c.name: c.id for c in session.scalars(select(ClassName).where(ClassName.gan_id == gan_id))
             }
+
+    def begin_curation(self, settings: dict[str, Any]) -> None:
+        """Later records belong to a curation run with these settings; its row is made when it
+        first records something (a run that fails before then leaves no row)."""
+        self.curation_settings = settings
+        with Session(self.engine) as session:
+            self.earlier_curations = queries.matching_curations(
+                session, self.checkpoint_id, self.seed, settings
+            )
+
+    def recorded_in_curation(self, class_name: str, directory: Path) -> dict[int, Path]:
+        """Indices in ``directory`` that runs of the same curation settings kept and recorded."""
+        with Session(self.engine) as session:
+            found = queries.recorded_samples(
+                session,
+                self.checkpoint_id,
+                self.class_ids[class_name],
+                self.seed,
+                stored_path(directory),
+                curation_ids=self.earlier_curations,
+            )
+        return {index: Path(path) for index, (path, _md5) in found.items() if Path(path).is_file()}
+
+    def _curation(self) -> int | None:
+        if self.curation_settings is not None and self.curation_id is None:
+            with Session(self.engine) as session:
+                self.curation_id = queries.record_curation(
+                    session, self.gan_id, self.checkpoint_id, self.seed, self.curation_settings
+                )
+        return self.curation_id
+
+    def finish_class(self, curation: Any, seconds: float) -> None:
+        """A class of the curation run is done: its counts (gen.curation.ClassCuration)."""
+        curation_id = self._curation()
+        with Session(self.engine) as session:
+            queries.finish_curation_class(
+                session, curation_id, curation.class_name, curation.to_json(), seconds
+            )
 
     def recorded(self, class_name: str, directory: Path) -> dict[int, Path]:
         with Session(self.engine) as session:
@@ -250,6 +292,7 @@ class ImageRecorder:
             return {Path(p) for p in queries.recorded_paths(session, stored_path(directory))}
 
     def record(self, images: Sequence[Any]) -> None:
+        curation_id = self._curation()
         rows = [
             {
                 "file_path": stored_path(image.path),
@@ -262,6 +305,8 @@ class ImageRecorder:
                 "checkpoint_id": self.checkpoint_id,
                 "iteration": self.iteration,
                 **self.computed,
+                **_scores(image.scores),
+                "curation_id": curation_id,
             }
             for image in images
         ]
@@ -285,6 +330,12 @@ class ImageRecorder:
                 f"(first: {rows[0]['file_path']}); free some space and run the same gen sample again, "
                 "which records them."
             ) from None
+
+
+def _scores(scores: Any) -> dict[str, float | None]:
+    """The images row's score columns from a gen.curation.ImageScores (or None: no scores)."""
+    names = ("class_confidence", "realism", "near_copy_distance")
+    return {name: getattr(scores, name) if scores is not None else None for name in names}
 
 
 def record_candidate(

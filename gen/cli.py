@@ -402,6 +402,37 @@ def train(
 )
 @device_option
 @click.option("--no-record", is_flag=True, help="Do not record the images in the database.")
+@click.option(
+    "--keep-best",
+    type=float,
+    metavar="FRACTION",
+    help="Curate: draw ceil(N / FRACTION) candidates per class and keep the N best (gen.curation).",
+)
+@click.option(
+    "--min-class-confidence",
+    type=float,
+    metavar="P",
+    help="Curate: keep only images the curating classifier gives at least P for their class.",
+)
+@click.option(
+    "--min-near-copy-distance",
+    type=float,
+    metavar="D",
+    help="Curate: keep only images at least D (pixels in [0, 1]) from every training image of their class.",
+)
+@click.option(
+    "--train",
+    "train_dir",
+    type=click.Path(path_type=Path),
+    help="Curate: the real training images [default: the folder the checkpoint was trained on].",
+)
+@click.option(
+    "--curation-epochs",
+    type=click.IntRange(1),
+    default=15,
+    show_default=True,
+    help="Curate: epochs of the curating classifier (trained once per data set, then cached).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @database_option
 def sample(
@@ -415,6 +446,11 @@ def sample(
     batch_size: int,
     device: str,
     no_record: bool,
+    keep_best: float | None,
+    min_class_confidence: float | None,
+    min_near_copy_distance: float | None,
+    train_dir: Path | None,
+    curation_epochs: int,
     quiet: bool,
     database_url: str | None,
 ) -> None:
@@ -424,6 +460,11 @@ def sample(
     count and --seed give byte-identical files on the same machine and settings, and every
     pixel within one level on any other; rerunning an interrupted request completes it
     without duplicates.
+
+    With --keep-best or a --min-* threshold, more candidates are drawn and scored (the
+    curating classifier's confidence in the class, the discriminator's realism, the distance to
+    the nearest training image) and only the kept ones are written; a line per class says how
+    many were drawn, kept and rejected and why.
     """
     from gen.checkpoint import load_checkpoint, resolve_checkpoint
     from gen.recording import model_checkpoint, recorded_model
@@ -433,6 +474,13 @@ def sample(
         raise GenError(
             "name the classes with --class (repeatable) or ask for --all-classes, not both or neither."
         )
+    curation = None
+    if keep_best is not None or min_class_confidence is not None or min_near_copy_distance is not None:
+        from gen.curation import CurationSettings
+
+        curation = CurationSettings(keep_best, min_class_confidence, min_near_copy_distance, curation_epochs)
+    elif train_dir is not None:
+        raise GenError("--train is for curation; add --keep-best or a --min-* threshold.")
     which: str | int | None = "latest"
     if checkpoint is not None and not Path(checkpoint).exists():
         which = checkpoint_choice(checkpoint)
@@ -463,12 +511,22 @@ def sample(
         device=device,
         database=None if no_record else engine,
         progress=not quiet,
+        curation=curation,
+        train_dir=train_dir,
     )
     done = f"; {result.skipped} were already there" if result.skipped else ""
     click.echo(
         f"wrote {len(result.images)} images to {out}/ from {checkpoint_path} "
         f"({result.images_per_second:.0f} images/s){done}"
     )
+    for name, record in (result.curation or {}).items():
+        reasons = ", ".join(f"{count} {reason}" for reason, count in record.rejected.items()) or "none"
+        resumed = f", {record.resumed} kept by an earlier run" if record.resumed else ""
+        click.echo(
+            f"{name}: kept {record.kept} of {record.candidates} candidates (rejected: {reasons}){resumed}"
+        )
+        if record.kept + record.resumed < count:
+            echo_error(f"note: {name}: only {record.kept + record.resumed} of {count} candidates passed.")
 
 
 @cli.command()
@@ -672,6 +730,13 @@ def database_upgrade(database_url: str | None) -> None:
     "--gradcam", is_flag=True, help="Also write Grad-CAM grids of the real-only utility classifier per class."
 )
 @click.option(
+    "--curated",
+    "curated_keep_best",
+    type=float,
+    metavar="FRACTION",
+    help="Also measure a set curated as gen sample --keep-best FRACTION curates, beside the uncurated one.",
+)
+@click.option(
     "--n",
     "n_per_class",
     type=click.IntRange(2),
@@ -700,6 +765,7 @@ def report(
     utility: bool,
     classifier_id: str | None,
     gradcam: bool,
+    curated_keep_best: float | None,
     n_per_class: int,
     histogram_n: int,
     seed: int,
@@ -734,8 +800,17 @@ def report(
         and Path(info.training["dataset_path"]).is_dir()
     ):
         train_dir = Path(info.training["dataset_path"])
+    if curated_keep_best is not None:
+        from gen.curation import CurationSettings
+
+        CurationSettings(keep_best=curated_keep_best)  # a fraction out of range is said before any work
     settings = ReportSettings(
-        n_per_class=n_per_class, histogram_n=histogram_n, seed=seed, utility=utility, gradcam=gradcam
+        n_per_class=n_per_class,
+        histogram_n=histogram_n,
+        seed=seed,
+        utility=utility,
+        gradcam=gradcam,
+        curated_keep_best=curated_keep_best,
     )
 
     result = make_report(
@@ -866,6 +941,20 @@ def read_citation(value: str) -> str:
     type=click.Path(path_type=Path),
     help="Only the images sampled into this folder (gen sample --out).",
 )
+@click.option("--curated", is_flag=True, help="Only the images a curation kept (gen sample --keep-best).")
+@click.option(
+    "--min-class-confidence",
+    type=float,
+    metavar="P",
+    help="Only images whose class_confidence is at least P.",
+)
+@click.option("--min-realism", type=float, metavar="R", help="Only images whose realism is at least R.")
+@click.option(
+    "--min-near-copy-distance",
+    type=float,
+    metavar="D",
+    help="Only images whose near_copy_distance is at least D.",
+)
 @click.option("--sql-dump", is_flag=True, help="Write database.sql: the rows behind the images.")
 @click.option(
     "--dialect",
@@ -920,6 +1009,10 @@ def export(
     which_checkpoint: str | None,
     image_seed: int | None,
     folder: Path | None,
+    curated: bool,
+    min_class_confidence: float | None,
+    min_realism: float | None,
+    min_near_copy_distance: float | None,
     sql_dump: bool,
     dialect: str,
     write_csv: bool,
@@ -947,6 +1040,7 @@ def export(
 
     from db import catalog
     from gen.export import Publication, check_license, export_dataset
+    from gen.export.choosing import ScoreFilter
 
     publication = Publication(
         license=check_license(license_id),
@@ -955,6 +1049,9 @@ def export(
         title=title,
         description=description,
     )
+    scores = None
+    if curated or any(m is not None for m in (min_class_confidence, min_realism, min_near_copy_distance)):
+        scores = ScoreFilter(curated, min_class_confidence, min_realism, min_near_copy_distance)
     which = checkpoint_choice(which_checkpoint) if which_checkpoint else None
     if which_checkpoint and which is None:
         raise GenError(f"--checkpoint {which_checkpoint!r} must be best, latest or an iteration number.")
@@ -985,6 +1082,7 @@ def export(
         checkpoint=which,
         seed=image_seed,
         folder=folder,
+        scores=scores,
     )
     extras = [name for name in ("database.sql", "settings.csv") if name in result.files]
     click.echo(

@@ -25,7 +25,12 @@ repeated); the real side is a held-out folder (``--real``). Figures:
   scored on the held-out images too (``accuracy_recorded_classifier``);
 - Grad-CAM (optional, ``gen.metrics.gradcam``): the real-only utility classifier's class
   activation maps over real and synthetic images, a grid per class, and how alike the mean
-  maps of the two are (Pearson correlation), per class and overall.
+  maps of the two are (Pearson correlation), per class and overall;
+- curated beside uncurated (optional, ``curated_keep_best``, ``gen report --curated F``): the
+  same number of images per class kept as ``gen sample --keep-best F`` keeps them
+  (gen.curation), measured by this report's own classifiers, never the curating one (another
+  seed, another split): ``curated_``-prefixed domain accuracy on synthetic, domain FID and
+  two-sample AUC, shown in report.md beside the uncurated figures.
 
 Each figure becomes a ``reports`` row and a line of report.json / report.md, beside the plots.
 """
@@ -60,15 +65,8 @@ from gen.metrics import (
     two_sample,
     utility,
 )
-from gen.runtime import resolve_device
+from gen.runtime import cache_dir, resolve_device
 from gen.sample import generate, load_generator
-
-DEFAULT_CACHE = Path.home() / ".cache" / "gen"
-
-
-def cache_dir() -> Path:
-    """Where classifiers and real-image statistics are cached ($GEN_CACHE_DIR to move it)."""
-    return Path(os.environ.get("GEN_CACHE_DIR") or DEFAULT_CACHE)
 
 
 @dataclass(frozen=True)
@@ -109,6 +107,7 @@ class ReportSettings:
     two_sample_epochs: int = 8
     gradcam: bool = False
     utility_classifier: int | None = None  # the classifiers row the utility figures use, if any
+    curated_keep_best: float | None = None  # also measure a set curated by gen sample --keep-best
 
 
 @dataclass(frozen=True)
@@ -466,6 +465,8 @@ def make_report(
     train = load_image_folder(train_dir) if train_dir else None
     if train is None and settings.gradcam:
         raise GenError("--gradcam needs the real training images: pass --train DIR.")
+    if train is None and settings.curated_keep_best is not None:
+        raise GenError("--curated needs the real training images: pass --train DIR.")
     steps = _Steps(report_steps(settings, train is not None, weights is not None), progress)
     steps.start("generating synthetic images")
     fake_images, fake_labels = _synthetic(state, settings.n_per_class, settings.seed, torch_device)
@@ -551,6 +552,20 @@ def make_report(
         _two_sample_figures(
             report, temporary, (real_images, real_labels), (fake_images, fake_labels), settings, torch_device
         )
+
+        if settings.curated_keep_best is not None and train is not None:
+            _curated_figures(
+                report,
+                checkpoint,
+                train_dir,
+                settings,
+                classifier,
+                standardiser,
+                (real_images, real_labels),
+                real_features,
+                torch_device,
+                progress,
+            )
 
         # Inception FID: only with the published weights, never with stand-ins.
         if weights is None:
@@ -699,6 +714,95 @@ def make_report(
     return report
 
 
+CURATED_METRICS = ("domain_classifier_accuracy_on_synthetic", "domain_fid", "two_sample_auc")
+
+
+def _curated_figures(
+    report: Report,
+    checkpoint: str | Path | dict,
+    train_dir: str | Path | None,
+    settings: ReportSettings,
+    classifier: domain.DomainClassifier,
+    standardiser: normalised.FeatureStandardiser,
+    real: tuple[torch.Tensor, torch.Tensor],
+    real_features: np.ndarray,
+    device: torch.device,
+    progress: bool,
+) -> None:
+    """The ``curated_`` figures: n_per_class images per class kept of ceil(n / F) candidates by
+    gen.curation's own classifier, scored by this report's (another seed and split)."""
+    from gen.checkpoint import load_checkpoint
+    from gen.curation import CurationSettings, Curator, plan_class
+
+    state = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint, device)
+    curation = CurationSettings(
+        keep_best=settings.curated_keep_best, classifier_epochs=settings.classifier_epochs
+    )
+    curator = Curator(state, curation, device, train_dir=train_dir, progress=progress)
+    generator = load_generator(load_for_sampling(state), device)
+    images, labels = [], []
+    for label, name in enumerate(report.class_names):
+        plan = plan_class(
+            curator,
+            generate,
+            generator,
+            class_name=name,
+            label=label,
+            seed=settings.seed,
+            n=settings.n_per_class,
+            resumed=set(),
+            batch_size=256,
+            device=device,
+        )
+        for _, pixels in plan.kept_batches(generate, generator, settings.seed, label, device):
+            images.append(pixels)
+            labels.append(torch.full((len(pixels),), label))
+    curated_images, curated_labels = torch.cat(images), torch.cat(labels)
+    counted = {
+        "keep_best": settings.curated_keep_best,
+        "curating_classifier": curator.record(0)["classifier"],
+    }
+    features, probabilities = domain.domain_features_and_probabilities(
+        classifier, curated_images, device=device
+    )
+    accuracy = float((probabilities.argmax(1) == curated_labels.numpy()).mean())
+    report.add("curated_domain_classifier_accuracy_on_synthetic", accuracy, **counted)
+    _fid(report, "curated_domain_fid", None, real_features, features, standardiser, **counted)
+    results = two_sample.two_sample_test(
+        real,
+        (curated_images, curated_labels),
+        list(report.class_names),
+        folds=settings.two_sample_folds,
+        epochs=settings.two_sample_epochs,
+        seed=settings.seed,
+        device=device,
+    )
+    for result in results:
+        report.add("curated_two_sample_auc", result.auc, result.class_name, **counted)
+    overall = two_sample.overall_auc(results)
+    if overall is not None:
+        report.add("curated_two_sample_auc", overall, None, **counted)
+
+
+def side_by_side(report: Report) -> list[tuple[str, str, str, str]]:
+    """(metric, class or "overall", uncurated, curated) for each curated figure."""
+    values = {(f.metric, f.class_name): f.value for f in report.figures}
+    rows = []
+    for figure in report.figures:
+        if figure.metric.startswith("curated_"):
+            plain = values.get((figure.metric.removeprefix("curated_"), figure.class_name))
+            shown = "-" if plain is None else f"{plain:.4f}"
+            rows.append(
+                (
+                    figure.metric.removeprefix("curated_"),
+                    figure.class_name or "overall",
+                    shown,
+                    f"{figure.value:.4f}",
+                )
+            )
+    return rows
+
+
 def _recorded_classifier_figures(
     report: Report,
     recorded: UtilityClassifier,
@@ -762,6 +866,16 @@ def report_markdown(report: Report) -> str:
         *(f"| {metric} | {where} | {value} |" for metric, where, value in table_rows(report)),
         "",
     ]
+    compared = side_by_side(report)
+    if compared:
+        lines += [
+            f"## Curated against uncurated (keep the best {report.settings['curated_keep_best']:g})",
+            "",
+            "| metric | class | uncurated | curated |",
+            "|---|---|---|---|",
+            *(f"| {metric} | {where} | {plain} | {curated} |" for metric, where, plain, curated in compared),
+            "",
+        ]
     if report.notes:
         lines += ["## Notes", "", *(f"- {note}" for note in report.notes), ""]
     if report.plots:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -16,6 +17,14 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 def mps_available() -> bool:
     """Whether this torch can run on an Apple GPU (Metal Performance Shaders)."""
     return torch.backends.mps.is_available()
+
+
+DEFAULT_CACHE = Path.home() / ".cache" / "gen"
+
+
+def cache_dir() -> Path:
+    """Where classifiers and real-image statistics are cached ($GEN_CACHE_DIR to move it)."""
+    return Path(os.environ.get("GEN_CACHE_DIR") or DEFAULT_CACHE)
 
 
 def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:

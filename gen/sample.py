@@ -13,6 +13,10 @@ statistics), so each image is independent of the batch it was computed in. What 
 Files are never overwritten: names continue the numbering already in ``OUT/<class>/``.
 A ``Recorder`` (the database, in the CLI) may say which images of the request exist already,
 so that a rerun after a crash completes the request instead of repeating it.
+
+Curation (``curation=``, gen.curation): more candidates are drawn and scored, and only the
+kept ones are written, each with its scores; a candidate's index is its place in the same
+(seed, class) stream, so a kept image is made again like any other.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from tqdm import tqdm
@@ -37,6 +41,9 @@ from gen.errors import GenError
 from gen.images import png_bytes, to_uint8
 from gen.networks import Generator
 from gen.runtime import left_by_a_dead_process, resolve_device
+
+if TYPE_CHECKING:
+    from gen.curation import ClassCuration, CurationSettings, Curator, ImageScores
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,7 @@ class SampledImage:
     md5: str
     width: int
     height: int
+    scores: ImageScores | None = None  # with curation
 
 
 class Recorder(Protocol):
@@ -66,6 +74,19 @@ class Recorder(Protocol):
         """Record one batch, all or nothing."""
         ...
 
+    # Only with curation:
+    def begin_curation(self, settings: dict[str, Any]) -> None:
+        """Start a curating run: later records belong to it."""
+        ...
+
+    def recorded_in_curation(self, class_name: str, directory: Path) -> dict[int, Path]:
+        """Indices recorded in ``directory`` by curating runs with the same settings."""
+        ...
+
+    def finish_class(self, curation: ClassCuration, seconds: float) -> None:
+        """Record a class's candidates, kept and rejected counts on the run."""
+        ...
+
 
 @dataclass(frozen=True)
 class SampleResult:
@@ -75,6 +96,7 @@ class SampleResult:
     checkpoint: Path
     iteration: int
     seconds: float
+    curation: dict[str, ClassCuration] | None = None  # per class, with curation
 
     @property
     def images_per_second(self) -> float:
@@ -194,8 +216,17 @@ class _ClassWriter:
     instead of colliding.
     """
 
-    def __init__(self, directory: Path, name: str, label: int, seed: int, orphans: dict[str, Path]):
+    def __init__(
+        self,
+        directory: Path,
+        name: str,
+        label: int,
+        seed: int,
+        orphans: dict[str, Path],
+        scores: dict[int, ImageScores] | None = None,
+    ):
         self.directory, self.name, self.label, self.seed, self.orphans = directory, name, label, seed, orphans
+        self.scores = scores or {}
         self.number = next_number(directory)
 
     def _write_numbered(self, data: bytes) -> Path:
@@ -216,7 +247,11 @@ class _ClassWriter:
             if path is None:
                 path = self._write_numbered(data)
             height, width = image.shape[1:]
-            batch.append(SampledImage(path, self.name, self.label, self.seed, index, md5, width, height))
+            batch.append(
+                SampledImage(
+                    path, self.name, self.label, self.seed, index, md5, width, height, self.scores.get(index)
+                )
+            )
         return batch
 
 
@@ -230,6 +265,16 @@ def _batches(indices: Iterable[int], size: int) -> Iterator[list[int]]:
             batch = []
     if batch:
         yield batch
+
+
+def _without(
+    batches: Iterable[tuple[list[int], torch.Tensor]], done: dict[int, Path]
+) -> Iterator[tuple[list[int], torch.Tensor]]:
+    """The batches less the indices in ``done``; batches left empty are dropped."""
+    for indices, pixels in batches:
+        keep = [position for position, index in enumerate(indices) if index not in done]
+        if keep:
+            yield [indices[position] for position in keep], pixels[keep]
 
 
 def _remove_stale_temporaries(directory: Path) -> None:
@@ -267,6 +312,8 @@ def sample(
     database: Any = None,
     recorder: Recorder | None = None,
     progress: bool = True,
+    curation: CurationSettings | None = None,
+    train_dir: str | Path | None = None,
 ) -> SampleResult:
     """Make ``n`` images of each class in ``classes`` (all classes when None) under ``out``.
 
@@ -274,6 +321,12 @@ def sample(
     ``gen.checkpoint.load_checkpoint`` returned. ``database`` (a URL or a SQLAlchemy Engine)
     records one row per image as ``gen sample`` does (the checkpoint's model too, if the
     database has never seen it); ``recorder`` is the lower-level hook it fills.
+
+    ``curation`` keeps the ``n`` best of more candidates per class (gen.curation); its
+    classifier trains on ``train_dir``, by default the folder the checkpoint was trained on.
+    The result's ``curation`` holds each class's counts; with a database they are recorded in
+    a ``curations`` row and every kept image's row holds its scores. A rerun of the same
+    curated request completes it.
     """
     if database is not None and recorder is not None:
         raise ValueError("give a database or a recorder, not both")
@@ -282,8 +335,8 @@ def sample(
     if not 0 <= seed <= 2**31 - 1:
         raise GenError("--seed must be between 0 and 2147483647.")
     torch_device = resolve_device(device)
-    if database is not None and not isinstance(checkpoint, dict):
-        checkpoint = load_checkpoint(checkpoint, torch_device)  # recording needs all of it
+    if (database is not None or curation is not None) and not isinstance(checkpoint, dict):
+        checkpoint = load_checkpoint(checkpoint, torch_device)  # recording and curation need all of it
     state = load_for_sampling(checkpoint, torch_device)
     wanted = requested_classes(state.class_names, classes)
     out = Path(out)
@@ -294,6 +347,13 @@ def sample(
         recorder = image_recorder(
             engine_for(database), checkpoint, seed=seed, batch_size=batch_size, device=device
         )
+    curator = None
+    if curation is not None:
+        from gen.curation import Curator
+
+        curator = Curator(checkpoint, curation, torch_device, train_dir=train_dir, progress=progress)
+        if recorder is not None:
+            recorder.begin_curation(curator.record(n))
     generator = load_generator(state, torch_device)
     try:
         for name in wanted:
@@ -301,7 +361,9 @@ def sample(
     except OSError as error:
         raise GenError(f"cannot create output folder under {out}: {error.strerror}.") from None
     try:
-        return _sample(state, generator, out, n, wanted, seed, batch_size, torch_device, recorder, progress)
+        return _sample(
+            state, generator, out, n, wanted, seed, batch_size, torch_device, recorder, progress, curator
+        )
     except OSError as error:
         # A full disk or an unwritable class folder: the images written so far are whole and
         # recorded (or adopted by the rerun); say what happened in one sentence.
@@ -320,6 +382,7 @@ def _sample(
     torch_device: torch.device,
     recorder: Recorder | None,
     progress: bool,
+    curator: Curator | None = None,
 ) -> SampleResult:
 
     made: list[SampledImage] = []
@@ -339,16 +402,62 @@ def _sample(
         bar.set_postfix(img_s=f"{len(made) / max(time.perf_counter() - started, 1e-9):.0f}", refresh=False)
 
     done_by_class = {name: recorder.recorded(name, out / name) if recorder else {} for name in wanted}
-    _check_free_space(out, sum(n - sum(1 for i in done if i < n) for done in done_by_class.values()))
+    resumed_by_class: dict[str, set[int]] = {}
+    if curator is not None:
+        for name in wanted:
+            found = recorder.recorded_in_curation(name, out / name) if recorder else {}
+            resumed_by_class[name] = set(sorted(found)[:n])
+    if curator is None:
+        _check_free_space(out, sum(n - sum(1 for i in done if i < n) for done in done_by_class.values()))
+    else:
+        _check_free_space(out, sum(n - len(resumed) for resumed in resumed_by_class.values()))
+    curated: dict[str, ClassCuration] = {}
     for name in wanted:
         label = state.class_names.index(name)
         directory = out / name
         _remove_stale_temporaries(directory)
         done = done_by_class[name]
-        missing = n - sum(1 for index in done if index < n)
-        skipped += n - missing
-        bar.update(n - missing)
-        todo = (index for index in range(n) if index not in done)
+        class_started = time.perf_counter()
+        scores: dict[int, ImageScores] = {}
+        if curator is None:
+            missing = n - sum(1 for index in done if index < n)
+            already = n - missing
+            todo: Iterable[int] = (index for index in range(n) if index not in done)
+            batches = (
+                (i, generate(generator, seed, label, i, torch_device)) for i in _batches(todo, batch_size)
+            )
+        else:
+            from gen.curation import plan_class
+
+            bar.set_description(f"scoring {name}")
+            scored = [0]
+
+            def on_scored(count: int, scored: list[int] = scored) -> None:
+                scored[0] += count
+                bar.set_postfix(candidates=scored[0])
+
+            plan = plan_class(
+                curator,
+                generate,
+                generator,
+                class_name=name,
+                label=label,
+                seed=seed,
+                n=n,
+                resumed=resumed_by_class[name],
+                batch_size=batch_size,
+                device=torch_device,
+                on_scored=on_scored,
+            )
+            bar.set_description(None)
+            curated[name] = plan.record
+            scores = plan.scores
+            # A kept image already in the folder (recorded by another request) is not written twice.
+            missing = len([index for index in plan.kept if index not in done])
+            already = len(resumed_by_class[name]) + len(plan.kept) - missing
+            batches = _without(plan.kept_batches(generate, generator, seed, label, torch_device), done)
+        skipped += already
+        bar.update(already)
         # Files written by a run that died before recording them: adopt those this request
         # would make again (same bytes) rather than write duplicates beside them.
         orphans: dict[str, Path] = {}
@@ -357,19 +466,28 @@ def _sample(
             for path in directory.glob("*.png"):
                 if path.resolve() not in known:
                     orphans[hashlib.md5(path.read_bytes()).hexdigest()] = path
-        writer = _ClassWriter(directory, name, label, seed, orphans)
+        writer = _ClassWriter(directory, name, label, seed, orphans, scores)
 
         # PNG encoding (which releases the GIL) of one batch overlaps the next forward pass;
         # files are still named and written in index order, so the result is the same.
         pending = None
-        for indices in _batches(todo, batch_size):
-            pixels = generate(generator, seed, label, indices, torch_device)
+        for indices, pixels in batches:
             encoded = [encoders.submit(png_bytes, image) for image in pixels]
             if pending is not None:
                 finish(writer, *pending)
             pending = (indices, pixels, encoded)
         if pending is not None:
             finish(writer, *pending)
+        if curator is not None and recorder is not None:
+            recorder.finish_class(curated[name], time.perf_counter() - class_started)
     encoders.shutdown()
     bar.close()
-    return SampleResult(made, skipped, out, state.path, state.iteration, time.perf_counter() - started)
+    return SampleResult(
+        made,
+        skipped,
+        out,
+        state.path,
+        state.iteration,
+        time.perf_counter() - started,
+        curated if curator is not None else None,
+    )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,48 @@ def check_class_folder_name(name: str) -> None:
         )
 
 
+@dataclass(frozen=True)
+class ScoreFilter:
+    """Which images an export keeps by their curation scores (the images table's columns)."""
+
+    curated: bool = False  # only images a curation run kept
+    min_class_confidence: float | None = None
+    min_realism: float | None = None
+    min_near_copy_distance: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.min_class_confidence is not None and not 0 <= self.min_class_confidence <= 1:
+            raise GenError(f"--min-class-confidence must lie in [0, 1], not {self.min_class_confidence}.")
+        if self.min_near_copy_distance is not None and not self.min_near_copy_distance >= 0:
+            raise GenError(f"--min-near-copy-distance must be 0 or more, not {self.min_near_copy_distance}.")
+        if self.min_realism is not None and not math.isfinite(self.min_realism):
+            raise GenError("--min-realism must be a finite number.")
+
+    def conditions(self) -> list[Any]:
+        from db.models import Image
+
+        conditions = [Image.curation_id.is_not(None)] if self.curated else []
+        for column, minimum in (
+            (Image.class_confidence, self.min_class_confidence),
+            (Image.realism, self.min_realism),
+            (Image.near_copy_distance, self.min_near_copy_distance),
+        ):
+            if minimum is not None:
+                conditions.append(column >= minimum)
+        return conditions
+
+    def describe(self) -> str:
+        parts = ["curated images"] if self.curated else []
+        for name, minimum in (
+            ("class_confidence", self.min_class_confidence),
+            ("realism", self.min_realism),
+            ("near_copy_distance", self.min_near_copy_distance),
+        ):
+            if minimum is not None:
+                parts.append(f"{name} >= {minimum:g}")
+        return " and ".join(parts) or "any scores"
+
+
 def select_images(
     session: Session,
     gan_id: int,
@@ -49,13 +93,15 @@ def select_images(
     checkpoint: str | int | None = None,
     seed: int | None = None,
     folder: str | Path | None = None,
+    scores: ScoreFilter | None = None,
 ) -> tuple[list[ExportedImage], list[str]]:
     """(the images to export, in class label order then oldest first, with their data set names;
     the recorded files found missing and left out, with skip_missing).
 
     checkpoint ("best", "latest" or an iteration), seed and folder keep only the images made
-    from that checkpoint, with that seed, or sampled into that folder. One query for all rows.
-    Raises GenError when the model, a class or the images are not there.
+    from that checkpoint, with that seed, or sampled into that folder; scores only the images
+    whose curation scores pass (gen.curation; an image without scores never passes a minimum).
+    One query for all rows. Raises GenError when the model, a class or the images are not there.
     """
     from db import queries
     from db.models import Checkpoint, ClassName, Image
@@ -104,6 +150,9 @@ def select_images(
     if folder is not None:
         query = query.where(Image.file_path.startswith(stored_path(folder) + os.sep, autoescape=True))
         chosen_filters.append(f"folder {folder}")
+    if scores is not None:
+        query = query.where(*scores.conditions())
+        chosen_filters.append(scores.describe())
     rows = session.execute(query).all()
     if chosen_filters and not rows:
         raise GenError(f"model {gan_id} has no recorded images of {', '.join(chosen_filters)}.")

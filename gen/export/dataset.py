@@ -18,7 +18,7 @@ from gen.checkpoint import file_sha256
 from gen.errors import GenError
 from gen.export.archive import write_archive
 from gen.export.card import Publication, _Card, render_index, render_readme
-from gen.export.choosing import _report_for, _report_rows, select_images
+from gen.export.choosing import ScoreFilter, _report_for, _report_rows, select_images
 from gen.export.croissant import croissant_json, write_croissant
 from gen.export.files import (
     copy_images,
@@ -73,6 +73,7 @@ def export_dataset(
     checkpoint: str | int | None = None,
     seed: int | None = None,
     folder: str | Path | None = None,
+    scores: ScoreFilter | None = None,
 ) -> ExportResult:
     """Export model gan_id's images (None: the latest model) as a data set folder at out.
 
@@ -81,11 +82,11 @@ def export_dataset(
     csv_rows images (None: all); archive also writes out.tar.gz and its .sha256 beside out;
     report_dir copies a report folder's report.json and plots; skip_missing leaves out images
     whose file is gone instead of refusing; checkpoint, seed and folder choose the images by
-    how they were made (select_images); publication is what the card and manifest say of
-    licence, citation, title and description. A report goes in only when it measured the
-    checkpoint every exported image came from; otherwise the card says no report describes
-    them. Everything a user can get wrong raises GenError before anything is written; nothing
-    is left behind on failure.
+    how they were made, scores by their curation scores (select_images); publication is what
+    the card and manifest say of licence, citation, title and description. A report goes in
+    only when it measured the checkpoint every exported image came from; otherwise the card
+    says no report describes them. Everything a user can get wrong raises GenError before
+    anything is written; nothing is left behind on failure.
     """
     from db import queries
     from db.dump import dump_sql
@@ -114,6 +115,7 @@ def export_dataset(
             checkpoint=checkpoint,
             seed=seed,
             folder=folder,
+            scores=scores,
         )
         figures = _report_rows(session, gan_id)
     figures, report_path, report_note = _report_for(images, figures, report_path)

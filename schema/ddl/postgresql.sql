@@ -135,29 +135,19 @@ CREATE TABLE training_parameters (
 	CONSTRAINT fk_training_parameters_dataset_datasets FOREIGN KEY(dataset) REFERENCES datasets (id)
 );
 
-CREATE TABLE images (
+CREATE TABLE curations (
 	id SERIAL NOT NULL,
-	file_path VARCHAR NOT NULL,
-	class_name INTEGER NOT NULL,
-	md5 CHAR(32) NOT NULL,
-	width INTEGER NOT NULL,
-	height INTEGER NOT NULL,
-	seed INTEGER NOT NULL,
-	sample_index INTEGER NOT NULL,
+	gan INTEGER NOT NULL,
 	checkpoint INTEGER NOT NULL,
-	iteration INTEGER NOT NULL,
+	seed INTEGER NOT NULL,
+	settings JSONB NOT NULL,
+	classes JSONB,
+	seconds DOUBLE PRECISION,
 	created_at TIMESTAMP WITH TIME ZONE NOT NULL,
-	batch_size INTEGER,
-	threads INTEGER,
-	device VARCHAR,
-	torch_version VARCHAR,
-	CONSTRAINT pk_images PRIMARY KEY (id),
-	CONSTRAINT uq_images_checkpoint_class_name_seed_sample_index_file_path UNIQUE (checkpoint, class_name, seed, sample_index, file_path),
-	CONSTRAINT fk_images_class_name_class_names FOREIGN KEY(class_name) REFERENCES class_names (id),
-	CONSTRAINT fk_images_checkpoint_checkpoints FOREIGN KEY(checkpoint) REFERENCES checkpoints (id)
+	CONSTRAINT pk_curations PRIMARY KEY (id),
+	CONSTRAINT fk_curations_gan_gan_architectures FOREIGN KEY(gan) REFERENCES gan_architectures (id),
+	CONSTRAINT fk_curations_checkpoint_checkpoints FOREIGN KEY(checkpoint) REFERENCES checkpoints (id)
 );
-
-CREATE INDEX ix_images_class_name ON images (class_name);
 
 CREATE TABLE reports (
 	id SERIAL NOT NULL,
@@ -194,3 +184,32 @@ CREATE TABLE search_candidates (
 	CONSTRAINT fk_search_candidates_classifier_classifiers FOREIGN KEY(classifier) REFERENCES classifiers (id),
 	CONSTRAINT fk_search_candidates_parent_search_candidates FOREIGN KEY(parent) REFERENCES search_candidates (id)
 );
+
+CREATE TABLE images (
+	id SERIAL NOT NULL,
+	file_path VARCHAR NOT NULL,
+	class_name INTEGER NOT NULL,
+	md5 CHAR(32) NOT NULL,
+	width INTEGER NOT NULL,
+	height INTEGER NOT NULL,
+	seed INTEGER NOT NULL,
+	sample_index INTEGER NOT NULL,
+	checkpoint INTEGER NOT NULL,
+	iteration INTEGER NOT NULL,
+	created_at TIMESTAMP WITH TIME ZONE NOT NULL,
+	batch_size INTEGER,
+	threads INTEGER,
+	device VARCHAR,
+	torch_version VARCHAR,
+	class_confidence DOUBLE PRECISION,
+	realism DOUBLE PRECISION,
+	near_copy_distance DOUBLE PRECISION,
+	curation INTEGER,
+	CONSTRAINT pk_images PRIMARY KEY (id),
+	CONSTRAINT uq_images_checkpoint_class_name_seed_sample_index_file_path UNIQUE (checkpoint, class_name, seed, sample_index, file_path),
+	CONSTRAINT fk_images_class_name_class_names FOREIGN KEY(class_name) REFERENCES class_names (id),
+	CONSTRAINT fk_images_checkpoint_checkpoints FOREIGN KEY(checkpoint) REFERENCES checkpoints (id),
+	CONSTRAINT fk_images_curation_curations FOREIGN KEY(curation) REFERENCES curations (id)
+);
+
+CREATE INDEX ix_images_class_name ON images (class_name);
