@@ -13,7 +13,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -521,3 +523,279 @@ def test_an_export_of_another_format_is_named(dataset: Path, found: str, expecte
     (dataset / "manifest.json").write_text(json.dumps({**manifest, "format": found}))
     problems = verify_dataset(dataset)
     assert len(problems) == 1 and expected in problems[0]
+
+
+# ----------------------------------------------------------------------------- the dump, byte for byte
+# psql and SQLite split SQL differently: text that SQLite reads as a quoted name or a type can
+# hold a line psql runs as a meta-command (`\! command` runs a shell). A dump that verifies is
+# therefore exactly what gen writes for its rows, byte for byte, and no SQL engine runs its text.
+
+MARKER = "MARKER"
+IMAGES_TABLE = "CREATE TABLE images (\n"
+# Each hides `\! touch MARKER` on a line of its own inside CREATE TABLE images, where SQLite
+# reads it as part of a name or a type and psql reads it as a meta-command.
+PSQL_ATTACKS = {
+    "square brackets": f"\t[x\n\\! touch {MARKER}\n] INTEGER,\n",
+    "backticks": f"\t`x\n\\! touch {MARKER}\n` INTEGER,\n",
+    "an array type": f"\tx TEXT[\n\\! touch {MARKER}\n],\n",
+    "an E'' string": f"\tx E'\\''\n\\! touch {MARKER}\n',\n",
+}
+
+
+def craft(root: Path, change: Callable[[str], str]) -> None:
+    """database.sql changed by change, and the manifest made to agree again."""
+    dump = root / "database.sql"
+    dump.write_bytes(change(dump.read_text(encoding="utf-8")).encode("utf-8", "surrogateescape"))
+    resign(root)
+
+
+def dump_refused(problems: list[str]) -> bool:
+    return any(p.startswith("database.sql ") and "MD5" not in p for p in problems)
+
+
+@pytest.mark.parametrize("attack", list(PSQL_ATTACKS))
+@pytest.mark.parametrize("dialect", ["postgresql", "sqlite"])
+def test_a_dump_psql_reads_another_way_is_refused(
+    exported: dict[str, Path], tmp_path: Path, dialect: str, attack: str
+) -> None:
+    root = Path(shutil.copytree(exported[dialect], tmp_path / "data"))
+    craft(root, lambda sql: sql.replace(IMAGES_TABLE, IMAGES_TABLE + PSQL_ATTACKS[attack], 1))
+    problems = verify_dataset(root)
+    assert dump_refused(problems), problems
+    assert not (tmp_path / MARKER).exists()
+
+
+def test_a_column_default_that_calls_a_function_is_refused(dataset: Path) -> None:
+    # SQLite would run zeroblob for every row inserted; at 900 MB a row, verify ran out of memory.
+    craft(
+        dataset, lambda sql: sql.replace(IMAGES_TABLE, IMAGES_TABLE + "\tx BLOB DEFAULT (zeroblob(1000)),\n")
+    )
+    assert dump_refused(verify_dataset(dataset))
+
+
+def replace_value(sql: str, old: str, new: str) -> str:
+    assert old in sql
+    return sql.replace(old, new, 1)
+
+
+ROW = "'cyt_mast/cyt_mast_000002.png'"
+# Changes to a genuine dump that SQLite or psql might still load; verify refuses each one.
+DUMP_VARIANTS: dict[str, Callable[[str], str]] = {
+    "unicode quotes": lambda sql: replace_value(sql, ROW, "\u2019cyt_mast/cyt_mast_000002.png\u2019"),
+    "dollar quoting": lambda sql: replace_value(sql, ROW, "$$cyt_mast/cyt_mast_000002.png$$"),
+    "dollar quoting around a meta-command": lambda sql: replace_value(
+        sql, ROW, f"$$cyt_mast/\n\\! touch {MARKER}\ncyt_mast_000002.png$$"
+    ),
+    "an E'' escape": lambda sql: replace_value(sql, ROW, "E'cyt_mast/cyt_mast_000002.png'"),
+    "an E'' escape hiding a meta-command": lambda sql: replace_value(
+        sql, ROW, f"E'cyt_mast/cyt_mast_000002.png\\'', '\n\\! touch {MARKER}\n'"
+    ),
+    "a -- comment between statements": lambda sql: replace_value(sql, "BEGIN;\n", "BEGIN;\n-- a note\n"),
+    "a -- comment in a row": lambda sql: replace_value(sql, ROW + ",", ROW + ", -- a note\n"),
+    "a /* */ comment": lambda sql: replace_value(sql, ROW, "/* a note */ " + ROW),
+    "extra whitespace": lambda sql: replace_value(sql, ROW + ", ", ROW + ",  "),
+    "a blank line more": lambda sql: replace_value(sql, "BEGIN;\n", "BEGIN;\n\n"),
+    "CRLF line ends": lambda sql: sql.replace("\n", "\r\n"),
+    "a CR in one line end": lambda sql: replace_value(sql, "BEGIN;\n", "BEGIN;\r\n"),
+    "text after COMMIT": lambda sql: sql + "SELECT 1;\n",
+    "a meta-command after COMMIT": lambda sql: sql + f"\\! touch {MARKER}\n",
+    "a blank line after COMMIT": lambda sql: sql + "\n",
+    "no line end after COMMIT": lambda sql: sql.removesuffix("\n"),
+    "a duplicate statement": lambda sql: replace_value(sql, "BEGIN;\n", "BEGIN;\n\nBEGIN;\n"),
+    "a duplicate row": lambda sql: replace_value(sql, row_of(sql), row_of(sql) + "\n" + row_of(sql)),
+    "lower-case keywords": lambda sql: replace_value(sql, "INSERT INTO images", "insert into images"),
+    "a quoted table name": lambda sql: replace_value(sql, "INSERT INTO images", 'INSERT INTO "images"'),
+    "a changed header": lambda sql: replace_value(sql, "images 20", "images 21"),
+    "another schema revision": lambda sql: sql.replace("schema revision ", "schema revision 9", 1),
+    "a NULL where the schema says NOT NULL": lambda sql: replace_value(sql, ROW, "NULL"),
+    "a number where gen writes text": lambda sql: replace_value(sql, ROW, "12"),
+    "text where gen writes a number": lambda sql: replace_value(
+        sql, row_of(sql), row_of(sql).replace(", 64, ", ", '64', ", 1)
+    ),
+    "a float where gen writes an integer": lambda sql: replace_value(
+        sql, row_of(sql), row_of(sql).replace(", 64, ", ", 64.0, ", 1)
+    ),
+    "an integer too large for PostgreSQL": lambda sql: replace_value(
+        sql, row_of(sql), row_of(sql).replace(", 64, ", ", 4294967296, ", 1)
+    ),
+    "an integer too large for SQLite": lambda sql: replace_value(
+        sql, row_of(sql), row_of(sql).replace(", 64, ", ", 99999999999999999999, ", 1)
+    ),
+    "an MD5 longer than its column": lambda sql: replace_value(
+        sql, row_of(sql), re.sub("'([0-9a-f]{32})'", r"'\1ff'", row_of(sql), count=1)
+    ),
+}
+
+
+def row_of(sql: str) -> str:
+    """The line of database.sql that holds FILE's row."""
+    return next(line for line in sql.splitlines() if ROW in line)
+
+
+@pytest.mark.parametrize("variant", list(DUMP_VARIANTS))
+@pytest.mark.parametrize("dialect", ["postgresql", "sqlite"])
+def test_a_dump_that_is_not_what_gen_writes_is_refused(
+    exported: dict[str, Path], tmp_path: Path, dialect: str, variant: str
+) -> None:
+    root = Path(shutil.copytree(exported[dialect], tmp_path / "data"))
+    craft(root, DUMP_VARIANTS[variant])
+    problems = verify_dataset(root)
+    assert dump_refused(problems), problems
+    code, output = verify_cli(root)
+    assert code == 1 and "Traceback" not in output
+    assert not (tmp_path / MARKER).exists()
+
+
+def test_a_changed_md5_in_a_well_formed_dump_is_named(dataset: Path) -> None:
+    sql = (dataset / "database.sql").read_text()
+    line = next(line for line in sql.splitlines() if ROW in line)
+    md5 = re.search(r"'([0-9a-f]{32})'", line)[1]  # type: ignore[index]
+    craft(dataset, lambda text: text.replace(md5, "0" * 32, 1))
+    problems = verify_dataset(dataset)
+    assert any(re.search(rf"{FILE}: MD5 is {md5} but database.sql says 0{{32}}", p) for p in problems)
+
+
+@pytest.mark.parametrize(
+    "data, sentence",
+    [
+        (b"\x00", "NUL"),
+        (b"\xff", "UTF-8"),
+        (b"\xc3(", "UTF-8"),
+    ],
+)
+def test_a_nul_or_a_byte_that_is_not_utf8_is_one_sentence(dataset: Path, data: bytes, sentence: str) -> None:
+    dump = dataset / "database.sql"
+    sql = dump.read_bytes()
+    at = sql.index(ROW.encode()) + 1
+    dump.write_bytes(sql[:at] + data + sql[at:])
+    resign(dataset)
+    problems = verify_dataset(dataset)
+    assert any(p.startswith("database.sql ") and sentence in p for p in problems), problems
+    result = verify_in_a_child(dataset)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+
+
+def test_a_dump_larger_than_the_cap_is_refused_unread(dataset: Path) -> None:
+    # Sparse: 6 GB on paper, nothing on disk. The manifest is left alone, so that only the dump's
+    # loading could read it.
+    with open(dataset / "database.sql", "r+b") as file:
+        file.truncate(6 << 30)
+    started = time.perf_counter()
+    result = verify_in_a_child(dataset)
+    assert time.perf_counter() - started < 60
+    assert result.returncode == 1, result.stderr
+    assert "database.sql is 6442450944 bytes; gen verify reads dumps of up to" in result.stdout
+
+
+def max_rss_of_verify(root: Path) -> tuple[int, str]:
+    """(exit code, stdout) of `gen verify` in a child, and its peak resident memory in bytes."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from gen.cli import main; main()", "verify", str(root), "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output = process.stdout.read()  # type: ignore[union-attr]
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return process.returncode, output, usage.ru_maxrss * 1024  # type: ignore[return-value]
+
+
+def test_a_huge_string_in_the_dump_is_refused_in_little_memory(dataset: Path, tmp_path: Path) -> None:
+    (tmp_path / "small").mkdir()
+    _, _, baseline = max_rss_of_verify(tmp_path / "small")  # the interpreter and its imports
+    huge = "x" * (100 << 20)
+    craft(dataset, lambda sql: replace_value(sql, ROW, f"'{huge}'"))
+    code, output, peak = max_rss_of_verify(dataset)
+    assert code == 1 and "- database.sql " in output and "Traceback" not in output, output
+    assert peak - baseline < 100 << 20, (peak, baseline)
+
+
+def test_an_export_from_a_checkpoint_gen_did_not_name_verifies(tmp_path: Path) -> None:
+    # The file's own name is not published (it may name a study); the row must still load.
+    engine = open_database(f"sqlite:///{tmp_path / 'gen.db'}")
+    gan_id = record_synthetic_model(engine, tmp_path / "samples", 2)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE checkpoints SET path = '/runs/patient-17/best.pt'")
+    for dialect in ("postgresql", "sqlite"):
+        out = export_dataset(engine, gan_id, tmp_path / dialect, sql_dump=True, dialect=dialect).out
+        assert "patient-17" not in (out / "database.sql").read_text()
+        assert verify_dataset(out) == []
+    engine.dispose()
+
+
+def psql_file(server: Any, dump: Path, cwd: Path) -> tuple[subprocess.CompletedProcess[str], int | None]:
+    """psql -f dump run in cwd against a scratch database, as the dump's header suggests, and
+    the number of image rows it then holds (None if it holds no images table)."""
+    url = server.create_database()
+    try:
+        loaded = subprocess.run(
+            ["psql", "-v", "ON_ERROR_STOP=1", "-X", "-q", "-d", url, "-f", str(dump)],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        counted = subprocess.run(
+            ["psql", "-X", "-q", "-t", "-A", "-d", url, "-c", "SELECT count(*) FROM images"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return loaded, int(counted.stdout) if counted.returncode == 0 else None
+    finally:
+        server.drop_database(url)
+
+
+@pytest.mark.postgres
+def test_psql_runs_the_crafted_dumps_verify_refuses(
+    exported: dict[str, Path], tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    server = request.getfixturevalue("postgres_server")
+    attacks: dict[str, Callable[[str], str]] = {
+        name: partial(lambda sql, text: sql.replace(IMAGES_TABLE, IMAGES_TABLE + text, 1), text=text)
+        for name, text in PSQL_ATTACKS.items()
+    }
+    attacks["a meta-command after COMMIT"] = DUMP_VARIANTS["a meta-command after COMMIT"]
+    for number, (name, change) in enumerate(attacks.items()):
+        work = tmp_path / f"attack-{number}"
+        root = Path(shutil.copytree(exported["postgresql"], work / "data"))
+        craft(root, change)
+        assert dump_refused(verify_dataset(root)), name
+        assert not (work / MARKER).exists()
+        psql_file(server, root / "database.sql", work)
+        assert (work / MARKER).exists(), f"{name}: psql did not run the meta-command"
+
+
+@pytest.mark.postgres
+def test_psql_loads_a_genuine_dump_and_runs_nothing_in_its_strings(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Values with a backslash command at a line start, quotes and dollars are inside strings
+    for psql too: the dump verifies, loads with exit 0 and runs nothing."""
+    server = request.getfixturevalue("postgres_server")
+    engine = open_database(f"sqlite:///{tmp_path / 'gen.db'}")
+    gan_id = record_synthetic_model(engine, tmp_path / "samples", 2)
+    nasty = f"cpu\n\\! touch {MARKER}\n' $$ E'\\'' -- /* [x] `y`"
+    with engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE images SET device = ?", (nasty,))
+        connection.exec_driver_sql("UPDATE gan_architectures SET preset = ?", (nasty,))
+    for dialect in ("postgresql", "sqlite"):
+        out = export_dataset(engine, gan_id, tmp_path / dialect, sql_dump=True, dialect=dialect).out
+        assert verify_dataset(out) == []
+        if dialect == "postgresql":
+            loaded, images = psql_file(server, out / "database.sql", tmp_path)
+            assert loaded.returncode == 0 and "ERROR" not in loaded.stderr, loaded.stderr
+            assert images == 8
+        elif shutil.which("sqlite3"):  # the way the card says to load this dialect
+            with open(out / "database.sql", "rb") as stdin:
+                loaded_sqlite = subprocess.run(
+                    ["sqlite3", str(tmp_path / "loaded.db")], stdin=stdin, capture_output=True, check=False
+                )
+            assert loaded_sqlite.returncode == 0, loaded_sqlite.stderr
+            connection = sqlite3.connect(tmp_path / "loaded.db")
+            assert connection.execute("SELECT DISTINCT device FROM images").fetchall() == [(nasty,)]
+            connection.close()
+    assert not (tmp_path / MARKER).exists()
+    engine.dispose()
