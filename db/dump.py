@@ -413,7 +413,9 @@ class _DumpStream:
         while True:
             line = self.line()
             if not line:
-                self._ended()
+                raise DumpFormatError(
+                    f"line {first}: the row that starts here never ends (a quote left open, or truncated)"
+                )
             text += line
             quotes += line.count(b"'")
             if len(text) > MAX_ROW_BYTES:
