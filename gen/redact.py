@@ -84,3 +84,14 @@ def redact_text(text: str, paths: Iterable[str]) -> str:
         if len(path) > 1:
             text = text.replace(path, replacements[path])
     return _without_home(text)
+
+
+def redact_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A database row as an export's SQL dump publishes it: ``redact``'s rule, except that the
+    row's own ``path`` column (a checkpoint's file), which gen's schema requires (NOT NULL), is
+    written ``''`` rather than NULL when the file is not one gen named. The name the user gave
+    it may name a study; the row's iteration and SHA-256 still say which checkpoint it was."""
+    published = redact(row)
+    if row.get("path") is not None and published["path"] is None:
+        published["path"] = ""
+    return published

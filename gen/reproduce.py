@@ -159,7 +159,7 @@ def regenerate_dataset(path: str | Path, checkpoint: str | Path, device: str = "
             f"{root} has no {SQL_DUMP_NAME}: its images cannot be made again (export with --sql-dump)."
         )
     with open_inside(root, SQL_DUMP_NAME) as file:
-        connection = load_dump(file.read().decode("utf-8"), manifest.get("dialect"))
+        connection = load_dump(file, manifest.get("dialect"))
     try:
         rows = connection.execute(
             "SELECT i.id, i.file_path, i.md5, i.seed, i.sample_index, c.label, c.name, k.sha256, "

@@ -20,15 +20,12 @@ A data set comes from a stranger, so verifying one trusts none of it (SECURITY.m
   a symbolic link, named pipe, socket or device anywhere in it is a problem and is never
   opened; every read goes through `open_inside`, which follows no link either and refuses
   anything but a regular file after opening it (so a swap after the walk is caught too).
-- database.sql is loaded into a private in-memory SQLite database, and only if it is made of
-  the statements gen's dumps are made of (db/dump.py), in their order: for PostgreSQL the two
-  leading SET lines (skipped), BEGIN, CREATE TABLE of gen's tables, CREATE INDEX of gen's
-  indexes, INSERT INTO gen's tables with plain values only, for PostgreSQL the closing setval
-  call (run against stand-in functions), COMMIT. Any other statement stops the load with a
-  problem naming its line. An SQLite authoriser then lets each statement do only what its
-  kind needs, so ATTACH, PRAGMA, triggers, views, UPDATE, DELETE and any function but the two
-  stand-ins are refused even if a statement slipped past the first check. Verifying writes
-  nothing anywhere.
+- database.sql must be byte for byte what gen's dump writer (db/dump.py) writes for the rows
+  it holds: db.dump.read_dump reads it line by line (never whole, never more than
+  DUMP_MAX_BYTES), parses the rows with a reader of gen's own literals only, writes them again
+  and compares. No SQL engine reads the file's text: the rows are inserted, as parameters, into
+  a private in-memory SQLite database made from gen's own schema, where verify queries them.
+  Verifying writes nothing anywhere.
 - Class names, from the manifest and from the dump, must pass the rule class folders follow.
 - croissant.json may point the Croissant loader only at files verify checks: gen's own JSON-LD
   context, relative paths and patterns inside the data set, each file once with its checksums,
@@ -57,7 +54,8 @@ from typing import Any, BinaryIO
 
 from tqdm import tqdm
 
-from db.ddl import DIALECTS
+from db.ddl import DIALECTS, render_ddl
+from db.dump import DumpFormatError, read_dump
 from db.models import Base
 from gen.data import check_distinct_class_names
 from gen.errors import GenError
@@ -228,263 +226,52 @@ def _walk(root: Path, problems: list[str]) -> _Tree:
 
 
 class DumpError(Exception):
-    """The dump does not load, or holds a statement gen's dumps never hold; the message names the line."""
+    """database.sql is not a dump gen wrote, or is too large to read; the message, which follows
+    the file's name, says why and where ("line 12 is not what gen writes: ...")."""
 
 
-# What SQLite's tokenizer reads as one unit whatever it contains: a string, a quoted identifier
-# (three quotings), a comment; and the ';' that ends a statement. An unclosed quote runs to the
-# end. Everything between these is left to the statement checks below.
-_LEXEME = re.compile(
-    r"""'[^']*(?:''[^']*)*'?
-      | "[^"]*(?:""[^"]*)*"?
-      | `[^`]*(?:``[^`]*)*`?
-      | \[[^\]]*\]?
-      | --[^\n]*
-      | /\*
-      | ;""",
-    re.VERBOSE,
-)
+# gen writes about 180 bytes per image row (a 16,000-image dump is 2.8 MB): 1 GiB holds some
+# 6 million images. A dump is never read whole, but its rows are loaded into memory for the checks.
+DUMP_MAX_BYTES = 1 << 30
 
 
-def _statements(sql: str) -> Iterator[tuple[int, str]]:
-    """(first line number, text) of each statement, split where SQLite would split them, in
-    one pass. Comments between statements are skipped; one inside a statement is refused,
-    since gen's dumps have none and a comment is where a keyword would hide."""
-    start: int | None = None  # where the statement being read begins
-    consumed = line = counted = 0
-
-    def line_of(position: int) -> int:
-        nonlocal line, counted
-        line += sql.count("\n", counted, position)
-        counted = position
-        return line + 1
-
-    for match in _LEXEME.finditer(sql):
-        lexeme = match.group()
-        if start is None:
-            gap = sql[consumed : match.start()]
-            if gap.strip():
-                start = consumed + len(gap) - len(gap.lstrip())
-            elif lexeme.startswith("--"):
-                consumed = match.end()
-                continue
-            else:
-                start = match.start()
-        if lexeme.startswith(("--", "/*")):
-            raise DumpError(
-                f"line {line_of(match.start())}: a comment where a gen dump has none (it has only whole "
-                "-- lines between statements)"
-            )
-        consumed = match.end()
-        if lexeme == ";":
-            yield line_of(start), sql[start:consumed]
-            start = None
-    rest = sql[consumed:]
-    if start is not None or rest.strip():
-        begins = start if start is not None else consumed + len(rest) - len(rest.lstrip())
-        yield line_of(begins), sql[begins:]
-
-
-@dataclass(frozen=True)
-class _Statement:
-    """A statement that passed the whitelist: its kind and the table it concerns."""
-
-    kind: str  # "set", "begin", "create", "insert", "setval" or "commit"
-    table: str | None = None
-
-
-_KNOWN_TABLES = frozenset({*Base.metadata.tables, "alembic_version"})
-_KNOWN_INDEXES = {
-    index.name: table.name for table in Base.metadata.tables.values() for index in table.indexes
-}
-_NAME = r"""(?P<{}>\w+|"\w+")"""
-_SET = re.compile(r"SET\s+(?:client_encoding\s*=\s*'UTF8'|standard_conforming_strings\s*=\s*on)\s*;", re.I)
-_BEGIN = re.compile(r"BEGIN\s*;", re.I)
-_COMMIT = re.compile(r"COMMIT\s*;", re.I)
-# A table's definition is not compared with this version's (older exports have older tables):
-# the authoriser lets it call no function, and one that lacks what verify reads fails its queries.
-_CREATE_TABLE = re.compile(rf"CREATE\s+TABLE\s+{_NAME.format('table')}\s*\(.*\)\s*;", re.I | re.S)
-_CREATE_INDEX = re.compile(
-    rf"CREATE\s+(?:UNIQUE\s+)?INDEX\s+{_NAME.format('index')}\s+ON\s+{_NAME.format('table')}"
-    r"""\s*\([\w\s,"]*\)\s*;""",
-    re.I,
-)
-_INSERT = re.compile(
-    rf"""INSERT\s+INTO\s+{_NAME.format("table")}\s*\([\w\s,"]*\)\s*VALUES\b(?P<values>.*)""", re.I | re.S
-)
-_STRING = re.compile(r"'[^']*(?:''[^']*)*'")
-# The rows of an INSERT once each string is replaced by '': parentheses, commas, numbers,
-# NULL, TRUE and FALSE, nothing else (no names, so no function, subquery or ON CONFLICT).
-# Possessive quantifiers keep a long run of digits from backtracking.
-_PLAIN_VALUES = re.compile(
-    r"(?:[\s(),]++|[-+]?+(?:\d++\.?+\d*+|\.\d++)(?:[eE][-+]?+\d++)?+|NULL|TRUE|FALSE|'')*+;",
-    re.I,
-)
-_SETVAL_CALL = r"setval\(pg_get_serial_sequence\('(\w+)',\s*'id'\),\s*\d+\)"
-_SETVAL = re.compile(rf"SELECT\s+{_SETVAL_CALL}(?:\s*,\s*{_SETVAL_CALL})*\s*;", re.I)
-
-
-def _whitelisted(text: str, dialect: str) -> _Statement | None:
-    """What the statement is, if it is one of those gen's dumps are made of; None otherwise.
-
-    By leading keywords and names: BEGIN, COMMIT, CREATE TABLE of one of gen's tables, CREATE
-    INDEX of one of gen's indexes on its table, INSERT INTO one of gen's tables with nothing but
-    plain values; for PostgreSQL also its two SET lines and the setval call on gen's tables.
-    """
-    if _BEGIN.fullmatch(text):
-        return _Statement("begin")
-    if _COMMIT.fullmatch(text):
-        return _Statement("commit")
-    if dialect == "postgresql" and _SET.fullmatch(text):
-        return _Statement("set")
-    if create := _CREATE_TABLE.fullmatch(text):
-        table = create["table"].strip('"')
-        return _Statement("create", table) if table in _KNOWN_TABLES else None
-    if create := _CREATE_INDEX.fullmatch(text):
-        table, index = create["table"].strip('"'), create["index"].strip('"')
-        return _Statement("create", table) if _KNOWN_INDEXES.get(index) == table else None
-    if insert := _INSERT.fullmatch(text):
-        table = insert["table"].strip('"')
-        plain = _PLAIN_VALUES.fullmatch(_STRING.sub("''", insert["values"]))
-        return _Statement("insert", table) if table in _KNOWN_TABLES and plain else None
-    setval = _SETVAL.fullmatch(text) if dialect == "postgresql" else None
-    if setval and set(re.findall(_SETVAL_CALL, text)) <= _KNOWN_TABLES:
-        return _Statement("setval")
-    return None
-
-
-# sqlite3's authoriser action codes by name, for messages (the module's constants are shared
-# with result codes, so they are named here).
-_ACTION_NAMES = {
-    getattr(sqlite3, f"SQLITE_{name}"): name.replace("_", " ")
-    for name in (
-        "CREATE_INDEX", "CREATE_TABLE", "CREATE_TEMP_INDEX", "CREATE_TEMP_TABLE", "CREATE_TEMP_TRIGGER",
-        "CREATE_TEMP_VIEW", "CREATE_TRIGGER", "CREATE_VIEW", "DELETE", "DROP_INDEX", "DROP_TABLE",
-        "DROP_TEMP_INDEX", "DROP_TEMP_TABLE", "DROP_TEMP_TRIGGER", "DROP_TEMP_VIEW", "DROP_TRIGGER",
-        "DROP_VIEW", "INSERT", "PRAGMA", "READ", "SELECT", "TRANSACTION", "UPDATE", "ATTACH", "DETACH",
-        "ALTER_TABLE", "REINDEX", "ANALYZE", "CREATE_VTABLE", "DROP_VTABLE", "FUNCTION", "SAVEPOINT",
-        "RECURSIVE",
-    )
-}  # fmt: skip
-
-
-class _Authoriser:
-    """The second layer: an SQLite authoriser that lets the statement being run do only what its
-    kind needs (sqlite3's action codes). Everything else is denied: ATTACH, DETACH, PRAGMA,
-    triggers, views, virtual tables, UPDATE, DELETE, ALTER, any function but the two stand-ins."""
-
-    STAND_INS = frozenset({"setval", "pg_get_serial_sequence"})
-    SCHEMA_TABLE = "sqlite_master"  # CREATE records itself there
-    ACTIONS = {
-        "begin": {sqlite3.SQLITE_TRANSACTION},
-        "commit": {sqlite3.SQLITE_TRANSACTION},
-        "create": {
-            sqlite3.SQLITE_CREATE_TABLE,
-            sqlite3.SQLITE_CREATE_INDEX,
-            sqlite3.SQLITE_REINDEX,
-            sqlite3.SQLITE_INSERT,
-            sqlite3.SQLITE_UPDATE,
-            sqlite3.SQLITE_READ,
-        },
-        "insert": {sqlite3.SQLITE_INSERT, sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ},
-        "setval": {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_FUNCTION},
-    }
-
-    def __init__(self) -> None:
-        self.statement: _Statement | None = None
-        self.denied: tuple[int, str | None, str | None] | None = None
-
-    def __call__(
-        self, action: int, first: str | None, second: str | None, database: str | None, _: Any
-    ) -> int:
-        if self.permits(action, first, second, database):
-            return sqlite3.SQLITE_OK
-        self.denied = (action, first, second)
-        return sqlite3.SQLITE_DENY
-
-    def permits(self, action: int, first: str | None, second: str | None, database: str | None) -> bool:
-        statement = self.statement
-        if statement is None or action not in self.ACTIONS[statement.kind] or database not in (None, "main"):
-            return False
-        if action == sqlite3.SQLITE_TRANSACTION:
-            return first == statement.kind.upper()
-        if action == sqlite3.SQLITE_FUNCTION:
-            return second in self.STAND_INS
-        if action == sqlite3.SQLITE_CREATE_TABLE:  # AUTOINCREMENT creates sqlite_sequence
-            return first in (statement.table, "sqlite_sequence")
-        if action == sqlite3.SQLITE_CREATE_INDEX:  # the table's own, or those its constraints imply
-            return second == statement.table
-        if action == sqlite3.SQLITE_INSERT:
-            return first == (self.SCHEMA_TABLE if statement.kind == "create" else statement.table)
-        if action == sqlite3.SQLITE_UPDATE:
-            return first == self.SCHEMA_TABLE
-        if action == sqlite3.SQLITE_READ:  # constraints and foreign keys read the tables
-            return first in _KNOWN_TABLES or first == self.SCHEMA_TABLE
-        return action in (sqlite3.SQLITE_SELECT, sqlite3.SQLITE_REINDEX)  # VALUES rows; a new index
-
-
-def _preview(text: str) -> str:
-    words = " ".join(text.split())
-    return repr(words if len(words) <= 60 else words[:57] + "...")
-
-
-def load_dump(sql: str, dialect: str) -> sqlite3.Connection:
-    """A private in-memory SQLite database with the dump loaded; DumpError naming the line if a
-    statement fails or is not one gen's dumps are made of (see the module's docstring)."""
+def load_dump(file: BinaryIO, dialect: Any) -> sqlite3.Connection:
+    """A private in-memory SQLite database, made from gen's own schema (never from the file's
+    text), holding the rows of the dump in file; DumpError if the dump is larger than
+    DUMP_MAX_BYTES or is not byte for byte what gen writes for its rows (db.dump.read_dump).
+    The rows are inserted as parameters: no SQL engine reads the file's text."""
     if not isinstance(dialect, str) or dialect not in DIALECTS:
-        raise DumpError(f"its dialect {dialect!r} is not one gen writes ({', '.join(DIALECTS)})")
+        raise DumpError(
+            f"cannot be read: its dialect {dialect!r} is not one gen writes ({', '.join(DIALECTS)})"
+        )
+    size = os.fstat(file.fileno()).st_size
+    if size > DUMP_MAX_BYTES:
+        raise DumpError(f"is {size} bytes; gen verify reads dumps of up to {DUMP_MAX_BYTES} bytes (1 GiB)")
     connection = sqlite3.connect(":memory:", isolation_level=None)
     try:
-        _load(connection, sql, dialect)
+        connection.executescript(render_ddl("sqlite"))
+        connection.execute("PRAGMA foreign_keys=ON")  # as a database loading the dump checks them
+        connection.execute("BEGIN")
+        inserts = {
+            name: f"INSERT INTO {name} ({', '.join(table.columns.keys())}) "
+            f"VALUES ({', '.join('?' * len(table.columns))})"
+            for name, table in Base.metadata.tables.items()
+        }
+        for row in read_dump(file, dialect):
+            try:
+                connection.execute(inserts[row.table.name], row.values)
+            except sqlite3.IntegrityError as error:  # a repeated id, a missing parent row
+                raise DumpError(
+                    f"line {row.line}: a row of {row.table.name} breaks gen's schema ({error})"
+                ) from None
+        connection.execute("COMMIT")
+    except DumpFormatError as error:
+        connection.close()
+        raise DumpError(str(error)) from None
     except BaseException:
         connection.close()
         raise
     return connection
-
-
-def _load(connection: sqlite3.Connection, sql: str, dialect: str) -> None:
-    connection.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)  # no ATTACH, not even by VACUUM INTO
-    connection.execute("PRAGMA foreign_keys=ON")
-    if dialect == "postgresql":
-        connection.create_function(
-            "setval", -1, lambda *arguments: arguments[1] if len(arguments) > 1 else None
-        )
-        connection.create_function("pg_get_serial_sequence", 2, lambda table, column: f"{table}_{column}_seq")
-    authoriser = _Authoriser()
-    connection.set_authorizer(authoriser)
-    # The order of dump_sql: SET lines (PostgreSQL), BEGIN, the rest, COMMIT and nothing after.
-    phase = "start"
-    for line, text in _statements(sql):
-        if not sqlite3.complete_statement(text):
-            raise DumpError(f"line {line}: the statement that starts here never ends")
-        statement = _whitelisted(text, dialect)
-        if statement is None:
-            raise DumpError(f"line {line}: {_preview(text)} is not a statement gen's dumps are made of")
-        if phase == "committed":
-            raise DumpError(f"line {line}: {_preview(text)} follows COMMIT")
-        if (phase == "start") != (statement.kind in ("set", "begin")):
-            expected = "BEGIN first" if phase == "start" else "a SET line or BEGIN only at the start"
-            raise DumpError(f"line {line}: {_preview(text)} is out of place ({expected})")
-        if statement.kind == "set":
-            continue  # PostgreSQL settings that mean nothing to SQLite
-        authoriser.statement, authoriser.denied = statement, None
-        try:
-            connection.execute(text)
-        except (sqlite3.Error, sqlite3.Warning) as error:
-            if authoriser.denied is not None:
-                action, first, second = authoriser.denied
-                asked = f"{_ACTION_NAMES.get(action, action)} {first or second!r}"
-                raise DumpError(
-                    f"line {line}: {_preview(text)} was refused: it asks SQLite for {asked}, which "
-                    "a gen dump never needs"
-                ) from None
-            raise DumpError(f"line {line}: {error}") from None
-        finally:
-            authoriser.statement = None
-        phase = {"begin": "begun", "commit": "committed"}.get(statement.kind, phase)
-    if phase != "committed":
-        raise DumpError("it does not end with COMMIT (truncated?)")
-    connection.set_authorizer(None)  # what follows are verify's own queries
 
 
 # ----------------------------------------------------------------------------- checking
@@ -592,6 +379,8 @@ def _check_listed_files(root: Path, tree: _Tree, manifest: dict[str, Any], probl
         try:
             with open_inside(root, name) as file:
                 size = os.fstat(file.fileno()).st_size
+                if name == SQL_DUMP_NAME and size > DUMP_MAX_BYTES:
+                    continue  # refused from its size when it is loaded, and never read
                 sha256 = _hexdigest(file, "sha256")[0] if size == expected.get("bytes") else None
         except OSError as error:
             problems.append(f"{name} cannot be read: {error.strerror or error}")
@@ -699,18 +488,14 @@ def _problems(root: Path, progress: bool) -> list[str]:
     rows: dict[str, list[tuple[str, str]]] | None = None
     if SQL_DUMP_NAME in listed and SQL_DUMP_NAME in tree.files:
         try:
-            connection = load_dump(_read_text(root, SQL_DUMP_NAME), manifest.get("dialect"))
+            with open_inside(root, SQL_DUMP_NAME) as file:
+                connection = load_dump(file, manifest.get("dialect"))
         except OSError as error:
             problems.append(f"{SQL_DUMP_NAME} cannot be read: {error.strerror or error}")
-        except UnicodeDecodeError:
-            problems.append(f"{SQL_DUMP_NAME} is not UTF-8 text")
         except DumpError as error:
-            problems.append(f"{SQL_DUMP_NAME} does not load into SQLite: {error}")
+            problems.append(f"{SQL_DUMP_NAME} {error}")
         else:
-            try:
-                rows = _dump_images(connection, manifest, problems)
-            except sqlite3.Error as error:  # it created gen's tables with other columns
-                problems.append(f"{SQL_DUMP_NAME} does not hold gen's tables: {error}")
+            rows = _dump_images(connection, manifest, problems)
             connection.close()
     elif SQL_DUMP_NAME in tree.files and SQL_DUMP_NAME not in listed:
         problems.append(f"{SQL_DUMP_NAME} is not listed in {MANIFEST_NAME}")

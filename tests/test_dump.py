@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from db import queries
-from db.dump import dump_sql, render_literal
+from db.dump import DUMP_TABLES, DumpFormatError, column_value, dump_rows, dump_sql, read_dump, render_literal
 from db.models import Base, Image
 from db.pg_server import PostgresServer
 from db.session import open_database
@@ -322,4 +322,73 @@ def test_dump_of_unknown_model_names_the_models(tmp_path: Path) -> None:
         dump_sql(session, 99)
     with Session(engine) as session, pytest.raises(ValueError, match="unknown dialect"):
         dump_sql(session, gan_id, dialect="mysql")
+    engine.dispose()
+
+
+# ----------------------------------------------------------------------------- reading a dump back
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_read_dump_gives_back_the_rows_dump_sql_wrote(dialect: str, tmp_path: Path) -> None:
+    engine = open_database(f"sqlite:///{tmp_path / 'gen.db'}")
+    gan_id, chosen, relative = record_source(engine)
+    with Session(engine) as session:
+        sql = dump_sql(session, gan_id, image_ids=chosen, dialect=dialect, file_paths=relative)
+        rows = dump_rows(session, gan_id, chosen)
+    engine.dispose()
+    rows["images"] = [{**row, "file_path": relative[row["id"]]} for row in rows["images"]]
+    tables = Base.metadata.tables
+    expected = {
+        name: [
+            tuple(column_value(row[c.name], c, dialect) for c in tables[name].columns) for row in table_rows
+        ]
+        for name, table_rows in rows.items()
+    }
+    path = tmp_path / "database.sql"
+    path.write_text(sql, encoding="utf-8")
+    got: dict[str, list[tuple[Any, ...]]] = {name: [] for name in DUMP_TABLES}
+    with open(path, "rb") as file:
+        for row in read_dump(file, dialect):
+            # PostgreSQL's infinities are written as strings; the rest reads back as written.
+            values = tuple(float(v) if v in ("Infinity", "-Infinity") else v for v in row.values)
+            got[row.table.name].append(values)
+            assert sql.splitlines()[row.line - 1].startswith(f"({values[0]}, ")
+    assert got == expected
+    assert any("\n" in str(value) for values in got["class_names"] for value in values)
+
+
+def test_read_dump_refuses_what_dump_sql_would_not_write(tmp_path: Path) -> None:
+    engine = open_database(f"sqlite:///{tmp_path / 'gen.db'}")
+    gan_id, chosen, relative = record_source(engine)
+    with Session(engine) as session:
+        sql = dump_sql(session, gan_id, image_ids=chosen, dialect="sqlite", file_paths=relative)
+    engine.dispose()
+
+    def read(text: str) -> None:
+        path = tmp_path / "crafted.sql"
+        path.write_text(text, encoding="utf-8")
+        with open(path, "rb") as file:
+            for _ in read_dump(file, "sqlite"):
+                pass
+
+    read(sql)  # as written
+    line = sql[: sql.index("'it''s'")].count("\n") + 1
+    # A backslash escape, as E'' strings read it, leaves a quote open for gen's reader.
+    with pytest.raises(DumpFormatError, match=rf"^line {line}: the row that starts here never ends"):
+        read(sql.replace("'it''s'", "'it\\'s'", 1))
+    with pytest.raises(DumpFormatError, match=rf"^line {line} is not what gen writes: "):
+        read(sql.replace("'it''s'", "E'it\\''s'", 1))
+    with pytest.raises(DumpFormatError, match=r"^line \d+ follows COMMIT; a gen dump ends there$"):
+        read(sql + "\n")
+    with pytest.raises(DumpFormatError, match=r"^ends at line \d+, before what gen writes is complete"):
+        read(sql[: len(sql) // 2])
+    with pytest.raises(DumpFormatError, match=r"^line \d+: a row of checkpoints has NULL in path, which"):
+        read(sql.replace("'/runs/it''s here/checkpoint-1.pt'", "NULL", 1))
+
+
+def test_dump_sql_never_writes_null_into_a_not_null_column(tmp_path: Path) -> None:
+    engine = open_database(f"sqlite:///{tmp_path / 'gen.db'}")
+    gan_id, _, _ = record_source(engine)
+    with Session(engine) as session, pytest.raises(ValueError, match=r"checkpoints.path cannot be NULL"):
+        dump_sql(session, gan_id, publish=lambda row: {**row, "path": None} if "path" in row else row)
     engine.dispose()

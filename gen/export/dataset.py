@@ -50,7 +50,7 @@ from gen.export.layout import (
     ExportResult,
 )
 from gen.export.place import _archive_paths, _check_target, _make_staging, _move_into_place
-from gen.redact import redact
+from gen.redact import redact, redact_row
 
 
 def export_dataset(
@@ -128,7 +128,7 @@ def export_dataset(
                 image_ids={image.id for image in images},
                 dialect=dialect,
                 file_paths={image.id: image.relative_path for image in images},
-                publish=redact,
+                publish=redact_row,
             )
             if sql_dump
             else None
