@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 GEN := $(BIN)/gen
-DEMO_ITERS ?= 300
+DEMO_ITERS ?= 600
 
 .PHONY: install demo test lint bench bench-quality clean-demo
 
@@ -24,7 +24,7 @@ demo: install
 	  if ls runs/demo/checkpoint-*.pt >/dev/null 2>&1; then \
 	    $(GEN) train --out runs/demo --iters $(DEMO_ITERS) --resume; \
 	  else \
-	    $(GEN) train --data data/phantoms --out runs/demo --preset cpu --iters $(DEMO_ITERS) --checkpoint-every 100; \
+	    $(GEN) train --data data/phantoms --out runs/demo --preset cpu --batch-size 16 --iters $(DEMO_ITERS) --checkpoint-every 200; \
 	  fi; \
 	fi
 	@$(GEN) sample --checkpoint runs/demo --n 25 --all-classes --out samples/demo --quiet

@@ -80,7 +80,7 @@ DUMP_TABLES = tuple(
     if table.name
     in {
         model.__tablename__
-        for model in (GanArchitecture, ClassName, TrainingParameters, Checkpoint, Image, Report)
+        for model in (GanArchitecture, ClassName, TrainingParameters, Checkpoint, Curation, Image, Report)
     }
 )
 ALEMBIC_VERSION_DDL = (

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import torch
 from tqdm import tqdm
 
-from gen.checkpoint import SamplingState, load_checkpoint, load_for_sampling
+from gen.checkpoint import SamplingState, load_checkpoint, load_for_sampling, load_weights
 from gen.errors import GenError
 from gen.images import png_bytes, to_uint8
 from gen.networks import Generator
@@ -119,7 +119,7 @@ def hash_seed(seed: int, label: int, index: int) -> int:
 
 def load_generator(state: SamplingState, device: torch.device) -> Generator:
     generator = Generator(state.generator_spec)
-    generator.load_state_dict(state.generator_ema)
+    load_weights(generator, state.generator_ema, state.path, "generator_ema")  # a misfit: one sentence
     return generator.to(device).eval().requires_grad_(False)
 
 

@@ -119,6 +119,7 @@ def test_new_database_is_created_at_head(database_url: str) -> None:
             "search_candidates",
             "datasets",
             "jobs",
+            "curations",
         }
         with engine.connect() as connection:
             assert (

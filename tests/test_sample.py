@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -560,3 +561,13 @@ def test_a_killed_samplers_temporary_is_removed(checkpoint: Path, tmp_path: Path
     stale.write_bytes(b"half an image")
     run_sample(checkpoint, tmp_path, 1, [name])
     assert not stale.exists()
+
+
+def test_ema_weights_that_do_not_fit_their_spec_are_one_sentence(checkpoint: Path) -> None:
+    from gen.checkpoint import load_for_sampling
+    from gen.sample import load_generator
+
+    state = load_for_sampling(checkpoint)
+    crafted = dataclasses.replace(state, generator_ema={"stem.weight": torch.zeros(1)})
+    with pytest.raises(GenError, match="generator_ema weights do not fit its architecture"):
+        load_generator(crafted, torch.device("cpu"))

@@ -32,11 +32,24 @@ from gen.errors import GenError
     "another number of classes starts afresh.",
 )
 @click.option(
-    "--lr", "learning_rate", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True
+    "--lr",
+    "learning_rate",
+    type=click.FloatRange(0, min_open=True),
+    default=1e-3,
+    show_default=True,
+    help="Learning rate.",
 )
-@click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True)
-@click.option("--epochs", type=click.IntRange(1), default=20, show_default=True)
-@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
+@click.option(
+    "--optimizer",
+    type=click.Choice(["adam", "sgd"]),
+    default="adam",
+    show_default=True,
+    help="Optimiser (sgd: momentum 0.9).",
+)
+@click.option(
+    "--epochs", type=click.IntRange(1), default=20, show_default=True, help="Passes over the images."
+)
+@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True, help="Images per step.")
 @click.option(
     "--validation",
     type=click.FloatRange(0, 1, min_open=True, max_open=True),

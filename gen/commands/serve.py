@@ -13,7 +13,9 @@ from gen.cli import database_option, echo_error
 @click.option(
     "--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback by default)."
 )
-@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="Port to listen on."
+)
 @click.option(
     "--allow-root",
     "allow_roots",
