@@ -175,6 +175,11 @@ def _text_limit(name: str, images: int) -> int:
     return TEXT_BASE_BYTES + BYTES_PER_IMAGE[name] * images
 
 
+def _image_count(tree: _Tree) -> int:
+    """The files in class folders (those the caps allow for), before the classes are known."""
+    return sum(1 for relative in tree.files if "/" in relative and not relative.endswith(f"/{MD5SUMS_NAME}"))
+
+
 @dataclass
 class _Tree:
     """What a data set holds, links not followed: its regular files and folders (paths relative
@@ -376,6 +381,9 @@ def _check_listed_files(root: Path, tree: _Tree, manifest: dict[str, Any], probl
         if name not in tree.files:
             problems.append(f"{name} is missing (listed in {MANIFEST_NAME})")
             continue
+        kind = name.rsplit("/", 1)[-1]  # metadata.csv, croissant.json or a class's MD5SUMS
+        if kind in BYTES_PER_IMAGE and tree.sizes[name] > _text_limit(kind, _image_count(tree)):
+            continue  # too large to be what gen wrote: reported by its own check, and not read
         try:
             with open_inside(root, name) as file:
                 size = os.fstat(file.fileno()).st_size
@@ -754,6 +762,8 @@ def _check_distribution(
         elif url == METADATA_NAME:
             described.add(url)
             metadata_ids.add(entry.get("@id"))
+            if tree.sizes.get(METADATA_NAME, 0) > _text_limit(METADATA_NAME, len(images)):
+                continue  # reported as too large, and not read
             md5, _, sha256 = _digests_chunk(root, [METADATA_NAME])[0]
             if md5 is None:
                 continue  # reported as missing or unreadable with the listed files

@@ -708,7 +708,16 @@ def test_a_huge_text_file_is_refused_by_its_size(
     dataset: Path, name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     make_sparse(dataset / name, 64 << 20)  # 64 MiB of nothing (a stranger's could be 6 GB)
+    resign(dataset)  # the manifest agrees, so its own check would hash the file
+    opened: list[str] = []
+
+    def spy(root: Path, relative: str):  # noqa: ANN202
+        opened.append(relative)
+        return open_inside(root, relative)
+
+    monkeypatch.setattr("gen.verify.open_inside", spy)
     problems = verify_dataset(dataset)
+    assert opened.count(name) <= 1  # opened once, to be measured
     assert any(
         re.fullmatch(
             rf"{name} is too large to be read: it has {64 << 20} bytes, more than the \d+ it can need here", p
