@@ -57,6 +57,7 @@ from db.catalog import as_id
 from gen.errors import GenError
 from gen.metrics import domain
 from gen.search import classifier_net
+from gen.text import FORMULA_STARTS
 
 SIMPLE = "simple"
 TORCHVISION = "torchvision"
@@ -69,7 +70,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 PREDICTION_BATCH = 256
 # A cell a spreadsheet would read as a formula starts with one of these (OWASP, CSV injection).
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 # The networks
@@ -632,7 +632,8 @@ def classify_images(
 
 
 def csv_cell(value: str) -> str:
-    """A text cell that a spreadsheet shows as text: a leading = + - @ tab or CR gets a quote."""
+    """A text cell that a spreadsheet shows as text: a leading = + - @ tab or CR gets a quote.
+    Unlike gen.text.csv_cell, a carriage return is kept: a label or file name is shown as it is."""
     return f"'{value}" if value.startswith(FORMULA_STARTS) else value
 
 

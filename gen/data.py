@@ -49,6 +49,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 from gen.errors import GenError
+from gen.text import FORMULA_STARTS
 
 IMAGE_SIZE = 64
 
@@ -58,9 +59,6 @@ _HIGH_BIT_DEPTH_GREY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 # Class names become folder names in exported data sets that strangers unpack on any system,
 # so the characters Windows forbids in file names are refused along with control characters.
 _UNSAFE_CLASS_NAME_CHARACTERS = frozenset('/\\:*?"<>|')
-# Class names land in metadata.csv and settings.csv, and a spreadsheet runs a cell that starts
-# with one of these as a formula (OWASP's list for CSV injection).
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # A class folder's files are named <class>_NNNNNN.png (and .<that>.<pid>.tmp while written, or
 # <stem>-<image id>.png in an export), and a file name may have 255 bytes: these leave room.
 MAX_CLASS_NAME_CHARACTERS = 100
@@ -101,7 +99,7 @@ class LabelledImages:
 def check_class_name(name: str) -> None:
     """Raise GenError unless ``name`` is usable as a class name, a folder name, a database value
     and a CSV cell."""
-    if name.startswith(_FORMULA_STARTS):
+    if name.startswith(FORMULA_STARTS):
         raise GenError(
             f"class name {name!r} must not start with {name[0]!r}: a spreadsheet opening metadata.csv "
             "would run it as a formula."

@@ -6,9 +6,18 @@ the cursor, clear the screen, set the window title or write the clipboard (OSC 5
 such as U+009B do the same without the ESC, and bidirectional overrides (U+202E) reorder what
 is shown. Printed through `printable`, each of them shows as its Python escape (``\\x1b``,
 ``\\x9b``, ``\\u202e``) instead, as repr() would write it.
+
+Text written into a CSV file goes through `csv_cell`: a spreadsheet runs a cell that starts
+like a formula.
 """
 
 from __future__ import annotations
+
+from typing import Any
+
+# A spreadsheet runs a cell that starts with one of these as a formula; OWASP's advice for CSV
+# files is to prefix such a cell with a single quote, which shows it as text.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def printable(text: str, keep: str = "") -> str:
@@ -18,3 +27,17 @@ def printable(text: str, keep: str = "") -> str:
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() or c in keep else repr(c)[1:-1] for c in text)
+
+
+def csv_cell(value: Any) -> Any:
+    """A value as a CSV cell: None empty, text a spreadsheet would run escaped, anything else as is.
+
+    A carriage return in text becomes a line feed: the csv module quotes a cell holding the line
+    terminator ("\\n" here) but not a lone "\\r", which a reader would take for the end of the row.
+    """
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        return value
+    escaped = "'" + value if value.startswith(FORMULA_STARTS) else value
+    return escaped.replace("\r\n", "\n").replace("\r", "\n")

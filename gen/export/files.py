@@ -28,6 +28,7 @@ from gen.export.layout import (
     ExportedImage,
 )
 from gen.redact import local_paths, redact, redact_text
+from gen.text import csv_cell
 
 # ----------------------------------------------------------------------------- md5sum's format
 
@@ -110,25 +111,6 @@ def write_md5sums(images: Iterable[ExportedImage], root: Path) -> None:
     for class_name, files in per_class.items():
         text = "".join(md5sums_line(md5, name) for name, md5 in sorted(files.items()))
         (root / class_name / MD5SUMS_NAME).write_text(text, encoding="utf-8", newline="\n")
-
-
-# A spreadsheet runs a cell that starts with one of these as a formula; OWASP's advice for CSV
-# files is to prefix such a cell with a single quote, which shows it as text.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_cell(value: Any) -> Any:
-    """A value as a CSV cell: None empty, text a spreadsheet would run escaped, anything else as is.
-
-    A carriage return in text becomes a line feed: the csv module quotes a cell holding the line
-    terminator ("\n" here) but not a lone "\r", which a reader would take for the end of the row.
-    """
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        return value
-    escaped = "'" + value if value.startswith(FORMULA_STARTS) else value
-    return escaped.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def write_settings_csv(path: Path, images: Sequence[ExportedImage], model: Any, rows: int | None) -> int:
