@@ -51,7 +51,8 @@ from gen.metrics.utility import REGIMES, classifier_utility
 from gen.report import ReportSettings, _align, _synthetic, domain_classifier, make_report
 from gen.runtime import resolve_device
 from gen.sample import generate, load_generator
-from gen.train import TrainConfig, train
+from gen.train import train
+from gen.train_config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 PBC4 = ROOT.parent / "shared" / "data" / "pbc4"

@@ -34,7 +34,8 @@ from gen.curation import (
 from gen.errors import GenError
 from gen.phantoms import PHANTOM_CLASSES, write_phantoms
 from gen.sample import generate, load_generator, sample
-from gen.train import TrainConfig, train
+from gen.train import train
+from gen.train_config import TrainConfig
 
 CLASS_NAMES = tuple(sorted(PHANTOM_CLASSES))
 FAST = CurationSettings(keep_best=0.5, classifier_epochs=1)
