@@ -342,10 +342,10 @@ def sample(
     out = Path(out)
     check_output_folder(out, wanted)  # before a row or a folder is made
     if database is not None:
-        from gen.recording import engine_for, image_recorder
+        from gen.provenance import engine_for, image_recorder
 
         recorder = image_recorder(
-            engine_for(database), checkpoint, seed=seed, batch_size=batch_size, device=device
+            engine_for(database), checkpoint, seed=seed, settings=sampling_settings(batch_size, device)
         )
     curator = None
     if curation is not None:
