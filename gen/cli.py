@@ -781,6 +781,7 @@ def report(
     Figures go to the database (reports table) and to OUT/report.json, OUT/report.md and
     plots; a compact table is printed.
     """
+    from gen.metrics.figures import ReportSettings
     from gen.provenance import (
         classifier_recorder,
         model_checkpoint,
@@ -788,7 +789,7 @@ def report(
         recorded_classifier,
         recorded_model,
     )
-    from gen.report import ReportSettings, UtilityClassifier, make_report, table_rows
+    from gen.report import UtilityClassifier, make_report, table_rows
 
     engine = open_db(database_url, create=False)
     info = recorded_model(engine, model_id)

@@ -31,6 +31,8 @@ from tqdm import tqdm
 
 from gen.checkpoint import atomic_write
 from gen.errors import GenError
+from gen.metrics.figures import ReportSettings
+from gen.runtime import cache_dir
 
 SAVE_FORMAT = "gen.domain_classifier/1"
 IMAGE_SIZE = 64
@@ -308,3 +310,32 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> Dom
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         raise GenError(f"{path} holds a damaged domain classifier ({type(error).__name__}).") from error
     return model.to(device, memory_format=torch.channels_last).eval()
+
+
+def domain_classifier(
+    train_images: torch.Tensor,
+    train_labels: torch.Tensor,
+    num_classes: int,
+    fingerprint: str,
+    settings: ReportSettings,
+    device: torch.device,
+    progress: bool = True,
+) -> tuple[DomainClassifier, Path, bool]:
+    """The cached classifier for this training set, trained once: (model, path, was_cached)."""
+    config = DomainClassifierConfig(num_classes=num_classes)
+    key = f"{fingerprint[:16]}-{num_classes}c-{settings.classifier_epochs}e-s{settings.seed}"
+    path = cache_dir() / "classifiers" / f"{key}.pt"
+    if path.is_file():
+        return load_classifier(path, device), path, True
+    model = train_domain_classifier(
+        train_images,
+        train_labels,
+        num_classes,
+        epochs=settings.classifier_epochs,
+        seed=settings.seed,
+        device=device,
+        progress=progress,
+        config=config,
+    )
+    save_classifier(model, path)
+    return model, path, False
