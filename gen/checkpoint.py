@@ -19,10 +19,10 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
@@ -39,7 +39,7 @@ def checkpoint_name(iteration: int) -> str:
     return f"checkpoint-{iteration:07d}.pt"
 
 
-def atomic_write(path: Path, write: Any) -> None:
+def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it into place.
 
     A crash leaves either the old file or the new one, never half of one.

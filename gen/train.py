@@ -24,9 +24,10 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -92,7 +93,7 @@ class _StopRequest:
             self._previous = {number: signal.signal(number, self._handle) for number in self.SIGNALS}
         return self
 
-    def _handle(self, signum: int, frame: Any) -> None:
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.requested:  # a second Ctrl-C means "now"
             raise KeyboardInterrupt
         self.requested = True
@@ -185,7 +186,7 @@ def draw_batch(labels: torch.Tensor, size: int, rng: torch.Generator, balanced: 
     return order[starts[classes] + torch.minimum(within, counts[classes] - 1)]
 
 
-def _gradient_norm(parameters: Any) -> float:
+def _gradient_norm(parameters: Iterable[nn.Parameter]) -> float:
     norms = [p.grad.detach().norm() for p in parameters if p.grad is not None]
     return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
 
@@ -250,7 +251,11 @@ def training_step(
 
 
 def make_optimizer(
-    name: str, parameters: Any, lr: float, betas: tuple[float, float], weight_decay: float = 0.0
+    name: str,
+    parameters: Iterable[nn.Parameter],
+    lr: float,
+    betas: tuple[float, float],
+    weight_decay: float = 0.0,
 ) -> torch.optim.Optimizer:
     if name == "rmsprop":
         return torch.optim.RMSprop(parameters, lr=lr, weight_decay=weight_decay)

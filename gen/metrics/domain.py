@@ -212,30 +212,48 @@ def train_domain_classifier(
         torch.manual_seed(seed)
         bar = tqdm(range(epochs), desc=description, unit="epoch", disable=not progress)
         for epoch in bar:
-            model.train()
-            order = torch.randperm(len(images), generator=generator)
-            total_loss, correct = 0.0, 0
-            for start in range(0, len(images), batch_size):
-                index = order[start : start + batch_size]
-                batch = images[index]
-                if augment:
-                    batch = random_dihedral(batch, generator)
-                batch = to_model_input(batch, device).contiguous(memory_format=torch.channels_last)
-                target = labels[index].to(device)
-                logits = model(batch)
-                loss = F.cross_entropy(logits, target)
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
-                schedule.step()
-                total_loss += float(loss.detach()) * len(index)
-                correct += int((logits.argmax(1) == target).sum())
-            figures = {"loss": total_loss / len(images), "train_accuracy": correct / len(images)}
+            figures = _train_epoch(
+                model, images, labels, optimiser, schedule, generator, augment, batch_size, device
+            )
             if on_epoch is not None:
                 figures |= on_epoch(epoch + 1, dict(figures)) or {}
             bar.set_postfix({name: f"{value:.3f}" for name, value in figures.items()})
     _recalibrate_batch_norm(model, images, batch_size, device)
     return model.eval()
+
+
+def _train_epoch(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    optimiser: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.LRScheduler,
+    generator: torch.Generator,
+    augment: bool,
+    batch_size: int,
+    device: torch.device,
+) -> dict[str, float]:
+    """One pass over the images in an order (and with augmentations) drawn from ``generator``;
+    returns the epoch's mean loss and training accuracy."""
+    model.train()
+    order = torch.randperm(len(images), generator=generator)
+    total_loss, correct = 0.0, 0
+    for start in range(0, len(images), batch_size):
+        index = order[start : start + batch_size]
+        batch = images[index]
+        if augment:
+            batch = random_dihedral(batch, generator)
+        batch = to_model_input(batch, device).contiguous(memory_format=torch.channels_last)
+        target = labels[index].to(device)
+        logits = model(batch)
+        loss = F.cross_entropy(logits, target)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        total_loss += float(loss.detach()) * len(index)
+        correct += int((logits.argmax(1) == target).sum())
+    return {"loss": total_loss / len(images), "train_accuracy": correct / len(images)}
 
 
 def _recalibrate_batch_norm(
