@@ -33,6 +33,13 @@ repeated); the real side is a held-out folder (``--real``). Figures:
   two-sample AUC, shown in report.md beside the uncurated figures.
 
 Each figure becomes a ``reports`` row and a line of report.json / report.md, beside the plots.
+
+A report is a list of steps (``_Measure.run``), each a function beside its metric module
+(``near_copies.near_copy_figures``, ``histogram.histogram_figures`` ...) that adds its
+figures, notes and plots to a ``gen.metrics.figures.Report``; what stays here only glues
+metrics together (the domain step, the curated and recorded-classifier figures). Imports flow
+one way: this module takes the metrics, gen.sample and gen.classifiers, and none of them (nor
+gen.evaluation, which shares the cached domain classifier) imports it back.
 """
 
 from __future__ import annotations
@@ -320,11 +327,8 @@ class _Measure:
     def domain_figures(self, train: LabelledSet, on_classifier: OnClassifier | None) -> _DomainSide:
         """Features and class probabilities from a CNN trained on the real classes: its accuracy,
         normalised domain FID and KID beside their floors, domain IS (gen.metrics.normalised)."""
-        report, (real_images, real_labels), (fake_images, fake_labels) = (
-            self.report,
-            self.images.real,
-            self.images.synthetic,
-        )
+        report = self.report
+        (real_images, real_labels), (fake_images, fake_labels) = self.images.real, self.images.synthetic
         fingerprint = self.images.train_fingerprint
         classifier, path, cached = domain.domain_classifier(
             *train, len(report.class_names), fingerprint, self.settings, self.device, progress=self.progress

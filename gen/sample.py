@@ -17,6 +17,9 @@ so that a rerun after a crash completes the request instead of repeating it.
 Curation (``curation=``, gen.curation): more candidates are drawn and scored, and only the
 kept ones are written, each with its scores; a candidate's index is its place in the same
 (seed, class) stream, so a kept image is made again like any other.
+
+With a database, rows are written through gen.provenance, which gets the sampling settings
+from here (``sampling_settings``) and imports nothing of this module.
 """
 
 from __future__ import annotations

@@ -12,6 +12,11 @@ cheap quality figure per evaluated checkpoint (normalised domain FID, ``gen.eval
 that marks the best checkpoint (``best.json``), which pruning never removes. Under
 ``torchrun`` the same loop runs on K processes with DistributedDataParallel; the global batch
 is split between them.
+
+Read top to bottom: ``train`` (the run folder, recording, distributed setup) calls ``_train``
+(data, architecture, networks, evaluator), which hands a ``Checkpointer`` to ``_loop``. The
+run's settings live in gen.train_config, what records it in gen.provenance: both below this
+module, which nothing of the pipeline imports back.
 """
 
 from __future__ import annotations
