@@ -25,7 +25,8 @@ import torch
 from gen.curation import CurationSettings
 from gen.phantoms import write_phantoms
 from gen.sample import sample
-from gen.train import TrainConfig, train
+from gen.train import train
+from gen.train_config import TrainConfig
 
 KEEP_BEST = 0.5
 

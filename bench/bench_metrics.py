@@ -91,8 +91,10 @@ def median_rate(work, count: int, repeats: int) -> float:
 
 def run() -> list[dict]:
     """Rows for `make bench`: feature throughput and the time of a full report (4 x 150)."""
-    from gen.report import ReportSettings, make_report
-    from gen.train import TrainConfig, train
+    from gen.metrics.figures import ReportSettings
+    from gen.report import make_report
+    from gen.train import train
+    from gen.train_config import TrainConfig
 
     rows = []
     images = torch.randint(0, 256, (2048, 3, 64, 64), dtype=torch.uint8)

@@ -31,7 +31,8 @@ import torch
 from db import open_database
 from db.pg_server import PostgresUnavailable, running_postgres
 from gen.phantoms import PHANTOM_CLASSES, write_phantoms
-from gen.train import TrainConfig, train
+from gen.train import train
+from gen.train_config import TrainConfig
 
 PRESET = "tiny"
 GPU_PER_CLASS = 4000

@@ -46,12 +46,14 @@ from gen.errors import GenError
 from gen.history import HISTORY_CSV, read_history
 from gen.images import write_grid
 from gen.metrics._plotting import new_figure, save_png
-from gen.metrics.domain import domain_features_and_probabilities
+from gen.metrics.domain import domain_classifier, domain_features_and_probabilities
+from gen.metrics.figures import ReportSettings
 from gen.metrics.utility import REGIMES, classifier_utility
-from gen.report import ReportSettings, _align, _synthetic, domain_classifier, make_report
+from gen.report import _align, _synthetic, make_report
 from gen.runtime import resolve_device
 from gen.sample import generate, load_generator
-from gen.train import TrainConfig, train
+from gen.train import train
+from gen.train_config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 PBC4 = ROOT.parent / "shared" / "data" / "pbc4"

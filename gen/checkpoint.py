@@ -1,4 +1,5 @@
-"""Checkpoint files: written atomically, read with ``torch.load(weights_only=True)``.
+"""Checkpoint files and the run folder that holds them: written atomically, read with
+``torch.load(weights_only=True)``, the folder locked for the life of a run (``run_folder_lock``).
 
 A checkpoint holds everything to resume training bit for bit (networks, EMA generator,
 optimisers, every random stream) and everything to sample without the run folder: the
@@ -11,14 +12,17 @@ sampling, must pass the rule class folders follow (gen.data.check_class_name).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import re
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
@@ -35,7 +39,7 @@ def checkpoint_name(iteration: int) -> str:
     return f"checkpoint-{iteration:07d}.pt"
 
 
-def atomic_write(path: Path, write: Any) -> None:
+def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it into place.
 
     A crash leaves either the old file or the new one, never half of one.
@@ -79,6 +83,38 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
             stale.unlink(missing_ok=True)
             removed.append(stale)
     return removed
+
+
+@contextlib.contextmanager
+def run_folder_lock(run_dir: Path, *, enabled: bool = True) -> Iterator[None]:
+    """Hold an exclusive lock on the run folder for the life of the run, so that a second
+    ``gen train`` (or ``gen search``) into it stops with a sentence instead of overwriting the
+    first one's files. An flock on the folder itself: no lock file to leave behind, and the kernel
+    releases it when the process dies, however it dies. A folder made here and left empty (the
+    run was refused) is removed again."""
+    if not enabled:
+        yield
+        return
+    created = not run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as error:
+        raise GenError(f"cannot use {run_dir} as a run folder: {error.strerror}.") from None
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise GenError(
+                f"{run_dir} is in use by another gen train or gen search; wait for it to finish or "
+                "choose another --out."
+            ) from None
+        yield
+    finally:
+        os.close(descriptor)
+        if created:
+            with contextlib.suppress(OSError):  # not empty: the run wrote something, keep it
+                run_dir.rmdir()
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> str:
@@ -214,6 +250,18 @@ def load_weights(
         raise GenError(
             f"checkpoint {path} is damaged: its {key} weights do not fit its architecture."
         ) from None
+
+
+def load_matching_weights(network: torch.nn.Module, weights: dict[str, torch.Tensor]) -> int:
+    """Copy every tensor of ``weights`` whose name and shape the network also has; returns how
+    many were copied. Between two cells of one search space the stems, up/downsampling blocks,
+    attention layers and every edge that kept its operation match; the rest starts fresh."""
+    own = network.state_dict()
+    matching = {
+        name: tensor for name, tensor in weights.items() if name in own and own[name].shape == tensor.shape
+    }
+    network.load_state_dict(matching, strict=False)
+    return len(matching)
 
 
 def check_class_names(class_names: Any, path: str | Path) -> tuple[str, ...]:

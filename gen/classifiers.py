@@ -293,7 +293,7 @@ class TrainedClassifier:
 
 
 def _engine(database: Engine | str | None) -> Engine | None:
-    from gen.recording import engine_for
+    from gen.provenance import engine_for
 
     return None if database is None else engine_for(database)
 
@@ -536,7 +536,7 @@ def load_recorded(
     engine: Engine, reference: str | int, device: str | torch.device = "cpu"
 ) -> RecordedClassifier:
     """A recorded classifier (id or name), its weights checked against the row's SHA-256."""
-    from gen.recording import recorded_classifier
+    from gen.provenance import recorded_classifier
 
     classifier_id, path, architecture = recorded_classifier(engine, reference)
     classes = architecture.get("classes")

@@ -305,8 +305,8 @@ def train(
     `torchrun --nproc_per_node=K` the same command trains on K processes with
     DistributedDataParallel.
     """
-    from gen.train import RunStart, TrainConfig
     from gen.train import train as run_training
+    from gen.train_config import RunStart, TrainConfig
 
     if data is None and not resume:
         raise GenError("--data is required (except with --resume, which reuses the run's data folder).")
@@ -349,7 +349,7 @@ def train(
     architecture = None
     if architecture_id is not None and engine is not None:
         from gen.architecture import from_json
-        from gen.recording import recorded_model
+        from gen.provenance import recorded_model
 
         recorded = recorded_model(engine, architecture_id)
         architecture = (from_json(recorded.generator), from_json(recorded.discriminator))
@@ -467,7 +467,7 @@ def sample(
     many were drawn, kept and rejected and why.
     """
     from gen.checkpoint import load_checkpoint, resolve_checkpoint
-    from gen.recording import model_checkpoint, recorded_model
+    from gen.provenance import model_checkpoint, recorded_model
     from gen.sample import sample as run_sampling
 
     if bool(class_names) == all_classes:
@@ -781,14 +781,15 @@ def report(
     Figures go to the database (reports table) and to OUT/report.json, OUT/report.md and
     plots; a compact table is printed.
     """
-    from gen.recording import (
+    from gen.metrics.figures import ReportSettings
+    from gen.provenance import (
         classifier_recorder,
         model_checkpoint,
         record_report,
         recorded_classifier,
         recorded_model,
     )
-    from gen.report import ReportSettings, UtilityClassifier, make_report, table_rows
+    from gen.report import UtilityClassifier, make_report, table_rows
 
     engine = open_db(database_url, create=False)
     info = recorded_model(engine, model_id)

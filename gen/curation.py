@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,10 @@ from gen.errors import GenError
 from gen.metrics import domain, near_copies
 from gen.networks import Discriminator, Generator
 from gen.runtime import cache_dir
+
+# gen.sample.generate, handed in (sample imports this module): (generator, seed, label, indices,
+# device) -> the uint8 images of those stream positions.
+Generate = Callable[[Generator, int, int, Sequence[int], torch.device], torch.Tensor]
 
 CLASSIFIER_SEED = 7919  # the report's classifiers take the report's --seed (0 by default)
 HELD_OUT_SHARE = 0.2
@@ -341,7 +345,7 @@ class ClassPlan:
     batches: list[list[int]]
 
     def kept_batches(
-        self, generate: Any, generator: Generator, seed: int, label: int, device: torch.device
+        self, generate: Generate, generator: Generator, seed: int, label: int, device: torch.device
     ) -> Iterator[tuple[list[int], torch.Tensor]]:
         """(kept indices, their uint8 pixels) batch by batch, from the batches they were scored in."""
         kept = set(self.kept)
@@ -354,7 +358,7 @@ class ClassPlan:
 
 def plan_class(
     curator: Curator,
-    generate: Any,
+    generate: Generate,
     generator: Generator,
     *,
     class_name: str,
@@ -364,7 +368,7 @@ def plan_class(
     resumed: set[int],
     batch_size: int,
     device: torch.device,
-    on_scored: Any = None,
+    on_scored: Callable[[int], None] | None = None,
 ) -> ClassPlan:
     """Score candidates of one class in sampling's batches and choose the images to keep.
 

@@ -11,6 +11,9 @@ a few hundred images per class, holding back enough images for a stable FID on 1
 features would cost the generator a large share of its data. The figure therefore rewards
 closeness to the training images; ``gen report`` (held-out images, floors, near copies) is
 what judges the final model.
+
+It takes the domain CNN and its cache from gen.metrics.domain, with the settings of
+``gen report`` (gen.metrics.figures.ReportSettings), and imports nothing of gen.report.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import torch
 from gen.data import LabelledImages
 from gen.images import to_uint8
 from gen.metrics import domain
+from gen.metrics.figures import ReportSettings
 from gen.metrics.normalised import domain_reference, normalised_fid
 from gen.networks import Generator
 
@@ -28,13 +32,11 @@ class TrainingEvaluator:
     def __init__(
         self, data: LabelledImages, device: torch.device, per_class: int, seed: int, progress: bool = False
     ):
-        from gen.report import ReportSettings, domain_classifier
-
         self.device = device
         self.per_class = per_class
         self.seed = seed
         settings = ReportSettings(seed=seed)
-        self.classifier, _, _ = domain_classifier(
+        self.classifier, _, _ = domain.domain_classifier(
             data.images, data.labels, len(data.class_names), data.fingerprint, settings, device, progress
         )
         self.standardiser, self.real_features = domain_reference(self.classifier, data.images, device)

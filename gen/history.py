@@ -14,9 +14,12 @@ import csv
 import io
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gen.checkpoint import atomic_write
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 HISTORY_CSV = "history.csv"
 HISTORY_PNG = "history.png"
@@ -128,7 +131,7 @@ def plot_history(rows: list[dict[str, float]], path: Path) -> Path:
     return save_png(history_figure(rows), path)
 
 
-def history_figure(rows: list[dict[str, float]]) -> Any:
+def history_figure(rows: list[dict[str, float]]) -> Figure:
     """The matplotlib Figure plot_history writes: four panels, two by two."""
     from gen.metrics._plotting import new_figure
 

@@ -33,6 +33,13 @@ repeated); the real side is a held-out folder (``--real``). Figures:
   two-sample AUC, shown in report.md beside the uncurated figures.
 
 Each figure becomes a ``reports`` row and a line of report.json / report.md, beside the plots.
+
+A report is a list of steps (``_Measure.run``), each a function beside its metric module
+(``near_copies.near_copy_figures``, ``histogram.histogram_figures`` ...) that adds its
+figures, notes and plots to a ``gen.metrics.figures.Report``; what stays here only glues
+metrics together (the domain step, the curated and recorded-classifier figures). Imports flow
+one way: this module takes the metrics, gen.sample and gen.classifiers, and none of them (nor
+gen.evaluation, which shares the cached domain classifier) imports it back.
 """
 
 from __future__ import annotations
@@ -41,7 +48,8 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -50,12 +58,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from gen.checkpoint import file_sha256, load_for_sampling
+from gen.checkpoint import SamplingState, file_sha256, load_for_sampling
 from gen.data import LabelledImages, load_image_folder
 from gen.errors import GenError
 from gen.metrics import (
     domain,
-    frechet,
     gradcam,
     histogram,
     inception,
@@ -65,49 +72,14 @@ from gen.metrics import (
     two_sample,
     utility,
 )
-from gen.runtime import cache_dir, resolve_device
+from gen.metrics.figures import Report, ReportSettings
+from gen.metrics.utility import LabelledSet
+from gen.runtime import resolve_device
 from gen.sample import generate, load_generator
 
-
-@dataclass(frozen=True)
-class Figure:
-    metric: str
-    value: float
-    class_name: str | None = None  # None: all classes
-    settings: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Report:
-    model_id: int | None
-    checkpoint: str
-    iteration: int
-    class_names: tuple[str, ...]
-    settings: dict[str, Any]
-    figures: list[Figure] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    plots: list[str] = field(default_factory=list)
-    utility: dict[str, Any] | None = None
-
-    def add(self, metric: str, value: float, class_name: str | None = None, **settings: Any) -> None:
-        self.figures.append(Figure(metric, float(value), class_name, settings))
-
-
-@dataclass(frozen=True)
-class ReportSettings:
-    n_per_class: int = 300  # synthetic images generated per class
-    histogram_n: int = 150  # the source's 150 real against 150 synthetic
-    seed: int = 0
-    classifier_epochs: int = 15
-    utility: bool = False
-    utility_epochs: int = 15
-    kid_subsets: int = 100
-    kid_subset_size: int = 1000
-    two_sample_folds: int = 5
-    two_sample_epochs: int = 8
-    gradcam: bool = False
-    utility_classifier: int | None = None  # the classifiers row the utility figures use, if any
-    curated_keep_best: float | None = None  # also measure a set curated by gen sample --keep-best
+# on_classifier(path, sha256, architecture, accuracy, fingerprint): a new domain classifier was trained.
+OnClassifier = Callable[[Path, str, dict[str, Any], float, str], None]
+DEFAULT_SETTINGS = ReportSettings()
 
 
 @dataclass(frozen=True)
@@ -120,9 +92,7 @@ class UtilityClassifier:
     architecture: dict[str, Any]
 
 
-def _align(
-    real: LabelledImages, class_names: tuple[str, ...], what: str
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _align(real: LabelledImages, class_names: tuple[str, ...], what: str) -> LabelledSet:
     """Images and labels of a real folder, relabelled to the model's label order."""
     missing = [name for name in class_names if name not in real.class_names]
     if missing:
@@ -170,7 +140,7 @@ def report_steps(settings: ReportSettings, has_train: bool, has_weights: bool) -
     ]
 
 
-def _synthetic(state: Any, n: int, seed: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _synthetic(state: SamplingState, n: int, seed: int, device: torch.device) -> LabelledSet:
     generator = load_generator(state, device)
     images, labels = [], []
     for label in range(len(state.class_names)):
@@ -181,244 +151,6 @@ def _synthetic(state: Any, n: int, seed: int, device: torch.device) -> tuple[tor
     return torch.cat(images), torch.cat(labels)
 
 
-def domain_classifier(
-    train_images: torch.Tensor,
-    train_labels: torch.Tensor,
-    num_classes: int,
-    fingerprint: str,
-    settings: ReportSettings,
-    device: torch.device,
-    progress: bool = True,
-) -> tuple[domain.DomainClassifier, Path, bool]:
-    """The cached classifier for this training set, trained once: (model, path, was_cached)."""
-    config = domain.DomainClassifierConfig(num_classes=num_classes)
-    key = f"{fingerprint[:16]}-{num_classes}c-{settings.classifier_epochs}e-s{settings.seed}"
-    path = cache_dir() / "classifiers" / f"{key}.pt"
-    if path.is_file():
-        return domain.load_classifier(path, device), path, True
-    model = domain.train_domain_classifier(
-        train_images,
-        train_labels,
-        num_classes,
-        epochs=settings.classifier_epochs,
-        seed=settings.seed,
-        device=device,
-        progress=progress,
-        config=config,
-    )
-    domain.save_classifier(model, path)
-    return model, path, False
-
-
-def _real_inception_statistics(
-    network: torch.nn.Module, images: torch.Tensor, fingerprint: str, weights_sha: str, device: torch.device
-) -> tuple[np.ndarray, np.ndarray]:
-    path = cache_dir() / "fid" / f"{fingerprint[:16]}-{weights_sha[:12]}.npz"
-    if path.is_file():
-        cached = np.load(path)
-        return cached["mu"], cached["sigma"]
-    mu, sigma = frechet.gaussian_statistics(inception.inception_features(network, images, device=device))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-    os.close(handle)
-    np.savez(temporary, mu=mu, sigma=sigma)
-    os.replace(temporary, path)
-    return mu, sigma
-
-
-# How the domain FID and KID rows say they are normalised (the metric names stay as they were).
-NORMALISED_FEATURES = "z-scored with real training statistics"
-FLOOR_BETWEEN = "real train and real test"
-
-
-def _fid(
-    report: Report,
-    metric: str,
-    class_name: str | None,
-    first: np.ndarray,
-    second: np.ndarray,
-    standardiser: normalised.FeatureStandardiser,
-    **row_settings: Any,
-) -> None:
-    """One normalised FID row, or a note when a side has too few images for a stable estimate."""
-    dims = first.shape[1]
-    smallest = min(len(first), len(second))
-    if smallest <= dims:
-        report.notes.append(
-            f"{metric} {class_name or 'overall'}: not computed; {smallest} images on one side are too few "
-            f"for a stable estimate with {dims}-dimensional features (needs more than {dims})."
-        )
-        return
-    distance = normalised.normalised_fid(first, second, standardiser)
-    report.add(metric, distance, class_name, features=NORMALISED_FEATURES, **row_settings)
-
-
-def _kid(
-    report: Report,
-    metric: str,
-    class_name: str | None,
-    first: np.ndarray,
-    second: np.ndarray,
-    standardiser: normalised.FeatureStandardiser,
-    settings: ReportSettings,
-    **row_settings: Any,
-) -> None:
-    """One normalised KID row (noted as noisy under 50 images a side), or a note under 2."""
-    where = class_name or "overall"
-    smallest = min(len(first), len(second))
-    if smallest < 2:
-        report.notes.append(f"{metric} {where}: not computed; fewer than 2 images on one side.")
-        return
-    mean, std = normalised.normalised_kid(
-        first, second, standardiser, settings.kid_subsets, settings.kid_subset_size, settings.seed
-    )
-    if smallest < 50:
-        report.notes.append(f"{metric} {where}: only {smallest} images per side; the estimate is noisy.")
-    report.add(
-        metric,
-        mean,
-        class_name,
-        std=std,
-        subset_size=min(settings.kid_subset_size, smallest),
-        features=NORMALISED_FEATURES,
-        **row_settings,
-    )
-
-
-def _feature_scores(
-    report: Report,
-    prefix: str,
-    standardiser: normalised.FeatureStandardiser,
-    train: np.ndarray,
-    real: np.ndarray,
-    fake: np.ndarray,
-    labels: tuple[np.ndarray, np.ndarray, np.ndarray],
-    settings: ReportSettings,
-) -> None:
-    """Normalised FID and KID overall and per class, each followed by its real-vs-real floor.
-
-    ``standardiser`` is fitted on ``train``, the real training images' features; each figure
-    compares real held-out against synthetic features, its floor real training against real
-    held-out ones, both z-scored by it.
-    """
-    train_labels, real_labels, fake_labels = labels
-    groups: list[tuple[str | None, np.ndarray, np.ndarray, np.ndarray]] = [(None, train, real, fake)]
-    for label, name in enumerate(report.class_names):
-        groups.append(
-            (name, train[train_labels == label], real[real_labels == label], fake[fake_labels == label])
-        )
-    for class_name, train_part, real_part, fake_part in groups:
-        floor_counts = {"train": len(train_part), "real": len(real_part), "between": FLOOR_BETWEEN}
-        comparisons = (
-            ("", real_part, fake_part, {"real": len(real_part), "synthetic": len(fake_part)}),
-            ("_floor", train_part, real_part, floor_counts),
-        )
-        for suffix, first, second, counts in comparisons:
-            _fid(report, f"{prefix}fid{suffix}", class_name, first, second, standardiser, **counts)
-        for suffix, first, second, counts in comparisons:
-            _kid(report, f"{prefix}kid{suffix}", class_name, first, second, standardiser, settings, **counts)
-
-
-def _near_copy_figures(
-    report: Report,
-    folder: Path,
-    spaces: dict[str, Any],
-    labels: tuple[np.ndarray, np.ndarray, np.ndarray],
-    images: tuple[torch.Tensor, torch.Tensor],
-) -> None:
-    """near_copy_share per class and overall (either space), each space's share, and a grid of
-    the closest synthetic/training pairs per class (gen.metrics.near_copies)."""
-    results = near_copies.near_copies(spaces, labels, list(report.class_names))
-    train_images, fake_images = images
-    for result in results:
-        report.add(
-            "near_copy_share",
-            result.share,
-            result.class_name,
-            synthetic=result.synthetic,
-            percentile_of_real=1.0,
-            **{f"share_{space}": share for space, share in result.share_by_space.items()},
-        )
-        plot = folder / f"near-copies-{result.class_name}.png"
-        near_copies.write_closest_pairs(result, fake_images, train_images, plot)
-        if plot.is_file():
-            report.plots.append(plot.name)
-    if results:
-        total = sum(result.synthetic for result in results)
-        report.add("near_copy_share", sum(r.near_copies for r in results) / total, None, synthetic=total)
-
-
-def _two_sample_figures(
-    report: Report,
-    folder: Path,
-    real: tuple[torch.Tensor, torch.Tensor],
-    synthetic: tuple[torch.Tensor, torch.Tensor],
-    settings: ReportSettings,
-    device: torch.device,
-) -> None:
-    """two_sample_auc per class and overall (gen.metrics.two_sample), with a grid per class of
-    the synthetic images the network found most (top) and least synthetic."""
-    results = two_sample.two_sample_test(
-        real,
-        synthetic,
-        list(report.class_names),
-        folds=settings.two_sample_folds,
-        epochs=settings.two_sample_epochs,
-        seed=settings.seed,
-        device=device,
-    )
-    counted = {"folds": settings.two_sample_folds, "epochs": settings.two_sample_epochs}
-    for result in results:
-        report.add("two_sample_auc", result.auc, result.class_name, per_group=result.per_group, **counted)
-        plot = folder / f"two-sample-{result.class_name}.png"
-        label = report.class_names.index(result.class_name)
-        two_sample.write_extremes_grid(result, synthetic[0][synthetic[1] == label], plot)
-        report.plots.append(plot.name)
-    overall = two_sample.overall_auc(results)
-    if overall is None:
-        report.notes.append(
-            f"two-sample test: not computed; fewer than {settings.two_sample_folds} images per class."
-        )
-    else:
-        report.add("two_sample_auc", overall, None, per_group=sum(r.per_group for r in results), **counted)
-
-
-def _gradcam_figures(
-    report: Report,
-    folder: Path,
-    model: torch.nn.Module,
-    real: tuple[torch.Tensor, torch.Tensor],
-    synthetic: tuple[torch.Tensor, torch.Tensor],
-    device: torch.device,
-) -> None:
-    """gradcam_similarity per class and overall (gen.metrics.gradcam: the correlation of the
-    mean Grad-CAM maps of real and synthetic images under the real-only utility classifier),
-    a grid per class of maps over real (top) and synthetic images, and the mean maps."""
-    results = []
-    for label, name in enumerate(report.class_names):
-        plot = folder / f"gradcam-{name}.png"
-        result = gradcam.class_gradcam(
-            model,
-            real[0][real[1] == label],
-            synthetic[0][synthetic[1] == label],
-            label,
-            name,
-            plot,
-            device=device,
-        )
-        results.append(result)
-        if plot.is_file():
-            report.plots.append(plot.name)
-        if result.similarity is None:
-            report.notes.append(f"Grad-CAM {name}: no similarity; a side has no images or a flat mean map.")
-        else:
-            report.add("gradcam_similarity", result.similarity, name, measure="pearson of mean maps")
-    measured = [r.similarity for r in results if r.similarity is not None]
-    if measured:
-        report.add("gradcam_similarity", float(np.mean(measured)), None, measure="mean over classes")
-    report.plots.append(gradcam.plot_mean_maps(results, folder / "gradcam-mean-maps.png").name)
-
-
 def make_report(
     checkpoint: str | Path | dict,
     real_dir: str | Path,
@@ -426,12 +158,12 @@ def make_report(
     out: str | Path,
     *,
     model_id: int | None = None,
-    settings: ReportSettings = ReportSettings(),
+    settings: ReportSettings = DEFAULT_SETTINGS,
     fid_weights: str | Path | None = None,
     device: str = "auto",
     force: bool = False,
     progress: bool = True,
-    on_classifier: Any = None,
+    on_classifier: OnClassifier | None = None,
     utility_classifier: UtilityClassifier | None = None,
 ) -> Report:
     """Measure a checkpoint against held-out real images; write report.json, report.md and plots.
@@ -447,8 +179,6 @@ def make_report(
         raise GenError(f"{out} already exists; pass --force to replace it or choose another --out.")
     torch_device = resolve_device(device)
     if utility_classifier is not None:
-        from dataclasses import replace
-
         settings = replace(settings, utility=True, utility_classifier=utility_classifier.id)
     weights = inception.find_fid_weights(fid_weights)  # a wrong path is said before minutes of work
     state = load_for_sampling(checkpoint)
@@ -469,7 +199,7 @@ def make_report(
         raise GenError("--curated needs the real training images: pass --train DIR.")
     steps = _Steps(report_steps(settings, train is not None, weights is not None), progress)
     steps.start("generating synthetic images")
-    fake_images, fake_labels = _synthetic(state, settings.n_per_class, settings.seed, torch_device)
+    synthetic = _synthetic(state, settings.n_per_class, settings.seed, torch_device)
     if train is not None and train.fingerprint == real.fingerprint:
         raise GenError("--real and the training folder hold the same images; evaluate on held-out images.")
 
@@ -480,227 +210,15 @@ def make_report(
     except OSError as error:
         raise GenError(f"cannot write a report under {out.parent}: {error.strerror}.") from None
     try:
-        # Domain network: features and class probabilities from a CNN trained on the real classes.
-        if train is None:
-            report.notes.append(
-                "no training folder: domain FID/KID/IS, the histogram floor and utility skipped."
-            )
-        else:
-            train_images, train_labels = _align(train, class_names, "training")
-            steps.start("domain classifier and features")
-            classifier, path, cached = domain_classifier(
-                train_images,
-                train_labels,
-                len(class_names),
-                train.fingerprint,
-                settings,
-                torch_device,
-                progress=progress,
-            )
-            # Domain FID and KID are measured on features z-scored with these (training) statistics.
-            standardiser, train_features = normalised.domain_reference(classifier, train_images, torch_device)
-            real_features, real_probabilities = domain.domain_features_and_probabilities(
-                classifier, real_images, device=torch_device
-            )
-            fake_features, fake_probabilities = domain.domain_features_and_probabilities(
-                classifier, fake_images, device=torch_device
-            )
-            accuracy = float((real_probabilities.argmax(1) == real_labels.numpy()).mean())
-            report.add(
-                "domain_classifier_accuracy",
-                accuracy,
-                None,
-                classifier=str(path),
-                fingerprint=train.fingerprint,
-            )
-            if not cached and on_classifier is not None:
-                on_classifier(
-                    path, file_sha256(path), classifier.config.to_dict(), accuracy, train.fingerprint
-                )
-            _feature_scores(
-                report,
-                "domain_",
-                standardiser,
-                train_features,
-                real_features,
-                fake_features,
-                (train_labels.numpy(), real_labels.numpy(), fake_labels.numpy()),
-                settings,
-            )
-            report.add("domain_is", inception_score.inception_score(fake_probabilities)[0])
-            report.add("domain_is_real", inception_score.inception_score(real_probabilities)[0])
-            synthetic_accuracy = float((fake_probabilities.argmax(1) == fake_labels.numpy()).mean())
-            report.add("domain_classifier_accuracy_on_synthetic", synthetic_accuracy)
-            steps.start("near copies")
-            _near_copy_figures(
-                report,
-                temporary,
-                {
-                    "features": (
-                        standardiser(train_features),
-                        standardiser(real_features),
-                        standardiser(fake_features),
-                    ),
-                    "pixels": tuple(near_copies.pixels(x) for x in (train_images, real_images, fake_images)),
-                },
-                (train_labels.numpy(), real_labels.numpy(), fake_labels.numpy()),
-                (train_images, fake_images),
-            )
-
-        # Could a small CNN tell synthetic images from real held-out ones of the same class?
-        steps.start("two-sample test")
-        _two_sample_figures(
-            report, temporary, (real_images, real_labels), (fake_images, fake_labels), settings, torch_device
+        images = _ReportImages(
+            real=(real_images, real_labels),
+            synthetic=synthetic,
+            train=_align(train, class_names, "training") if train is not None else None,
+            real_fingerprint=real.fingerprint,
+            train_fingerprint=train.fingerprint if train is not None else None,
         )
-
-        if settings.curated_keep_best is not None and train is not None:
-            _curated_figures(
-                report,
-                checkpoint,
-                train_dir,
-                settings,
-                classifier,
-                standardiser,
-                (real_images, real_labels),
-                real_features,
-                torch_device,
-                progress,
-            )
-
-        # Inception FID: only with the published weights, never with stand-ins.
-        if weights is None:
-            report.notes.append(inception.missing_weights_message())
-        else:
-            steps.start("Inception FID")
-            network = inception.load_fid_inception(weights, torch_device)
-            mu, sigma = _real_inception_statistics(
-                network, real_images, real.fingerprint, file_sha256(weights), torch_device
-            )
-            fake_mu, fake_sigma = frechet.gaussian_statistics(
-                inception.inception_features(network, fake_images, device=torch_device, progress=progress)
-            )
-            report.add("fid", frechet.frechet_distance(mu, sigma, fake_mu, fake_sigma), weights=weights.name)
-            if min(len(real_images), len(fake_images)) <= inception.FEATURE_DIM:
-                report.notes.append(
-                    f"Inception FID from fewer than {inception.FEATURE_DIM + 1} images per side is biased "
-                    "upwards; compare it only with FIDs from as many images."
-                )
-
-        # Colour histograms, 150 against 150 per class, beside the real-against-real floor.
-        steps.start("colour histograms")
-        comparisons = histogram.per_class_histogram_kl(
-            real_images,
-            real_labels,
-            fake_images,
-            fake_labels,
-            list(class_names),
-            settings.histogram_n,
-            settings.seed,
-        )
-        floors = {}
-        if train is not None:
-            floors = {
-                c.class_name: c
-                for c in histogram.per_class_histogram_kl(
-                    train_images,
-                    train_labels,
-                    real_images,
-                    real_labels,
-                    list(class_names),
-                    settings.histogram_n,
-                    settings.seed,
-                )
-            }
-        for comparison in comparisons:
-            name = comparison.class_name
-            for channel, value in comparison.kl.items():
-                metric = "histogram_kl" if channel == "mean" else f"histogram_kl_{channel}"
-                report.add(
-                    metric, value, name, real=comparison.real_count, synthetic=comparison.synthetic_count
-                )
-            report.notes.extend(f"histogram {name}: {note}" for note in comparison.notes)
-            if name in floors:
-                report.add(
-                    "histogram_kl_floor", floors[name].kl["mean"], name, between="real train and real test"
-                )
-            plot = temporary / f"histogram-{name}.png"
-            histogram.plot_histograms(
-                comparison.real_histograms,
-                comparison.synthetic_histograms,
-                f"{name}: real (solid) vs synthetic (dashed), KL {comparison.kl['mean']:.4f}",
-                plot,
-            )
-            report.plots.append(plot.name)
-
-        # Classifier utility: does adding synthetic images help a classifier on real test images?
-        utility_models: dict[str, torch.nn.Module] = {}
-        if settings.utility:
-            if train is None:
-                raise GenError("--utility needs the real training images: pass --train DIR.")
-            steps.start("utility classifiers")
-            build = None
-            if utility_classifier is not None:
-                build = _recorded_classifier_figures(
-                    report,
-                    utility_classifier,
-                    class_names,
-                    (real_images, real_labels),
-                    settings,
-                    torch_device,
-                )
-            results = utility.classifier_utility(
-                (train_images, train_labels),
-                (fake_images, fake_labels),
-                (real_images, real_labels),
-                len(class_names),
-                list(class_names),
-                epochs=settings.utility_epochs,
-                seed=settings.seed,
-                device=torch_device,
-                progress=progress,
-                models=utility_models,
-                build=build,
-            )
-            report.utility = results
-            for regime, result in results.items():
-                report.add(f"accuracy_{regime}", result["accuracy"], train_count=result["train_count"])
-                report.add(f"macro_f1_{regime}", result["macro_f1"])
-                for name, auc in result["roc_auc"].items():
-                    if auc is not None:
-                        report.add(f"roc_auc_{regime}", auc, name)
-                plot = temporary / f"confusion-{regime}.png"
-                utility.plot_confusion_matrix(
-                    np.array(result["confusion_matrix"]), list(class_names), plot, f"trained on {regime}"
-                )
-                report.plots.append(plot.name)
-
-        # Grad-CAM: does the classifier look at the same places in synthetic as in real images?
-        if settings.gradcam:
-            if train is None:
-                raise GenError("--gradcam needs the real training images: pass --train DIR.")
-            steps.start("Grad-CAM")
-            # The utility classifier trained on real images only; trained here as utility would
-            # train it when --utility did not run.
-            explained = utility_models.get("real_only")
-            if explained is None:
-                explained = domain.train_domain_classifier(
-                    train_images,
-                    train_labels,
-                    len(class_names),
-                    epochs=settings.utility_epochs,
-                    seed=settings.seed,
-                    device=torch_device,
-                    progress=progress,
-                )
-            _gradcam_figures(
-                report,
-                temporary,
-                explained,
-                (real_images, real_labels),
-                (fake_images, fake_labels),
-                torch_device,
-            )
-
+        measure = _Measure(report, temporary, steps, images, settings, torch_device, progress)
+        measure.run(weights, checkpoint, train_dir, on_classifier, utility_classifier)
         steps.close()
         (temporary / "report.json").write_text(json.dumps(report_json(report), indent=2) + "\n")
         (temporary / "report.md").write_text(report_markdown(report))
@@ -714,6 +232,198 @@ def make_report(
     return report
 
 
+@dataclass(frozen=True)
+class _ReportImages:
+    """The images a report compares, each relabelled to the model's label order."""
+
+    real: LabelledSet  # the held-out real images (--real)
+    synthetic: LabelledSet  # generated afresh from the checkpoint
+    train: LabelledSet | None  # the real training images, when there are any
+    real_fingerprint: str
+    train_fingerprint: str | None
+
+
+@dataclass(frozen=True)
+class _DomainSide:
+    """What the domain step measured that later steps (near copies, curated) use again."""
+
+    classifier: domain.DomainClassifier
+    standardiser: normalised.FeatureStandardiser  # fitted on the real training images' features
+    features: tuple[np.ndarray, np.ndarray, np.ndarray]  # real training, real held-out, synthetic
+
+
+@dataclass(frozen=True)
+class _Measure:
+    """The report's steps, in the order they run: each adds its figures, notes and plots to
+    ``report`` and writes its plots into ``folder``."""
+
+    report: Report
+    folder: Path
+    steps: _Steps
+    images: _ReportImages
+    settings: ReportSettings
+    device: torch.device
+    progress: bool
+
+    def run(
+        self,
+        weights: Path | None,
+        checkpoint: str | Path | dict,
+        train_dir: str | Path | None,
+        on_classifier: OnClassifier | None,
+        utility_classifier: UtilityClassifier | None,
+    ) -> None:
+        report, images, settings = self.report, self.images, self.settings
+        domain_side = None
+        if images.train is None:
+            report.notes.append(
+                "no training folder: domain FID/KID/IS, the histogram floor and utility skipped."
+            )
+        else:
+            self.steps.start("domain classifier and features")
+            domain_side = self.domain_figures(images.train, on_classifier)
+            self.steps.start("near copies")
+            self.near_copy_figures(images.train, domain_side)
+
+        # Could a small CNN tell synthetic images from real held-out ones of the same class?
+        self.steps.start("two-sample test")
+        two_sample.two_sample_figures(
+            report, self.folder, images.real, images.synthetic, settings, self.device
+        )
+        if settings.curated_keep_best is not None and domain_side is not None:
+            _curated_figures(
+                report, checkpoint, train_dir, settings, domain_side, images.real, self.device, self.progress
+            )
+
+        # Inception FID: only with the published weights, never with stand-ins.
+        if weights is None:
+            report.notes.append(inception.missing_weights_message())
+        else:
+            self.steps.start("Inception FID")
+            inception.inception_figures(
+                report,
+                weights,
+                images.real[0],
+                images.synthetic[0],
+                images.real_fingerprint,
+                self.device,
+                self.progress,
+            )
+
+        # Colour histograms, 150 against 150 per class, beside the real-against-real floor.
+        self.steps.start("colour histograms")
+        histogram.histogram_figures(
+            report, self.folder, images.real, images.synthetic, images.train, settings
+        )
+
+        # Classifier utility: does adding synthetic images help a classifier on real test images?
+        utility_models: dict[str, torch.nn.Module] = {}
+        if settings.utility:
+            self.utility_figures(utility_classifier, utility_models)
+        # Grad-CAM: does the classifier look at the same places in synthetic as in real images?
+        if settings.gradcam:
+            self.gradcam_figures(utility_models.get("real_only"))
+
+    def domain_figures(self, train: LabelledSet, on_classifier: OnClassifier | None) -> _DomainSide:
+        """Features and class probabilities from a CNN trained on the real classes: its accuracy,
+        normalised domain FID and KID beside their floors, domain IS (gen.metrics.normalised)."""
+        report = self.report
+        (real_images, real_labels), (fake_images, fake_labels) = self.images.real, self.images.synthetic
+        fingerprint = self.images.train_fingerprint
+        classifier, path, cached = domain.domain_classifier(
+            *train, len(report.class_names), fingerprint, self.settings, self.device, progress=self.progress
+        )
+        # Domain FID and KID are measured on features z-scored with these (training) statistics.
+        standardiser, train_features = normalised.domain_reference(classifier, train[0], self.device)
+        real_features, real_probabilities = domain.domain_features_and_probabilities(
+            classifier, real_images, device=self.device
+        )
+        fake_features, fake_probabilities = domain.domain_features_and_probabilities(
+            classifier, fake_images, device=self.device
+        )
+        accuracy = float((real_probabilities.argmax(1) == real_labels.numpy()).mean())
+        report.add(
+            "domain_classifier_accuracy", accuracy, None, classifier=str(path), fingerprint=fingerprint
+        )
+        if not cached and on_classifier is not None:
+            on_classifier(path, file_sha256(path), classifier.config.to_dict(), accuracy, fingerprint)
+        normalised.feature_figures(
+            report,
+            "domain_",
+            standardiser,
+            train_features,
+            real_features,
+            fake_features,
+            (train[1].numpy(), real_labels.numpy(), fake_labels.numpy()),
+            self.settings,
+        )
+        report.add("domain_is", inception_score.inception_score(fake_probabilities)[0])
+        report.add("domain_is_real", inception_score.inception_score(real_probabilities)[0])
+        synthetic_accuracy = float((fake_probabilities.argmax(1) == fake_labels.numpy()).mean())
+        report.add("domain_classifier_accuracy_on_synthetic", synthetic_accuracy)
+        return _DomainSide(classifier, standardiser, (train_features, real_features, fake_features))
+
+    def near_copy_figures(self, train: LabelledSet, domain_side: _DomainSide) -> None:
+        """Near copies in two spaces: standardised domain features and pixels."""
+        pixels = (train[0], self.images.real[0], self.images.synthetic[0])
+        near_copies.near_copy_figures(
+            self.report,
+            self.folder,
+            {
+                "features": tuple(domain_side.standardiser(features) for features in domain_side.features),
+                "pixels": tuple(near_copies.pixels(x) for x in pixels),
+            },
+            (train[1].numpy(), self.images.real[1].numpy(), self.images.synthetic[1].numpy()),
+            (train[0], self.images.synthetic[0]),
+        )
+
+    def utility_figures(
+        self, utility_classifier: UtilityClassifier | None, models: dict[str, torch.nn.Module]
+    ) -> None:
+        if self.images.train is None:
+            raise GenError("--utility needs the real training images: pass --train DIR.")
+        self.steps.start("utility classifiers")
+        build = None
+        if utility_classifier is not None:
+            build = _recorded_classifier_figures(
+                self.report,
+                utility_classifier,
+                self.report.class_names,
+                self.images.real,
+                self.settings,
+                self.device,
+            )
+        utility.utility_figures(
+            self.report,
+            self.folder,
+            (self.images.train, self.images.synthetic, self.images.real),
+            self.settings,
+            self.device,
+            self.progress,
+            models=models,
+            build=build,
+        )
+
+    def gradcam_figures(self, explained: torch.nn.Module | None) -> None:
+        """Grad-CAM of ``explained``, the utility classifier trained on real images only; trained
+        here as utility would train it when --utility did not run."""
+        if self.images.train is None:
+            raise GenError("--gradcam needs the real training images: pass --train DIR.")
+        self.steps.start("Grad-CAM")
+        if explained is None:
+            explained = domain.train_domain_classifier(
+                *self.images.train,
+                len(self.report.class_names),
+                epochs=self.settings.utility_epochs,
+                seed=self.settings.seed,
+                device=self.device,
+                progress=self.progress,
+            )
+        gradcam.gradcam_figures(
+            self.report, self.folder, explained, self.images.real, self.images.synthetic, self.device
+        )
+
+
 CURATED_METRICS = ("domain_classifier_accuracy_on_synthetic", "domain_fid", "two_sample_auc")
 
 
@@ -722,10 +432,8 @@ def _curated_figures(
     checkpoint: str | Path | dict,
     train_dir: str | Path | None,
     settings: ReportSettings,
-    classifier: domain.DomainClassifier,
-    standardiser: normalised.FeatureStandardiser,
-    real: tuple[torch.Tensor, torch.Tensor],
-    real_features: np.ndarray,
+    domain_side: _DomainSide,
+    real: LabelledSet,
     device: torch.device,
     progress: bool,
 ) -> None:
@@ -763,11 +471,14 @@ def _curated_figures(
         "curating_classifier": curator.record(0)["classifier"],
     }
     features, probabilities = domain.domain_features_and_probabilities(
-        classifier, curated_images, device=device
+        domain_side.classifier, curated_images, device=device
     )
     accuracy = float((probabilities.argmax(1) == curated_labels.numpy()).mean())
     report.add("curated_domain_classifier_accuracy_on_synthetic", accuracy, **counted)
-    _fid(report, "curated_domain_fid", None, real_features, features, standardiser, **counted)
+    real_features = domain_side.features[1]
+    normalised.fid_figure(
+        report, "curated_domain_fid", None, real_features, features, domain_side.standardiser, **counted
+    )
     results = two_sample.two_sample_test(
         real,
         (curated_images, curated_labels),
@@ -807,10 +518,10 @@ def _recorded_classifier_figures(
     report: Report,
     recorded: UtilityClassifier,
     class_names: tuple[str, ...],
-    test_real: tuple[torch.Tensor, torch.Tensor],
+    test_real: LabelledSet,
     settings: ReportSettings,
     device: torch.device,
-) -> Any:
+) -> Callable[[], torch.nn.Module]:
     """Score the recorded classifier's weights on the held-out images (a figure) and return
     what builds its architecture afresh for the utility regimes (any kind gen.classifiers
     builds: a searched one, the simple CNN, a torchvision ResNet)."""

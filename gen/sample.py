@@ -17,6 +17,9 @@ so that a rerun after a crash completes the request instead of repeating it.
 Curation (``curation=``, gen.curation): more candidates are drawn and scored, and only the
 kept ones are written, each with its scores; a candidate's index is its place in the same
 (seed, class) stream, so a kept image is made again like any other.
+
+With a database, rows are written through gen.provenance, which gets the sampling settings
+from here (``sampling_settings``) and imports nothing of this module.
 """
 
 from __future__ import annotations
@@ -43,7 +46,9 @@ from gen.networks import Generator
 from gen.runtime import left_by_a_dead_process, resolve_device
 
 if TYPE_CHECKING:
-    from gen.curation import ClassCuration, CurationSettings, Curator, ImageScores
+    from sqlalchemy.engine import Engine
+
+    from gen.curation import ClassCuration, ClassPlan, CurationSettings, Curator, ImageScores
 
 
 @dataclass(frozen=True)
@@ -309,7 +314,7 @@ def sample(
     seed: int = 0,
     batch_size: int = 256,
     device: str = "auto",
-    database: Any = None,
+    database: Engine | str | None = None,
     recorder: Recorder | None = None,
     progress: bool = True,
     curation: CurationSettings | None = None,
@@ -342,10 +347,10 @@ def sample(
     out = Path(out)
     check_output_folder(out, wanted)  # before a row or a folder is made
     if database is not None:
-        from gen.recording import engine_for, image_recorder
+        from gen.provenance import engine_for, image_recorder
 
         recorder = image_recorder(
-            engine_for(database), checkpoint, seed=seed, batch_size=batch_size, device=device
+            engine_for(database), checkpoint, seed=seed, settings=sampling_settings(batch_size, device)
         )
     curator = None
     if curation is not None:
@@ -384,23 +389,11 @@ def _sample(
     progress: bool,
     curator: Curator | None = None,
 ) -> SampleResult:
-
-    made: list[SampledImage] = []
-    skipped = 0
+    """Each class in turn: what is left of the request (less what is recorded already), drawn
+    in batches, written and recorded; with curation, the kept candidates of the class's plan."""
     started = time.perf_counter()
     bar = tqdm(total=n * len(wanted), disable=not progress, unit="img", dynamic_ncols=True)
-    encoders = ThreadPoolExecutor(max_workers=2)
-
-    def finish(
-        writer: _ClassWriter, indices: list[int], pixels: torch.Tensor, encoded: list[Future[bytes]]
-    ) -> None:
-        batch = writer.write(indices, pixels, [png.result() for png in encoded])
-        if recorder:
-            recorder.record(batch)  # after the files exist: a row never lacks its file
-        made.extend(batch)
-        bar.update(len(batch))
-        bar.set_postfix(img_s=f"{len(made) / max(time.perf_counter() - started, 1e-9):.0f}", refresh=False)
-
+    pipeline = _EncodingPipeline(recorder, bar, started)
     done_by_class = {name: recorder.recorded(name, out / name) if recorder else {} for name in wanted}
     resumed_by_class: dict[str, set[int]] = {}
     if curator is not None:
@@ -411,6 +404,7 @@ def _sample(
         _check_free_space(out, sum(n - sum(1 for i in done if i < n) for done in done_by_class.values()))
     else:
         _check_free_space(out, sum(n - len(resumed) for resumed in resumed_by_class.values()))
+    skipped = 0
     curated: dict[str, ClassCuration] = {}
     for name in wanted:
         label = state.class_names.index(name)
@@ -427,29 +421,18 @@ def _sample(
                 (i, generate(generator, seed, label, i, torch_device)) for i in _batches(todo, batch_size)
             )
         else:
-            from gen.curation import plan_class
-
-            bar.set_description(f"scoring {name}")
-            scored = [0]
-
-            def on_scored(count: int, scored: list[int] = scored) -> None:
-                scored[0] += count
-                bar.set_postfix(candidates=scored[0])
-
-            plan = plan_class(
+            plan = _plan_class(
                 curator,
-                generate,
                 generator,
-                class_name=name,
-                label=label,
-                seed=seed,
-                n=n,
-                resumed=resumed_by_class[name],
-                batch_size=batch_size,
-                device=torch_device,
-                on_scored=on_scored,
+                bar,
+                name,
+                label,
+                seed,
+                n,
+                resumed_by_class[name],
+                batch_size,
+                torch_device,
             )
-            bar.set_description(None)
             curated[name] = plan.record
             scores = plan.scores
             # A kept image already in the folder (recorded by another request) is not written twice.
@@ -458,32 +441,14 @@ def _sample(
             batches = _without(plan.kept_batches(generate, generator, seed, label, torch_device), done)
         skipped += already
         bar.update(already)
-        # Files written by a run that died before recording them: adopt those this request
-        # would make again (same bytes) rather than write duplicates beside them.
-        orphans: dict[str, Path] = {}
-        if recorder and missing:
-            known = recorder.known_paths(directory)
-            for path in directory.glob("*.png"):
-                if path.resolve() not in known:
-                    orphans[hashlib.md5(path.read_bytes()).hexdigest()] = path
-        writer = _ClassWriter(directory, name, label, seed, orphans, scores)
-
-        # PNG encoding (which releases the GIL) of one batch overlaps the next forward pass;
-        # files are still named and written in index order, so the result is the same.
-        pending = None
-        for indices, pixels in batches:
-            encoded = [encoders.submit(png_bytes, image) for image in pixels]
-            if pending is not None:
-                finish(writer, *pending)
-            pending = (indices, pixels, encoded)
-        if pending is not None:
-            finish(writer, *pending)
+        orphans = _orphans(recorder, directory) if recorder and missing else {}
+        pipeline.write(_ClassWriter(directory, name, label, seed, orphans, scores), batches)
         if curator is not None and recorder is not None:
             recorder.finish_class(curated[name], time.perf_counter() - class_started)
-    encoders.shutdown()
+    pipeline.close()
     bar.close()
     return SampleResult(
-        made,
+        pipeline.made,
         skipped,
         out,
         state.path,
@@ -491,3 +456,88 @@ def _sample(
         time.perf_counter() - started,
         curated if curator is not None else None,
     )
+
+
+def _plan_class(
+    curator: Curator,
+    generator: Generator,
+    bar: tqdm,
+    name: str,
+    label: int,
+    seed: int,
+    n: int,
+    resumed: set[int],
+    batch_size: int,
+    device: torch.device,
+) -> ClassPlan:
+    """gen.curation's plan for one class, the bar counting the candidates it scores."""
+    from gen.curation import plan_class
+
+    bar.set_description(f"scoring {name}")
+    scored = [0]
+
+    def on_scored(count: int, scored: list[int] = scored) -> None:
+        scored[0] += count
+        bar.set_postfix(candidates=scored[0])
+
+    plan = plan_class(
+        curator,
+        generate,
+        generator,
+        class_name=name,
+        label=label,
+        seed=seed,
+        n=n,
+        resumed=resumed,
+        batch_size=batch_size,
+        device=device,
+        on_scored=on_scored,
+    )
+    bar.set_description(None)
+    return plan
+
+
+def _orphans(recorder: Recorder, directory: Path) -> dict[str, Path]:
+    """Files written by a run that died before recording them, by MD5: the request adopts those
+    it would make again (same bytes) rather than write duplicates beside them."""
+    orphans: dict[str, Path] = {}
+    known = recorder.known_paths(directory)
+    for path in directory.glob("*.png"):
+        if path.resolve() not in known:
+            orphans[hashlib.md5(path.read_bytes()).hexdigest()] = path
+    return orphans
+
+
+class _EncodingPipeline:
+    """Writes and records one class's batches. PNG encoding (which releases the GIL) of one batch
+    overlaps the next forward pass; files are still named and written in index order, so the
+    result is the same."""
+
+    def __init__(self, recorder: Recorder | None, bar: tqdm, started: float):
+        self.recorder, self.bar, self.started = recorder, bar, started
+        self.made: list[SampledImage] = []
+        self.encoders = ThreadPoolExecutor(max_workers=2)
+
+    def write(self, writer: _ClassWriter, batches: Iterable[tuple[list[int], torch.Tensor]]) -> None:
+        pending = None
+        for indices, pixels in batches:
+            encoded = [self.encoders.submit(png_bytes, image) for image in pixels]
+            if pending is not None:
+                self._finish(writer, *pending)
+            pending = (indices, pixels, encoded)
+        if pending is not None:
+            self._finish(writer, *pending)
+
+    def _finish(
+        self, writer: _ClassWriter, indices: list[int], pixels: torch.Tensor, encoded: list[Future[bytes]]
+    ) -> None:
+        batch = writer.write(indices, pixels, [png.result() for png in encoded])
+        if self.recorder:
+            self.recorder.record(batch)  # after the files exist: a row never lacks its file
+        self.made.extend(batch)
+        self.bar.update(len(batch))
+        images_per_second = len(self.made) / max(time.perf_counter() - self.started, 1e-9)
+        self.bar.set_postfix(img_s=f"{images_per_second:.0f}", refresh=False)
+
+    def close(self) -> None:
+        self.encoders.shutdown()

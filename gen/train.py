@@ -12,6 +12,11 @@ cheap quality figure per evaluated checkpoint (normalised domain FID, ``gen.eval
 that marks the best checkpoint (``best.json``), which pruning never removes. Under
 ``torchrun`` the same loop runs on K processes with DistributedDataParallel; the global batch
 is split between them.
+
+Read top to bottom: ``train`` (the run folder, recording, distributed setup) calls ``_train``
+(data, architecture, networks, evaluator), which hands a ``Checkpointer`` to ``_loop``. The
+run's settings live in gen.train_config, what records it in gen.provenance: both below this
+module, which nothing of the pipeline imports back.
 """
 
 from __future__ import annotations
@@ -19,17 +24,16 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import fcntl
 import json
 import math
-import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
@@ -38,144 +42,32 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.nn.utils import parametrize
 from tqdm import tqdm
 
-from gen.architecture import PRESETS, DiscriminatorSpec, GeneratorSpec, from_json, preset, to_json
+from gen.architecture import DiscriminatorSpec, GeneratorSpec, from_json, preset, to_json
 from gen.checkpoint import (
     atomic_write,
     check_resumable,
     checkpoint_name,
     checkpoints_in,
     load_checkpoint,
+    load_matching_weights,
     load_weights,
     remove_stale_temporaries,
+    run_folder_lock,
     save_checkpoint,
 )
-from gen.data import MAX_BALANCE, load_image_folder
-from gen.diffaugment import parse_policy
+from gen.data import LabelledImages, load_image_folder
 from gen.errors import GenError
 from gen.history import History
 from gen.images import to_uint8, write_grid
-from gen.losses import LOSSES, GANLoss, make_loss
-from gen.networks import Generator, build, set_conditioning
-from gen.presets import OPTIMIZERS, RECIPES
+from gen.losses import GANLoss, make_loss
+from gen.networks import Discriminator, Generator, build, set_conditioning
 from gen.runtime import Distributed, start_distributed, stop_distributed
+from gen.train_config import RunStart, TrainConfig
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 BEST_FILE = "best.json"
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Every setting of a run; stored in its checkpoints and in the database.
-
-    Settings left as None take the preset's (``gen.presets.RECIPES``); the stored config
-    always holds the values the run used.
-    """
-
-    data: str
-    out: str
-    preset: str = "tiny"
-    iterations: int = 10_000
-    batch_size: int | None = None
-    loss: str | None = None
-    optimizer: str | None = None
-    g_lr: float | None = None
-    d_lr: float | None = None
-    betas: tuple[float, float] | None = None
-    critic_steps: int | None = None
-    ema_decay: float | None = None
-    diffaugment: str | None = None
-    d_weight_decay: float | None = None
-    lecam: float | None = None  # LeCam regularisation weight (gen.losses), 0: off
-    classifier_weight: float | None = None  # D's auxiliary class head and its loss weight, 0: off
-    balanced_batches: bool | None = None  # every class equally likely in a batch
-    transition: tuple[int, int] | None = None  # class conditioning ramps 0 -> 1 over these iterations
-    loss_options: dict[str, float] | None = None
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 3
-    eval_every: int = 0  # 0: no evaluation during training
-    eval_images: int = 64  # synthetic images per class for each evaluation
-    max_minutes: float | None = None  # stop (with a checkpoint) after this much training time
-    log_every: int = 10  # iterations per history row
-    seed: int = 0
-    balance: int | None = None
-    device: str = "auto"
-    mixed_precision: bool = True  # bf16 autocast, CUDA only
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> TrainConfig:
-        fields = json.loads(text)
-        if "loss" not in fields:  # stored before objectives were settings: all hinge + Adam
-            fields.update(loss="hinge", optimizer="adam", critic_steps=1, d_weight_decay=0.0, loss_options={})
-        # Stored before these levers existed: off, whatever the preset's recipe says today.
-        fields.setdefault("lecam", 0.0)
-        fields.setdefault("classifier_weight", 0.0)
-        fields.setdefault("balanced_batches", False)
-        fields.setdefault("transition", (0, 0))  # no ramp: full conditioning from the start
-        for name in ("betas", "transition"):
-            if fields.get(name) is not None:
-                fields[name] = tuple(fields[name])
-        known = {field.name for field in dataclasses.fields(cls)}
-        return cls(**{name: value for name, value in fields.items() if name in known})
-
-    def resolved(self) -> TrainConfig:
-        """This config with every None the preset fills in replaced by the preset's value."""
-        recipe = RECIPES[self.preset]
-        defaults = dataclasses.asdict(recipe)
-        changes = {name: defaults[name] for name in defaults if getattr(self, name) is None}
-        for name in ("betas", "transition"):
-            if changes.get(name) is not None:
-                changes[name] = tuple(changes[name])
-        return dataclasses.replace(self, **changes)
-
-    def validate(self) -> None:
-        if self.preset not in PRESETS:
-            raise GenError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}.")
-        if self.iterations < 1 or (self.batch_size or 1) < 1 or self.checkpoint_every < 1:
-            raise GenError("iterations, batch size and checkpoint interval must all be at least 1.")
-        if self.keep_checkpoints < 1:
-            raise GenError("--keep-checkpoints must be at least 1.")
-        if self.loss is not None and self.loss not in LOSSES:
-            raise GenError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}.")
-        if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
-            raise GenError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}.")
-        if (self.critic_steps or 1) < 1 or self.eval_every < 0 or self.eval_images < 1 or self.log_every < 1:
-            raise GenError("critic steps, evaluation images and the history interval must be at least 1.")
-        if not 0 <= self.seed <= 2**31 - 1:
-            raise GenError("--seed must be between 0 and 2147483647.")
-        if self.max_minutes is not None and not self.max_minutes > 0:
-            raise GenError("--minutes must be more than 0.")
-        for name in ("g_lr", "d_lr", "d_weight_decay", "lecam", "classifier_weight"):
-            value = getattr(self, name)
-            if value is not None and not (math.isfinite(value) and value >= 0):
-                raise GenError(f"--{name.replace('_', '-')} must be a finite number of at least 0.")
-        if self.transition is not None and not 0 <= self.transition[0] <= self.transition[1]:
-            raise GenError("--transition START END needs 0 <= START <= END.")
-        if self.ema_decay is not None and not 0 <= self.ema_decay <= 1:
-            raise GenError("--ema-decay must be between 0 and 1.")
-        if self.diffaugment is not None:
-            parse_policy(self.diffaugment)
-        if self.balance is not None and not 1 <= self.balance <= MAX_BALANCE:
-            raise GenError(f"--balance must be 1 to {MAX_BALANCE} images per class, not {self.balance}.")
-
-
-@dataclass(frozen=True)
-class RunStart:
-    """What is known once data and networks are ready (handed to ``on_start``)."""
-
-    config: TrainConfig
-    generator: dict[str, Any]
-    discriminator: dict[str, Any]
-    class_names: tuple[str, ...]
-    num_images: int
-    data_fingerprint: str
-    skipped_files: tuple[str, ...]
-    start_iteration: int
-    resumed_from: Path | None
-    device: str
-    model_id: int | None = None  # the recording model, when train() was given a database
-    notes: tuple[str, ...] = ()  # what recording found worth saying (e.g. a data set's files changed)
 
 
 @dataclass(frozen=True)
@@ -206,7 +98,7 @@ class _StopRequest:
             self._previous = {number: signal.signal(number, self._handle) for number in self.SIGNALS}
         return self
 
-    def _handle(self, signum: int, frame: Any) -> None:
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.requested:  # a second Ctrl-C means "now"
             raise KeyboardInterrupt
         self.requested = True
@@ -299,7 +191,7 @@ def draw_batch(labels: torch.Tensor, size: int, rng: torch.Generator, balanced: 
     return order[starts[classes] + torch.minimum(within, counts[classes] - 1)]
 
 
-def _gradient_norm(parameters: Any) -> float:
+def _gradient_norm(parameters: Iterable[nn.Parameter]) -> float:
     norms = [p.grad.detach().norm() for p in parameters if p.grad is not None]
     return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
 
@@ -363,20 +255,12 @@ def training_step(
     )
 
 
-def load_matching_weights(network: nn.Module, weights: dict[str, torch.Tensor]) -> int:
-    """Copy every tensor of ``weights`` whose name and shape the network also has; returns how
-    many were copied. Between two cells of one search space the stems, up/downsampling blocks,
-    attention layers and every edge that kept its operation match; the rest starts fresh."""
-    own = network.state_dict()
-    matching = {
-        name: tensor for name, tensor in weights.items() if name in own and own[name].shape == tensor.shape
-    }
-    network.load_state_dict(matching, strict=False)
-    return len(matching)
-
-
 def make_optimizer(
-    name: str, parameters: Any, lr: float, betas: tuple[float, float], weight_decay: float = 0.0
+    name: str,
+    parameters: Iterable[nn.Parameter],
+    lr: float,
+    betas: tuple[float, float],
+    weight_decay: float = 0.0,
 ) -> torch.optim.Optimizer:
     if name == "rmsprop":
         return torch.optim.RMSprop(parameters, lr=lr, weight_decay=weight_decay)
@@ -434,7 +318,7 @@ def train(
     *,
     resume: bool = False,
     progress: bool = True,
-    database: Any = None,
+    database: Engine | str | None = None,
     data_set: str | None = None,
     on_start: Callable[[RunStart], None] | None = None,
     on_checkpoint: Callable[..., None] | None = None,
@@ -462,7 +346,7 @@ def train(
     """
     record = None
     if database is not None:
-        from gen.recording import TrainingRecord
+        from gen.provenance import TrainingRecord
 
         record = TrainingRecord(database, data_set=data_set)
         on_start = _recorded_first(record.on_start, on_start)
@@ -510,38 +394,6 @@ def _kept_by_both(
     return lambda: {*first(), *(then() if then is not None else ())}
 
 
-@contextlib.contextmanager
-def run_folder_lock(run_dir: Path, *, enabled: bool = True) -> Iterator[None]:
-    """Hold an exclusive lock on the run folder for the life of the run, so that a second
-    ``gen train`` (or ``gen search``) into it stops with a sentence instead of overwriting the
-    first one's files. An flock on the folder itself: no lock file to leave behind, and the kernel
-    releases it when the process dies, however it dies. A folder made here and left empty (the
-    run was refused) is removed again."""
-    if not enabled:
-        yield
-        return
-    created = not run_dir.exists()
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError as error:
-        raise GenError(f"cannot use {run_dir} as a run folder: {error.strerror}.") from None
-    try:
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise GenError(
-                f"{run_dir} is in use by another gen train or gen search; wait for it to finish or "
-                "choose another --out."
-            ) from None
-        yield
-    finally:
-        os.close(descriptor)
-        if created:
-            with contextlib.suppress(OSError):  # not empty: the run wrote something, keep it
-                run_dir.rmdir()
-
-
 def _read_best(run_dir: Path) -> dict[str, Any] | None:
     try:
         return json.loads((run_dir / BEST_FILE).read_text())
@@ -560,12 +412,62 @@ def _train(
     architecture: tuple[GeneratorSpec, DiscriminatorSpec] | None = None,
     inherit: dict[str, Any] | None = None,
 ) -> TrainResult:
-    device = context.device
+    """Setup (data, architecture, networks, the recording's on_start, evaluation), then the loop."""
     if config.batch_size % context.world_size:
         raise GenError(
             f"batch size {config.batch_size} does not split evenly over {context.world_size} processes."
         )
     data = load_image_folder(config.data, balance=config.balance, seed=config.seed)
+    specs = _network_specs(config, state, data, architecture)
+    start_iteration = state["iteration"] if state is not None else 0
+    if start_iteration >= config.iterations:
+        raise GenError(f"this run already reached iteration {start_iteration}; ask for more with --iters.")
+    networks = _build_networks(config, state, specs, context, inherit)
+    if context.is_main and on_start is not None:
+        on_start(
+            RunStart(
+                config=config,
+                generator=to_json(specs[0]),
+                discriminator=to_json(specs[1]),
+                class_names=data.class_names,
+                num_images=len(data.labels),
+                data_fingerprint=data.fingerprint,
+                skipped_files=data.skipped,
+                start_iteration=start_iteration,
+                resumed_from=Path(state["path"]) if state is not None else None,
+                device=str(context.device),
+            )
+        )
+    history = History(Path(config.out), start_iteration) if context.is_main else None
+    evaluator = None
+    if config.eval_every and context.is_main:
+        from gen.evaluation import TrainingEvaluator  # the domain network: only when asked for
+
+        evaluator = TrainingEvaluator(
+            data, context.device, config.eval_images, config.seed, progress=progress
+        )
+    checkpointer = Checkpointer(
+        config,
+        context,
+        data,
+        specs,
+        networks,
+        history,
+        evaluator,
+        protected=protected,
+        on_checkpoint=on_checkpoint,
+        resumed_from=Path(state["path"]) if state is not None else None,
+    )
+    return _loop(config, context, data, networks, history, checkpointer, start_iteration, progress)
+
+
+def _network_specs(
+    config: TrainConfig,
+    state: dict[str, Any] | None,
+    data: LabelledImages,
+    architecture: tuple[GeneratorSpec, DiscriminatorSpec] | None,
+) -> tuple[GeneratorSpec, DiscriminatorSpec]:
+    """The networks' architecture: a resumed run's own, the one given, or the preset's."""
     if state is not None:
         if data.fingerprint != state["data_fingerprint"]:
             raise GenError(
@@ -586,12 +488,61 @@ def _train(
         if discriminator_spec.head != "projection":
             raise GenError("--classifier-weight needs a discriminator with a projection head (not BEGAN's).")
         discriminator_spec = dataclasses.replace(discriminator_spec, classifier_head=True)
-    start_iteration = state["iteration"] if state is not None else 0
-    if start_iteration >= config.iterations:
-        raise GenError(f"this run already reached iteration {start_iteration}; ask for more with --iters.")
+    return generator_spec, discriminator_spec
 
+
+# channels_last on every device: on two CPU cores it made a training step ~1.4x faster.
+MEMORY_FORMAT = torch.channels_last
+
+
+@dataclass
+class _Networks:
+    """What the loop trains and a checkpoint saves: the networks and the EMA generator, their
+    optimisers, the objective, and the random streams of the batches and of the noise."""
+
+    generator: Generator
+    discriminator: Discriminator
+    generator_ema: Generator
+    g_optimizer: torch.optim.Optimizer
+    d_optimizer: torch.optim.Optimizer
+    loss: GANLoss
+    data_rng: torch.Generator  # the same on every process: one global batch
+    noise_rng: torch.Generator  # one per process
+    d_model: nn.Module  # the discriminator as the loss calls it (DistributedDataParallel under torchrun)
+
+    def step(
+        self,
+        real_batches: list[tuple[torch.Tensor, torch.Tensor]],
+        autocast: torch.autocast,
+        discriminator_no_sync: Callable[[], contextlib.AbstractContextManager],
+        measure_gradients: bool,
+    ) -> StepFigures:
+        return training_step(
+            self.loss,
+            self.d_optimizer,
+            self.g_optimizer,
+            real_batches,
+            self.generator.spec.noise_dim,
+            autocast,
+            discriminator_no_sync,
+            measure_gradients=measure_gradients,
+        )
+
+    def learning_rates(self) -> tuple[float, float]:
+        return self.g_optimizer.param_groups[0]["lr"], self.d_optimizer.param_groups[0]["lr"]
+
+
+def _build_networks(
+    config: TrainConfig,
+    state: dict[str, Any] | None,
+    specs: tuple[GeneratorSpec, DiscriminatorSpec],
+    context: Distributed,
+    inherit: dict[str, Any] | None,
+) -> _Networks:
+    """Fresh networks (from ``inherit``'s matching weights, when given), or a checkpoint's, on the device."""
+    device = context.device
     torch.manual_seed(config.seed)  # weight initialisation; everything later has its own stream
-    generator, discriminator = build(generator_spec), build(discriminator_spec)
+    generator, discriminator = build(specs[0]), build(specs[1])
     if inherit is not None and state is None:
         load_matching_weights(generator, inherit["generator"])
         load_matching_weights(discriminator, inherit["discriminator"])
@@ -602,7 +553,7 @@ def _train(
     d_optimizer = make_optimizer(
         config.optimizer, discriminator.parameters(), config.d_lr, config.betas, config.d_weight_decay
     )
-    data_rng = torch.Generator().manual_seed(config.seed)  # same on every process: one global batch
+    data_rng = torch.Generator().manual_seed(config.seed)
     noise_rng = torch.Generator(device).manual_seed(config.seed * 1_000_003 + context.rank + 1)
     if state is not None:
         load_weights(generator, state["generator"], state["path"], "generator")
@@ -613,11 +564,8 @@ def _train(
         if len(noise_states) != context.world_size:
             raise GenError(f"this run was trained on {len(noise_states)} processes; resume it on as many.")
         noise_rng.set_state(noise_states[context.rank])
-
-    # channels_last on every device: on two CPU cores it made a training step ~1.4x faster.
-    memory_format = torch.channels_last
     for network in (generator, discriminator, generator_ema):
-        network.to(device, memory_format=memory_format)
+        network.to(device, memory_format=MEMORY_FORMAT)
     if state is not None:  # optimiser state must be loaded after the parameters moved
         g_optimizer.load_state_dict(state["g_optimizer"])
         d_optimizer.load_state_dict(state["d_optimizer"])
@@ -641,179 +589,279 @@ def _train(
     )
     if state is not None:
         loss.load_state_dict(state.get("loss", {}))
-    autocast = torch.autocast(
-        "cuda", dtype=torch.bfloat16, enabled=device.type == "cuda" and config.mixed_precision
+    return _Networks(
+        generator, discriminator, generator_ema, g_optimizer, d_optimizer, loss, data_rng, noise_rng, d_model
     )
 
-    if context.is_main and on_start is not None:
-        on_start(
-            RunStart(
-                config=config,
-                generator=to_json(generator_spec),
-                discriminator=to_json(discriminator_spec),
-                class_names=data.class_names,
-                num_images=len(data.labels),
-                data_fingerprint=data.fingerprint,
-                skipped_files=data.skipped,
-                start_iteration=start_iteration,
-                resumed_from=Path(state["path"]) if state is not None else None,
-                device=str(device),
-            )
+
+class Checkpointer:
+    """Writes the run's checkpoints, each with everything a resume needs, its progress grid and
+    the history rows up to it; evaluates one when asked (``eval_every``), names the best in
+    best.json and prunes the oldest (never the best, nor one that recorded images came from).
+
+    Its state: ``best``, the best evaluated checkpoint and its figure (best.json's contents, read
+    back when a run resumes); ``last``, the newest checkpoint; ``last_evaluation``, the newest
+    figure. Only the main process writes; every process takes part in gathering the noise streams.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        context: Distributed,
+        data: LabelledImages,
+        specs: tuple[GeneratorSpec, DiscriminatorSpec],
+        networks: _Networks,
+        history: History | None,
+        evaluator: Callable[[Generator], float] | None,
+        *,
+        protected: Callable[[], Collection[Path]] | None,
+        on_checkpoint: Callable[..., None] | None,
+        resumed_from: Path | None,
+    ):
+        self.config, self.context, self.data, self.specs, self.networks = (
+            config,
+            context,
+            data,
+            specs,
+            networks,
         )
+        self.history, self.evaluator = history, evaluator
+        self.protected, self.on_checkpoint = protected, on_checkpoint
+        self.run_dir = Path(config.out)
+        self.best = _read_best(self.run_dir) if resumed_from is not None else None
+        self.last = resumed_from if resumed_from is not None else self.run_dir
+        self.last_evaluation: float | None = None
 
-    images = data.images.to(device)
-    labels = data.labels.to(device)
-    local_batch = config.batch_size // context.world_size
-    my_slice = slice(context.rank * local_batch, (context.rank + 1) * local_batch)
-    run_dir = Path(config.out)
-    last_checkpoint = Path(state["path"]) if state is not None else run_dir
-    history = History(run_dir, start_iteration) if context.is_main else None
-    evaluator = None
-    if config.eval_every and context.is_main:
-        from gen.evaluation import TrainingEvaluator  # the domain network: only when asked for
+    @property
+    def best_checkpoint(self) -> Path | None:
+        return self.run_dir / self.best["checkpoint"] if self.best is not None else None
 
-        evaluator = TrainingEvaluator(data, device, config.eval_images, config.seed, progress=progress)
-    best = _read_best(run_dir) if state is not None else None
+    def save(self, iteration: int, evaluate: bool) -> Path:
+        noise_states = self._noise_states()
+        path = self.run_dir / checkpoint_name(iteration)
+        if self.context.is_main:
+            generator_ema = self.networks.generator_ema
+            standing_statistics(generator_ema, self.config.seed)
+            evaluation = self.evaluator(generator_ema) if self.evaluator is not None and evaluate else None
+            sha256 = save_checkpoint(path, self._contents(iteration, noise_states, evaluation))
+            write_progress_grid(
+                generator_ema,
+                len(self.data.class_names),
+                self.run_dir / f"grid-{iteration:07d}.png",
+                self.config.seed,
+            )
+            self.history.flush(evaluation=(iteration, evaluation) if evaluation is not None else None)
+            if evaluation is not None:
+                self.last_evaluation = evaluation
+                self._mark_if_best(iteration, path, evaluation)
+            self._prune()
+            if self.on_checkpoint is not None:
+                self.on_checkpoint(path, iteration, sha256, evaluation)
+        self.last = path
+        return path
+
+    def _noise_states(self) -> list[torch.Tensor]:
+        """Every process's noise stream, in rank order."""
+        if not self.context.enabled:
+            return [self.networks.noise_rng.get_state()]
+        noise_states = [None] * self.context.world_size
+        dist.all_gather_object(noise_states, self.networks.noise_rng.get_state())
+        return noise_states
+
+    def _contents(
+        self, iteration: int, noise_states: list[torch.Tensor], evaluation: float | None
+    ) -> dict[str, Any]:
+        networks, data = self.networks, self.data
+        return {
+            "iteration": iteration,
+            "config": self.config.to_json(),
+            "generator_spec": json.dumps(to_json(self.specs[0])),
+            "discriminator_spec": json.dumps(to_json(self.specs[1])),
+            "class_names": list(data.class_names),
+            "data_fingerprint": data.fingerprint,
+            "num_images": len(data.labels),
+            "generator": networks.generator.state_dict(),
+            "discriminator": networks.discriminator.state_dict(),
+            "generator_ema": networks.generator_ema.state_dict(),
+            "g_optimizer": networks.g_optimizer.state_dict(),
+            "d_optimizer": networks.d_optimizer.state_dict(),
+            "loss": networks.loss.state_dict(),
+            "rng": {"data": networks.data_rng.get_state(), "noise": [s.cpu() for s in noise_states]},
+            "evaluation": evaluation,
+        }
+
+    def _mark_if_best(self, iteration: int, path: Path, evaluation: float) -> None:
+        if self.best is None or evaluation < self.best["domain_fid"]:
+            self.best = {"iteration": iteration, "checkpoint": path.name, "domain_fid": evaluation}
+            text = json.dumps(self.best, indent=2) + "\n"
+            atomic_write(self.run_dir / BEST_FILE, lambda file: file.write(text.encode()))
+
+    def _prune(self) -> None:
+        """Keeps the newest, the best, and any that recorded images were made from."""
+        keep = {self.best_checkpoint.resolve()} if self.best is not None else set()
+        if self.protected is not None:
+            keep |= {Path(kept).resolve() for kept in self.protected()}
+        prunable = [old for old in checkpoints_in(self.run_dir) if old.resolve() not in keep]
+        for old in prunable[: -self.config.keep_checkpoints]:
+            old.unlink()
+
+
+class _Clock:
+    """Training time: what images/s and ``max_minutes`` count, checkpoints and evaluations left out."""
+
+    def __init__(self, max_minutes: float | None):
+        self.images = 0
+        self._budget = max_minutes * 60 if max_minutes is not None else math.inf
+        self._banked = 0.0
+        self._started = time.perf_counter()
+
+    def seconds(self) -> float:
+        return self._banked + time.perf_counter() - self._started
+
+    def out_of_time(self) -> bool:
+        return self.seconds() >= self._budget
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        self._banked += time.perf_counter() - self._started
+        yield
+        self._started = time.perf_counter()
+
+
+def _agreed(stop: bool, out_of_time: bool, context: Distributed) -> tuple[bool, bool]:
+    """Whether to stop and whether time ran out, as every process sees it (one process's is enough)."""
+    if not context.enabled:
+        return stop, out_of_time
+    flags = torch.tensor([float(stop), float(out_of_time)], device=context.device)
+    dist.all_reduce(flags)
+    return bool(flags[0].item()), bool(flags[1].item())
+
+
+def _loop(
+    config: TrainConfig,
+    context: Distributed,
+    data: LabelledImages,
+    networks: _Networks,
+    history: History | None,
+    checkpointer: Checkpointer,
+    iteration: int,
+    progress: bool,
+) -> TrainResult:
+    """Iterations from ``iteration`` to the goal: a training step, the EMA, a history row, and
+    a checkpoint every ``checkpoint_every`` (and at the goal, on evaluation, on a stop, or when
+    time is out)."""
+    real_batches = _RealBatches(config, context, data, networks.data_rng)
+    autocast = torch.autocast(
+        "cuda", dtype=torch.bfloat16, enabled=context.device.type == "cuda" and config.mixed_precision
+    )
+    no_sync = networks.d_model.no_sync if context.enabled else contextlib.nullcontext
     bar = tqdm(
         total=config.iterations,
-        initial=start_iteration,
+        initial=iteration,
         disable=not (progress and context.is_main),
         unit="it",
         dynamic_ncols=True,
     )
-
-    def checkpoint(iteration: int, evaluate: bool) -> Path:
-        nonlocal best
-        if context.enabled:
-            noise_states = [None] * context.world_size
-            dist.all_gather_object(noise_states, noise_rng.get_state())
-        else:
-            noise_states = [noise_rng.get_state()]
-        path = run_dir / checkpoint_name(iteration)
-        if context.is_main:
-            standing_statistics(generator_ema, config.seed)
-            evaluation = evaluator(generator_ema) if evaluator is not None and evaluate else None
-            sha256 = save_checkpoint(
-                path,
-                {
-                    "iteration": iteration,
-                    "config": config.to_json(),
-                    "generator_spec": json.dumps(to_json(generator_spec)),
-                    "discriminator_spec": json.dumps(to_json(discriminator_spec)),
-                    "class_names": list(data.class_names),
-                    "data_fingerprint": data.fingerprint,
-                    "num_images": len(data.labels),
-                    "generator": generator.state_dict(),
-                    "discriminator": discriminator.state_dict(),
-                    "generator_ema": generator_ema.state_dict(),
-                    "g_optimizer": g_optimizer.state_dict(),
-                    "d_optimizer": d_optimizer.state_dict(),
-                    "loss": loss.state_dict(),
-                    "rng": {"data": data_rng.get_state(), "noise": [s.cpu() for s in noise_states]},
-                    "evaluation": evaluation,
-                },
-            )
-            write_progress_grid(
-                generator_ema, len(data.class_names), run_dir / f"grid-{iteration:07d}.png", config.seed
-            )
-            history.flush(evaluation=(iteration, evaluation) if evaluation is not None else None)
-            if evaluation is not None and (best is None or evaluation < best["domain_fid"]):
-                best = {"iteration": iteration, "checkpoint": path.name, "domain_fid": evaluation}
-                text = json.dumps(best, indent=2) + "\n"
-                atomic_write(run_dir / BEST_FILE, lambda file: file.write(text.encode()))
-            # Pruning keeps the newest, the best, and any that recorded images were made from.
-            keep = {(run_dir / best["checkpoint"]).resolve()} if best is not None else set()
-            if protected is not None:
-                keep |= {Path(kept).resolve() for kept in protected()}
-            prunable = [old for old in checkpoints_in(run_dir) if old.resolve() not in keep]
-            for old in prunable[: -config.keep_checkpoints]:
-                old.unlink()
-            if on_checkpoint is not None:
-                on_checkpoint(path, iteration, sha256, evaluation)
-        return path
-
-    def next_batch() -> tuple[torch.Tensor, torch.Tensor]:
-        batch_indices = draw_batch(data.labels, config.batch_size, data_rng, bool(config.balanced_batches))
-        batch_indices = batch_indices[my_slice].to(device)
-        real = images[batch_indices].float().div_(127.5).sub_(1)
-        return real.contiguous(memory_format=memory_format), labels[batch_indices]
-
-    iteration = start_iteration
-    out_of_time = False
-    timed_images, timed_seconds, started = 0, 0.0, time.perf_counter()
-    budget_seconds = config.max_minutes * 60 if config.max_minutes is not None else math.inf
+    clock = _Clock(config.max_minutes)
+    stop_now = out_of_time = False
     with _StopRequest() as stop:
         while iteration < config.iterations:
             log_now = (iteration + 1) % config.log_every == 0
-            if config.transition is not None and config.transition != (0, 0):
-                strength = transition_strength(iteration, config.transition)
-                set_conditioning(generator, strength)
-                set_conditioning(discriminator, strength)
-            figures = training_step(
-                loss,
-                d_optimizer,
-                g_optimizer,
-                [next_batch() for _ in range(config.critic_steps)],
-                generator_spec.noise_dim,
-                autocast,
-                d_model.no_sync if context.enabled else contextlib.nullcontext,
-                measure_gradients=log_now,
-            )
-            update_ema(generator_ema, generator, min(config.ema_decay, (1 + iteration) / (10 + iteration)))
+            _condition(networks, iteration, config.transition)
+            batches = [real_batches.draw() for _ in range(config.critic_steps)]
+            figures = networks.step(batches, autocast, no_sync, measure_gradients=log_now)
+            decay = min(config.ema_decay, (1 + iteration) / (10 + iteration))
+            update_ema(networks.generator_ema, networks.generator, decay)
             iteration += 1
-            timed_images += config.batch_size * config.critic_steps
+            clock.images += config.batch_size * config.critic_steps
 
-            stop_now = stop.requested
-            out_of_time = timed_seconds + time.perf_counter() - started >= budget_seconds
-            if context.enabled:
-                flags = torch.tensor([float(stop_now), float(out_of_time)], device=device)
-                dist.all_reduce(flags)
-                stop_now, out_of_time = bool(flags[0].item()), bool(flags[1].item())
-            seconds = timed_seconds + time.perf_counter() - started
-            evaluate = bool(config.eval_every) and (
-                iteration % config.eval_every == 0 or iteration == config.iterations or out_of_time
-            )
-            checkpoint_now = (
-                iteration % config.checkpoint_every == 0
-                or evaluate
-                or iteration == config.iterations
-                or stop_now
-                or out_of_time
-            )
+            stop_now, out_of_time = _agreed(stop.requested, clock.out_of_time(), context)
+            seconds = clock.seconds()
+            evaluate, checkpoint_now = _due(config, iteration, stop_now, out_of_time)
             if history is not None:
                 history.add(
                     iteration,
                     figures,
-                    loss.summary(),
-                    lrs=(g_optimizer.param_groups[0]["lr"], d_optimizer.param_groups[0]["lr"]),
-                    images_per_second=timed_images / max(seconds, 1e-9),
+                    networks.loss.summary(),
+                    lrs=networks.learning_rates(),
+                    images_per_second=clock.images / max(seconds, 1e-9),
                     seconds=seconds,
                     row=log_now or checkpoint_now,  # a checkpoint's iteration always has its row
                 )
             if checkpoint_now:
-                # Checkpoint and evaluation time are kept out of the images/s figure and the budget.
-                timed_seconds += time.perf_counter() - started
-                last_checkpoint = checkpoint(iteration, evaluate)
-                started = time.perf_counter()
+                with clock.paused():  # checkpoint and evaluation time are kept out of images/s and the budget
+                    checkpointer.save(iteration, evaluate)
             if bar.disable is False:
-                bar.set_postfix(
-                    d_loss=f"{figures.d_loss.item():.3f}",
-                    g_loss=f"{figures.g_loss.item():.3f}",
-                    img_s=f"{timed_images / max(seconds, 1e-9):.0f}",
-                    refresh=False,
-                )
-                bar.update(1)
+                _show(bar, figures, clock.images / max(seconds, 1e-9))
             if stop_now or out_of_time:
                 break
     bar.close()
-    timed_seconds += time.perf_counter() - started
     return TrainResult(
-        run_dir=run_dir,
-        checkpoint=last_checkpoint,
+        run_dir=checkpointer.run_dir,
+        checkpoint=checkpointer.last,
         iteration=iteration,
         class_names=data.class_names,
-        images_per_second=timed_images / max(timed_seconds, 1e-9),
+        images_per_second=clock.images / max(clock.seconds(), 1e-9),
         interrupted=stop_now,
         out_of_time=out_of_time and not stop_now,
-        best=run_dir / best["checkpoint"] if best is not None else None,
+        best=checkpointer.best_checkpoint,
     )
+
+
+def _show(bar: tqdm, figures: StepFigures, images_per_second: float) -> None:
+    bar.set_postfix(
+        d_loss=f"{figures.d_loss.item():.3f}",
+        g_loss=f"{figures.g_loss.item():.3f}",
+        img_s=f"{images_per_second:.0f}",
+        refresh=False,
+    )
+    bar.update(1)
+
+
+class _RealBatches:
+    """This process's share of each global batch (drawn from the data stream, the same on every
+    process), as float images in [-1, 1] on the device."""
+
+    def __init__(
+        self, config: TrainConfig, context: Distributed, data: LabelledImages, data_rng: torch.Generator
+    ):
+        self.config, self.device, self.data_rng = config, context.device, data_rng
+        self.labels = data.labels
+        self.images_on_device, self.labels_on_device = (
+            data.images.to(self.device),
+            data.labels.to(self.device),
+        )
+        local_batch = config.batch_size // context.world_size
+        self.mine = slice(context.rank * local_batch, (context.rank + 1) * local_batch)
+
+    def draw(self) -> tuple[torch.Tensor, torch.Tensor]:
+        batch_indices = draw_batch(
+            self.labels, self.config.batch_size, self.data_rng, bool(self.config.balanced_batches)
+        )
+        batch_indices = batch_indices[self.mine].to(self.device)
+        real = self.images_on_device[batch_indices].float().div_(127.5).sub_(1)
+        return real.contiguous(memory_format=MEMORY_FORMAT), self.labels_on_device[batch_indices]
+
+
+def _due(config: TrainConfig, iteration: int, stop_now: bool, out_of_time: bool) -> tuple[bool, bool]:
+    """(evaluate, checkpoint) after ``iteration``: an evaluation every ``eval_every``, at the
+    goal and when time is out; a checkpoint then too, every ``checkpoint_every`` and on a stop."""
+    evaluate = bool(config.eval_every) and (
+        iteration % config.eval_every == 0 or iteration == config.iterations or out_of_time
+    )
+    checkpoint_now = (
+        iteration % config.checkpoint_every == 0
+        or evaluate
+        or iteration == config.iterations
+        or stop_now
+        or out_of_time
+    )
+    return evaluate, checkpoint_now
+
+
+def _condition(networks: _Networks, iteration: int, transition: tuple[int, int] | None) -> None:
+    """Transitional conditioning: how much class signal both networks get at this iteration."""
+    if transition is not None and transition != (0, 0):
+        strength = transition_strength(iteration, transition)
+        set_conditioning(networks.generator, strength)
+        set_conditioning(networks.discriminator, strength)

@@ -34,7 +34,8 @@ from gen.curation import (
 from gen.errors import GenError
 from gen.phantoms import PHANTOM_CLASSES, write_phantoms
 from gen.sample import generate, load_generator, sample
-from gen.train import TrainConfig, train
+from gen.train import train
+from gen.train_config import TrainConfig
 
 CLASS_NAMES = tuple(sorted(PHANTOM_CLASSES))
 FAST = CurationSettings(keep_best=0.5, classifier_epochs=1)
@@ -278,7 +279,8 @@ def test_the_report_puts_curated_beside_uncurated_and_never_grades_with_the_cura
     trained: Path, tmp_path: Path
 ) -> None:
     from gen.checkpoint import file_sha256
-    from gen.report import ReportSettings, make_report
+    from gen.metrics.figures import ReportSettings
+    from gen.report import make_report
 
     write_phantoms(tmp_path / "real", per_class=8, seed=5)
     settings = ReportSettings(

@@ -19,7 +19,7 @@ from gen.architecture import BASELINES, PRESETS
 from gen.cli import cli
 from gen.history import COLUMNS
 from gen.presets import RECIPES
-from gen.train import TrainConfig
+from gen.train_config import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

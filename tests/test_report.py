@@ -16,8 +16,9 @@ from db import open_database, queries
 from gen.cli import cli
 from gen.data import load_image_folder
 from gen.metrics import domain, inception, normalised
+from gen.metrics.figures import ReportSettings
 from gen.phantoms import write_phantoms
-from gen.report import ReportSettings, make_report, report_steps, table_rows
+from gen.report import make_report, report_steps, table_rows
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,8 @@ from gen.cli import cli
 from gen.errors import GenError
 from gen.phantoms import PHANTOM_CLASSES, write_phantoms
 from gen.sample import SampleResult, sample
-from gen.train import TrainConfig, train
+from gen.train import train
+from gen.train_config import TrainConfig
 
 CLASS_NAMES = tuple(sorted(PHANTOM_CLASSES))
 

@@ -25,6 +25,7 @@ from db import open_database, queries
 from db.errors import UserError
 from db.models import GanArchitecture, SearchCandidate
 from gen.architecture import preset
+from gen.checkpoint import load_matching_weights
 from gen.cli import cli
 from gen.errors import GenError
 from gen.networks import build
@@ -39,7 +40,6 @@ from gen.search.runner import (
     run_search,
 )
 from gen.search.space import Genome, to_spec
-from gen.train import load_matching_weights
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "shared_cache")
 
@@ -320,8 +320,8 @@ def test_the_bar(data_dir: Path, tmp_path: Path) -> None:
 def test_a_second_search_into_a_busy_folder_is_one_sentence(data_dir: Path, tmp_path: Path) -> None:
     from click.testing import CliRunner
 
+    from gen.checkpoint import run_folder_lock
     from gen.cli import cli
-    from gen.train import run_folder_lock
 
     out = tmp_path / "search"
     with run_folder_lock(out):  # as a running gen search (or gen train) holds it

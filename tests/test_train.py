@@ -34,7 +34,8 @@ from gen.errors import GenError
 from gen.history import read_history
 from gen.networks import build
 from gen.phantoms import PHANTOM_CLASSES, write_phantoms
-from gen.train import RunStart, TrainConfig, TrainResult, standing_statistics, train, update_ema
+from gen.train import TrainResult, standing_statistics, train, update_ema
+from gen.train_config import RunStart, TrainConfig
 
 CLASS_NAMES = tuple(sorted(PHANTOM_CLASSES))
 

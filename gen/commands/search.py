@@ -108,9 +108,9 @@ def search(
     better; stage classifier: accuracy on held-out images of --data, higher is better). Ctrl-C
     or a crash loses at most the candidates being trained: --resume continues.
     """
+    from gen.checkpoint import run_folder_lock
     from gen.runtime import resolve_device
     from gen.search.runner import SearchSettings, prepare_search, run_search
-    from gen.train import run_folder_lock
 
     device = resolve_device(device).type  # the workers get cpu, cuda or mps, never auto
     if not resume and data is None:

@@ -31,6 +31,8 @@ from tqdm import tqdm
 
 from gen.checkpoint import atomic_write
 from gen.errors import GenError
+from gen.metrics.figures import ReportSettings
+from gen.runtime import cache_dir
 
 SAVE_FORMAT = "gen.domain_classifier/1"
 IMAGE_SIZE = 64
@@ -210,30 +212,48 @@ def train_domain_classifier(
         torch.manual_seed(seed)
         bar = tqdm(range(epochs), desc=description, unit="epoch", disable=not progress)
         for epoch in bar:
-            model.train()
-            order = torch.randperm(len(images), generator=generator)
-            total_loss, correct = 0.0, 0
-            for start in range(0, len(images), batch_size):
-                index = order[start : start + batch_size]
-                batch = images[index]
-                if augment:
-                    batch = random_dihedral(batch, generator)
-                batch = to_model_input(batch, device).contiguous(memory_format=torch.channels_last)
-                target = labels[index].to(device)
-                logits = model(batch)
-                loss = F.cross_entropy(logits, target)
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
-                schedule.step()
-                total_loss += float(loss.detach()) * len(index)
-                correct += int((logits.argmax(1) == target).sum())
-            figures = {"loss": total_loss / len(images), "train_accuracy": correct / len(images)}
+            figures = _train_epoch(
+                model, images, labels, optimiser, schedule, generator, augment, batch_size, device
+            )
             if on_epoch is not None:
                 figures |= on_epoch(epoch + 1, dict(figures)) or {}
             bar.set_postfix({name: f"{value:.3f}" for name, value in figures.items()})
     _recalibrate_batch_norm(model, images, batch_size, device)
     return model.eval()
+
+
+def _train_epoch(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    optimiser: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.LRScheduler,
+    generator: torch.Generator,
+    augment: bool,
+    batch_size: int,
+    device: torch.device,
+) -> dict[str, float]:
+    """One pass over the images in an order (and with augmentations) drawn from ``generator``;
+    returns the epoch's mean loss and training accuracy."""
+    model.train()
+    order = torch.randperm(len(images), generator=generator)
+    total_loss, correct = 0.0, 0
+    for start in range(0, len(images), batch_size):
+        index = order[start : start + batch_size]
+        batch = images[index]
+        if augment:
+            batch = random_dihedral(batch, generator)
+        batch = to_model_input(batch, device).contiguous(memory_format=torch.channels_last)
+        target = labels[index].to(device)
+        logits = model(batch)
+        loss = F.cross_entropy(logits, target)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        total_loss += float(loss.detach()) * len(index)
+        correct += int((logits.argmax(1) == target).sum())
+    return {"loss": total_loss / len(images), "train_accuracy": correct / len(images)}
 
 
 def _recalibrate_batch_norm(
@@ -308,3 +328,32 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> Dom
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         raise GenError(f"{path} holds a damaged domain classifier ({type(error).__name__}).") from error
     return model.to(device, memory_format=torch.channels_last).eval()
+
+
+def domain_classifier(
+    train_images: torch.Tensor,
+    train_labels: torch.Tensor,
+    num_classes: int,
+    fingerprint: str,
+    settings: ReportSettings,
+    device: torch.device,
+    progress: bool = True,
+) -> tuple[DomainClassifier, Path, bool]:
+    """The cached classifier for this training set, trained once: (model, path, was_cached)."""
+    config = DomainClassifierConfig(num_classes=num_classes)
+    key = f"{fingerprint[:16]}-{num_classes}c-{settings.classifier_epochs}e-s{settings.seed}"
+    path = cache_dir() / "classifiers" / f"{key}.pt"
+    if path.is_file():
+        return load_classifier(path, device), path, True
+    model = train_domain_classifier(
+        train_images,
+        train_labels,
+        num_classes,
+        epochs=settings.classifier_epochs,
+        seed=settings.seed,
+        device=device,
+        progress=progress,
+        config=config,
+    )
+    save_classifier(model, path)
+    return model, path, False

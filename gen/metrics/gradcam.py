@@ -24,6 +24,7 @@ from matplotlib import colormaps
 from gen.images import write_grid
 from gen.metrics._plotting import new_figure, save_png
 from gen.metrics.domain import DomainClassifier, to_model_input
+from gen.metrics.figures import Report
 
 GRID_COLUMNS = 8
 OVERLAY_ALPHA = 0.45
@@ -130,3 +131,39 @@ def plot_mean_maps(results: list[ClassGradCam], path: str | Path) -> Path:
             if column == 0:
                 ax.set_ylabel(f"mean map, {name}")
     return save_png(figure, path)
+
+
+def gradcam_figures(
+    report: Report,
+    folder: Path,
+    model: torch.nn.Module,
+    real: tuple[torch.Tensor, torch.Tensor],
+    synthetic: tuple[torch.Tensor, torch.Tensor],
+    device: torch.device,
+) -> None:
+    """gradcam_similarity per class and overall (gen.metrics.gradcam: the correlation of the
+    mean Grad-CAM maps of real and synthetic images under the real-only utility classifier),
+    a grid per class of maps over real (top) and synthetic images, and the mean maps."""
+    results = []
+    for label, name in enumerate(report.class_names):
+        plot = folder / f"gradcam-{name}.png"
+        result = class_gradcam(
+            model,
+            real[0][real[1] == label],
+            synthetic[0][synthetic[1] == label],
+            label,
+            name,
+            plot,
+            device=device,
+        )
+        results.append(result)
+        if plot.is_file():
+            report.plots.append(plot.name)
+        if result.similarity is None:
+            report.notes.append(f"Grad-CAM {name}: no similarity; a side has no images or a flat mean map.")
+        else:
+            report.add("gradcam_similarity", result.similarity, name, measure="pearson of mean maps")
+    measured = [r.similarity for r in results if r.similarity is not None]
+    if measured:
+        report.add("gradcam_similarity", float(np.mean(measured)), None, measure="mean over classes")
+    report.plots.append(plot_mean_maps(results, folder / "gradcam-mean-maps.png").name)

@@ -26,6 +26,7 @@ from scipy.special import rel_entr
 
 from gen.errors import GenError
 from gen.metrics._plotting import new_figure, save_png
+from gen.metrics.figures import Report, ReportSettings
 
 CHANNELS = ("r", "g", "b")
 PSEUDO_COUNT = 1.0
@@ -144,3 +145,42 @@ def plot_histograms(real_hist: np.ndarray, fake_hist: np.ndarray, title: str, pa
     axes[-1].set_xlabel("intensity")
     figure.suptitle(title)
     return save_png(figure, path)
+
+
+def histogram_figures(
+    report: Report,
+    folder: Path,
+    real: tuple[torch.Tensor, torch.Tensor],
+    synthetic: tuple[torch.Tensor, torch.Tensor],
+    train: tuple[torch.Tensor, torch.Tensor] | None,
+    settings: ReportSettings,
+) -> None:
+    """Per class: the colour-histogram KL of ``histogram_n`` real against as many synthetic
+    images, per channel and their mean, beside its floor (the same KL between real training and
+    real held-out images, with ``train``), and a plot of the two sets of histograms."""
+    class_names = list(report.class_names)
+    comparisons = per_class_histogram_kl(*real, *synthetic, class_names, settings.histogram_n, settings.seed)
+    floors = {}
+    if train is not None:
+        floors = {
+            c.class_name: c
+            for c in per_class_histogram_kl(*train, *real, class_names, settings.histogram_n, settings.seed)
+        }
+    for comparison in comparisons:
+        name = comparison.class_name
+        for channel, value in comparison.kl.items():
+            metric = "histogram_kl" if channel == "mean" else f"histogram_kl_{channel}"
+            report.add(metric, value, name, real=comparison.real_count, synthetic=comparison.synthetic_count)
+        report.notes.extend(f"histogram {name}: {note}" for note in comparison.notes)
+        if name in floors:
+            report.add(
+                "histogram_kl_floor", floors[name].kl["mean"], name, between="real train and real test"
+            )
+        plot = folder / f"histogram-{name}.png"
+        plot_histograms(
+            comparison.real_histograms,
+            comparison.synthetic_histograms,
+            f"{name}: real (solid) vs synthetic (dashed), KL {comparison.kl['mean']:.4f}",
+            plot,
+        )
+        report.plots.append(plot.name)

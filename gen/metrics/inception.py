@@ -11,7 +11,9 @@ bilinear resize to 299x299 and the [0, 1] -> [-1, 1] scaling exactly as pytorch-
 
 from __future__ import annotations
 
+import os
 import pickle
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +24,11 @@ from torch import nn
 from tqdm import tqdm
 
 import gen._torchvision  # noqa: F401  (before pytorch_fid, which imports torchvision)
+from gen.checkpoint import file_sha256
 from gen.errors import GenError
+from gen.metrics import frechet
+from gen.metrics.figures import Report
+from gen.runtime import cache_dir
 
 # isort: split
 import pytorch_fid.inception as pytorch_fid_inception
@@ -165,3 +171,44 @@ def inception_features(
     if not chunks:
         return np.zeros((0, FEATURE_DIM), dtype=np.float32)
     return np.concatenate(chunks).astype(np.float32, copy=False)
+
+
+def real_inception_statistics(
+    network: torch.nn.Module, images: torch.Tensor, fingerprint: str, weights_sha: str, device: torch.device
+) -> tuple[np.ndarray, np.ndarray]:
+    path = cache_dir() / "fid" / f"{fingerprint[:16]}-{weights_sha[:12]}.npz"
+    if path.is_file():
+        cached = np.load(path)
+        return cached["mu"], cached["sigma"]
+    mu, sigma = frechet.gaussian_statistics(inception_features(network, images, device=device))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".npz")
+    os.close(handle)
+    np.savez(temporary, mu=mu, sigma=sigma)
+    os.replace(temporary, path)
+    return mu, sigma
+
+
+def inception_figures(
+    report: Report,
+    weights: Path,
+    real_images: torch.Tensor,
+    fake_images: torch.Tensor,
+    fingerprint: str,
+    device: torch.device,
+    progress: bool,
+) -> None:
+    """The report's ``fid``: Inception FID of the synthetic images against the real ones (whose
+    statistics are cached per folder fingerprint and weights), with a note when either side has
+    too few images for an unbiased estimate."""
+    network = load_fid_inception(weights, device)
+    mu, sigma = real_inception_statistics(network, real_images, fingerprint, file_sha256(weights), device)
+    fake_mu, fake_sigma = frechet.gaussian_statistics(
+        inception_features(network, fake_images, device=device, progress=progress)
+    )
+    report.add("fid", frechet.frechet_distance(mu, sigma, fake_mu, fake_sigma), weights=weights.name)
+    if min(len(real_images), len(fake_images)) <= FEATURE_DIM:
+        report.notes.append(
+            f"Inception FID from fewer than {FEATURE_DIM + 1} images per side is biased "
+            "upwards; compare it only with FIDs from as many images."
+        )

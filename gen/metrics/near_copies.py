@@ -19,11 +19,14 @@ near 1% means "no more memorisation than chance"; a share far above it means cop
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from gen.images import write_grid
+from gen.metrics.figures import Report
 
 SPACES = ("features", "pixels")
 
@@ -115,3 +118,32 @@ def write_closest_pairs(
     write_grid(
         torch.stack(top + bottom), len(top), path, row_labels=["synthetic", "nearest\ntraining\n(real)"]
     )
+
+
+def near_copy_figures(
+    report: Report,
+    folder: Path,
+    spaces: dict[str, Any],
+    labels: tuple[np.ndarray, np.ndarray, np.ndarray],
+    images: tuple[torch.Tensor, torch.Tensor],
+) -> None:
+    """near_copy_share per class and overall (either space), each space's share, and a grid of
+    the closest synthetic/training pairs per class (gen.metrics.near_copies)."""
+    results = near_copies(spaces, labels, list(report.class_names))
+    train_images, fake_images = images
+    for result in results:
+        report.add(
+            "near_copy_share",
+            result.share,
+            result.class_name,
+            synthetic=result.synthetic,
+            percentile_of_real=1.0,
+            **{f"share_{space}": share for space, share in result.share_by_space.items()},
+        )
+        plot = folder / f"near-copies-{result.class_name}.png"
+        write_closest_pairs(result, fake_images, train_images, plot)
+        if plot.is_file():
+            report.plots.append(plot.name)
+    if results:
+        total = sum(result.synthetic for result in results)
+        report.add("near_copy_share", sum(r.near_copies for r in results) / total, None, synthetic=total)

@@ -17,12 +17,14 @@ standardises what goes into them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from gen.errors import GenError
 from gen.metrics import domain, frechet, kid
+from gen.metrics.figures import Report, ReportSettings
 
 # A dimension whose spread on the real training images is below this fraction of the widest
 # dimension's (a dead ReLU channel, constant everywhere) is divided by that floor instead of by
@@ -104,3 +106,98 @@ def domain_reference(
     """
     features, _ = domain.domain_features_and_probabilities(classifier, real_images_uint8, device=device)
     return FeatureStandardiser.fit(features), features
+
+
+# How the domain FID and KID rows say they are normalised (the metric names stay as they were).
+NORMALISED_FEATURES = "z-scored with real training statistics"
+FLOOR_BETWEEN = "real train and real test"
+
+
+def fid_figure(
+    report: Report,
+    metric: str,
+    class_name: str | None,
+    first: np.ndarray,
+    second: np.ndarray,
+    standardiser: FeatureStandardiser,
+    **row_settings: Any,
+) -> None:
+    """One normalised FID row, or a note when a side has too few images for a stable estimate."""
+    dims = first.shape[1]
+    smallest = min(len(first), len(second))
+    if smallest <= dims:
+        report.notes.append(
+            f"{metric} {class_name or 'overall'}: not computed; {smallest} images on one side are too few "
+            f"for a stable estimate with {dims}-dimensional features (needs more than {dims})."
+        )
+        return
+    distance = normalised_fid(first, second, standardiser)
+    report.add(metric, distance, class_name, features=NORMALISED_FEATURES, **row_settings)
+
+
+def kid_figure(
+    report: Report,
+    metric: str,
+    class_name: str | None,
+    first: np.ndarray,
+    second: np.ndarray,
+    standardiser: FeatureStandardiser,
+    settings: ReportSettings,
+    **row_settings: Any,
+) -> None:
+    """One normalised KID row (noted as noisy under 50 images a side), or a note under 2."""
+    where = class_name or "overall"
+    smallest = min(len(first), len(second))
+    if smallest < 2:
+        report.notes.append(f"{metric} {where}: not computed; fewer than 2 images on one side.")
+        return
+    mean, std = normalised_kid(
+        first, second, standardiser, settings.kid_subsets, settings.kid_subset_size, settings.seed
+    )
+    if smallest < 50:
+        report.notes.append(f"{metric} {where}: only {smallest} images per side; the estimate is noisy.")
+    report.add(
+        metric,
+        mean,
+        class_name,
+        std=std,
+        subset_size=min(settings.kid_subset_size, smallest),
+        features=NORMALISED_FEATURES,
+        **row_settings,
+    )
+
+
+def feature_figures(
+    report: Report,
+    prefix: str,
+    standardiser: FeatureStandardiser,
+    train: np.ndarray,
+    real: np.ndarray,
+    fake: np.ndarray,
+    labels: tuple[np.ndarray, np.ndarray, np.ndarray],
+    settings: ReportSettings,
+) -> None:
+    """Normalised FID and KID overall and per class, each followed by its real-vs-real floor.
+
+    ``standardiser`` is fitted on ``train``, the real training images' features; each figure
+    compares real held-out against synthetic features, its floor real training against real
+    held-out ones, both z-scored by it.
+    """
+    train_labels, real_labels, fake_labels = labels
+    groups: list[tuple[str | None, np.ndarray, np.ndarray, np.ndarray]] = [(None, train, real, fake)]
+    for label, name in enumerate(report.class_names):
+        groups.append(
+            (name, train[train_labels == label], real[real_labels == label], fake[fake_labels == label])
+        )
+    for class_name, train_part, real_part, fake_part in groups:
+        floor_counts = {"train": len(train_part), "real": len(real_part), "between": FLOOR_BETWEEN}
+        comparisons = (
+            ("", real_part, fake_part, {"real": len(real_part), "synthetic": len(fake_part)}),
+            ("_floor", train_part, real_part, floor_counts),
+        )
+        for suffix, first, second, counts in comparisons:
+            fid_figure(report, f"{prefix}fid{suffix}", class_name, first, second, standardiser, **counts)
+        for suffix, first, second, counts in comparisons:
+            kid_figure(
+                report, f"{prefix}kid{suffix}", class_name, first, second, standardiser, settings, **counts
+            )

@@ -31,6 +31,7 @@ from gen.metrics.domain import (
     domain_features_and_probabilities,
     train_domain_classifier,
 )
+from gen.metrics.figures import Report, ReportSettings
 from gen.metrics.utility import roc_auc
 
 CHANNELS = (16, 16, 32, 32)
@@ -153,3 +154,38 @@ def write_extremes_grid(result: ClassTwoSample, synthetic: torch.Tensor, path: s
     rows = torch.cat([synthetic[torch.from_numpy(most)], synthetic[torch.from_numpy(least)]])
     labels = ["synthetic:\nmost told\napart", "synthetic:\nleast told\napart"]
     write_grid(rows, len(most), Path(path), row_labels=labels)
+
+
+def two_sample_figures(
+    report: Report,
+    folder: Path,
+    real: tuple[torch.Tensor, torch.Tensor],
+    synthetic: tuple[torch.Tensor, torch.Tensor],
+    settings: ReportSettings,
+    device: torch.device,
+) -> None:
+    """two_sample_auc per class and overall (gen.metrics.two_sample), with a grid per class of
+    the synthetic images the network found most (top) and least synthetic."""
+    results = two_sample_test(
+        real,
+        synthetic,
+        list(report.class_names),
+        folds=settings.two_sample_folds,
+        epochs=settings.two_sample_epochs,
+        seed=settings.seed,
+        device=device,
+    )
+    counted = {"folds": settings.two_sample_folds, "epochs": settings.two_sample_epochs}
+    for result in results:
+        report.add("two_sample_auc", result.auc, result.class_name, per_group=result.per_group, **counted)
+        plot = folder / f"two-sample-{result.class_name}.png"
+        label = report.class_names.index(result.class_name)
+        write_extremes_grid(result, synthetic[0][synthetic[1] == label], plot)
+        report.plots.append(plot.name)
+    overall = overall_auc(results)
+    if overall is None:
+        report.notes.append(
+            f"two-sample test: not computed; fewer than {settings.two_sample_folds} images per class."
+        )
+    else:
+        report.add("two_sample_auc", overall, None, per_group=sum(r.per_group for r in results), **counted)

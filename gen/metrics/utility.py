@@ -27,6 +27,7 @@ from scipy.stats import rankdata
 from gen.errors import GenError
 from gen.metrics._plotting import new_figure, save_png
 from gen.metrics.domain import domain_features_and_probabilities, train_domain_classifier
+from gen.metrics.figures import Report, ReportSettings
 
 REGIMES = ("real_only", "synthetic_only", "real_plus_synthetic")
 
@@ -184,3 +185,41 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: list[str], path: str 
             )
     ax.set_title(title)
     return save_png(figure, path)
+
+
+def utility_figures(
+    report: Report,
+    folder: Path,
+    sets: tuple[LabelledSet, LabelledSet, LabelledSet],
+    settings: ReportSettings,
+    device: torch.device,
+    progress: bool,
+    *,
+    models: dict[str, torch.nn.Module],
+    build: Callable[[], torch.nn.Module] | None,
+) -> None:
+    """The report's utility figures: a classifier trained on real, on synthetic and on both
+    (``sets``: real training, synthetic, real held-out), each tested on the held-out images:
+    accuracy, macro F1 and ROC AUC per class, and a confusion matrix plot per regime."""
+    class_names = list(report.class_names)
+    results = classifier_utility(
+        *sets,
+        len(class_names),
+        class_names,
+        epochs=settings.utility_epochs,
+        seed=settings.seed,
+        device=device,
+        progress=progress,
+        models=models,
+        build=build,
+    )
+    report.utility = results
+    for regime, result in results.items():
+        report.add(f"accuracy_{regime}", result["accuracy"], train_count=result["train_count"])
+        report.add(f"macro_f1_{regime}", result["macro_f1"])
+        for name, auc in result["roc_auc"].items():
+            if auc is not None:
+                report.add(f"roc_auc_{regime}", auc, name)
+        plot = folder / f"confusion-{regime}.png"
+        plot_confusion_matrix(np.array(result["confusion_matrix"]), class_names, plot, f"trained on {regime}")
+        report.plots.append(plot.name)

@@ -141,7 +141,8 @@ def evaluate_candidate(job: CandidateJob) -> CandidateResult:
     import torch
 
     from gen.checkpoint import load_checkpoint
-    from gen.train import RunStart, train
+    from gen.train import train
+    from gen.train_config import RunStart
 
     torch.set_num_threads(job.threads)
     started = time.perf_counter()
@@ -414,7 +415,7 @@ def candidate_folder(settings: SearchSettings, step: int) -> Path:
 
 def _job(run: SearchRun, candidate: Candidate[Genome], device: str, threads: int) -> CandidateJob:
     from gen.checkpoint import checkpoints_in
-    from gen.train import TrainConfig
+    from gen.train_config import TrainConfig
 
     settings = run.settings
     folder = candidate_folder(settings, candidate.step)

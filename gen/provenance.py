@@ -1,11 +1,15 @@
-"""Rows for what gen makes: the one place where training and sampling meet the database.
+"""What gen writes about a run into the database: the one place where training, sampling and
+reports meet it.
 
 ``gen.train.train(..., database=...)`` and ``gen.sample.sample(..., database=...)`` record
 through these, so a Python caller gets the same rows as ``gen train`` and ``gen sample``;
 the CLI is a thin layer over them. The rows themselves are written by db.recording: imports
-go one way, gen -> db.
+go one way, gen -> db. On gen's side this module sits below what it records: it reads the
+run's data (gen.train_config) and a report's figures (gen.metrics.figures), and gen.train and
+gen.sample call it, never the reverse (metrics <- provenance <- sample, train <- report).
 
-    from gen.train import TrainConfig, train
+    from gen.train import train
+    from gen.train_config import TrainConfig
     result = train(TrainConfig(data="cells/", out="runs/a", preset="tiny", iterations=100),
                    database="sqlite:///gen.db")
     result.model_id
@@ -27,8 +31,8 @@ from gen.checkpoint import file_sha256
 from gen.errors import GenError
 
 if TYPE_CHECKING:
-    from gen.report import ReportResult
-    from gen.train import RunStart
+    from gen.metrics.figures import Report
+    from gen.train_config import RunStart
 
 
 def engine_for(database: Engine | str) -> Engine:
@@ -114,17 +118,15 @@ class TrainingRecord:
 
 
 def image_recorder(
-    engine: Engine, state: dict[str, Any], *, seed: int, batch_size: int, device: str, sha256: str = ""
+    engine: Engine, state: dict[str, Any], *, seed: int, settings: dict[str, object], sha256: str = ""
 ) -> rows.ImageRecorder:
     """gen.sample's recorder for a loaded checkpoint, recording its model first if the database
-    has never seen it (any gen checkpoint carries its architecture, classes and settings)."""
-    from gen.sample import sampling_settings
-
+    has never seen it (any gen checkpoint carries its architecture, classes and settings).
+    ``settings``: what, besides checkpoint, seed, class and index, decides an image's bytes
+    (gen.sample.sampling_settings)."""
     with Session(engine) as session:
-        gan_id, checkpoint_id = rows.adopt_checkpoint(session, state, sha256 or file_sha256(state["path"]))
-    return rows.ImageRecorder(
-        engine, gan_id, checkpoint_id, state["iteration"], seed, sampling_settings(batch_size, device)
-    )
+        model_id, checkpoint_id = rows.adopt_checkpoint(session, state, sha256 or file_sha256(state["path"]))
+    return rows.ImageRecorder(engine, model_id, checkpoint_id, state["iteration"], seed, settings)
 
 
 def model_checkpoint(info: queries.ModelInfo, which: str | int = "latest") -> tuple[Path, str]:
@@ -189,7 +191,7 @@ def recorded_classifier(engine: Engine, classifier_id: int | str) -> tuple[int, 
     return info.id, path, info.architecture
 
 
-def record_report(engine: Engine, model_id: int, result: ReportResult) -> None:
+def record_report(engine: Engine, model_id: int, result: Report) -> None:
     """A report's figures as rows of ``reports``, each with the settings and checkpoint it measured."""
     with Session(engine) as session:
         queries.record_report(

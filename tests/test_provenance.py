@@ -1,4 +1,4 @@
-"""gen.recording: a Python caller of gen.train.train and gen.sample.sample gets the rows the
+"""gen.provenance: a Python caller of gen.train.train and gen.sample.sample gets the rows the
 CLI writes."""
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from sqlalchemy.orm import Session
 from db import open_database, queries
 from db.models import Checkpoint, Image
 from gen.phantoms import write_phantoms
-from gen.recording import model_checkpoint
+from gen.provenance import model_checkpoint
 from gen.sample import sample
-from gen.train import RunStart, TrainConfig, train
+from gen.train import train
+from gen.train_config import RunStart, TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,0 +1,138 @@
+"""What a training run is, as data: every setting (``TrainConfig``, stored in its checkpoints and
+in the database) and what is known once its data and networks are ready (``RunStart``).
+
+Below both the training loop (gen.train) and what records a run (gen.provenance): each reads
+these, neither imports the other for them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gen.architecture import PRESETS
+from gen.data import MAX_BALANCE
+from gen.diffaugment import parse_policy
+from gen.errors import GenError
+from gen.losses import LOSSES
+from gen.presets import OPTIMIZERS, RECIPES
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of a run; stored in its checkpoints and in the database.
+
+    Settings left as None take the preset's (``gen.presets.RECIPES``); the stored config
+    always holds the values the run used.
+    """
+
+    data: str
+    out: str
+    preset: str = "tiny"
+    iterations: int = 10_000
+    batch_size: int | None = None
+    loss: str | None = None
+    optimizer: str | None = None
+    g_lr: float | None = None
+    d_lr: float | None = None
+    betas: tuple[float, float] | None = None
+    critic_steps: int | None = None
+    ema_decay: float | None = None
+    diffaugment: str | None = None
+    d_weight_decay: float | None = None
+    lecam: float | None = None  # LeCam regularisation weight (gen.losses), 0: off
+    classifier_weight: float | None = None  # D's auxiliary class head and its loss weight, 0: off
+    balanced_batches: bool | None = None  # every class equally likely in a batch
+    transition: tuple[int, int] | None = None  # class conditioning ramps 0 -> 1 over these iterations
+    loss_options: dict[str, float] | None = None
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    eval_every: int = 0  # 0: no evaluation during training
+    eval_images: int = 64  # synthetic images per class for each evaluation
+    max_minutes: float | None = None  # stop (with a checkpoint) after this much training time
+    log_every: int = 10  # iterations per history row
+    seed: int = 0
+    balance: int | None = None
+    device: str = "auto"
+    mixed_precision: bool = True  # bf16 autocast, CUDA only
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainConfig:
+        fields = json.loads(text)
+        if "loss" not in fields:  # stored before objectives were settings: all hinge + Adam
+            fields.update(loss="hinge", optimizer="adam", critic_steps=1, d_weight_decay=0.0, loss_options={})
+        # Stored before these levers existed: off, whatever the preset's recipe says today.
+        fields.setdefault("lecam", 0.0)
+        fields.setdefault("classifier_weight", 0.0)
+        fields.setdefault("balanced_batches", False)
+        fields.setdefault("transition", (0, 0))  # no ramp: full conditioning from the start
+        for name in ("betas", "transition"):
+            if fields.get(name) is not None:
+                fields[name] = tuple(fields[name])
+        known = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{name: value for name, value in fields.items() if name in known})
+
+    def resolved(self) -> TrainConfig:
+        """This config with every None the preset fills in replaced by the preset's value."""
+        recipe = RECIPES[self.preset]
+        defaults = dataclasses.asdict(recipe)
+        changes = {name: defaults[name] for name in defaults if getattr(self, name) is None}
+        for name in ("betas", "transition"):
+            if changes.get(name) is not None:
+                changes[name] = tuple(changes[name])
+        return dataclasses.replace(self, **changes)
+
+    def validate(self) -> None:
+        if self.preset not in PRESETS:
+            raise GenError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}.")
+        if self.iterations < 1 or (self.batch_size or 1) < 1 or self.checkpoint_every < 1:
+            raise GenError("iterations, batch size and checkpoint interval must all be at least 1.")
+        if self.keep_checkpoints < 1:
+            raise GenError("--keep-checkpoints must be at least 1.")
+        if self.loss is not None and self.loss not in LOSSES:
+            raise GenError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}.")
+        if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
+            raise GenError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}.")
+        if (self.critic_steps or 1) < 1 or self.eval_every < 0 or self.eval_images < 1 or self.log_every < 1:
+            raise GenError("critic steps, evaluation images and the history interval must be at least 1.")
+        if not 0 <= self.seed <= 2**31 - 1:
+            raise GenError("--seed must be between 0 and 2147483647.")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise GenError("--minutes must be more than 0.")
+        for name in ("g_lr", "d_lr", "d_weight_decay", "lecam", "classifier_weight"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise GenError(f"--{name.replace('_', '-')} must be a finite number of at least 0.")
+        if self.transition is not None and not 0 <= self.transition[0] <= self.transition[1]:
+            raise GenError("--transition START END needs 0 <= START <= END.")
+        if self.ema_decay is not None and not 0 <= self.ema_decay <= 1:
+            raise GenError("--ema-decay must be between 0 and 1.")
+        if self.diffaugment is not None:
+            parse_policy(self.diffaugment)
+        if self.balance is not None and not 1 <= self.balance <= MAX_BALANCE:
+            raise GenError(f"--balance must be 1 to {MAX_BALANCE} images per class, not {self.balance}.")
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """What is known once data and networks are ready (handed to ``on_start``)."""
+
+    config: TrainConfig
+    generator: dict[str, Any]
+    discriminator: dict[str, Any]
+    class_names: tuple[str, ...]
+    num_images: int
+    data_fingerprint: str
+    skipped_files: tuple[str, ...]
+    start_iteration: int
+    resumed_from: Path | None
+    device: str
+    model_id: int | None = None  # the recording model, when train() was given a database
+    notes: tuple[str, ...] = ()  # what recording found worth saying (e.g. a data set's files changed)
