@@ -8,7 +8,7 @@ import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from gen.errors import GenError
@@ -26,6 +26,9 @@ from gen.export.layout import (
     REPORT_NAME,
     SQL_DUMP_NAME,
 )
+
+if TYPE_CHECKING:
+    from db.queries import ModelInfo
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
@@ -79,7 +82,7 @@ class _Card:
     """What the README and index.html say, gathered once."""
 
     title: str
-    model: Any
+    model: ModelInfo
     manifest: dict[str, Any]
     figures: list[dict[str, Any]]
     report_copied: bool
