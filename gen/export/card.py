@@ -78,7 +78,7 @@ class Publication:
 
 
 @dataclass
-class _Card:
+class Card:
     """What the README and index.html say, gathered once."""
 
     title: str
@@ -124,7 +124,7 @@ def _licence_section(publication: Publication) -> str:
     return f"{this} {training}"
 
 
-def _citation_section(card: _Card) -> str:
+def _citation_section(card: Card) -> str:
     citation = card.publication.citation
     if citation:
         text = citation.strip()
@@ -180,7 +180,7 @@ EVIDENCE = (
 )
 
 
-def _evidence(card: _Card) -> list[tuple[_Evidence, list[tuple[str, str]], list[str]]]:
+def _evidence(card: Card) -> list[tuple[_Evidence, list[tuple[str, str]], list[str]]]:
     """(the question, its figures as (class, value), its plots) for each one the report answers."""
     found = []
     for evidence in EVIDENCE:
@@ -216,7 +216,7 @@ def _loading_snippets(class_name: str) -> str:
     )
 
 
-def render_readme(card: _Card) -> str:
+def render_readme(card: Card) -> str:
     manifest, model, training = card.manifest, card.model, card.model.training
     classes = manifest["classes"]
     total = manifest["images"]
@@ -333,7 +333,7 @@ def render_readme(card: _Card) -> str:
     return "\n\n".join(sections) + "\n"
 
 
-def render_index(card: _Card) -> str:
+def render_index(card: Card) -> str:
     """A static page with no external assets: the images it shows are files of the data set."""
     manifest = card.manifest
     esc = html.escape

@@ -250,7 +250,7 @@ def report_describes(report_checkpoint: str | None, images: Sequence[ExportedIma
     return report_checkpoint is not None and made_from == {report_checkpoint}
 
 
-def _report_for(
+def describing_report(
     images: Sequence[ExportedImage], figures: list[dict[str, Any]], report_path: Path | None
 ) -> tuple[list[dict[str, Any]], Path | None, str | None]:
     """(figures, report folder, note): the recorded report (or --report's) when it measured the
@@ -275,7 +275,8 @@ def _report_for(
     return [], None, note
 
 
-def _report_rows(session: Session, gan_id: int) -> list[dict[str, Any]]:
+def recorded_figures(session: Session, gan_id: int) -> list[dict[str, Any]]:
+    """The model's newest recorded figure of each metric and class, as report.json lists them."""
     from db import queries
 
     return [

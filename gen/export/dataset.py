@@ -20,8 +20,8 @@ from gen import __version__
 from gen.checkpoint import file_sha256
 from gen.errors import GenError
 from gen.export.archive import write_archive
-from gen.export.card import Publication, _Card, render_index, render_readme
-from gen.export.choosing import ScoreFilter, _report_for, _report_rows, select_images
+from gen.export.card import Card, Publication, render_index, render_readme
+from gen.export.choosing import ScoreFilter, describing_report, recorded_figures, select_images
 from gen.export.croissant import croissant_json, write_croissant
 from gen.export.files import (
     copy_images,
@@ -52,7 +52,7 @@ from gen.export.layout import (
     ExportedImage,
     ExportResult,
 )
-from gen.export.place import _archive_paths, _check_target, _make_staging, _move_into_place
+from gen.export.place import archive_paths, check_target, make_staging, move_into_place
 from gen.redact import redact, redact_row
 
 if TYPE_CHECKING:
@@ -100,7 +100,7 @@ def export_dataset(
     _check_options(sql_dump=sql_dump, dialect=dialect, csv_rows=csv_rows, limit_per_class=limit_per_class)
     out = Path(out)
     report_path = _report_folder(report_dir)
-    _check_target(out, force=force, archive=archive)
+    check_target(out, force=force, archive=archive)
     with Session(engine) as session:
         gan_id = queries.latest_model_id(session) if gan_id is None else gan_id
         model = queries.get_model(session, gan_id)
@@ -115,8 +115,8 @@ def export_dataset(
             folder=folder,
             scores=scores,
         )
-        figures = _report_rows(session, gan_id)
-    figures, report_path, report_note = _report_for(images, figures, report_path)
+        figures = recorded_figures(session, gan_id)
+    figures, report_path, report_note = describing_report(images, figures, report_path)
     export = _Export(
         out=out,
         model=model,
@@ -246,8 +246,8 @@ def _build_and_place(
     with archive, the .tar.gz (returned) and its .sha256 beside it. On any failure, nothing of
     it is left behind."""
     out = export.out
-    staging = _make_staging(out)
-    archive_path, checksum_path = _archive_paths(out)
+    staging = make_staging(out)
+    archive_path, checksum_path = archive_paths(out)
     # Named like the staging folder (pid first), so that a later export cleans it up the same way.
     partial_archive = staging.with_name(staging.name.removesuffix(".partial") + ".tar.gz.partial")
     try:
@@ -259,7 +259,7 @@ def _build_and_place(
         # The files reach the disk before the rename publishes them, so that even a power cut
         # leaves no data set or a whole one. One sync costs far less than an fsync per file.
         os.sync()
-        _move_into_place(staging, out, force=force)
+        move_into_place(staging, out, force=force)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         partial_archive.unlink(missing_ok=True)
@@ -387,7 +387,7 @@ def _manifest(staging: Path, export: _Export, written: _Written) -> dict[str, An
 def _write_card(staging: Path, export: _Export, written: _Written, manifest: dict[str, Any]) -> None:
     """README.md and index.html, the data set's card."""
     images = export.images
-    card = _Card(
+    card = Card(
         title=export.title,
         model=export.model,
         manifest=manifest,
