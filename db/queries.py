@@ -382,6 +382,76 @@ def recorded_samples(
     }
 
 
+@dataclass(frozen=True)
+class ModelImage:
+    """One image row of a model, with its class's name and its checkpoint's stored path."""
+
+    id: int
+    file_path: str
+    class_name: str
+    md5: str
+    seed: int
+    sample_index: int
+    iteration: int
+    checkpoint_path: str
+
+
+def model_images(
+    session: Session,
+    gan_id: int,
+    *,
+    checkpoint_id: int | None = None,
+    seed: int | None = None,
+    folder: str | None = None,
+    curated: bool = False,
+    minimums: Mapping[str, float] | None = None,
+) -> list[ModelImage]:
+    """The model's image rows in class label order, then oldest first, in one query; only those
+    made from checkpoint_id, with seed, in folder (a stored path, sub-folders included), kept by
+    a curation run (curated), or whose score columns (class_confidence, realism,
+    near_copy_distance) reach minimums (a row without a score never does)."""
+    query = (
+        select(
+            Image.id,
+            Image.file_path,
+            ClassName.name,
+            Image.md5,
+            Image.seed,
+            Image.sample_index,
+            Image.iteration,
+            Checkpoint.path,
+        )
+        .join(ClassName, ClassName.id == Image.class_id)
+        .join(Checkpoint, Checkpoint.id == Image.checkpoint_id)
+        .where(ClassName.gan_id == gan_id)
+        .order_by(ClassName.label, Image.id)
+    )
+    if checkpoint_id is not None:
+        query = query.where(Image.checkpoint_id == checkpoint_id)
+    if seed is not None:
+        query = query.where(Image.seed == seed)
+    if folder is not None:
+        query = query.where(Image.file_path.startswith(folder + os.sep, autoescape=True))
+    if curated:
+        query = query.where(Image.curation_id.is_not(None))
+    for column, minimum in (minimums or {}).items():
+        query = query.where(_SCORE_COLUMNS[column] >= minimum)
+    return [ModelImage(*row) for row in session.execute(query)]
+
+
+_SCORE_COLUMNS = {
+    "class_confidence": Image.class_confidence,
+    "realism": Image.realism,
+    "near_copy_distance": Image.near_copy_distance,
+}
+
+
+def checkpoint_ids_with_images(session: Session, gan_id: int) -> set[int]:
+    """The ids of the model's checkpoints that recorded images were made from."""
+    query = select(Image.checkpoint_id).join(Checkpoint).where(Checkpoint.gan_id == gan_id).distinct()
+    return set(session.scalars(query))
+
+
 def image_records(session: Session, image_ids: Sequence[int]) -> list[dict[str, Any]]:
     """What making each image again needs, in the order asked: its row, class label and name,
     checkpoint file and SHA-256, and its stream's length (one past the largest recorded index of

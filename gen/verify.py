@@ -79,6 +79,7 @@ from gen.export import (
 )
 from gen.export.croissant import CONTEXT as CROISSANT_CONTEXT
 from gen.export.files import metadata_parquet_schema
+from gen.text import printable
 
 # A manifest lists a few dozen files; anything this large is not one.
 MANIFEST_MAX_BYTES = 16 * 1024 * 1024
@@ -373,8 +374,10 @@ def _dump_images(
     return rows
 
 
-def _check_listed_files(root: Path, tree: _Tree, manifest: dict[str, Any], problems: list[str]) -> None:
-    listed = manifest["files"]
+def _check_listed_files(found: _DataSet) -> list[str]:
+    """Every file the manifest lists is there with its size and SHA-256; no unlisted picture."""
+    root, tree, listed = found.root, found.tree, found.listed
+    problems: list[str] = []
     for name, expected in sorted(listed.items()):
         if name in tree.refused:
             continue  # reported by the walk
@@ -403,6 +406,7 @@ def _check_listed_files(root: Path, tree: _Tree, manifest: dict[str, Any], probl
         pictures = "/" not in relative and relative.startswith((GRID_PREFIX, PLOT_PREFIX))
         if pictures and relative.endswith(".png") and relative not in listed:
             problems.append(f"{relative}: extra file, not listed in {MANIFEST_NAME}")
+    return problems
 
 
 def _sources(in_md5sums: bool, has_row: bool) -> str:
@@ -430,12 +434,6 @@ def _malformed(manifest: dict[str, Any]) -> str | None:
     return None
 
 
-def _printable(problem: str) -> str:
-    """The problem with control characters escaped: names in it come from the data set, and a
-    terminal must not act on them."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in problem)
-
-
 def _read_manifest(root: Path) -> Any:
     """manifest.json parsed; OSError, or ValueError if it is not JSON in UTF-8 of a sane size."""
     data = _read_bounded(root, MANIFEST_NAME, MANIFEST_MAX_BYTES)
@@ -461,7 +459,67 @@ def verify_dataset(path: str | Path, *, progress: bool = False) -> list[str]:
 
     GenError if path is not a folder at all.
     """
-    return [_printable(problem) for problem in _problems(Path(path), progress)]
+    # Names in a problem come from the data set: a terminal must not act on their control characters.
+    return [printable(problem) for problem in _problems(Path(path), progress)]
+
+
+class _NotVerifiable(Exception):
+    """The data set cannot be checked at all; the message is the one problem reported."""
+
+
+def _verifiable_manifest(root: Path, tree: _Tree) -> dict[str, Any]:
+    """The manifest, read and of this gen's format and shape; _NotVerifiable saying why not."""
+    if MANIFEST_NAME not in tree.files:
+        raise _NotVerifiable(
+            f"{MANIFEST_NAME} is missing: {root} is not a gen data set, or an incomplete one"
+        )
+    try:
+        manifest = _read_manifest(root)
+    except (OSError, ValueError) as error:
+        raise _NotVerifiable(f"{MANIFEST_NAME} cannot be read: {error}") from None
+    stated = manifest.get("format") if isinstance(manifest, dict) else None
+    if isinstance(stated, str) and stated.startswith(MANIFEST_FORMAT_FAMILY) and stated != MANIFEST_FORMAT:
+        raise _NotVerifiable(
+            f"{MANIFEST_NAME} says format {stated}, an export by another version of gen; this gen verifies "
+            f"{MANIFEST_FORMAT} (export the model again, or verify with the gen that made it)"
+        )
+    if stated != MANIFEST_FORMAT:
+        raise _NotVerifiable(
+            f"{MANIFEST_NAME} is not a gen data set manifest (format {MANIFEST_FORMAT} expected)"
+        )
+    malformed = _malformed(manifest)
+    if malformed:
+        raise _NotVerifiable(f"{MANIFEST_NAME} is malformed: {malformed}")
+    return manifest
+
+
+@dataclass
+class _DataSet:
+    """What verify knows of a data set with a sound manifest; the reading steps fill in the rest."""
+
+    root: Path
+    tree: _Tree
+    manifest: dict[str, Any]
+    progress: bool = False
+    rows: dict[str, list[tuple[str, str]]] | None = None  # database.sql's image rows by path, if read
+    files: dict[str, list[str]] = field(default_factory=dict)  # class -> its image files
+    # class -> name -> (MD5, line) of its MD5SUMS
+    md5sums: dict[str, dict[str, tuple[str, int]]] = field(default_factory=dict)
+    # image file -> (MD5, bytes, SHA-256); (None, its size, None) where it was not read
+    hashes: dict[str, tuple[str | None, int, str | None]] = field(default_factory=dict)
+
+    @property
+    def classes(self) -> dict[str, int]:
+        return self.manifest["classes"]
+
+    @property
+    def listed(self) -> dict[str, Any]:
+        return self.manifest["files"]
+
+    @property
+    def images(self) -> dict[str, str | None]:
+        """Each image file in the class folders, with its MD5 (None where it was not read)."""
+        return {relative: self.hashes[relative][0] for paths in self.files.values() for relative in paths}
 
 
 def _problems(root: Path, progress: bool) -> list[str]:
@@ -471,155 +529,189 @@ def _problems(root: Path, progress: bool) -> list[str]:
     tree = _walk(root, problems)
     if MANIFEST_NAME in tree.refused:
         return problems
-    if MANIFEST_NAME not in tree.files:
-        return [f"{MANIFEST_NAME} is missing: {root} is not a gen data set, or an incomplete one"]
     try:
-        manifest = _read_manifest(root)
-    except (OSError, ValueError) as error:
-        return [f"{MANIFEST_NAME} cannot be read: {error}"]
-    found = manifest.get("format") if isinstance(manifest, dict) else None
-    if isinstance(found, str) and found.startswith(MANIFEST_FORMAT_FAMILY) and found != MANIFEST_FORMAT:
-        return [
-            f"{MANIFEST_NAME} says format {found}, an export by another version of gen; this gen verifies "
-            f"{MANIFEST_FORMAT} (export the model again, or verify with the gen that made it)"
-        ]
-    if found != MANIFEST_FORMAT:
-        return [f"{MANIFEST_NAME} is not a gen data set manifest (format {MANIFEST_FORMAT} expected)"]
-    malformed = _malformed(manifest)
-    if malformed:
-        return [f"{MANIFEST_NAME} is malformed: {malformed}"]
-    classes: dict[str, int] = manifest["classes"]
-    listed = manifest["files"]
+        manifest = _verifiable_manifest(root, tree)
+    except _NotVerifiable as refusal:
+        return [str(refusal)]
+    found = _DataSet(root, tree, manifest, progress)
+    # In this order: the reading steps (_read_*) fill in found for the checks after them.
+    for step in (
+        _check_listed_files,
+        _read_dump,
+        _check_top_level_folders,
+        _read_class_folders,
+        _check_class_images,
+        _check_rows_have_files,
+        _check_totals,
+        _check_card_files,
+        _check_metadata,
+        _check_hf_metadata,
+        _check_croissant,
+    ):
+        problems += step(found)
+    return problems
 
-    _check_listed_files(root, tree, manifest, problems)
 
-    rows: dict[str, list[tuple[str, str]]] | None = None
-    if SQL_DUMP_NAME in listed and SQL_DUMP_NAME in tree.files:
+def _read_dump(found: _DataSet) -> list[str]:
+    """database.sql's image rows into found.rows, when the manifest lists it."""
+    problems: list[str] = []
+    if SQL_DUMP_NAME in found.listed and SQL_DUMP_NAME in found.tree.files:
         try:
-            with open_inside(root, SQL_DUMP_NAME) as file:
-                connection = load_dump(file, manifest.get("dialect"))
+            with open_inside(found.root, SQL_DUMP_NAME) as file:
+                connection = load_dump(file, found.manifest.get("dialect"))
         except OSError as error:
             problems.append(f"{SQL_DUMP_NAME} cannot be read: {error.strerror or error}")
         except DumpError as error:
             problems.append(f"{SQL_DUMP_NAME} {error}")
         else:
-            rows = _dump_images(connection, manifest, problems)
+            found.rows = _dump_images(connection, found.manifest, problems)
             connection.close()
-    elif SQL_DUMP_NAME in tree.files and SQL_DUMP_NAME not in listed:
+    elif SQL_DUMP_NAME in found.tree.files and SQL_DUMP_NAME not in found.listed:
         problems.append(f"{SQL_DUMP_NAME} is not listed in {MANIFEST_NAME}")
+    return problems
 
-    # Every folder at the top level is a class of the manifest (ImageFolder takes each for one).
-    for name in tree.listing[""]:
-        if name in tree.folders and name not in classes:
-            problems.append(f"{name}/: unexpected folder (not a class of this data set)")
 
-    files_on_disk: dict[str, list[str]] = {}
-    md5sums: dict[str, dict[str, tuple[str, int]]] = {}
-    for class_name in classes:
-        files_on_disk[class_name], md5sums[class_name] = [], {}
+def _check_top_level_folders(found: _DataSet) -> list[str]:
+    """Every folder at the top level is a class of the manifest (ImageFolder takes each for one)."""
+    return [
+        f"{name}/: unexpected folder (not a class of this data set)"
+        for name in found.tree.listing[""]
+        if name in found.tree.folders and name not in found.classes
+    ]
+
+
+def _read_class_folders(found: _DataSet) -> list[str]:
+    """Each class folder's image files into found.files, its MD5SUMS into found.md5sums, and the
+    digests of the files these or the dump claim into found.hashes."""
+    problems: list[str] = []
+    tree = found.tree
+    for class_name in found.classes:
+        found.files[class_name], found.md5sums[class_name] = [], {}
         if class_name in tree.refused:
             continue  # reported by the walk
         if class_name not in tree.folders:
-            problems.append(f"{class_name}/ is missing ({MANIFEST_NAME} lists {classes[class_name]} images)")
+            problems.append(
+                f"{class_name}/ is missing ({MANIFEST_NAME} lists {found.classes[class_name]} images)"
+            )
             continue
         for name in tree.listing.get(class_name, []):
             relative = f"{class_name}/{name}"
             if relative in tree.folders:
                 problems.append(f"{relative}/: unexpected folder inside a class folder")
             elif relative in tree.files and name != MD5SUMS_NAME:
-                files_on_disk[class_name].append(relative)
-        md5sums[class_name] = _read_md5sums(root, tree, f"{class_name}/{MD5SUMS_NAME}", problems)
-
+                found.files[class_name].append(relative)
+        found.md5sums[class_name] = _read_md5sums(found.root, tree, f"{class_name}/{MD5SUMS_NAME}", problems)
     # Only a file that MD5SUMS or the dump claims is read: one claimed by nothing is named with
     # its size from the walk and never hashed (a sparse 100 GB file would take over an hour).
-    hashes = {
-        relative: (None, tree.sizes[relative], None) for paths in files_on_disk.values() for relative in paths
+    found.hashes = {
+        relative: (None, tree.sizes[relative], None) for paths in found.files.values() for relative in paths
     }
     claimed = [
         relative
-        for class_name, paths in files_on_disk.items()
+        for class_name, paths in found.files.items()
         for relative in paths
-        if relative.split("/", 1)[1] in md5sums[class_name] or relative in (rows or {})
+        if relative.split("/", 1)[1] in found.md5sums[class_name] or relative in (found.rows or {})
     ]
-    hashes.update(_hash_files(root, claimed, progress))
-    total_files = total_bytes = 0
-    for class_name, paths in files_on_disk.items():
+    found.hashes.update(_hash_files(found.root, claimed, found.progress))
+    return problems
+
+
+def _check_class_images(found: _DataSet) -> list[str]:
+    """Each class's image files against its MD5SUMS and its rows in the dump, and their number
+    against the manifest's."""
+    problems: list[str] = []
+    tree = found.tree
+    for class_name, paths in found.files.items():
         on_disk = {relative.split("/", 1)[1]: relative for relative in paths}
-        entries = md5sums[class_name]
+        entries = found.md5sums[class_name]
         class_rows = {
-            relative.split("/", 1)[1]: found
-            for relative, found in (rows or {}).items()
+            relative.split("/", 1)[1]: rows
+            for relative, rows in (found.rows or {}).items()
             if relative.split("/", 1)[0] == class_name and "/" in relative
         }
         for name in sorted(set(on_disk) | set(entries) | set(class_rows)):
             relative = f"{class_name}/{name}"
-            in_md5sums, row = name in entries, class_rows.get(name)
-            if name not in on_disk:
-                if relative not in tree.refused and class_name not in tree.refused:
-                    problems.append(
-                        f"{relative} is missing (listed in {_sources(in_md5sums, row is not None)})"
-                    )
-                continue
-            md5, size, _ = hashes[on_disk[name]]
-            total_files += 1
-            total_bytes += size
-            has_no_row = rows is not None and row is None
-            if not in_md5sums and row is None:
-                unlisted = (
-                    f"extra file, not listed in {MD5SUMS_NAME} and no row in {SQL_DUMP_NAME}"
-                    if has_no_row
-                    else f"not listed in {class_name}/{MD5SUMS_NAME}"
-                )
-                problems.append(f"{relative}: {unlisted} ({size} bytes, not read)")
-                continue
-            if md5 is None:
-                problems.append(f"{relative} cannot be read")
-                continue
-            if has_no_row:
-                problems.append(f"{relative} has no row in {SQL_DUMP_NAME}")
-            claims = {}
-            if in_md5sums:
-                claims[f"{class_name}/{MD5SUMS_NAME} (line {entries[name][1]})"] = entries[name][0]
-            for row_md5, row_class in row or []:
-                claims[SQL_DUMP_NAME] = row_md5
-                if row_class != class_name:
-                    problems.append(f"{relative}: its row in {SQL_DUMP_NAME} names class {row_class!r}")
-            wrong = {source: claimed for source, claimed in claims.items() if claimed != md5}
-            if wrong:
-                by_value: dict[str, list[str]] = {}
-                for source, claimed in wrong.items():
-                    by_value.setdefault(claimed, []).append(source)
-                said = "; ".join(
-                    f"{' and '.join(sources)} {'say' if len(sources) > 1 else 'says'} {claimed}"
-                    for claimed, sources in by_value.items()
-                )
-                what = "the file changed" if len(wrong) == len(claims) else "a checksum record changed"
-                problems.append(f"{relative}: MD5 is {md5} but {said} ({what})")
-        expected = classes.get(class_name)
+            if name in on_disk:
+                problems += _check_image(found, relative, entries.get(name), class_rows.get(name))
+            elif relative not in tree.refused and class_name not in tree.refused:
+                named_by = _sources(name in entries, name in class_rows)
+                problems.append(f"{relative} is missing (listed in {named_by})")
+        expected = found.classes.get(class_name)
         if class_name not in tree.refused and len(paths) != expected:
             problems.append(
                 f"{class_name}/ holds {len(paths)} image files but {MANIFEST_NAME} says {expected}"
             )
-    for relative in sorted(rows or {}):
-        class_name = relative.split("/", 1)[0]
-        if class_name not in files_on_disk or "/" not in relative:
-            problems.append(f"{relative} is missing (has a row in {SQL_DUMP_NAME})")
-    if total_files != manifest.get("images"):
-        problems.append(
-            f"the data set holds {total_files} image files but {MANIFEST_NAME} says {manifest.get('images')}"
-        )
-    elif total_bytes != manifest.get("image_bytes"):
-        problems.append(
-            f"the images hold {total_bytes} bytes but {MANIFEST_NAME} says {manifest.get('image_bytes')}"
-        )
-    for name in CARD_FILES:
-        if name not in tree.files and name not in tree.refused:
-            problems.append(f"{name} is missing")
-    images = {relative: hashes[relative][0] for paths in files_on_disk.values() for relative in paths}
-    _check_metadata(root, tree, listed, images, manifest.get("model_id"), problems)
-    _check_hf_metadata(root, tree, listed, images, list(classes), problems)
-    _check_croissant(root, tree, listed, {relative: hashes[relative] for relative in images}, problems)
     return problems
+
+
+def _check_image(
+    found: _DataSet, relative: str, entry: tuple[str, int] | None, rows: list[tuple[str, str]] | None
+) -> list[str]:
+    """One image file against its MD5SUMS line (md5, line number) and its rows in the dump
+    (md5, class name): it must have one or the other, and its MD5 must be what both say."""
+    class_name = relative.split("/", 1)[0]
+    md5, size, _ = found.hashes[relative]
+    has_no_row = found.rows is not None and rows is None
+    if entry is None and rows is None:
+        unlisted = (
+            f"extra file, not listed in {MD5SUMS_NAME} and no row in {SQL_DUMP_NAME}"
+            if has_no_row
+            else f"not listed in {class_name}/{MD5SUMS_NAME}"
+        )
+        return [f"{relative}: {unlisted} ({size} bytes, not read)"]
+    if md5 is None:
+        return [f"{relative} cannot be read"]
+    problems = [f"{relative} has no row in {SQL_DUMP_NAME}"] if has_no_row else []
+    claims = {}
+    if entry is not None:
+        claims[f"{class_name}/{MD5SUMS_NAME} (line {entry[1]})"] = entry[0]
+    for row_md5, row_class in rows or []:
+        claims[SQL_DUMP_NAME] = row_md5
+        if row_class != class_name:
+            problems.append(f"{relative}: its row in {SQL_DUMP_NAME} names class {row_class!r}")
+    wrong = {source: claimed for source, claimed in claims.items() if claimed != md5}
+    if wrong:
+        by_value: dict[str, list[str]] = {}
+        for source, claimed in wrong.items():
+            by_value.setdefault(claimed, []).append(source)
+        said = "; ".join(
+            f"{' and '.join(sources)} {'say' if len(sources) > 1 else 'says'} {claimed}"
+            for claimed, sources in by_value.items()
+        )
+        what = "the file changed" if len(wrong) == len(claims) else "a checksum record changed"
+        problems.append(f"{relative}: MD5 is {md5} but {said} ({what})")
+    return problems
+
+
+def _check_rows_have_files(found: _DataSet) -> list[str]:
+    """Every image row of the dump names a file in a class folder."""
+    return [
+        f"{relative} is missing (has a row in {SQL_DUMP_NAME})"
+        for relative in sorted(found.rows or {})
+        if relative.split("/", 1)[0] not in found.files or "/" not in relative
+    ]
+
+
+def _check_totals(found: _DataSet) -> list[str]:
+    """The image files and their bytes add up to the manifest's figures."""
+    paths = [relative for paths in found.files.values() for relative in paths]
+    total_bytes = sum(found.hashes[relative][1] for relative in paths)
+    manifest = found.manifest
+    if len(paths) != manifest.get("images"):
+        return [
+            f"the data set holds {len(paths)} image files but {MANIFEST_NAME} says {manifest.get('images')}"
+        ]
+    if total_bytes != manifest.get("image_bytes"):
+        return [f"the images hold {total_bytes} bytes but {MANIFEST_NAME} says {manifest.get('image_bytes')}"]
+    return []
+
+
+def _check_card_files(found: _DataSet) -> list[str]:
+    return [
+        f"{name} is missing"
+        for name in CARD_FILES
+        if name not in found.tree.files and name not in found.tree.refused
+    ]
 
 
 # What gen writes in croissant.json's distribution, by @type: any other key (containedIn, an
@@ -657,25 +749,22 @@ def _json_nodes(value: Any, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
             pending.extend((f"{where}[{index}]", inner) for index, inner in reversed(list(enumerate(value))))
 
 
-def _check_croissant(
-    root: Path,
-    tree: _Tree,
-    listed: dict[str, Any],
-    images: dict[str, tuple[str | None, int, str | None]],
-    problems: list[str],
-) -> None:
+def _check_croissant(found: _DataSet) -> list[str]:
     """croissant.json is the document gen writes: its own JSON-LD context; a distribution of
     FileObjects (every image file once, with its MD5 and SHA-256, and images.csv) and FileSets
     whose paths and patterns stay inside the data set; record sets that read only images.csv
     and those FileSets. Whatever mlcroissant would load from it is then a file verify checked."""
+    root, tree, listed = found.root, found.tree, found.listed
+    images = {relative: found.hashes[relative] for relative in found.images}
+    problems: list[str] = []
     if not _required_file(CROISSANT_NAME, tree, listed, problems):
-        return
+        return problems
     try:
         data = _read_bounded(root, CROISSANT_NAME, _text_limit(CROISSANT_NAME, len(images)))
         document = json.loads(data.decode("utf-8"))
     except TooLarge as error:
         problems.append(f"{CROISSANT_NAME} is too large to be read: {error}")
-        return
+        return problems
     except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         document = None
     distribution = document.get("distribution") if isinstance(document, dict) else None
@@ -684,19 +773,20 @@ def _check_croissant(
         problems.append(
             f"{CROISSANT_NAME} is not Croissant JSON-LD with a distribution of files and record sets"
         )
-        return
+        return problems
     if document.get("@context") != CROISSANT_CONTEXT:
         problems.append(
             f"{CROISSANT_NAME} has another JSON-LD @context than gen writes (a context decides what "
             "every key means)"
         )
-        return
+        return problems
     _check_json_ld_keys(document, problems)
     ids = _check_node_ids(document, problems)
     metadata_ids, file_sets, described = _check_distribution(root, tree, distribution, images, problems)
     _check_record_sets(record_sets, ids, metadata_ids, file_sets, problems)
     for relative in sorted(set(images) - described):
         problems.append(f"{relative} is not described in {CROISSANT_NAME}")
+    return problems
 
 
 def _check_json_ld_keys(document: dict[str, Any], problems: list[str]) -> None:
@@ -863,30 +953,26 @@ def _required_file(name: str, tree: _Tree, listed: dict[str, Any], problems: lis
     return True
 
 
-def _check_metadata(
-    root: Path,
-    tree: _Tree,
-    listed: dict[str, Any],
-    images: dict[str, str | None],
-    model_id: Any,
-    problems: list[str],
-) -> None:
+def _check_metadata(found: _DataSet) -> list[str]:
     """images.csv names every image file once, with its class folder as label, its MD5, the
     manifest's model and numbers in the other columns."""
+    root, tree, listed, images = found.root, found.tree, found.listed, found.images
+    model_id = found.manifest.get("model_id")
+    problems: list[str] = []
     if not _required_file(METADATA_NAME, tree, listed, problems):
-        return
+        return problems
     try:
         text = _read_bounded(root, METADATA_NAME, _text_limit(METADATA_NAME, len(images))).decode("utf-8")
         rows = list(csv.reader(io.StringIO(text, newline="")))
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         problems.append(f"{METADATA_NAME} cannot be read: {error}")
-        return
+        return problems
     except TooLarge as error:
         problems.append(f"{METADATA_NAME} is too large to be read: {error}")
-        return
+        return problems
     if not rows or tuple(rows[0]) != METADATA_COLUMNS:
         problems.append(f"{METADATA_NAME} does not start with the header {','.join(METADATA_COLUMNS)}")
-        return
+        return problems
     seen: set[str] = set()
     for line, row in enumerate(rows[1:], start=2):
         if len(row) != len(METADATA_COLUMNS):
@@ -918,35 +1004,32 @@ def _check_metadata(
         seen.add(file_name)
     for relative in sorted(set(images) - seen):
         problems.append(f"{relative} has no line in {METADATA_NAME}")
+    return problems
 
 
-def _check_hf_metadata(
-    root: Path,
-    tree: _Tree,
-    listed: dict[str, Any],
-    images: dict[str, str | None],
-    class_names: list[str],
-    problems: list[str],
-) -> None:
+def _check_hf_metadata(found: _DataSet) -> list[str]:
     """metadata.parquet has the schema gen writes (its label a ClassLabel of the manifest's
     classes, in order) and names every image file once, with its class's index and its MD5."""
     import pyarrow
     import pyarrow.parquet
 
+    root, tree, listed, images = found.root, found.tree, found.listed, found.images
+    class_names = list(found.classes)
+    problems: list[str] = []
     if not _required_file(HF_METADATA_NAME, tree, listed, problems):
-        return
+        return problems
     try:
         with open_inside(root, HF_METADATA_NAME) as file:
             table = pyarrow.parquet.read_table(file, use_threads=False)
     except (OSError, ValueError, pyarrow.ArrowException) as error:
         problems.append(f"{HF_METADATA_NAME} cannot be read: {error}")
-        return
+        return problems
     if not table.schema.equals(metadata_parquet_schema(class_names), check_metadata=True):
         problems.append(
             f"{HF_METADATA_NAME} does not have the columns {', '.join(METADATA_COLUMNS)} with the class "
             f"labels {', '.join(class_names)}"
         )
-        return
+        return problems
     columns = (table.column(name).to_pylist() for name in ("file_name", "label", "md5"))
     seen: set[str] = set()
     for row, (file_name, label, md5) in enumerate(zip(*columns, strict=True), start=1):
@@ -967,3 +1050,4 @@ def _check_hf_metadata(
         seen.add(file_name)
     for relative in sorted(set(images) - seen):
         problems.append(f"{relative} has no row in {HF_METADATA_NAME}")
+    return problems

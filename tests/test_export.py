@@ -392,14 +392,14 @@ def test_two_exports_racing_to_one_target_the_second_is_refused(
 
     engine, gan_id, _ = source
     out = tmp_path / "out"
-    real_check = export._check_target
+    real_check = export.check_target
 
     def the_other_export_finishes_first(target: Path, **options: Any) -> None:
         real_check(target, **options)
-        monkeypatch.setattr(export, "_check_target", real_check)
+        monkeypatch.setattr(export, "check_target", real_check)
         export_dataset(engine, gan_id, target, limit_per_class=1)
 
-    monkeypatch.setattr(export, "_check_target", the_other_export_finishes_first)
+    monkeypatch.setattr(export, "check_target", the_other_export_finishes_first)
     with pytest.raises(GenError, match="already exists"):
         export_dataset(engine, gan_id, out, limit_per_class=2)
     assert read_manifest(out)["images"] == 4 and verify_dataset(out) == []

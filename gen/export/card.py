@@ -8,7 +8,7 @@ import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from gen.errors import GenError
@@ -26,6 +26,9 @@ from gen.export.layout import (
     REPORT_NAME,
     SQL_DUMP_NAME,
 )
+
+if TYPE_CHECKING:
+    from db.queries import ModelInfo
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
@@ -75,11 +78,11 @@ class Publication:
 
 
 @dataclass
-class _Card:
+class Card:
     """What the README and index.html say, gathered once."""
 
     title: str
-    model: Any
+    model: ModelInfo
     manifest: dict[str, Any]
     figures: list[dict[str, Any]]
     report_copied: bool
@@ -121,7 +124,7 @@ def _licence_section(publication: Publication) -> str:
     return f"{this} {training}"
 
 
-def _citation_section(card: _Card) -> str:
+def _citation_section(card: Card) -> str:
     citation = card.publication.citation
     if citation:
         text = citation.strip()
@@ -177,7 +180,7 @@ EVIDENCE = (
 )
 
 
-def _evidence(card: _Card) -> list[tuple[_Evidence, list[tuple[str, str]], list[str]]]:
+def _evidence(card: Card) -> list[tuple[_Evidence, list[tuple[str, str]], list[str]]]:
     """(the question, its figures as (class, value), its plots) for each one the report answers."""
     found = []
     for evidence in EVIDENCE:
@@ -213,7 +216,7 @@ def _loading_snippets(class_name: str) -> str:
     )
 
 
-def render_readme(card: _Card) -> str:
+def render_readme(card: Card) -> str:
     manifest, model, training = card.manifest, card.model, card.model.training
     classes = manifest["classes"]
     total = manifest["images"]
@@ -330,7 +333,7 @@ def render_readme(card: _Card) -> str:
     return "\n\n".join(sections) + "\n"
 
 
-def render_index(card: _Card) -> str:
+def render_index(card: Card) -> str:
     """A static page with no external assets: the images it shows are files of the data set."""
     manifest = card.manifest
     esc = html.escape

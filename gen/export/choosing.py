@@ -8,9 +8,8 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gen.data import check_class_name, check_distinct_class_names
@@ -23,6 +22,9 @@ from gen.export.layout import (
     RESERVED_NAMES,
     ExportedImage,
 )
+
+if TYPE_CHECKING:
+    from db.queries import CheckpointInfo, ModelImage, ModelInfo
 
 
 def check_class_folder_name(name: str) -> None:
@@ -58,28 +60,21 @@ class ScoreFilter:
         if self.min_realism is not None and not math.isfinite(self.min_realism):
             raise GenError("--min-realism must be a finite number.")
 
-    def conditions(self) -> list[Any]:
-        from db.models import Image
-
-        conditions = [Image.curation_id.is_not(None)] if self.curated else []
-        for column, minimum in (
-            (Image.class_confidence, self.min_class_confidence),
-            (Image.realism, self.min_realism),
-            (Image.near_copy_distance, self.min_near_copy_distance),
-        ):
-            if minimum is not None:
-                conditions.append(column >= minimum)
-        return conditions
+    def minimums(self) -> dict[str, float]:
+        """The images table's score columns that have a minimum, with it."""
+        return {
+            name: minimum
+            for name, minimum in (
+                ("class_confidence", self.min_class_confidence),
+                ("realism", self.min_realism),
+                ("near_copy_distance", self.min_near_copy_distance),
+            )
+            if minimum is not None
+        }
 
     def describe(self) -> str:
         parts = ["curated images"] if self.curated else []
-        for name, minimum in (
-            ("class_confidence", self.min_class_confidence),
-            ("realism", self.min_realism),
-            ("near_copy_distance", self.min_near_copy_distance),
-        ):
-            if minimum is not None:
-                parts.append(f"{name} >= {minimum:g}")
+        parts += [f"{name} >= {minimum:g}" for name, minimum in self.minimums().items()]
         return " and ".join(parts) or "any scores"
 
 
@@ -104,95 +99,11 @@ def select_images(
     One query for all rows. Raises GenError when the model, a class or the images are not there.
     """
     from db import queries
-    from db.models import Checkpoint, ClassName, Image
-    from db.recording import stored_path
 
     info = queries.get_model(session, gan_id)
-    if classes:
-        unknown = [name for name in classes if name not in info.class_names]
-        if unknown:
-            raise GenError(
-                f"model {gan_id} has no class {unknown[0]!r}; its classes: {', '.join(info.class_names)}."
-            )
-        empty = [name for name in classes if not info.image_counts[name]]
-        if empty:
-            raise GenError(f"model {gan_id} has no images of class {empty[0]!r} yet; run gen sample first.")
-    if not sum(info.image_counts.values()):
-        raise GenError(f"model {gan_id} has no recorded images yet; run gen sample first.")
-    wanted = set(classes) if classes else set(info.class_names)
-    for name in wanted:
-        check_class_folder_name(name)
-    check_distinct_class_names(wanted)
-    query = (
-        select(
-            Image.id,
-            Image.file_path,
-            ClassName.name,
-            Image.md5,
-            Image.seed,
-            Image.sample_index,
-            Image.iteration,
-            Checkpoint.path,
-        )
-        .join(ClassName, ClassName.id == Image.class_id)
-        .join(Checkpoint, Checkpoint.id == Image.checkpoint_id)
-        .where(ClassName.gan_id == gan_id)
-        .order_by(ClassName.label, Image.id)
-    )
-    chosen_filters = []
-    if checkpoint is not None:
-        row = _checkpoint_with_images(info, session, checkpoint)
-        query = query.where(Image.checkpoint_id == row.id)
-        chosen_filters.append(f"checkpoint {checkpoint} (iteration {row.iteration})")
-    if seed is not None:
-        query = query.where(Image.seed == seed)
-        chosen_filters.append(f"seed {seed}")
-    if folder is not None:
-        query = query.where(Image.file_path.startswith(stored_path(folder) + os.sep, autoescape=True))
-        chosen_filters.append(f"folder {folder}")
-    if scores is not None:
-        query = query.where(*scores.conditions())
-        chosen_filters.append(scores.describe())
-    rows = session.execute(query).all()
-    if chosen_filters and not rows:
-        raise GenError(f"model {gan_id} has no recorded images of {', '.join(chosen_filters)}.")
-    chosen: list[ExportedImage] = []
-    per_class: dict[str, int] = {}
-    names: dict[str, dict[str, str]] = {}  # class -> exported name -> source path
-    by_source: dict[str, str] = {}  # source path -> exported name
-    missing: list[str] = []
-    for image_id, file_path, class_name, md5, image_seed, sample_index, iteration, checkpoint_path in rows:
-        if class_name not in wanted:
-            continue
-        if limit_per_class is not None and per_class.get(class_name, 0) >= limit_per_class:
-            continue
-        if not os.path.isfile(file_path):
-            missing.append(file_path)
-            if skip_missing:
-                continue
-        name = by_source.get(file_path)
-        if name is None:
-            taken = names.setdefault(class_name, {})
-            name = os.path.basename(file_path)
-            if name in taken or name == MD5SUMS_NAME:
-                stem, suffix = os.path.splitext(name)
-                name = f"{stem}-{image_id}{suffix}"
-            taken[name] = file_path
-            by_source[file_path] = name
-        per_class[class_name] = per_class.get(class_name, 0) + 1
-        chosen.append(
-            ExportedImage(
-                image_id,
-                Path(file_path),
-                class_name,
-                name,
-                md5,
-                image_seed,
-                sample_index,
-                iteration,
-                checkpoint_path,
-            )
-        )
+    wanted = _wanted_classes(info, classes)
+    rows = _matching_rows(session, info, checkpoint=checkpoint, seed=seed, folder=folder, scores=scores)
+    chosen, missing = _name_images(rows, wanted, limit_per_class=limit_per_class, skip_missing=skip_missing)
     if missing and not skip_missing:
         raise GenError(
             f"{len(missing)} recorded images of model {gan_id} are missing on disk (first: {missing[0]}); "
@@ -203,18 +114,121 @@ def select_images(
     return chosen, missing
 
 
-def _checkpoint_with_images(info: Any, session: Session, which: str | int) -> Any:
+def _wanted_classes(info: ModelInfo, classes: Sequence[str] | None) -> set[str]:
+    """The classes to export (all by default), each known, with images, and a valid folder name."""
+    if classes:
+        unknown = [name for name in classes if name not in info.class_names]
+        if unknown:
+            raise GenError(
+                f"model {info.id} has no class {unknown[0]!r}; its classes: {', '.join(info.class_names)}."
+            )
+        empty = [name for name in classes if not info.image_counts[name]]
+        if empty:
+            raise GenError(f"model {info.id} has no images of class {empty[0]!r} yet; run gen sample first.")
+    if not sum(info.image_counts.values()):
+        raise GenError(f"model {info.id} has no recorded images yet; run gen sample first.")
+    wanted = set(classes) if classes else set(info.class_names)
+    for name in wanted:
+        check_class_folder_name(name)
+    check_distinct_class_names(wanted)
+    return wanted
+
+
+def _matching_rows(
+    session: Session,
+    info: ModelInfo,
+    *,
+    checkpoint: str | int | None,
+    seed: int | None,
+    folder: str | Path | None,
+    scores: ScoreFilter | None,
+) -> list[ModelImage]:
+    """The model's image rows that the checkpoint, seed, folder and score filters keep; GenError
+    when filters were given and no row passes them."""
+    from db import queries
+    from db.recording import stored_path
+
+    checkpoint_id = None
+    chosen_filters = []
+    if checkpoint is not None:
+        row = _checkpoint_with_images(info, session, checkpoint)
+        checkpoint_id = row.id
+        chosen_filters.append(f"checkpoint {checkpoint} (iteration {row.iteration})")
+    if seed is not None:
+        chosen_filters.append(f"seed {seed}")
+    if folder is not None:
+        chosen_filters.append(f"folder {folder}")
+    if scores is not None:
+        chosen_filters.append(scores.describe())
+    rows = queries.model_images(
+        session,
+        info.id,
+        checkpoint_id=checkpoint_id,
+        seed=seed,
+        folder=None if folder is None else stored_path(folder),
+        curated=scores is not None and scores.curated,
+        minimums=None if scores is None else scores.minimums(),
+    )
+    if chosen_filters and not rows:
+        raise GenError(f"model {info.id} has no recorded images of {', '.join(chosen_filters)}.")
+    return rows
+
+
+def _name_images(
+    rows: Sequence[ModelImage], wanted: set[str], *, limit_per_class: int | None, skip_missing: bool
+) -> tuple[list[ExportedImage], list[str]]:
+    """(the rows of the wanted classes, up to limit_per_class each, as images with the name their
+    file gets in its class folder; the files found missing, left out with skip_missing).
+
+    A file keeps its name unless another file of its class took it first (or it is MD5SUMS):
+    then it becomes <stem>-<image id><suffix>. Two rows of one file share one name."""
+    chosen: list[ExportedImage] = []
+    per_class: dict[str, int] = {}
+    names: dict[str, dict[str, str]] = {}  # class -> exported name -> source path
+    by_source: dict[str, str] = {}  # source path -> exported name
+    missing: list[str] = []
+    for row in rows:
+        if row.class_name not in wanted:
+            continue
+        if limit_per_class is not None and per_class.get(row.class_name, 0) >= limit_per_class:
+            continue
+        if not os.path.isfile(row.file_path):
+            missing.append(row.file_path)
+            if skip_missing:
+                continue
+        name = by_source.get(row.file_path)
+        if name is None:
+            taken = names.setdefault(row.class_name, {})
+            name = os.path.basename(row.file_path)
+            if name in taken or name == MD5SUMS_NAME:
+                stem, suffix = os.path.splitext(name)
+                name = f"{stem}-{row.id}{suffix}"
+            taken[name] = row.file_path
+            by_source[row.file_path] = name
+        per_class[row.class_name] = per_class.get(row.class_name, 0) + 1
+        chosen.append(
+            ExportedImage(
+                row.id,
+                Path(row.file_path),
+                row.class_name,
+                name,
+                row.md5,
+                row.seed,
+                row.sample_index,
+                row.iteration,
+                row.checkpoint_path,
+            )
+        )
+    return chosen, missing
+
+
+def _checkpoint_with_images(info: ModelInfo, session: Session, which: str | int) -> CheckpointInfo:
     """The model's checkpoint row that ``which`` names ("latest": the newest that made images;
     "best": the lowest domain FID measured in training; or an iteration)."""
-    from db.models import Checkpoint, Image
+    from db import queries
     from db.recording import best_checkpoint
 
-    with_images = {
-        checkpoint_id
-        for (checkpoint_id,) in session.execute(
-            select(Image.checkpoint_id).join(Checkpoint).where(Checkpoint.gan_id == info.id).distinct()
-        )
-    }
+    with_images = queries.checkpoint_ids_with_images(session, info.id)
     candidates = [c for c in info.checkpoints if c.id in with_images]
     if which == "best":
         return best_checkpoint(info, info.checkpoints)
@@ -236,7 +250,7 @@ def report_describes(report_checkpoint: str | None, images: Sequence[ExportedIma
     return report_checkpoint is not None and made_from == {report_checkpoint}
 
 
-def _report_for(
+def describing_report(
     images: Sequence[ExportedImage], figures: list[dict[str, Any]], report_path: Path | None
 ) -> tuple[list[dict[str, Any]], Path | None, str | None]:
     """(figures, report folder, note): the recorded report (or --report's) when it measured the
@@ -261,7 +275,8 @@ def _report_for(
     return [], None, note
 
 
-def _report_rows(session: Session, gan_id: int) -> list[dict[str, Any]]:
+def recorded_figures(session: Session, gan_id: int) -> list[dict[str, Any]]:
+    """The model's newest recorded figure of each metric and class, as report.json lists them."""
     from db import queries
 
     return [

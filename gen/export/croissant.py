@@ -30,10 +30,13 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gen.checkpoint import file_sha256
 from gen.export.layout import COPY_THREADS, METADATA_NAME, ExportedImage
+
+if TYPE_CHECKING:
+    from db.queries import ModelInfo
 
 CONFORMS_TO = "http://mlcommons.org/croissant/1.1"
 # The JSON-LD @context gen writes (mlcroissant's for this version). Verify requires exactly this
@@ -162,7 +165,7 @@ def croissant_json(
     citation: str,
     created_at: datetime,
     tool_version: str,
-    model: Any,
+    model: ModelInfo,
     near_copy_share: float | None,
 ) -> dict[str, Any]:
     """The Croissant JSON-LD of the data set at root (its images and images.csv written)."""

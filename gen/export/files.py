@@ -9,7 +9,7 @@ import shutil
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image as PILImage
 from tqdm import tqdm
@@ -29,6 +29,9 @@ from gen.export.layout import (
 )
 from gen.redact import local_paths, redact, redact_text
 from gen.text import csv_cell
+
+if TYPE_CHECKING:
+    from db.queries import ModelInfo
 
 # ----------------------------------------------------------------------------- md5sum's format
 
@@ -113,7 +116,9 @@ def write_md5sums(images: Iterable[ExportedImage], root: Path) -> None:
         (root / class_name / MD5SUMS_NAME).write_text(text, encoding="utf-8", newline="\n")
 
 
-def write_settings_csv(path: Path, images: Sequence[ExportedImage], model: Any, rows: int | None) -> int:
+def write_settings_csv(
+    path: Path, images: Sequence[ExportedImage], model: ModelInfo, rows: int | None
+) -> int:
     """The GAN settings behind the first `rows` images (None: all); returns the rows written."""
     training = model.training
     fixed = {

@@ -26,7 +26,7 @@ def is_dataset(path: Path) -> bool:
     return isinstance(manifest, dict) and str(manifest.get("format", "")).startswith(MANIFEST_FORMAT_FAMILY)
 
 
-def _check_target(out: Path, *, force: bool, archive: bool) -> None:
+def check_target(out: Path, *, force: bool, archive: bool) -> None:
     if out.exists() or out.is_symlink():
         if not force:
             raise GenError(f"{out} already exists; choose another --out or replace it with --force.")
@@ -35,12 +35,12 @@ def _check_target(out: Path, *, force: bool, archive: bool) -> None:
                 f"{out} exists and is not a gen data set; refusing to replace it, even with --force."
             )
     if archive and not force:
-        for path in _archive_paths(out):
+        for path in archive_paths(out):
             if path.exists():
                 raise GenError(f"{path} already exists; choose another --out or replace it with --force.")
 
 
-def _archive_paths(out: Path) -> tuple[Path, Path]:
+def archive_paths(out: Path) -> tuple[Path, Path]:
     archive = out.with_name(out.name + ".tar.gz")
     return archive, archive.with_name(archive.name + ".sha256")
 
@@ -57,7 +57,7 @@ def _remove_stale_staging(out: Path) -> None:
             stale.unlink(missing_ok=True)
 
 
-def _make_staging(out: Path) -> Path:
+def make_staging(out: Path) -> Path:
     """The hidden folder beside out that the data set is built in."""
     parent = out.parent
     try:
@@ -94,7 +94,7 @@ def _renameat2(source: Path, target: Path, flags: int) -> bool:
     raise OSError(error, os.strerror(error), str(target))
 
 
-def _move_into_place(staging: Path, out: Path, *, force: bool) -> None:
+def move_into_place(staging: Path, out: Path, *, force: bool) -> None:
     """Publish the finished staging folder as ``out``.
 
     Without --force the "already exists" rule holds at the moment of the move, not only when
