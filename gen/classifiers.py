@@ -325,6 +325,23 @@ def weights_path(out: Path, name: str | None) -> Path:
     return out / f"classifier-{number}.pt"
 
 
+def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(training indices, validation indices): ``fraction`` of every class held out (at least
+    one image, at least one left to train on), drawn with ``seed``. The classifier search
+    splits its data the same way (gen.search.classifier_stage)."""
+    generator = torch.Generator().manual_seed(seed)
+    train, validation = [], []
+    for label in sorted(set(labels.tolist())):
+        members = (labels == label).nonzero().flatten()
+        if len(members) < 2:
+            raise GenError("a classifier needs at least 2 images of every class (train and validation).")
+        members = members[torch.randperm(len(members), generator=generator)]
+        held_out = min(len(members) - 1, max(1, round(fraction * len(members))))
+        validation.append(members[:held_out])
+        train.append(members[held_out:])
+    return torch.cat(train).sort().values, torch.cat(validation).sort().values
+
+
 def train_classifier(
     data: str | Path,
     settings: ClassifierSettings,
@@ -346,7 +363,6 @@ def train_classifier(
     from gen.datasets import dataset_for_run
     from gen.metrics import utility
     from gen.runtime import resolve_device
-    from gen.search.classifier_runner import stratified_split
 
     arch, searched_id = parse_arch(settings.arch)
     if settings.optimizer not in domain.OPTIMIZERS:
