@@ -25,7 +25,8 @@ from db import open_database
 from gen.data import load_image_folder
 from gen.evaluation import TrainingEvaluator
 from gen.phantoms import write_phantoms
-from gen.search.runner import SearchSettings, prepare_search, run_search
+from gen.search.engine import SearchSettings, run_search
+from gen.search.start import prepare_search
 
 PBC4 = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "pbc4" / "train"
 RESULTS = Path(__file__).resolve().parent / "results"

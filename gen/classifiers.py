@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -58,6 +58,9 @@ from gen.errors import GenError
 from gen.metrics import domain
 from gen.search import classifier_net
 from gen.text import FORMULA_STARTS
+
+if TYPE_CHECKING:
+    from gen.data import LabelledImages
 
 SIMPLE = "simple"
 TORCHVISION = "torchvision"
@@ -325,6 +328,23 @@ def weights_path(out: Path, name: str | None) -> Path:
     return out / f"classifier-{number}.pt"
 
 
+def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(training indices, validation indices): ``fraction`` of every class held out (at least
+    one image, at least one left to train on), drawn with ``seed``. The classifier search
+    splits its data the same way (gen.search.classifier_stage)."""
+    generator = torch.Generator().manual_seed(seed)
+    train, validation = [], []
+    for label in sorted(set(labels.tolist())):
+        members = (labels == label).nonzero().flatten()
+        if len(members) < 2:
+            raise GenError("a classifier needs at least 2 images of every class (train and validation).")
+        members = members[torch.randperm(len(members), generator=generator)]
+        held_out = min(len(members) - 1, max(1, round(fraction * len(members))))
+        validation.append(members[:held_out])
+        train.append(members[held_out:])
+    return torch.cat(train).sort().values, torch.cat(validation).sort().values
+
+
 def train_classifier(
     data: str | Path,
     settings: ClassifierSettings,
@@ -343,25 +363,13 @@ def train_classifier(
     before the first epoch; the weights file and the row are written only at the end.
     """
     from gen.data import load_image_folder
-    from gen.datasets import dataset_for_run
-    from gen.metrics import utility
     from gen.runtime import resolve_device
-    from gen.search.classifier_runner import stratified_split
 
-    arch, searched_id = parse_arch(settings.arch)
-    if settings.optimizer not in domain.OPTIMIZERS:
-        raise GenError(
-            f"unknown optimiser {settings.optimizer!r}; choose one of {', '.join(domain.OPTIMIZERS)}."
-        )
+    arch, searched_id = _checked_arch_and_optimizer(settings)
     torch_device = resolve_device(device)
     engine = _engine(database)
-    if name is not None:
-        catalog.check_name(name, "classifier")
-        if engine is not None:
-            with Session(engine) as session:
-                catalog.check_classifier_name(session, name)
     out = Path(out)
-    weights_path(out, name)  # refused now rather than after training
+    _check_name(engine, name, out)
     searched = searched_architecture(engine, searched_id) if searched_id is not None else None
 
     images = load_image_folder(data, progress=progress)
@@ -371,74 +379,21 @@ def train_classifier(
     class_names = list(images.class_names)
     model = build_network(new_architecture(arch, len(class_names), searched), settings.seed)
     architecture = architecture_of(model, class_names)
-    notes = []
-    weights = None
-    if settings.weights is not None:
-        note = load_initial_weights(model, settings.weights)
-        notes += [note] if note else []
-        from gen.checkpoint import file_sha256
-
-        weights = {
-            "path": str(Path(settings.weights).resolve()),
-            "sha256": file_sha256(Path(settings.weights)),
-        }
-    dataset_id = None
-    if engine is not None:
-        with Session(engine) as session:
-            dataset_id, note = dataset_for_run(
-                session, data_set, data, images.fingerprint, images.class_names, images.skipped
-            )
-        notes += [note] if note else []
+    weights, notes = _initial_weights(model, settings.weights)
+    dataset_id, note = _data_set_of(engine, data_set, data, images)
+    notes += [note] if note else []
 
     validation_images = images.images[validation_index]
     validation_labels = images.labels[validation_index].numpy()
-    history: list[dict[str, float]] = []
-
-    def validate(epoch: int, figures: dict[str, float]) -> dict[str, float]:
-        _, probabilities = domain.domain_features_and_probabilities(
-            model, validation_images, device=torch_device
-        )
-        accuracy = float((probabilities.argmax(1) == validation_labels).mean())
-        history.append({"epoch": epoch, **figures, "validation_accuracy": accuracy})
-        return {"val_accuracy": accuracy}
-
     started = time.perf_counter()
-    model = domain.train_domain_classifier(
-        images.images[train_index],
-        images.labels[train_index],
-        len(class_names),
-        epochs=settings.epochs,
-        seed=settings.seed,
-        device=torch_device,
-        progress=progress,
-        batch_size=settings.batch_size,
-        learning_rate=settings.learning_rate,
-        model=model,
-        optimizer=settings.optimizer,
-        on_epoch=validate,
-        description=f"classifier {settings.arch}",
+    model, history = _fit(
+        model, images, train_index, (validation_images, validation_labels), settings, torch_device, progress
     )
     seconds = time.perf_counter() - started
-    _, probabilities = domain.domain_features_and_probabilities(model, validation_images, device=torch_device)
-    scored = utility.evaluate_predictions(probabilities, validation_labels, class_names)
-    f1 = dict(
-        zip(class_names, utility.per_class_f1(np.array(scored["confusion_matrix"])).tolist(), strict=True)
+    scored, f1 = _held_out_scores(model, (validation_images, validation_labels), class_names, torch_device)
+    recorded_settings = _recorded_settings(
+        settings, weights, searched_id, data, (len(train_index), len(validation_index)), torch_device
     )
-    recorded_settings = {
-        "arch": settings.arch,
-        "epochs": settings.epochs,
-        "learning_rate": settings.learning_rate,
-        "optimizer": settings.optimizer,
-        "batch_size": settings.batch_size,
-        "validation": settings.validation,
-        "seed": settings.seed,
-        "weights": weights,
-        "searched_from": searched_id,
-        "data": str(Path(data).resolve()),
-        "train_images": len(train_index),
-        "validation_images": len(validation_index),
-        "device": str(torch_device),
-    }
     return _save_and_record(
         TrainedClassifier(
             id=None,
@@ -462,6 +417,135 @@ def train_classifier(
         images.fingerprint,
         dataset_id,
     )
+
+
+def _checked_arch_and_optimizer(settings: ClassifierSettings) -> tuple[str, int | None]:
+    """--arch as parse_arch reads it, once the optimiser is known too."""
+    arch, searched_id = parse_arch(settings.arch)
+    if settings.optimizer not in domain.OPTIMIZERS:
+        raise GenError(
+            f"unknown optimiser {settings.optimizer!r}; choose one of {', '.join(domain.OPTIMIZERS)}."
+        )
+    return arch, searched_id
+
+
+def _check_name(engine: Engine | None, name: str | None, out: Path) -> None:
+    """The name is a valid one, no classifier has it yet, and its weights file is free."""
+    if name is not None:
+        catalog.check_name(name, "classifier")
+        if engine is not None:
+            with Session(engine) as session:
+                catalog.check_classifier_name(session, name)
+    weights_path(out, name)  # refused now rather than after training
+
+
+def _initial_weights(model: nn.Module, weights: str | None) -> tuple[dict[str, str] | None, list[str]]:
+    """Start ``model`` from --weights, if given: (the file's path and SHA-256 as recorded, notes)."""
+    if weights is None:
+        return None, []
+    from gen.checkpoint import file_sha256
+
+    note = load_initial_weights(model, weights)
+    recorded = {"path": str(Path(weights).resolve()), "sha256": file_sha256(Path(weights))}
+    return recorded, [note] if note else []
+
+
+def _data_set_of(
+    engine: Engine | None, data_set: str | None, data: str | Path, images: LabelledImages
+) -> tuple[int | None, str | None]:
+    """The registered data set the classifier is linked to (registered now if new) and a note;
+    none without a database."""
+    from gen.datasets import dataset_for_run
+
+    if engine is None:
+        return None, None
+    with Session(engine) as session:
+        return dataset_for_run(
+            session, data_set, data, images.fingerprint, images.class_names, images.skipped
+        )
+
+
+def _held_out_scores(
+    model: nn.Module,
+    validation: tuple[torch.Tensor, np.ndarray],
+    class_names: list[str],
+    device: torch.device,
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """The final network on the held-out images: accuracy, macro F1 and confusion matrix, and
+    the F1 of each class."""
+    from gen.metrics import utility
+
+    validation_images, validation_labels = validation
+    _, probabilities = domain.domain_features_and_probabilities(model, validation_images, device=device)
+    scored = utility.evaluate_predictions(probabilities, validation_labels, class_names)
+    f1 = dict(
+        zip(class_names, utility.per_class_f1(np.array(scored["confusion_matrix"])).tolist(), strict=True)
+    )
+    return scored, f1
+
+
+def _recorded_settings(
+    settings: ClassifierSettings,
+    weights: dict[str, str] | None,
+    searched_id: int | None,
+    data: str | Path,
+    split: tuple[int, int],
+    device: torch.device,
+) -> dict[str, Any]:
+    """What classifiers.settings records: the settings, where the weights started and the data."""
+    return {
+        "arch": settings.arch,
+        "epochs": settings.epochs,
+        "learning_rate": settings.learning_rate,
+        "optimizer": settings.optimizer,
+        "batch_size": settings.batch_size,
+        "validation": settings.validation,
+        "seed": settings.seed,
+        "weights": weights,
+        "searched_from": searched_id,
+        "data": str(Path(data).resolve()),
+        "train_images": split[0],
+        "validation_images": split[1],
+        "device": str(device),
+    }
+
+
+def _fit(
+    model: nn.Module,
+    images: LabelledImages,
+    train_index: torch.Tensor,
+    validation: tuple[torch.Tensor, np.ndarray],
+    settings: ClassifierSettings,
+    device: torch.device,
+    progress: bool,
+) -> tuple[nn.Module, list[dict[str, float]]]:
+    """The trained network and its history: per epoch, the training figures and the accuracy on
+    the held-out ``validation`` (images, labels)."""
+    validation_images, validation_labels = validation
+    history: list[dict[str, float]] = []
+
+    def validate(epoch: int, figures: dict[str, float]) -> dict[str, float]:
+        _, probabilities = domain.domain_features_and_probabilities(model, validation_images, device=device)
+        accuracy = float((probabilities.argmax(1) == validation_labels).mean())
+        history.append({"epoch": epoch, **figures, "validation_accuracy": accuracy})
+        return {"val_accuracy": accuracy}
+
+    model = domain.train_domain_classifier(
+        images.images[train_index],
+        images.labels[train_index],
+        len(images.class_names),
+        epochs=settings.epochs,
+        seed=settings.seed,
+        device=device,
+        progress=progress,
+        batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate,
+        model=model,
+        optimizer=settings.optimizer,
+        on_epoch=validate,
+        description=f"classifier {settings.arch}",
+    )
+    return model, history
 
 
 def _save_and_record(

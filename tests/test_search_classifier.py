@@ -19,13 +19,15 @@ from sqlalchemy.orm import Session
 from db import open_database, queries, recording
 from db.models import Classifier, GanArchitecture, SearchCandidate
 from gen.checkpoint import file_sha256
+from gen.classifiers import stratified_split
 from gen.cli import cli
 from gen.data import load_image_folder
 from gen.phantoms import write_phantoms
 from gen.search import classifier_net
-from gen.search.classifier_runner import ClassifierJob, stratified_split, train_candidate
-from gen.search.runner import SearchSettings, prepare_search, run_search
+from gen.search.classifier_stage import ClassifierJob, train_candidate
+from gen.search.engine import SearchSettings, run_search
 from gen.search.space import CLASSIFIER_CELLS, ClassifierGenome, ClassifierSpace
+from gen.search.start import prepare_search
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

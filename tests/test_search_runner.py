@@ -30,16 +30,10 @@ from gen.cli import cli
 from gen.errors import GenError
 from gen.networks import build
 from gen.phantoms import write_phantoms
-from gen.search.runner import (
-    CandidateJob,
-    CandidateResult,
-    InProcessWorkers,
-    SearchSettings,
-    candidate_folder,
-    prepare_search,
-    run_search,
-)
+from gen.search.engine import InProcessWorkers, SearchSettings, candidate_folder, run_search
+from gen.search.gan_stage import CandidateJob, CandidateResult
 from gen.search.space import Genome, to_spec
+from gen.search.start import prepare_search
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "shared_cache")
 

@@ -110,7 +110,8 @@ def search(
     """
     from gen.checkpoint import run_folder_lock
     from gen.runtime import resolve_device
-    from gen.search.runner import SearchSettings, prepare_search, run_search
+    from gen.search.engine import SearchSettings, run_search
+    from gen.search.start import prepare_search
 
     device = resolve_device(device).type  # the workers get cpu, cuda or mps, never auto
     if not resume and data is None:
@@ -133,12 +134,12 @@ def search(
     elif run.settings.stage == "classifier":
         best = (
             f"; best {result.best.architecture.notation()} accuracy {1 - result.best.fitness:.4f} "
-            f"(classifier {result.best_classifier})"
+            f"(classifier {result.best_id})"
         )
     else:
         best = (
             f"; best {result.best.architecture.notation()} fitness {result.best.fitness:.4f} "
-            f"(model {result.best_model})"
+            f"(model {result.best_id})"
         )
     if result.interrupted:
         click.secho(
@@ -192,7 +193,7 @@ def searches_show(search_id: int, top: int, database_url: str | None) -> None:
 
     from db import queries
     from gen.architecture import from_json
-    from gen.search.runner import FITNESS_PLOT, write_fitness_plot
+    from gen.search.engine import FITNESS_PLOT, write_fitness_plot
     from gen.search.space import from_spec
 
     engine = open_db(database_url, create=False, read_only=True)
@@ -233,7 +234,7 @@ def searches_show(search_id: int, top: int, database_url: str | None) -> None:
 
 
 def _show_classifiers(info, candidates, scored, top: int) -> None:  # noqa: ANN001 - query rows
-    from gen.search.runner import FITNESS_PLOT, write_fitness_plot
+    from gen.search.engine import FITNESS_PLOT, write_fitness_plot
     from gen.search.space import ClassifierGenome
 
     click.echo(f"{'rank':>4}  {'classifier':>10}  {'step':>5}  {'parent':>6}  {'accuracy':>8}  architecture")

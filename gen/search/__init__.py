@@ -1,1 +1,3 @@
-"""Architecture search: the encoding and mutation (space), aging evolution (evolution), the runner."""
+"""Architecture search: the encoding and mutation (space), aging evolution (evolution), the
+engine (settings, workers, the loop), its two stages (gan_stage, classifier_stage) and the start
+that picks one (start)."""

@@ -20,13 +20,13 @@ How the source's ambiguities are resolved here:
   sizes keep their operation, new edges are drawn uniformly), and every stage's attention flag
   flips with probability ``p``. A result that is invalid or equal to the parent is drawn again
   from the same random stream, so a seed still gives one child.
-- Weight inheritance and what a "cycle" is belong to the evolution and the runner
-  (gen.search.evolution, gen.search.runner).
+- Weight inheritance and what a "cycle" is belong to the evolution and the GAN stage
+  (gen.search.evolution, gen.search.gan_stage).
 
 The classifier search's space (:class:`ClassifierGenome`, :class:`ClassifierSpace`, at the end
 of this module) adds a macro level to the cell: the number of cells (1..6) and the cells
 followed by pooling, written ``{N, C, cells=5, pool=[1]}``; its network is
-gen.search.classifier_net and its runner gen.search.classifier_runner.
+gen.search.classifier_net and its stage gen.search.classifier_stage.
 """
 
 from __future__ import annotations
