@@ -136,6 +136,12 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     add("--kid-subsets", type=int, default=50, help="KID subsets per estimate (default 50)")
     add("--seed", type=int, default=0, help="training and evaluation seed (default 0)")
     add(
+        "--curated",
+        type=float,
+        metavar="F",
+        help="also measure a set curated as gen sample --keep-best F curates (curated_ figures)",
+    )
+    add(
         "--iterations-from",
         type=Path,
         metavar="JSON",
@@ -451,7 +457,8 @@ def write_results(stem: Path, runs: dict[str, list[Point]], record: dict, fragme
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_arguments(argv)
-    args.settings = ReportSettings(n_per_class=args.per_class, seed=args.seed, kid_subsets=args.kid_subsets)
+    settings = {"n_per_class": args.per_class, "seed": args.seed, "kid_subsets": args.kid_subsets}
+    args.settings = ReportSettings(**settings, curated_keep_best=args.curated)
     if args.threads:
         torch.set_num_threads(args.threads)
     info = machine() | {"platform": platform.platform(), "threads": str(torch.get_num_threads())}
