@@ -52,8 +52,19 @@ lint: install
 bench: install
 	$(BIN)/python -m bench
 
+# The chosen recipe (cpu) against the reference: 20 training minutes, 3 seeds, mean and std, the
+# curated set beside the plain one; then one 60-minute run of the recipe with its curve. About 3 h
+# on 2 cores. Ablations and the baselines: python -m bench.quality --models ... (docs/benchmarks.md).
+QUALITY_SEEDS ?= 0 1 2
 bench-quality: install
-	$(BIN)/python -m bench.quality
+	for seed in $(QUALITY_SEEDS); do \
+	  $(BIN)/python -m bench.quality --models cpu,reference --minutes 20 --eval-points 1 --utility-seeds 1 \
+	    --curated 0.5 --seed $$seed --results bench/results/seed-$$seed --figures bench/results/seed-$$seed \
+	    || exit 1; \
+	done
+	$(BIN)/python -m bench.quality_seeds $(foreach seed,$(QUALITY_SEEDS),bench/results/seed-$(seed)/quality-*.json)
+	$(BIN)/python -m bench.quality --models cpu --minutes 60 --eval-points 6 --curated 0.5 \
+	  --results bench/results/long --figures bench/results/long
 
 clean-demo:
 	rm -rf data/phantoms data/phantoms-held-out runs/demo samples/demo reports/demo exports/demo gen.db gen.db-wal gen.db-shm

@@ -6,7 +6,9 @@
 Each model in ``--models`` (ours is ``cpu``; ``reference`` is the plain conditional GAN to beat;
 ``tiny`` is the source method at 1/16 width; dcgan, wgan, wgan-gp, bgan and began are the
 source's baselines) trains on ../shared/data/pbc4/train with the same seed for ``--minutes`` of
-training time (checkpoints and evaluations not counted), in ``--eval-points`` equal segments.
+training time (checkpoints and evaluations not counted), in ``--eval-points`` equal segments;
+with ``--iterations-from JSON`` each model instead trains for as many iterations as it reached in
+that earlier run (so a run on a shared machine trains as far as a quiet one did).
 After each segment its last checkpoint is measured against the test split by
 ``gen.report.make_report``: normalised domain FID and KID overall and per class beside their
 real-vs-real floors, per-class colour-histogram KL beside its floor, and the domain classifier's
@@ -135,6 +137,19 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     add("--utility-seeds", type=int, default=3, help="classifier seeds for utility (default 3)")
     add("--kid-subsets", type=int, default=50, help="KID subsets per estimate (default 50)")
     add("--seed", type=int, default=0, help="training and evaluation seed (default 0)")
+    add(
+        "--curated",
+        type=float,
+        metavar="F",
+        help="also measure a set curated as gen sample --keep-best F curates (curated_ figures)",
+    )
+    add(
+        "--iterations-from",
+        type=Path,
+        metavar="JSON",
+        help="train each model for the iterations it reached in this earlier result instead of for "
+        "--minutes (a run that shares the machine then still trains as far as a quiet one)",
+    )
     add("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     add("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
     add("--data", type=Path, default=PBC4 / "train", help="training images (default: pbc4 train)")
@@ -158,7 +173,17 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     for folder in (args.data, args.real):
         if not folder.is_dir():
             raise SystemExit(f"bench-quality needs the images at {folder}; that folder does not exist.")
+    args.iterations = iterations_reached(args.iterations_from, args.models) if args.iterations_from else {}
     return args
+
+
+def iterations_reached(path: Path, models: list[str]) -> dict[str, int]:
+    """Each model's last iteration in an earlier result of this benchmark."""
+    try:
+        runs = json.loads(path.read_text())["runs"]
+        return {model: int(runs[model][-1]["iteration"]) for model in models}
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as error:
+        raise SystemExit(f"--iterations-from {path}: no last iteration for every model ({error}).") from None
 
 
 def load_sets(args: argparse.Namespace) -> Sets:
@@ -174,6 +199,10 @@ def train_segment(model: str, segment: int, args: argparse.Namespace) -> tuple[P
     if segment == 0 and out.parent.exists():
         shutil.rmtree(out.parent)  # the model's run and reports from an earlier benchmark
     budget = args.minutes / args.eval_points
+    if model in args.iterations:  # an iteration budget: this segment's share of the earlier run's
+        until, budget = round(args.iterations[model] * (segment + 1) / args.eval_points), None
+    else:
+        until = NEVER
     architecture = None
     if segment == 0:
         preset_name, changes = args.variants[model]
@@ -185,11 +214,11 @@ def train_segment(model: str, segment: int, args: argparse.Namespace) -> tuple[P
                 discriminator_spec,
             )
         config = TrainConfig(
-            str(args.data), str(out), preset_name, NEVER, checkpoint_every=NEVER, max_minutes=budget,
+            str(args.data), str(out), preset_name, until, checkpoint_every=NEVER, max_minutes=budget,
             keep_checkpoints=args.eval_points, seed=args.seed, device=args.device, **changes,
         )  # fmt: skip
     else:  # resuming keeps every stored setting but the budget
-        config = TrainConfig("", str(out), iterations=NEVER, max_minutes=budget, device=args.device)
+        config = TrainConfig("", str(out), iterations=until, max_minutes=budget, device=args.device)
     result = train(config, resume=segment > 0, progress=True, architecture=architecture)
     if result.interrupted:
         raise SystemExit(f"{model} was interrupted; its checkpoint is in {out}.")
@@ -430,7 +459,8 @@ def write_results(stem: Path, runs: dict[str, list[Point]], record: dict, fragme
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_arguments(argv)
-    args.settings = ReportSettings(n_per_class=args.per_class, seed=args.seed, kid_subsets=args.kid_subsets)
+    settings = {"n_per_class": args.per_class, "seed": args.seed, "kid_subsets": args.kid_subsets}
+    args.settings = ReportSettings(**settings, curated_keep_best=args.curated)
     if args.threads:
         torch.set_num_threads(args.threads)
     info = machine() | {"platform": platform.platform(), "threads": str(torch.get_num_threads())}

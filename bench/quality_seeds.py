@@ -21,6 +21,9 @@ METRICS = (
     ("histogram_kl", "histogram KL", "histogram_kl_floor"),
     ("domain_classifier_accuracy_on_synthetic", "domain accuracy on synthetic", "domain_classifier_accuracy"),
     ("two_sample_auc", "two-sample AUC", None),
+    ("curated_domain_fid", "curated: normalised domain FID", "domain_fid_floor"),
+    ("curated_domain_classifier_accuracy_on_synthetic", "curated: domain accuracy on synthetic", None),
+    ("curated_two_sample_auc", "curated: two-sample AUC", None),
 )
 
 
