@@ -119,7 +119,7 @@ def fill(url: str, folder: Path) -> None:
             queries.record_search_candidate(
                 session,
                 search_id=search_id,
-                gan_id=step + 1,
+                model_id=step + 1,
                 step=step,
                 parent_step=None,
                 fitness=5.0 - step / 10,

@@ -24,7 +24,7 @@ from db.models import (
     Job,
     Search,
 )
-from db.queries import _require_model
+from db.queries import require_model
 
 
 @dataclass(frozen=True)
@@ -49,9 +49,9 @@ class ImageFilters:
     seeds: tuple[int, ...]
 
 
-def _image_query(gan_id: int, class_name: str | None, iteration: int | None, seed: int | None):  # noqa: ANN202
+def _image_query(model_id: int, class_name: str | None, iteration: int | None, seed: int | None):  # noqa: ANN202
     query = select(Image, ClassName.name).join(ClassName, ClassName.id == Image.class_id)
-    query = query.where(ClassName.gan_id == gan_id)
+    query = query.where(ClassName.gan_id == model_id)
     if class_name is not None:
         query = query.where(ClassName.name == class_name)
     if iteration is not None:
@@ -63,7 +63,7 @@ def _image_query(gan_id: int, class_name: str | None, iteration: int | None, see
 
 def model_images(
     session: Session,
-    gan_id: int,
+    model_id: int,
     *,
     class_name: str | None = None,
     iteration: int | None = None,
@@ -72,18 +72,18 @@ def model_images(
     limit: int = 48,
 ) -> tuple[int, list[ImageRow]]:
     """(how many images match, one page of them in the order they were made)."""
-    _require_model(session, gan_id)
-    query = _image_query(gan_id, class_name, iteration, seed)
+    require_model(session, model_id)
+    query = _image_query(model_id, class_name, iteration, seed)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.execute(query.order_by(Image.id).offset(offset).limit(limit))
     return total, [_row(image, name) for image, name in rows]
 
 
-def images_per_class(session: Session, gan_id: int, per_class: int) -> dict[str, list[ImageRow]]:
+def images_per_class(session: Session, model_id: int, per_class: int) -> dict[str, list[ImageRow]]:
     """The first per_class images of each class of the model (empty lists for classes without)."""
     found: dict[str, list[ImageRow]] = {}
     for class_name in session.scalars(
-        select(ClassName).where(ClassName.gan_id == gan_id).order_by(ClassName.label)
+        select(ClassName).where(ClassName.gan_id == model_id).order_by(ClassName.label)
     ):
         rows = session.scalars(
             select(Image).where(Image.class_id == class_name.id).order_by(Image.id).limit(per_class)
@@ -106,17 +106,17 @@ def _row(image: Image, class_name: str) -> ImageRow:
     )
 
 
-def image_filters(session: Session, gan_id: int) -> ImageFilters:
-    _require_model(session, gan_id)
+def image_filters(session: Session, model_id: int) -> ImageFilters:
+    require_model(session, model_id)
     classes = session.scalars(
-        select(ClassName.name).where(ClassName.gan_id == gan_id).order_by(ClassName.label)
+        select(ClassName.name).where(ClassName.gan_id == model_id).order_by(ClassName.label)
     )
-    class_ids = select(ClassName.id).where(ClassName.gan_id == gan_id).scalar_subquery()
-    checkpoint_ids = select(Checkpoint.id).where(Checkpoint.gan_id == gan_id).scalar_subquery()
+    class_ids = select(ClassName.id).where(ClassName.gan_id == model_id).scalar_subquery()
+    checkpoint_ids = select(Checkpoint.id).where(Checkpoint.gan_id == model_id).scalar_subquery()
     # Through the model's checkpoints: a handful of rows, each an index range of images.
     iterations = session.scalars(
         select(Checkpoint.iteration)
-        .where(Checkpoint.gan_id == gan_id)
+        .where(Checkpoint.gan_id == model_id)
         .where(select(Image.id).where(Image.checkpoint_id == Checkpoint.id).exists())
         .distinct()
         .order_by(Checkpoint.iteration)
@@ -139,8 +139,8 @@ def image_row(session: Session, image_id: int) -> tuple[int, ImageRow]:
     ).first()
     if found is None:
         raise UserError(f"no image {image_id} in the database.")
-    image, name, gan_id = found
-    return gan_id, _row(image, name)
+    image, name, model_id = found
+    return model_id, _row(image, name)
 
 
 def model_names(session: Session) -> dict[int, str]:

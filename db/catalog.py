@@ -29,7 +29,8 @@ from db.models import (
     SearchCandidate,
     TrainingParameters,
 )
-from db.queries import _require_model, _transaction
+from db.queries import require_model
+from db.session import insert_row, transaction
 
 
 @dataclass(frozen=True)
@@ -141,13 +142,11 @@ def add_dataset(
         raise UserError(
             f"a data set called {name!r} exists already; pick another name or gen data rename it."
         )
-    with _transaction(session):
+    with transaction(session):
         dataset = Dataset(name=name, folder=folder, fingerprint=fingerprint, classes=classes)
-        session.add(dataset)
-        session.flush()
-        dataset_id = dataset.id
+        dataset_id = insert_row(session, dataset)
     # Models and classifiers trained on exactly these files before it was registered join it.
-    with _transaction(session):
+    with transaction(session):
         session.execute(
             update(TrainingParameters)
             .where(
@@ -172,7 +171,7 @@ def rename_dataset(session: Session, reference: str, new_name: str) -> tuple[str
     old = dataset.name
     if old != new_name and session.scalar(select(Dataset.id).where(Dataset.name == new_name)) is not None:
         raise UserError(f"a data set called {new_name!r} exists already.")
-    with _transaction(session):
+    with transaction(session):
         dataset.name = new_name
     return old, new_name
 
@@ -204,7 +203,7 @@ def move_dataset(session: Session, reference: str, folder: str, fingerprint: str
             f"the files in {folder} differ from the ones registered as {dataset.name!r}; "
             "register them as a new data set with gen data add."
         )
-    with _transaction(session):
+    with transaction(session):
         dataset.folder = folder
     return get_dataset(session, dataset.id)
 
@@ -213,7 +212,7 @@ def delete_dataset(session: Session, reference: str) -> DatasetInfo:
     """Delete the data set's row; the models and classifiers that used it keep their rows (and
     their recorded folder and fingerprint) but no longer point to it. Returns what was deleted."""
     info = get_dataset(session, reference)
-    with _transaction(session):
+    with transaction(session):
         session.execute(
             update(TrainingParameters).where(TrainingParameters.dataset_id == info.id).values(dataset_id=None)
         )
@@ -222,21 +221,21 @@ def delete_dataset(session: Session, reference: str) -> DatasetInfo:
     return info
 
 
-def link_model_to_dataset(session: Session, gan_id: int, dataset_id: int) -> None:
-    with _transaction(session):
+def link_model_to_dataset(session: Session, model_id: int, dataset_id: int) -> None:
+    with transaction(session):
         session.execute(
             update(TrainingParameters)
-            .where(TrainingParameters.gan_id == gan_id)
+            .where(TrainingParameters.gan_id == model_id)
             .values(dataset_id=dataset_id)
         )
 
 
-def model_dataset(session: Session, gan_id: int) -> str | None:
+def model_dataset(session: Session, model_id: int) -> str | None:
     """The name of the data set the model was trained on, if it is registered."""
     return session.scalar(
         select(Dataset.name)
         .join(TrainingParameters, TrainingParameters.dataset_id == Dataset.id)
-        .where(TrainingParameters.gan_id == gan_id)
+        .where(TrainingParameters.gan_id == model_id)
     )
 
 
@@ -248,53 +247,53 @@ def resolve_model(session: Session, reference: str | int) -> int:
     text = str(reference).strip()
     number = as_id(text)
     if number is not None:
-        return _require_model(session, number).id
-    gan_id = session.scalar(select(GanArchitecture.id).where(GanArchitecture.name == text))
-    if gan_id is None:
+        return require_model(session, number).id
+    model_id = session.scalar(select(GanArchitecture.id).where(GanArchitecture.name == text))
+    if model_id is None:
         named = list(session.scalars(select(GanArchitecture.name).where(GanArchitecture.name.is_not(None))))
         known = f"named models: {', '.join(named)}" if named else "no model has a name yet"
         raise UserError(f"no model called {text!r}; {known}.")
-    return gan_id
+    return model_id
 
 
-def model_name(session: Session, gan_id: int) -> str | None:
-    return session.scalar(select(GanArchitecture.name).where(GanArchitecture.id == gan_id))
+def model_name(session: Session, model_id: int) -> str | None:
+    return session.scalar(select(GanArchitecture.name).where(GanArchitecture.id == model_id))
 
 
 def rename_model(session: Session, reference: str, new_name: str | None) -> int:
     """Give a model a name (None removes it); returns its id."""
-    gan_id = resolve_model(session, reference)
+    model_id = resolve_model(session, reference)
     if new_name is not None:
         check_name(new_name, "model")
         holder = session.scalar(select(GanArchitecture.id).where(GanArchitecture.name == new_name))
-        if holder is not None and holder != gan_id:
+        if holder is not None and holder != model_id:
             raise UserError(f"model {holder} is already called {new_name!r}.")
-    with _transaction(session):
-        session.execute(update(GanArchitecture).where(GanArchitecture.id == gan_id).values(name=new_name))
-    return gan_id
+    with transaction(session):
+        session.execute(update(GanArchitecture).where(GanArchitecture.id == model_id).values(name=new_name))
+    return model_id
 
 
-def set_retrained_from(session: Session, gan_id: int, parent_id: int) -> None:
-    with _transaction(session):
+def set_retrained_from(session: Session, model_id: int, parent_id: int) -> None:
+    with transaction(session):
         session.execute(
-            update(GanArchitecture).where(GanArchitecture.id == gan_id).values(retrained_from=parent_id)
+            update(GanArchitecture).where(GanArchitecture.id == model_id).values(retrained_from=parent_id)
         )
 
 
-def model_dependents(session: Session, gan_id: int) -> dict[str, int]:
+def model_dependents(session: Session, model_id: int) -> dict[str, int]:
     """What deleting the model takes with it (rows only), and what only points to it."""
-    _require_model(session, gan_id)
-    class_ids = select(ClassName.id).where(ClassName.gan_id == gan_id).scalar_subquery()
+    require_model(session, model_id)
+    class_ids = select(ClassName.id).where(ClassName.gan_id == model_id).scalar_subquery()
 
     def count(model: Any, *where: Any) -> int:
         return session.scalar(select(func.count()).select_from(model).where(*where)) or 0
 
     return {
-        "checkpoints": count(Checkpoint, Checkpoint.gan_id == gan_id),
+        "checkpoints": count(Checkpoint, Checkpoint.gan_id == model_id),
         "images": count(Image, Image.class_id.in_(class_ids)),
-        "reports": count(Report, Report.gan_id == gan_id),
-        "jobs": count(Job, Job.gan_id == gan_id),
-        "retrained models": count(GanArchitecture, GanArchitecture.retrained_from == gan_id),
+        "reports": count(Report, Report.gan_id == model_id),
+        "jobs": count(Job, Job.gan_id == model_id),
+        "retrained models": count(GanArchitecture, GanArchitecture.retrained_from == model_id),
     }
 
 
@@ -393,15 +392,15 @@ def delete_classifier(session: Session, classifier_id: int) -> ClassifierSummary
             f"classifier {classifier_id} is a candidate of search {', '.join(map(str, search_ids))}; "
             "a search keeps every candidate it evaluated."
         )
-    with _transaction(session):
+    with transaction(session):
         session.execute(delete(Classifier).where(Classifier.id == classifier_id))
     return info
 
 
-def model_image_files(session: Session, gan_id: int) -> list[tuple[str, str]]:
+def model_image_files(session: Session, model_id: int) -> list[tuple[str, str]]:
     """(file, MD5) of the images the model made, as recorded (for --delete-files); a file that
     another model's rows also name is left out."""
-    class_ids = select(ClassName.id).where(ClassName.gan_id == gan_id).scalar_subquery()
+    class_ids = select(ClassName.id).where(ClassName.gan_id == model_id).scalar_subquery()
     others = select(Image.file_path).where(Image.class_id.not_in(class_ids))
     query = select(Image.file_path, Image.md5).where(
         Image.class_id.in_(class_ids), Image.file_path.not_in(others)

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from db.errors import UserError
 from db.models import JOB_STATUSES, Job, utc_now
-from db.queries import _transaction
+from db.session import insert_row, transaction
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = JOB_STATUSES
 FINISHED = (DONE, FAILED, CANCELLED)
@@ -77,13 +77,11 @@ def submit(session: Session, arguments: Sequence[str], cwd: str | None) -> int:
     """Queue a gen command (its argv after "gen"); returns the job's id."""
     if not arguments:
         raise UserError("name the gen command to run after --, e.g. gen jobs submit -- train --data ...")
-    with _transaction(session):
+    with transaction(session):
         job = Job(
             command=arguments[0], arguments=list(arguments), cwd=cwd, status=QUEUED, cancel_requested=False
         )
-        session.add(job)
-        session.flush()
-        job_id = job.id
+        job_id = insert_row(session, job)
     return job_id
 
 
@@ -110,7 +108,7 @@ def request_cancel(session: Session, job_id: int) -> str:
     job = get_job(session, job_id)
     if job.status in FINISHED:
         raise UserError(f"job {job_id} has already finished ({job.status}).")
-    with _transaction(session):
+    with transaction(session):
         if job.status == QUEUED:
             session.execute(
                 update(Job)
@@ -232,11 +230,11 @@ def heartbeat(engine: Engine, lease: Lease) -> tuple[bool, bool]:
     return held.rowcount == 1, bool(cancel)
 
 
-def finish(engine: Engine, lease: Lease, status: str, exit_code: int | None, gan_id: int | None) -> bool:
+def finish(engine: Engine, lease: Lease, status: str, exit_code: int | None, model_id: int | None) -> bool:
     """Record how the job ended; False when the lease was lost (nothing written)."""
     values: dict[str, Any] = {"status": status, "exit_code": exit_code, "finished_at": utc_now()}
-    if gan_id is not None:
-        values["gan_id"] = gan_id
+    if model_id is not None:
+        values["gan_id"] = model_id
     if status == QUEUED:  # handed back (the worker was stopped): another worker continues it
         values.update(worker=None, pid=None, finished_at=None)
     with engine.begin() as connection:

@@ -9,8 +9,7 @@ a model that still has images) raise UserError with one sentence that says what 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,6 +32,7 @@ from db.models import (
     TrainingParameters,
     utc_now,
 )
+from db.session import insert_row, transaction
 
 # The keys record_model's `training` may hold: training_parameters' columns, less the ones the
 # database fills in itself and the data set link that db.catalog sets.
@@ -103,33 +103,23 @@ class ClassifierInfo:
     created_at: datetime
 
 
-@contextmanager
-def _transaction(session: Session) -> Iterator[None]:
-    try:
-        yield
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-
-
 def _model_ids(session: Session) -> list[int]:
     return list(session.scalars(select(GanArchitecture.id).order_by(GanArchitecture.id)))
 
 
-def _require_model(session: Session, gan_id: int) -> GanArchitecture:
-    model = session.get(GanArchitecture, gan_id)
+def require_model(session: Session, model_id: int) -> GanArchitecture:
+    model = session.get(GanArchitecture, model_id)
     if model is None:
         ids = _model_ids(session)
         if not ids:
-            raise UserError(f"no model {gan_id}; the database has no models yet; run gen train first")
-        raise UserError(f"no model {gan_id}; models in the database: {', '.join(map(str, ids))}")
+            raise UserError(f"no model {model_id}; the database has no models yet; run gen train first")
+        raise UserError(f"no model {model_id}; models in the database: {', '.join(map(str, ids))}")
     return model
 
 
-def _class_names(session: Session, gan_id: int) -> list[ClassName]:
+def _class_names(session: Session, model_id: int) -> list[ClassName]:
     return list(
-        session.scalars(select(ClassName).where(ClassName.gan_id == gan_id).order_by(ClassName.label))
+        session.scalars(select(ClassName).where(ClassName.gan_id == model_id).order_by(ClassName.label))
     )
 
 
@@ -152,53 +142,49 @@ def record_model(
         raise UserError("a model needs at least one class")
     if len(set(class_names)) != len(class_names):
         raise UserError(f"class names must be unique; got {', '.join(class_names)}")
-    with _transaction(session):
+    with transaction(session):
         model = GanArchitecture(preset=preset, generator=generator, discriminator=discriminator)
-        session.add(model)
-        session.flush()
+        model_id = insert_row(session, model)
         session.add_all(
-            ClassName(gan_id=model.id, name=name, label=label) for label, name in enumerate(class_names)
+            ClassName(gan_id=model_id, name=name, label=label) for label, name in enumerate(class_names)
         )
-        session.add(TrainingParameters(gan_id=model.id, **training))
-        gan_id = model.id
-    return gan_id
+        session.add(TrainingParameters(gan_id=model_id, **training))
+    return model_id
 
 
 def update_training_iterations(
-    session: Session, gan_id: int, iterations: int, epochs: int | None = None
+    session: Session, model_id: int, iterations: int, epochs: int | None = None
 ) -> None:
     """Record how far training has got (and, when known, the epochs that makes)."""
-    _require_model(session, gan_id)
+    require_model(session, model_id)
     values: dict[str, int] = {"iterations": iterations}
     if epochs is not None:
         values["epochs"] = epochs
-    with _transaction(session):
+    with transaction(session):
         session.execute(
-            update(TrainingParameters).where(TrainingParameters.gan_id == gan_id).values(**values)
+            update(TrainingParameters).where(TrainingParameters.gan_id == model_id).values(**values)
         )
 
 
 def record_checkpoint(
-    session: Session, gan_id: int, path: str, iteration: int, sha256: str, domain_fid: float | None = None
+    session: Session, model_id: int, path: str, iteration: int, sha256: str, domain_fid: float | None = None
 ) -> int:
     """Record a saved checkpoint file (and its quality figure from training); returns its id."""
-    _require_model(session, gan_id)
-    with _transaction(session):
+    require_model(session, model_id)
+    with transaction(session):
         checkpoint = Checkpoint(
-            gan_id=gan_id, path=path, iteration=iteration, sha256=sha256, domain_fid=domain_fid
+            gan_id=model_id, path=path, iteration=iteration, sha256=sha256, domain_fid=domain_fid
         )
-        session.add(checkpoint)
-        session.flush()
-        checkpoint_id = checkpoint.id
+        checkpoint_id = insert_row(session, checkpoint)
     return checkpoint_id
 
 
-def checkpoints_with_images(session: Session, gan_id: int) -> set[str]:
+def checkpoints_with_images(session: Session, model_id: int) -> set[str]:
     """Paths of the model's checkpoints that recorded images were made from: each image can be
     made again only while its checkpoint exists, so these are never pruned."""
     query = (
         select(Checkpoint.path)
-        .where(Checkpoint.gan_id == gan_id)
+        .where(Checkpoint.gan_id == model_id)
         .where(select(Image.id).where(Image.checkpoint_id == Checkpoint.id).exists())
     )
     return set(session.scalars(query))
@@ -206,10 +192,10 @@ def checkpoints_with_images(session: Session, gan_id: int) -> set[str]:
 
 def latest_model_id(session: Session) -> int:
     """The model added most recently: what commands use when no id is given."""
-    gan_id = session.scalar(select(func.max(GanArchitecture.id)))
-    if gan_id is None:
+    model_id = session.scalar(select(func.max(GanArchitecture.id)))
+    if model_id is None:
         raise UserError("no model in the database yet; run gen train first")
-    return gan_id
+    return model_id
 
 
 def _image_counts(session: Session, gan_ids: Sequence[int] | None = None) -> dict[int, int]:
@@ -220,17 +206,17 @@ def _image_counts(session: Session, gan_ids: Sequence[int] | None = None) -> dic
     return {class_id: count for class_id, count in session.execute(query)}
 
 
-def get_model(session: Session, gan_id: int) -> ModelInfo:
-    """Everything recorded about model gan_id; UserError listing the ids that exist if unknown."""
-    model = _require_model(session, gan_id)
-    classes = _class_names(session, gan_id)
+def get_model(session: Session, model_id: int) -> ModelInfo:
+    """Everything recorded about model model_id; UserError listing the ids that exist if unknown."""
+    model = require_model(session, model_id)
+    classes = _class_names(session, model_id)
     parameters = session.scalars(
-        select(TrainingParameters).where(TrainingParameters.gan_id == gan_id)
+        select(TrainingParameters).where(TrainingParameters.gan_id == model_id)
     ).one_or_none()
     checkpoints = session.scalars(
-        select(Checkpoint).where(Checkpoint.gan_id == gan_id).order_by(Checkpoint.iteration, Checkpoint.id)
+        select(Checkpoint).where(Checkpoint.gan_id == model_id).order_by(Checkpoint.iteration, Checkpoint.id)
     )
-    counts = _image_counts(session, [gan_id])
+    counts = _image_counts(session, [model_id])
     return ModelInfo(
         id=model.id,
         preset=model.preset,
@@ -256,16 +242,16 @@ def get_model(session: Session, gan_id: int) -> ModelInfo:
     )
 
 
-def resolve_class(session: Session, gan_id: int, name: str) -> int:
+def resolve_class(session: Session, model_id: int, name: str) -> int:
     """The class_names.id of a model's class called name; UserError listing its classes if none."""
-    classes = _class_names(session, gan_id)
+    classes = _class_names(session, model_id)
     if not classes:
-        _require_model(session, gan_id)
+        require_model(session, model_id)
     for class_name in classes:
         if class_name.name == name:
             return class_name.id
     raise UserError(
-        f"model {gan_id} has no class {name!r}; its classes: {', '.join(c.name for c in classes)}"
+        f"model {model_id} has no class {name!r}; its classes: {', '.join(c.name for c in classes)}"
     )
 
 
@@ -299,43 +285,43 @@ def list_models(session: Session) -> list[ModelSummary]:
     ]
 
 
-def delete_model(session: Session, gan_id: int, cascade: bool = False) -> int:
+def delete_model(session: Session, model_id: int, cascade: bool = False) -> int:
     """Delete a model's rows (never its files); returns how many image rows went with it.
 
     Refuses while images are recorded for it, unless cascade: the images table is the published
     record of how each file was made, so losing it must be asked for.
     """
-    _require_model(session, gan_id)
-    class_ids = select(ClassName.id).where(ClassName.gan_id == gan_id).scalar_subquery()
+    require_model(session, model_id)
+    class_ids = select(ClassName.id).where(ClassName.gan_id == model_id).scalar_subquery()
     image_count = session.scalar(select(func.count()).select_from(Image).where(Image.class_id.in_(class_ids)))
     if image_count and not cascade:
         raise UserError(
-            f"model {gan_id} still has {image_count} recorded images; "
+            f"model {model_id} still has {image_count} recorded images; "
             "delete it with --cascade to remove their rows too (the image files are kept)"
         )
     search_ids = sorted(
-        set(session.scalars(select(SearchCandidate.search_id).where(SearchCandidate.gan_id == gan_id)))
+        set(session.scalars(select(SearchCandidate.search_id).where(SearchCandidate.gan_id == model_id)))
     )
     if search_ids:
         raise UserError(
-            f"model {gan_id} is a candidate of search {', '.join(map(str, search_ids))}; "
+            f"model {model_id} is a candidate of search {', '.join(map(str, search_ids))}; "
             "a search keeps every candidate it evaluated"
         )
     # Children before parents: foreign keys stay enforced throughout.
-    checkpoint_ids = select(Checkpoint.id).where(Checkpoint.gan_id == gan_id).scalar_subquery()
+    checkpoint_ids = select(Checkpoint.id).where(Checkpoint.gan_id == model_id).scalar_subquery()
     statements = [
         # Rows that only point to the model (a job that made it, a model retrained from it) forget it.
-        update(Job).where(Job.gan_id == gan_id).values(gan_id=None),
-        update(GanArchitecture).where(GanArchitecture.retrained_from == gan_id).values(retrained_from=None),
+        update(Job).where(Job.gan_id == model_id).values(gan_id=None),
+        update(GanArchitecture).where(GanArchitecture.retrained_from == model_id).values(retrained_from=None),
         delete(Image).where(Image.class_id.in_(class_ids) | Image.checkpoint_id.in_(checkpoint_ids)),
-        delete(Curation).where(Curation.gan_id == gan_id),
-        delete(Report).where(Report.gan_id == gan_id),
-        delete(Checkpoint).where(Checkpoint.gan_id == gan_id),
-        delete(ClassName).where(ClassName.gan_id == gan_id),
-        delete(TrainingParameters).where(TrainingParameters.gan_id == gan_id),
-        delete(GanArchitecture).where(GanArchitecture.id == gan_id),
+        delete(Curation).where(Curation.gan_id == model_id),
+        delete(Report).where(Report.gan_id == model_id),
+        delete(Checkpoint).where(Checkpoint.gan_id == model_id),
+        delete(ClassName).where(ClassName.gan_id == model_id),
+        delete(TrainingParameters).where(TrainingParameters.gan_id == model_id),
+        delete(GanArchitecture).where(GanArchitecture.id == model_id),
     ]
-    with _transaction(session):
+    with transaction(session):
         for statement in statements:
             session.execute(statement, execution_options={"synchronize_session": False})
         session.expunge_all()
@@ -398,7 +384,7 @@ class ModelImage:
 
 def model_images(
     session: Session,
-    gan_id: int,
+    model_id: int,
     *,
     checkpoint_id: int | None = None,
     seed: int | None = None,
@@ -423,7 +409,7 @@ def model_images(
         )
         .join(ClassName, ClassName.id == Image.class_id)
         .join(Checkpoint, Checkpoint.id == Image.checkpoint_id)
-        .where(ClassName.gan_id == gan_id)
+        .where(ClassName.gan_id == model_id)
         .order_by(ClassName.label, Image.id)
     )
     if checkpoint_id is not None:
@@ -446,9 +432,9 @@ _SCORE_COLUMNS = {
 }
 
 
-def checkpoint_ids_with_images(session: Session, gan_id: int) -> set[int]:
+def checkpoint_ids_with_images(session: Session, model_id: int) -> set[int]:
     """The ids of the model's checkpoints that recorded images were made from."""
-    query = select(Image.checkpoint_id).join(Checkpoint).where(Checkpoint.gan_id == gan_id).distinct()
+    query = select(Image.checkpoint_id).join(Checkpoint).where(Checkpoint.gan_id == model_id).distinct()
     return set(session.scalars(query))
 
 
@@ -512,14 +498,12 @@ def recorded_paths(session: Session, directory: str) -> set[str]:
 
 
 def record_curation(
-    session: Session, gan_id: int, checkpoint_id: int, seed: int, settings: Mapping[str, Any]
+    session: Session, model_id: int, checkpoint_id: int, seed: int, settings: Mapping[str, Any]
 ) -> int:
     """A new curations row (gen sample --keep-best); its classes are filled in as each ends."""
-    with _transaction(session):
-        curation = Curation(gan_id=gan_id, checkpoint_id=checkpoint_id, seed=seed, settings=dict(settings))
-        session.add(curation)
-        session.flush()
-        curation_id = curation.id
+    with transaction(session):
+        curation = Curation(gan_id=model_id, checkpoint_id=checkpoint_id, seed=seed, settings=dict(settings))
+        curation_id = insert_row(session, curation)
     return curation_id
 
 
@@ -540,7 +524,7 @@ def finish_curation_class(
     session: Session, curation_id: int, class_name: str, counts: Mapping[str, Any], seconds: float
 ) -> None:
     """Add one class's counts (candidates, kept, rejected by reason) and its time to a run."""
-    with _transaction(session):
+    with transaction(session):
         curation = session.get(Curation, curation_id)
         if curation is None:
             raise UserError(f"curation {curation_id} was deleted while sampling.")
@@ -557,26 +541,26 @@ def record_images(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
     """
     if not rows:
         return
-    with _transaction(session):
+    with transaction(session):
         # A list of dicts makes this an executemany (insertmanyvalues), not one INSERT per row.
         session.execute(insert(Image), [dict(row) for row in rows])
 
 
-def record_report(session: Session, gan_id: int, rows: Sequence[Mapping[str, Any]]) -> None:
+def record_report(session: Session, model_id: int, rows: Sequence[Mapping[str, Any]]) -> None:
     """Record one quality report: rows of {"metric", "value", "class_name" (a name, or None for
     all classes), "settings" (optional)}. All rows share one created_at, which is what groups
     them into a report."""
-    _require_model(session, gan_id)
-    class_ids = {c.name: c.id for c in _class_names(session, gan_id)}
+    require_model(session, model_id)
+    class_ids = {c.name: c.id for c in _class_names(session, model_id)}
     created_at = utc_now()
     values = []
     for row in rows:
         name = row.get("class_name")
         if name is not None and name not in class_ids:
-            raise UserError(f"model {gan_id} has no class {name!r}; its classes: {', '.join(class_ids)}")
+            raise UserError(f"model {model_id} has no class {name!r}; its classes: {', '.join(class_ids)}")
         values.append(
             {
-                "gan_id": gan_id,
+                "gan_id": model_id,
                 "metric": row["metric"],
                 "class_id": None if name is None else class_ids[name],
                 "value": float(row["value"]),
@@ -586,20 +570,20 @@ def record_report(session: Session, gan_id: int, rows: Sequence[Mapping[str, Any
         )
     if not values:
         return
-    with _transaction(session):
+    with transaction(session):
         session.execute(insert(Report), values)
 
 
-def latest_report(session: Session, gan_id: int) -> list[ReportRow]:
+def latest_report(session: Session, model_id: int) -> list[ReportRow]:
     """The newest figure of each (metric, class) recorded for the model, overall figures first.
 
     Per (metric, class) rather than the newest report as a whole, so that a report that measured
     only some metrics does not hide the others.
     """
-    _require_model(session, gan_id)
-    names = {c.id: c.name for c in _class_names(session, gan_id)}
+    require_model(session, model_id)
+    names = {c.id: c.name for c in _class_names(session, model_id)}
     reports = session.scalars(
-        select(Report).where(Report.gan_id == gan_id).order_by(Report.created_at.desc(), Report.id.desc())
+        select(Report).where(Report.gan_id == model_id).order_by(Report.created_at.desc(), Report.id.desc())
     )
     newest: dict[tuple[str, int | None], Report] = {}
     for report in reports:
@@ -633,7 +617,7 @@ def record_classifier(
 ) -> int:
     """Record a trained classifier for a data set; returns its id. ``trained``: what gen
     classifiers train adds (name, settings, history, per_class_f1, confusion_matrix)."""
-    with _transaction(session):
+    with transaction(session):
         classifier = Classifier(
             dataset_fingerprint=dataset_fingerprint,
             path=path,
@@ -643,9 +627,7 @@ def record_classifier(
             dataset_id=dataset_id,
             **trained,
         )
-        session.add(classifier)
-        session.flush()
-        classifier_id = classifier.id
+        classifier_id = insert_row(session, classifier)
     return classifier_id
 
 
@@ -735,7 +717,7 @@ def create_search(
     seed: int,
 ) -> int:
     """Record a new architecture search (status running); returns its id."""
-    with _transaction(session):
+    with transaction(session):
         search = Search(
             stage=stage,
             dataset_path=dataset_path,
@@ -744,9 +726,7 @@ def create_search(
             seed=seed,
             status="running",
         )
-        session.add(search)
-        session.flush()
-        search_id = search.id
+        search_id = insert_row(session, search)
     return search_id
 
 
@@ -770,7 +750,7 @@ def search_in_folder(session: Session, folder: str) -> SearchInfo | None:
 
 
 def set_search_status(session: Session, search_id: int, status: str) -> None:
-    with _transaction(session):
+    with transaction(session):
         session.execute(update(Search).where(Search.id == search_id).values(status=status))
 
 
@@ -778,7 +758,7 @@ def record_search_candidate(
     session: Session,
     *,
     search_id: int,
-    gan_id: int | None,
+    model_id: int | None,
     step: int,
     parent_step: int | None,
     fitness: float | None,
@@ -790,12 +770,12 @@ def record_search_candidate(
 ) -> int:
     """Record an evaluated candidate (its model or classifier row already written, if it got
     one); returns its id."""
-    with _transaction(session):
+    with transaction(session):
         return _add_search_candidate(
             session,
             search_id,
             parent_step,
-            gan_id=gan_id,
+            gan_id=model_id,
             classifier_id=classifier_id,
             step=step,
             fitness=fitness,
@@ -816,9 +796,7 @@ def _add_search_candidate(session: Session, search_id: int, parent_step: int | N
             )
         )
     candidate = SearchCandidate(search_id=search_id, parent_id=parent_id, **columns)
-    session.add(candidate)
-    session.flush()
-    return candidate.id
+    return insert_row(session, candidate)
 
 
 def record_classifier_search_candidate(
@@ -837,13 +815,11 @@ def record_classifier_search_candidate(
     """A classifier search's candidate and its classifiers row (``classifier``: that row's
     columns; None for a failed candidate) in one transaction, so that a crash leaves both or
     neither. Returns (classifier id, candidate id)."""
-    with _transaction(session):
+    with transaction(session):
         classifier_id = None
         if classifier is not None:
             row = Classifier(**classifier)
-            session.add(row)
-            session.flush()
-            classifier_id = row.id
+            classifier_id = insert_row(session, row)
         candidate_id = _add_search_candidate(
             session,
             search_id,

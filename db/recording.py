@@ -92,14 +92,14 @@ def model_for_run_folder(session: Session, run_dir: str | Path) -> int | None:
     """The model an earlier run in ``run_dir`` recorded (the newest): by its checkpoints' rows,
     else by the run folder its settings name. None when no run there was ever recorded."""
     folder = stored_path(run_dir)
-    gan_id = session.scalar(
+    model_id = session.scalar(
         select(Checkpoint.gan_id)
         .where(Checkpoint.path.startswith(folder + os.sep, autoescape=True))
         .order_by(Checkpoint.id.desc())
         .limit(1)
     )
-    if gan_id is not None:
-        return gan_id
+    if model_id is not None:
+        return model_id
     for parameters in session.scalars(select(TrainingParameters).order_by(TrainingParameters.id.desc())):
         if (parameters.settings or {}).get("run_dir") == folder:
             return parameters.gan_id
@@ -123,8 +123,8 @@ def forget_unfinished_runs(session: Session, run_dir: str | Path) -> list[int]:
         )
         is None
     ]
-    for gan_id in unfinished:
-        queries.delete_model(session, gan_id)
+    for model_id in unfinished:
+        queries.delete_model(session, model_id)
     return unfinished
 
 
@@ -139,10 +139,10 @@ def adopt_resumed_checkpoint(
     row = checkpoint_row(session, path)
     if row is not None:
         return row.gan_id
-    gan_id = model_for_run_folder(session, run_dir)
-    if gan_id is not None:
-        record_checkpoint_file(session, gan_id, path, iteration, sha256())
-    return gan_id
+    model_id = model_for_run_folder(session, run_dir)
+    if model_id is not None:
+        record_checkpoint_file(session, model_id, path, iteration, sha256())
+    return model_id
 
 
 def checkpoint_row(session: Session, path: str | Path) -> Checkpoint | None:
@@ -166,7 +166,7 @@ def best_checkpoint(info: queries.ModelInfo, checkpoints: Sequence[queries.Check
 
 def record_checkpoint_file(
     session: Session,
-    gan_id: int,
+    model_id: int,
     path: str | Path,
     iteration: int,
     sha256: str,
@@ -175,9 +175,9 @@ def record_checkpoint_file(
     epochs: int | None = None,
 ) -> int:
     checkpoint_id = queries.record_checkpoint(
-        session, gan_id, stored_path(path), iteration, sha256, domain_fid
+        session, model_id, stored_path(path), iteration, sha256, domain_fid
     )
-    queries.update_training_iterations(session, gan_id, iteration, epochs)
+    queries.update_training_iterations(session, model_id, iteration, epochs)
     return checkpoint_id
 
 
@@ -191,7 +191,7 @@ def adopt_checkpoint(session: Session, state: dict[str, Any], sha256: str) -> tu
     if row is not None and row.sha256 == sha256:
         return row.gan_id, row.id
     config = json.loads(state["config"])
-    gan_id = record_run(
+    model_id = record_run(
         session,
         config=config,
         generator=json.loads(state["generator_spec"]),
@@ -204,14 +204,14 @@ def adopt_checkpoint(session: Session, state: dict[str, Any], sha256: str) -> tu
     )
     checkpoint_id = record_checkpoint_file(
         session,
-        gan_id,
+        model_id,
         state["path"],
         state["iteration"],
         sha256,
         domain_fid=state.get("evaluation"),
         epochs=epochs(config, state["iteration"], state.get("num_images", 0)),
     )
-    return gan_id, checkpoint_id
+    return model_id, checkpoint_id
 
 
 class ImageRecorder:
@@ -220,7 +220,7 @@ class ImageRecorder:
     def __init__(
         self,
         engine: Engine,
-        gan_id: int,
+        model_id: int,
         checkpoint_id: int,
         iteration: int,
         seed: int,
@@ -233,13 +233,13 @@ class ImageRecorder:
         self.iteration = iteration
         self.seed = seed
         self.computed = computed or {}
-        self.gan_id = gan_id
+        self.gan_id = model_id
         self.curation_settings: dict[str, Any] | None = None
         self.curation_id: int | None = None  # the run's row, made when it first records
         self.earlier_curations: list[int] = []
         with Session(engine) as session:
             self.class_ids = {
-                c.name: c.id for c in session.scalars(select(ClassName).where(ClassName.gan_id == gan_id))
+                c.name: c.id for c in session.scalars(select(ClassName).where(ClassName.gan_id == model_id))
             }
 
     def begin_curation(self, settings: dict[str, Any]) -> None:
@@ -362,7 +362,7 @@ def record_candidate(
     ``checkpoint`` is (path, iteration, sha256), or None when the candidate failed before one.
     Returns (model id, candidate id)."""
     iterations = checkpoint[1] if checkpoint is not None else 0
-    gan_id = record_run(
+    model_id = record_run(
         session,
         config=config,
         generator=generator,
@@ -377,7 +377,7 @@ def record_candidate(
         path, iteration, sha256 = checkpoint
         record_checkpoint_file(
             session,
-            gan_id,
+            model_id,
             path,
             iteration,
             sha256,
@@ -387,7 +387,7 @@ def record_candidate(
     candidate_id = queries.record_search_candidate(
         session,
         search_id=search_id,
-        gan_id=gan_id,
+        model_id=model_id,
         step=step,
         parent_step=parent_step,
         fitness=fitness,
@@ -396,7 +396,7 @@ def record_candidate(
         worker=worker,
         status="done" if fitness is not None else "failed",
     )
-    return gan_id, candidate_id
+    return model_id, candidate_id
 
 
 def record_classifier_candidate(

@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,9 +28,11 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.orm import Session
 
 import schema
 from db.errors import UserError
+from db.models import Base
 
 DEFAULT_DATABASE_URL = "sqlite:///gen.db"
 DATABASE_URL_ENV = "GEN_DATABASE_URL"
@@ -377,3 +381,21 @@ def upgrade_database(url: str | None = None) -> tuple[str | None, str]:
     finally:
         opened.engine.dispose()
     return opened.revision, head_revision()
+
+
+@contextmanager
+def transaction(session: Session) -> Iterator[None]:
+    """Commit what the block wrote, or roll all of it back if the block raises: never half a change."""
+    try:
+        yield
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+
+
+def insert_row(session: Session, row: Base) -> int:
+    """Add ``row`` and flush it, so that the database gives it its id; that id."""
+    session.add(row)
+    session.flush()
+    return row.id

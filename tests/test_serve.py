@@ -140,7 +140,7 @@ def world(database_url: str, tmp_path: Path) -> Iterator[World]:
             queries.record_search_candidate(
                 session,
                 search_id=search_id,
-                gan_id=model,
+                model_id=model,
                 step=step,
                 parent_step=None,
                 fitness=fitness,
