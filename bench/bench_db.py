@@ -4,7 +4,7 @@ transaction per batch, as `gen sample` records them.
     .venv/bin/python bench/bench_db.py [--url postgresql://user@host:5432/gen]
 
 Measures a SQLite file and throwaway PostgreSQL servers started like the test suite's
-(db.pg_server), with fsync off (as in the tests) and on (as in real use); --url adds a database
+(tests/pg_server.py), with fsync off (as in the tests) and on (as in real use); --url adds a database
 of your own (its rows are deleted again afterwards). Prints figures; asserts nothing.
 """
 
@@ -22,8 +22,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from db import queries
-from db.pg_server import PostgresUnavailable, running_postgres
 from db.session import mask_url, open_database
+from tests.pg_server import PostgresUnavailable, running_postgres
 
 CLASSES = ["cyt_kist_mast", "cyt_mast", "cyt_nep_fib_mast", "cyt_nep_mast"]
 PER_CLASS = 4000

@@ -31,11 +31,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from db import queries
-from db.pg_server import PostgresUnavailable, running_postgres
 from db.recording import stored_path
 from db.session import open_database
 from gen.export import export_dataset
 from gen.verify import verify_dataset
+from tests.pg_server import PostgresUnavailable, running_postgres
 
 CLASSES = ["cyt_kist_mast", "cyt_mast", "cyt_nep_fib_mast", "cyt_nep_mast"]
 PER_CLASS = 4000

@@ -96,7 +96,7 @@ def database(postgres: bool, url: str | None, folder: Path) -> Iterator[str]:
     if url:
         yield url
     elif postgres:
-        from db.pg_server import running_postgres
+        from tests.pg_server import running_postgres
 
         with running_postgres() as server:
             yield server.create_database()

@@ -29,10 +29,10 @@ from pathlib import Path
 import torch
 
 from db import open_database
-from db.pg_server import PostgresUnavailable, running_postgres
 from gen.phantoms import PHANTOM_CLASSES, write_phantoms
 from gen.train import train
 from gen.train_config import TrainConfig
+from tests.pg_server import PostgresUnavailable, running_postgres
 
 PRESET = "tiny"
 GPU_PER_CLASS = 4000

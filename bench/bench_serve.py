@@ -5,7 +5,7 @@
 
 Server-side time per page, from the application's Server-Timing header (the guard middleware
 measures each request), through the test client: median of 5 requests after one warm-up, on a
-SQLite file and a throwaway PostgreSQL server (db.pg_server). Beside it, the CPU time this
+SQLite file and a throwaway PostgreSQL server (tests/pg_server.py). Beside it, the CPU time this
 process spent per request (server and test client together; PostgreSQL's own work not
 included): on a machine busy with other work the wall time mostly measures waiting for a core,
 the CPU time does not. The image rows point at files that
@@ -26,8 +26,8 @@ from sqlalchemy.orm import Session
 
 from db import jobs as job_rows
 from db import queries
-from db.pg_server import PostgresUnavailable, running_postgres
 from db.session import open_database
+from tests.pg_server import PostgresUnavailable, running_postgres
 
 MODELS, CLASSES, PER_CLASS = 50, ("basophil", "eosinophil", "lymphocyte", "monocyte"), 80
 HISTORY_ROWS, GRIDS = 200, 10

@@ -1,6 +1,6 @@
 """The storing side: SQLAlchemy models (db.models), opening a database (db.session), the
-queries the CLI runs (db.queries), the schema as SQL (db.ddl) and a throwaway PostgreSQL server
-for tests and benchmarks (db.pg_server).
+queries the CLI runs (db.queries), the schema as SQL (db.ddl). The throwaway PostgreSQL server of
+the tests and benchmarks is test-only code: tests/pg_server.py.
 
     from sqlalchemy.orm import Session
     from db import open_database, queries

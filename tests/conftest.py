@@ -1,7 +1,7 @@
 """Fixtures shared by the test modules.
 
 Database tests take `database_url` and run twice: once on a SQLite file and once on a real
-PostgreSQL 15 server that the suite starts itself (db.pg_server). Without PostgreSQL installed
+PostgreSQL 15 server that the suite starts itself (tests/pg_server.py). Without PostgreSQL installed
 those runs are skipped, except in CI (the CI variable is set), where they must run and so fail.
 """
 
@@ -15,7 +15,7 @@ from typing import NoReturn
 import pytest
 import torch
 
-from db.pg_server import PostgresServer, PostgresUnavailable, find_postgres_bin, start_postgres
+from tests.pg_server import PostgresServer, PostgresUnavailable, find_postgres_bin, start_postgres
 
 
 def _no_postgres(reason: str) -> NoReturn:

@@ -38,7 +38,6 @@ from sqlalchemy.orm import Session
 from db import queries
 from db.errors import UserError
 from db.models import Base, Checkpoint, ClassName, GanArchitecture, Image
-from db.pg_server import PostgresServer
 from db.session import head_revision, make_engine, migrate
 from gen.architecture import preset, to_json
 from gen.checkpoint import load_checkpoint
@@ -48,6 +47,7 @@ from gen.data import load_image_folder
 from gen.networks import build
 from gen.phantoms import write_phantoms
 from gen.sample import generate
+from tests.pg_server import PostgresServer
 
 TRAIN = "--preset tiny --batch-size 4 --checkpoint-every 1 --device cpu --quiet"
 SAMPLE = "--batch-size 4 --device cpu --quiet"

@@ -22,7 +22,6 @@ from sqlalchemy.orm import Session
 from db import queries
 from db.errors import UserError
 from db.models import Checkpoint, ClassName, GanArchitecture, Image, Report, TrainingParameters
-from db.pg_server import PostgresServer
 from db.session import (
     DEFAULT_DATABASE_URL,
     head_revision,
@@ -33,6 +32,7 @@ from db.session import (
     resolve_database_url,
     upgrade_database,
 )
+from tests.pg_server import PostgresServer
 
 # Deliberately not alphabetical, so that label order is what is checked.
 CLASSES = ["cyt_nep_mast", "cyt_mast", "cyt_kist_mast", "cyt_nep_fib_mast"]

@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 from db import queries
 from db.dump import DUMP_TABLES, DumpFormatError, column_value, dump_rows, dump_sql, read_dump, render_literal
 from db.models import Base, Image
-from db.pg_server import PostgresServer
 from db.session import open_database
+from tests.pg_server import PostgresServer
 
 NASTY_STRINGS = [
     "",
