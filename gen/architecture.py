@@ -11,7 +11,7 @@ to every later node), ``ATTN`` the 1-based indices of the cells followed by self
 Node 1 is the cell's input, the last node its output, and every other node is the sum of
 the operations on its incoming edges.
 
-Reading of the source's cells (SOURCE_METHOD.md section 2), recorded here as the code's choice:
+Reading of the source's cells (docs/source-method.md section 2), recorded here as the code's choice:
 the tables write ``n2 = n1 + separable(n1)``, which one digit per edge cannot express; we read
 the residual term as a skip from the cell input (node 1 -> node 3), which also gives the
 generator cell the "two skips" and the discriminator cell the "three skips" the thesis states.
@@ -226,7 +226,7 @@ _PRESET_CHANNELS = {
     "small": ((512, 512, 256, 128, 64), (32, 64, 128, 256, 512)),
     "tiny": ((64, 64, 32, 16, 16), (8, 16, 32, 64, 64)),
 }
-# The source's five baselines (SOURCE_METHOD.md section 4); gen.presets holds their training.
+# The source's five baselines (docs/source-method.md section 4); gen.presets holds their training.
 BASELINES = ("dcgan", "wgan", "wgan-gp", "bgan", "began")
 PRESETS = (*_PRESET_CHANNELS, "cpu", "reference", *BASELINES)
 

@@ -7,7 +7,7 @@ preset is class-conditional the same way (class-conditional batch norm in G, a p
 head in D, a class code in BEGAN's autoencoder), and every preset samples through the same
 EMA/standing-statistics path (the baselines with EMA decay 0, i.e. the live generator).
 
-- ``paper``, ``small``, ``tiny``: the source method (SOURCE_METHOD.md section 2): hinge,
+- ``paper``, ``small``, ``tiny``: the source method (docs/source-method.md section 2): hinge,
   Adam 1e-4 / 4e-4 with betas (0.5, 0.999), DiffAugment colour + translation, EMA 0.999.
 - ``cpu``: ours for a CPU (docs/benchmarks.md): hinge, Adam 2e-4 / 2e-4 with betas (0, 0.9),
   DiffAugment, EMA 0.999, weight decay 1e-5 on D (PyTorch-StudioGAN's advice for small sets).
@@ -23,7 +23,7 @@ EMA/standing-statistics path (the baselines with EMA decay 0, i.e. the live gene
   0.5 and lambda_k 0.001, Adam 1e-4 with beta1 0.5.
 
 None of the baselines uses DiffAugment, which came later (2020); their batch is the source's
-(64, SOURCE_METHOD.md section 4).
+(64, docs/source-method.md section 4).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The network of a classifier-search genome (gen.search.space.ClassifierGenome).
 
-Reading of the source's classifier (SOURCE_METHOD.md section 3: "5 cells with pooling after
+Reading of the source's classifier (docs/source-method.md section 3: "5 cells with pooling after
 cell 1, 32 channels"): a 64x64 RGB image goes through a stem (conv3x3 to 32 channels, batch
 norm, ELU), then ``cells`` cells, each the genome's cell (gen.networks.Cell: a node is the sum of
 its incoming edges' operations; convolutions are conv -> ELU -> batch norm, no spectral norm)

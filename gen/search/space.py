@@ -1,7 +1,7 @@
 """The search space of the source's architecture search: cells in the {N, C, [ATTN]} encoding.
 
 An architecture (a :class:`Genome`) is one cell, used at every stage of a network, plus the
-stages followed by self-attention (SOURCE_METHOD.md section 3):
+stages followed by self-attention (docs/source-method.md section 3):
 
 - ``N``, the nodes of the cell, is 3, 4 or 5;
 - ``C`` holds one operation digit per edge, grouped by source node (``"235-66-7"`` for N = 4);
@@ -208,7 +208,7 @@ def stage_one_discriminator(space: SearchSpace) -> Genome:
 
 
 # ---------------------------------------------------------------------------------------------
-# The classifier search (SOURCE_METHOD.md section 3: "micro (cell) and macro (number of cells,
+# The classifier search (docs/source-method.md section 3: "micro (cell) and macro (number of cells,
 # where to pool) stages"; the source's best: 5 cells with pooling after cell 1, 32 channels).
 #
 # Micro: one cell in the {N, C} notation with the discriminator's alphabet (1-8: convolutions,
