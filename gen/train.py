@@ -58,6 +58,7 @@ from gen.losses import LOSSES, GANLoss, make_loss
 from gen.networks import Generator, build, set_conditioning
 from gen.presets import OPTIMIZERS, RECIPES
 from gen.runtime import Distributed, start_distributed, stop_distributed
+from gen.seeds import check_seed
 
 BEST_FILE = "best.json"
 
@@ -142,8 +143,7 @@ class TrainConfig:
             raise GenError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}.")
         if (self.critic_steps or 1) < 1 or self.eval_every < 0 or self.eval_images < 1 or self.log_every < 1:
             raise GenError("critic steps, evaluation images and the history interval must be at least 1.")
-        if not 0 <= self.seed <= 2**31 - 1:
-            raise GenError("--seed must be between 0 and 2147483647.")
+        check_seed(self.seed)
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise GenError("--minutes must be more than 0.")
         for name in ("g_lr", "d_lr", "d_weight_decay", "lecam", "classifier_weight"):
