@@ -35,7 +35,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -61,6 +61,40 @@ from gen.text import printable
 CHILD = (
     "import os, sys; sys.path[:0] = sys.argv.pop(1).split(os.pathsep); "
     "from gen.job_process import main; main()"
+)
+# What gen's command line offers, kept here as data so that this library imports no CLI
+# (tests/test_commands_jobs.py checks both against gen's command tree): its commands, and those
+# (a group's subcommand written as "classifiers train") that take --device.
+COMMANDS = (
+    "classifiers",
+    "classify",
+    "data",
+    "db",
+    "demo-data",
+    "export",
+    "jobs",
+    "models",
+    "report",
+    "reproduce",
+    "sample",
+    "search",
+    "searches",
+    "serve",
+    "train",
+    "verify",
+    "worker",
+)
+DEVICE_COMMANDS = (
+    "classifiers train",
+    "classify",
+    "models retrain",
+    "report",
+    "reproduce",
+    "sample",
+    "search",
+    "train",
+    "verify",
+    "worker",
 )
 # Commands a job may not run: they would run workers inside a worker or queue from one, or
 # hold the worker forever (a web server).
@@ -93,19 +127,10 @@ def option_value(arguments: Sequence[str], option: str) -> str | None:
     return None
 
 
-def _accepts(arguments: Sequence[str], parameter: str) -> bool:
+def _takes_device(arguments: Sequence[str]) -> bool:
     """Whether the command the argv names (a group's subcommand too: classifiers train) takes
-    ``parameter``."""
-    import click
-
-    from gen.cli import cli
-
-    found: click.Command | None = cli
-    for argument in arguments:
-        if not isinstance(found, click.Group):
-            break
-        found = found.commands.get(argument)
-    return found is not None and any(p.name == parameter for p in found.params)
+    --device."""
+    return bool(arguments) and (arguments[0] in DEVICE_COMMANDS or " ".join(arguments[:2]) in DEVICE_COMMANDS)
 
 
 def child_arguments(job: JobInfo, settings: WorkerSettings, cwd: Path) -> tuple[list[str], dict[str, str]]:
@@ -117,7 +142,7 @@ def child_arguments(job: JobInfo, settings: WorkerSettings, cwd: Path) -> tuple[
         # A run this job started before its worker died: continue it from its last checkpoint.
         if job.attempts > 1 and out and (cwd / out).is_dir() and checkpoints_in(cwd / out):
             arguments.append("--resume")
-    if settings.device and _accepts(arguments, "device") and option_value(arguments, "--device") is None:
+    if settings.device and _takes_device(arguments) and option_value(arguments, "--device") is None:
         device = settings.device
         if device.startswith("cuda:"):
             environment["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]
@@ -384,22 +409,22 @@ def _take_jobs(
             return ran
 
 
-def check_job_command(arguments: Sequence[str]) -> None:
-    """One sentence unless the argv (after "gen") is a command a job may run on the worker's database."""
-    from gen.cli import cli
-    from gen.errors import GenError
-
+def check_job_command(arguments: Sequence[str], commands: Collection[str] = COMMANDS) -> None:
+    """One sentence unless the argv (after "gen") is a command a job may run on the worker's
+    database; ``commands``: gen's commands (gen jobs submit gives those of its click context)."""
     command = arguments[0] if arguments else ""
-    if command not in cli.commands or command in REFUSED_COMMANDS:
-        runnable = ", ".join(name for name in sorted(cli.commands) if name not in REFUSED_COMMANDS)
+    if command not in commands or command in REFUSED_COMMANDS:
+        runnable = ", ".join(name for name in sorted(commands) if name not in REFUSED_COMMANDS)
         raise GenError(f"a job runs a gen command ({runnable}), not {command!r}.")
     if "--db" in arguments or any(a.startswith("--db=") for a in arguments):
         raise GenError("a job runs on the worker's database; leave --db out of the command.")
 
 
-def submit(engine: Engine, arguments: Sequence[str], cwd: str | Path) -> int:
+def submit(
+    engine: Engine, arguments: Sequence[str], cwd: str | Path, commands: Collection[str] = COMMANDS
+) -> int:
     """Queue a gen command (its argv after "gen") to run in the folder cwd; returns the job's id.
     What `gen jobs submit` and the web application (gen serve) both call."""
-    check_job_command(arguments)
+    check_job_command(arguments, commands)
     with Session(engine) as session:
         return job_rows.submit(session, arguments, str(cwd))

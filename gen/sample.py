@@ -44,6 +44,7 @@ from gen.errors import GenError
 from gen.images import png_bytes, to_uint8
 from gen.networks import Generator
 from gen.runtime import left_by_a_dead_process, resolve_device
+from gen.seeds import check_seed
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -337,8 +338,7 @@ def sample(
         raise ValueError("give a database or a recorder, not both")
     if n < 1 or batch_size < 1:
         raise GenError("--n and --batch-size must be at least 1.")
-    if not 0 <= seed <= 2**31 - 1:
-        raise GenError("--seed must be between 0 and 2147483647.")
+    check_seed(seed)
     torch_device = resolve_device(device)
     if (database is not None or curation is not None) and not isinstance(checkpoint, dict):
         checkpoint = load_checkpoint(checkpoint, torch_device)  # recording and curation need all of it

@@ -20,6 +20,7 @@ from gen.diffaugment import parse_policy
 from gen.errors import GenError
 from gen.losses import LOSSES
 from gen.presets import OPTIMIZERS, RECIPES
+from gen.seeds import check_seed
 
 
 @dataclass(frozen=True)
@@ -102,8 +103,7 @@ class TrainConfig:
             raise GenError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}.")
         if (self.critic_steps or 1) < 1 or self.eval_every < 0 or self.eval_images < 1 or self.log_every < 1:
             raise GenError("critic steps, evaluation images and the history interval must be at least 1.")
-        if not 0 <= self.seed <= 2**31 - 1:
-            raise GenError("--seed must be between 0 and 2147483647.")
+        check_seed(self.seed)
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise GenError("--minutes must be more than 0.")
         for name in ("g_lr", "d_lr", "d_weight_decay", "lecam", "classifier_weight"):

@@ -32,7 +32,8 @@ from db import queries
 from db.errors import UserError
 from db.recording import stored_path
 from db.session import open_database
-from gen.cli import cli, read_citation
+from gen.cli import cli
+from gen.commands.export import read_citation
 from gen.errors import GenError
 from gen.export import (
     CSV_COLUMNS,

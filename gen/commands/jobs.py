@@ -4,31 +4,16 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
 import click
 
-from gen.cli import RECORD_ID, database_option, open_db
+from gen.commands.options import RECORD_ID, absolute_sqlite_url, database_option, open_db
 from gen.errors import GenError
 from gen.text import printable
 
 
 def _when(moment) -> str:  # noqa: ANN001 - a datetime or None
     return "-" if moment is None else f"{moment:%Y-%m-%d %H:%M:%S}"
-
-
-def absolute_sqlite_url(url: str) -> str:
-    """The URL with a relative SQLite path made absolute: jobs run in the folder they came from."""
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    if (
-        parsed.get_backend_name() != "sqlite"
-        or not parsed.database
-        or parsed.database.startswith(("file:", ":"))
-    ):
-        return url
-    return parsed.set(database=str(Path(parsed.database).resolve())).render_as_string(hide_password=False)
 
 
 @click.group("jobs")
@@ -40,7 +25,8 @@ def jobs() -> None:
 @jobs.command("submit", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.argument("arguments", nargs=-1, type=click.UNPROCESSED, required=True, metavar="-- COMMAND [ARGS]...")
 @database_option
-def jobs_submit(arguments: tuple[str, ...], database_url: str | None) -> None:
+@click.pass_context
+def jobs_submit(ctx: click.Context, arguments: tuple[str, ...], database_url: str | None) -> None:
     """Queue a gen command, e.g. gen jobs submit -- train --data pbc4 --out runs/b --iters 100000.
 
     Relative paths in it are relative to the folder it is submitted from; the worker runs it
@@ -48,8 +34,10 @@ def jobs_submit(arguments: tuple[str, ...], database_url: str | None) -> None:
     """
     from gen.jobs import check_job_command, command_line, submit
 
-    check_job_command(arguments)  # before a database is opened (or created) for it
-    job_id = submit(open_db(database_url), arguments, os.getcwd())
+    root = ctx.find_root()  # gen itself, whose commands a job may name
+    commands = root.command.list_commands(root) if isinstance(root.command, click.Group) else []
+    check_job_command(arguments, commands)  # before a database is opened (or created) for it
+    job_id = submit(open_db(database_url), arguments, os.getcwd(), commands)
     click.echo(f"job {job_id} queued: {command_line(arguments)}")
 
 

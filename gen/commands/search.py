@@ -7,15 +7,25 @@ from pathlib import Path
 import click
 
 from gen.architecture import PRESETS
-from gen.cli import RECORD_ID, database_option, device_option, open_db, seed_option
+from gen.commands.options import (
+    RECORD_ID,
+    batch_size_option,
+    data_option,
+    database_option,
+    device_option,
+    eval_images_option,
+    open_db,
+    out_option,
+    preset_option,
+    quiet_option,
+    seed_option,
+)
 from gen.errors import GenError
 
 
 @click.command("search")
-@click.option("--data", type=click.Path(path_type=Path), help="Image folder laid out DATA/<class>/<images>.")
-@click.option(
-    "--out", type=click.Path(path_type=Path), required=True, help="Search folder (candidates, fitness plot)."
-)
+@data_option("Image folder laid out DATA/<class>/<images>.")
+@out_option("Search folder (candidates, fitness plot).", required=True)
 @click.option(
     "--stage",
     type=click.Choice(["generator", "discriminator", "classifier"]),
@@ -53,23 +63,13 @@ from gen.errors import GenError
 @click.option(
     "--budget-minutes", type=click.FloatRange(0, min_open=True), help="Training minutes per candidate."
 )
-@click.option(
-    "--preset",
-    type=click.Choice([p for p in PRESETS if p in ("paper", "small", "tiny")]),
+@preset_option(
+    [p for p in PRESETS if p in ("paper", "small", "tiny")],
+    "Topology, widths and training recipe around the searched cells.",
     default="tiny",
-    show_default=True,
-    help="Topology, widths and training recipe around the searched cells.",
 )
-@click.option(
-    "--batch-size", type=click.IntRange(1), help="Training batch per candidate [default: the preset's]."
-)
-@click.option(
-    "--eval-images",
-    type=click.IntRange(1),
-    default=64,
-    show_default=True,
-    help="Images per class per fitness.",
-)
+@batch_size_option("Training batch per candidate [default: the preset's].")
+@eval_images_option("Images per class per fitness.")
 @click.option(
     "--validation",
     type=click.FloatRange(0, 1, min_open=True, max_open=True),
@@ -86,7 +86,7 @@ from gen.errors import GenError
     help="Join this Ray cluster [default: $RAY_ADDRESS, else a local Ray when --workers > 1].",
 )
 @click.option("--resume", is_flag=True, help="Continue the search recorded for --out where it stopped.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@quiet_option()
 @seed_option
 @device_option
 @database_option

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from gen.cli import database_option, echo_error
+from gen.commands.options import absolute_sqlite_url, database_option, echo_error
 
 
 @click.command("serve")
@@ -52,7 +52,6 @@ def serve(
     import uvicorn
 
     from db import resolve_database_url
-    from gen.commands.jobs import absolute_sqlite_url
     from gen.serve import ServeSettings, create_app
     from gen.serve.safety import is_loopback
 

@@ -1,4 +1,4 @@
-"""The application: settings, the guard every request passes, error pages, templates.
+"""The application: the guard every request passes, and the error pages.
 
 Every page and action calls the same Python functions as the CLI (db.catalog, db.queries,
 db.jobs, db.browse, gen.datasets, gen.jobs); long work is queued as a job, exactly as
@@ -14,16 +14,13 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlencode
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
@@ -31,61 +28,11 @@ from starlette.exceptions import HTTPException
 from db.errors import UserError
 from gen import __version__
 from gen.serve import safety
-from gen.serve.thumbnails import default_cache_folder
+from gen.serve.context import PACKAGE, ServeSettings, error_response
 
-PACKAGE = Path(__file__).resolve().parent
 # A form is small; an upload is one image. Larger bodies are refused before they are read.
 MAX_BODY_BYTES = safety.MAX_UPLOAD_BYTES + 64 * 1024
 logger = logging.getLogger("gen.serve")
-
-
-@dataclass(frozen=True)
-class ServeSettings:
-    database_url: str
-    allow_roots: tuple[Path, ...] = ()  # folders a form may name; none given: work_dir
-    token: str | None = None  # when set, every request must carry it
-    work_dir: Path = field(default_factory=Path.cwd)  # where jobs run and relative paths start
-    cache: Path = field(default_factory=default_cache_folder)  # thumbnails
-
-    @property
-    def roots(self) -> tuple[Path, ...]:
-        return tuple(Path(root).resolve() for root in self.allow_roots) or (self.work_dir.resolve(),)
-
-
-templates = Jinja2Templates(directory=PACKAGE / "templates")
-
-
-def engine_of(request: Request) -> Engine:
-    return request.app.state.engine
-
-
-def settings_of(request: Request) -> ServeSettings:
-    return request.app.state.settings
-
-
-def render(request: Request, template: str, /, status: int = 200, **context: Any) -> HTMLResponse:
-    """A page from templates/, with what every page needs (its CSRF token, the version)."""
-    token = safety.csrf_token(request.app.state.secret, request.state.browser_id)
-    return templates.TemplateResponse(
-        request, template, {"csrf_token": token, "version": __version__, **context}, status_code=status
-    )
-
-
-def redirect(url: str) -> RedirectResponse:
-    """After a POST that changed something: the page to look at (303, so the browser GETs it)."""
-    return RedirectResponse(url, status_code=303)
-
-
-def _wants_json(request: Request) -> bool:
-    return request.url.path.startswith("/api/")
-
-
-def error_response(request: Request, message: str, status: int) -> Response:
-    if _wants_json(request):
-        return JSONResponse({"error": message}, status_code=status)
-    if not hasattr(request.state, "browser_id"):  # refused before the guard gave it one
-        request.state.browser_id = safety.new_browser_id()
-    return render(request, "error.html", status=status, message=message, status_code=status)
 
 
 async def check_csrf(request: Request) -> None:
@@ -119,9 +66,19 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
     app.mount("/static", StaticFiles(directory=PACKAGE / "static"), name="static")
     for router in all_routers():
         app.include_router(router)
+    app.middleware("http")(guard_of(settings))
+    add_error_pages(app)
+    return app
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Any) -> Response:
+
+Guard = Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]
+
+
+def guard_of(settings: ServeSettings) -> Guard:
+    """The middleware every request passes: the browser's CSRF cookie, the access token, the body
+    size; then the page, with the headers every answer carries."""
+
+    async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         request.state.browser_id = request.cookies.get(safety.CSRF_COOKIE) or ""
         new_browser = not request.state.browser_id
         if new_browser:
@@ -156,6 +113,13 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
         response.headers.setdefault("Referrer-Policy", "no-referrer")
         return response
 
+    return guard
+
+
+def add_error_pages(app: FastAPI) -> None:
+    """A user's error is a page with one sentence (JSON under /api); any other failure says the
+    server failed, its traceback in the server's log only."""
+
     @app.exception_handler(UserError)
     async def user_error(request: Request, error: UserError) -> Response:
         return error_response(request, str(error), getattr(error, "status", 400))
@@ -186,8 +150,6 @@ def create_app(settings: ServeSettings, engine: Engine | None = None) -> FastAPI
         logger.exception("failed on %s", request.url.path)
         return error_response(request, "the server failed on this request; its log says why.", 500)
 
-    return app
-
 
 def _check_token(request: Request, token: str) -> Response | None:
     """None when the request carries the token (cookie, Bearer header, or ?token= which then
@@ -205,19 +167,3 @@ def _check_token(request: Request, token: str) -> Response | None:
     return error_response(
         request, "this server needs its access token: open the address gen serve printed.", 401
     )
-
-
-def form_text(value: Any) -> str:
-    return "" if value is None else str(value).strip()
-
-
-def job_url(job_id: int) -> str:
-    return f"/jobs/{job_id}"
-
-
-def queue_job(request: Request, arguments: list[str]) -> RedirectResponse:
-    """Queue a gen command as `gen jobs submit` does (run in the server's folder); show its job."""
-    from gen.jobs import submit
-
-    job_id = submit(engine_of(request), arguments, settings_of(request).work_dir)
-    return redirect(job_url(job_id))

@@ -18,7 +18,7 @@ from db import catalog
 from gen.checkpoint import atomic_write
 from gen.errors import GenError
 from gen.jobs import check_job_command
-from gen.serve.app import engine_of, queue_job, render, settings_of
+from gen.serve.context import engine_of, queue_job, render, settings_of
 from gen.serve.safety import MAX_UPLOAD_BYTES, check_image_upload
 
 router = APIRouter()

@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 
 from db import browse, catalog, queries
 from gen.errors import GenError
-from gen.serve.app import engine_of, render
 from gen.serve.charts import line_chart
+from gen.serve.context import engine_of, render
 from gen.serve.routes.generators import history, run_folder, series
 
 router = APIRouter()

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from db import catalog
 from gen import datasets
 from gen.errors import GenError
-from gen.serve.app import engine_of, redirect, render, settings_of
+from gen.serve.context import engine_of, redirect, render, settings_of
 from gen.serve.safety import allowed_folder
 from gen.serve.thumbnails import thumbnail
 

@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 from db import browse, catalog, queries
 from gen.architecture import PRESETS
 from gen.errors import GenError
-from gen.serve.app import engine_of, queue_job, redirect, render, settings_of
 from gen.serve.charts import line_chart
+from gen.serve.context import engine_of, queue_job, redirect, render, settings_of
 from gen.serve.safety import allowed_folder
 from gen.serve.thumbnails import thumbnail
 

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from db import browse
 from db import jobs as job_rows
-from gen.serve.app import engine_of, render
+from gen.serve.context import engine_of, render
 
 router = APIRouter()
 

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from db import jobs as job_rows
-from gen.serve.app import engine_of, redirect, render
+from gen.serve.context import engine_of, redirect, render
 
 router = APIRouter()
 LOG_CHUNK = 256 * 1024  # the most of a log one request returns

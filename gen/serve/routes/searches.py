@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session
 from db import catalog, queries
 from gen.architecture import PRESETS
 from gen.errors import GenError
-from gen.serve.app import engine_of, queue_job, render, settings_of
 from gen.serve.charts import line_chart
+from gen.serve.context import engine_of, queue_job, render, settings_of
 from gen.serve.routes.generators import RUN_NAME
 
 router = APIRouter()
