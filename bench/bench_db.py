@@ -21,7 +21,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from db import queries
+from db import generators as generator_rows
+from db import images as image_rows
 from db.session import mask_url, open_database
 from tests.pg_server import PostgresUnavailable, running_postgres
 
@@ -42,7 +43,7 @@ def bench(url: str) -> dict[str, float]:
     engine = open_database(url)
     try:
         with Session(engine) as session:
-            gan_id = queries.record_model(
+            model_id = generator_rows.record_model(
                 session,
                 preset="bench",
                 generator={},
@@ -50,11 +51,11 @@ def bench(url: str) -> dict[str, float]:
                 class_names=CLASSES,
                 training=TRAINING,
             )
-            checkpoint = queries.record_checkpoint(session, gan_id, "bench.pt", 100_000, "0" * 64)
+            checkpoint = generator_rows.record_checkpoint(session, model_id, "bench.pt", 100_000, "0" * 64)
             batches: list[list[dict[str, Any]]] = []
             class_ids = {}
             for name in CLASSES:
-                class_ids[name] = queries.resolve_class(session, gan_id, name)
+                class_ids[name] = generator_rows.resolve_class(session, model_id, name)
                 rows = [
                     {
                         "file_path": f"samples/{name}/{index:05d}.png",
@@ -73,17 +74,17 @@ def bench(url: str) -> dict[str, float]:
 
             started = time.perf_counter()
             for batch in batches:
-                queries.record_images(session, batch)
+                image_rows.record_images(session, batch)
             insert_s = time.perf_counter() - started
 
             # What a rerun of an interrupted request reads first.
             started = time.perf_counter()
-            done = queries.recorded_samples(
+            done = image_rows.recorded_samples(
                 session, checkpoint, class_ids[CLASSES[0]], 0, f"samples/{CLASSES[0]}"
             )
             lookup_s = time.perf_counter() - started
             assert len(done) == PER_CLASS
-            queries.delete_model(session, gan_id, cascade=True)
+            generator_rows.delete_model(session, model_id, cascade=True)
     finally:
         engine.dispose()
     rows = len(CLASSES) * PER_CLASS

@@ -4,7 +4,7 @@ the SQL dump, settings.csv and the card, then checked with gen verify.
     .venv/bin/python bench/bench_export.py [--per-class 4000] [--repeats 3]
 
 The images are 64x64 noise PNGs (about 12 kB each, a little larger than a GAN's) written and
-recorded directly through db.queries, as gen sample would leave them: an export does not care
+recorded directly through db.generators and db.images, as gen sample would leave them: an export does not care
 how the pixels were made, and sampling 16,000 images on a CPU would take most of the run. The
 source is a SQLite file, and also a throwaway PostgreSQL server when one can be started. Files
 are in the page cache (just written), as they are right after sampling. Each figure is the
@@ -30,8 +30,9 @@ from PIL import Image
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from db import queries
-from db.recording import stored_path
+from db import generators as generator_rows
+from db import images as image_rows
+from db.names import stored_path
 from db.session import open_database
 from gen.export import export_dataset
 from gen.verify import verify_dataset
@@ -65,12 +66,12 @@ def write_images(folder: Path, per_class: int) -> dict[str, list[tuple[str, str]
 
 def record(engine: Engine, images: dict[str, list[tuple[str, str]]]) -> int:
     with Session(engine) as session:
-        gan_id = queries.record_model(
+        model_id = generator_rows.record_model(
             session, preset="tiny", generator={}, discriminator={}, class_names=CLASSES, training=TRAINING
         )
-        checkpoint = queries.record_checkpoint(session, gan_id, "/runs/bench.pt", 10_000, "0" * 64)
+        checkpoint = generator_rows.record_checkpoint(session, model_id, "/runs/bench.pt", 10_000, "0" * 64)
         for name, files in images.items():
-            class_id = queries.resolve_class(session, gan_id, name)
+            class_id = generator_rows.resolve_class(session, model_id, name)
             rows = [
                 {
                     "file_path": path,
@@ -86,8 +87,8 @@ def record(engine: Engine, images: dict[str, list[tuple[str, str]]]) -> int:
                 for index, (path, md5) in enumerate(files)
             ]
             for start in range(0, len(rows), BATCH):
-                queries.record_images(session, rows[start : start + BATCH])
-    return gan_id
+                image_rows.record_images(session, rows[start : start + BATCH])
+    return model_id
 
 
 def median_seconds(work: Callable[[int], Any], cleanup: Callable[[int], Any], repeats: int) -> float:
@@ -100,12 +101,12 @@ def median_seconds(work: Callable[[int], Any], cleanup: Callable[[int], Any], re
     return statistics.median(times)
 
 
-def bench_source(engine: Engine, gan_id: int, folder: Path, label: str, repeats: int) -> tuple[float, Path]:
+def bench_source(engine: Engine, model_id: int, folder: Path, label: str, repeats: int) -> tuple[float, Path]:
     """Median export seconds; leaves the last export in place for verify."""
     target = folder / f"export-{label}"
 
     def export(attempt: int) -> None:
-        export_dataset(engine, gan_id, target, sql_dump=True, csv=True)
+        export_dataset(engine, model_id, target, sql_dump=True, csv=True)
 
     def cleanup(attempt: int) -> None:
         if attempt < repeats - 1:
@@ -125,8 +126,8 @@ def run(per_class: int = PER_CLASS, repeats: int = REPEATS) -> list[dict]:
         images = write_images(folder / "samples", per_class)
         setup = time.perf_counter() - started
         engine = open_database(f"sqlite:///{folder / 'gen.db'}")
-        gan_id = record(engine, images)
-        seconds, exported = bench_source(engine, gan_id, folder, "sqlite", repeats)
+        model_id = record(engine, images)
+        seconds, exported = bench_source(engine, model_id, folder, "sqlite", repeats)
         engine.dispose()
         note = f"MD5s, database.sql, settings.csv, card; {what}; setup {setup:.0f} s"
         rows += [
@@ -136,8 +137,8 @@ def run(per_class: int = PER_CLASS, repeats: int = REPEATS) -> list[dict]:
         try:
             with running_postgres() as server:
                 engine = open_database(server.create_database())
-                gan_id = record(engine, images)
-                seconds, _ = bench_source(engine, gan_id, folder, "postgresql", repeats)
+                model_id = record(engine, images)
+                seconds, _ = bench_source(engine, model_id, folder, "postgresql", repeats)
                 engine.dispose()
             rows += [
                 {"figure": "export (PostgreSQL source)", "value": seconds, "unit": "s", "note": note},

@@ -24,8 +24,12 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from db import classifiers as classifier_rows
+from db import generators as generator_rows
+from db import images as image_rows
 from db import jobs as job_rows
-from db import queries
+from db import reports as report_rows
+from db import searches as search_rows
 from db.session import open_database
 from tests.pg_server import PostgresUnavailable, running_postgres
 
@@ -64,7 +68,7 @@ def fill(url: str, folder: Path) -> None:
             (run / "history.csv").write_text("\n".join(lines) + "\n")
             for i in range(GRIDS):
                 (run / f"grid-{i * 1000:07d}.png").write_bytes(grid)
-            gan_id = queries.record_model(
+            model_id = generator_rows.record_model(
                 session,
                 preset="tiny",
                 generator=generator,
@@ -76,15 +80,15 @@ def fill(url: str, folder: Path) -> None:
                     "settings": {"preset": "tiny", "run_dir": str(run)},
                 },
             )
-            checkpoint = queries.record_checkpoint(
-                session, gan_id, str(run / "checkpoint-0010000.pt"), 10_000, "0" * 64, 1.5
+            checkpoint = generator_rows.record_checkpoint(
+                session, model_id, str(run / "checkpoint-0010000.pt"), 10_000, "0" * 64, 1.5
             )
             rows = []
             for name in CLASSES:
-                class_id = queries.resolve_class(session, gan_id, name)
+                class_id = generator_rows.resolve_class(session, model_id, name)
                 rows += [
                     {
-                        "file_path": f"{folder}/samples/model-{gan_id}/{name}/{index:05d}.png",
+                        "file_path": f"{folder}/samples/model-{model_id}/{name}/{index:05d}.png",
                         "class_id": class_id,
                         "md5": "0" * 32,
                         "width": 64,
@@ -96,10 +100,10 @@ def fill(url: str, folder: Path) -> None:
                     }
                     for index in range(PER_CLASS)
                 ]
-            queries.record_images(session, rows)
-            queries.record_report(session, gan_id, [{"metric": "fid", "value": 30.0 + model}])
+            image_rows.record_images(session, rows)
+            report_rows.record_report(session, model_id, [{"metric": "fid", "value": 30.0 + model}])
         for index in range(5):
-            queries.record_classifier(
+            classifier_rows.record_classifier(
                 session,
                 dataset_fingerprint="f" * 64,
                 path=f"classifier-{index}.pt",
@@ -107,7 +111,7 @@ def fill(url: str, folder: Path) -> None:
                 architecture={"nodes": 4, "code": "235-66-7", "cells": 2, "pool": [1]},
                 accuracy=0.9,
             )
-        search_id = queries.create_search(
+        search_id = search_rows.create_search(
             session,
             stage="generator",
             dataset_path=str(folder),
@@ -116,7 +120,7 @@ def fill(url: str, folder: Path) -> None:
             seed=0,
         )
         for step in range(20):
-            queries.record_search_candidate(
+            search_rows.record_search_candidate(
                 session,
                 search_id=search_id,
                 model_id=step + 1,

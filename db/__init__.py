@@ -1,13 +1,16 @@
-"""The storing side: SQLAlchemy models (db.models), opening a database (db.session), the
-queries the CLI runs (db.queries), the schema as SQL (db.ddl). The throwaway PostgreSQL server of
-the tests and benchmarks is test-only code: tests/pg_server.py.
+"""The storing side, a module per kind of row it stores: generators (GAN models, their checkpoints
+and training runs), images (and curation runs), reports, classifiers, searches, datasets, jobs;
+overview counts them all. Beside them: the SQLAlchemy tables (db.models), opening and migrating a
+database and its transaction helpers (db.session), ids, names and stored paths (db.names), dumps
+(db.dump) and the schema as SQL (db.ddl). The throwaway PostgreSQL server of the tests and
+benchmarks is test-only code: tests/pg_server.py.
 
     from sqlalchemy.orm import Session
-    from db import open_database, queries
+    from db import generators, open_database
 
     engine = open_database("sqlite:///gen.db")
     with Session(engine) as session:
-        gan_id = queries.latest_model_id(session)
+        model_id = generators.latest_model_id(session)
 """
 
 from db.session import (

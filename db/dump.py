@@ -1,6 +1,6 @@
 """A self-contained SQL dump of the rows behind an exported data set.
 
-    sql = dump_sql(session, gan_id, image_ids=ids, dialect="postgresql", file_paths=relative)
+    sql = dump_sql(session, model_id, image_ids=ids, dialect="postgresql", file_paths=relative)
 
 The text creates every table of db.models (db.ddl.render_ddl) plus Alembic's alembic_version
 stamp, so it loads into an EMPTY database and that database is then a gen database at this
@@ -53,8 +53,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from db import queries
 from db.ddl import DIALECTS, render_ddl
+from db.generators import get_model
 from db.models import (
     Base,
     Checkpoint,
@@ -144,13 +144,13 @@ def _rows(session: Session, table: Table, *conditions: Any) -> list[dict[str, An
 
 
 def dump_rows(
-    session: Session, gan_id: int, image_ids: Collection[int] | None = None
+    session: Session, model_id: int, image_ids: Collection[int] | None = None
 ) -> dict[str, list[dict[str, Any]]]:
-    """table name -> the rows a dump of model gan_id holds, parents first, as read through the
+    """table name -> the rows a dump of the model holds, parents first, as read through the
     models. image_ids selects the images (None: all of the model's)."""
-    queries.get_model(session, gan_id)  # UserError naming the models that exist if unknown
+    get_model(session, model_id)  # UserError naming the models that exist if unknown
     tables = Base.metadata.tables
-    class_ids = select(ClassName.id).where(ClassName.gan_id == gan_id)
+    class_ids = select(ClassName.id).where(ClassName.gan_id == model_id)
     # One query for all the model's images, filtered here: an IN list of thousands of ids would
     # run into SQLite's limit on bound parameters.
     images = _rows(
@@ -163,31 +163,33 @@ def dump_rows(
     curation_ids = {row["curation"] for row in images}
     checkpoints = [
         row
-        for row in _rows(session, tables[Checkpoint.__tablename__], Checkpoint.gan_id == gan_id)
+        for row in _rows(session, tables[Checkpoint.__tablename__], Checkpoint.gan_id == model_id)
         if row["id"] in checkpoint_ids
     ]
     rows = {
         GanArchitecture.__tablename__: _rows(
-            session, tables[GanArchitecture.__tablename__], GanArchitecture.id == gan_id
+            session, tables[GanArchitecture.__tablename__], GanArchitecture.id == model_id
         ),
-        ClassName.__tablename__: _rows(session, tables[ClassName.__tablename__], ClassName.gan_id == gan_id),
+        ClassName.__tablename__: _rows(
+            session, tables[ClassName.__tablename__], ClassName.gan_id == model_id
+        ),
         # The data set link is the local catalog's (gen data): its row names a local folder, and
         # its name is often that folder's, so the dump keeps only the fingerprint.
         TrainingParameters.__tablename__: [
             {**row, "dataset": None}
             for row in _rows(
-                session, tables[TrainingParameters.__tablename__], TrainingParameters.gan_id == gan_id
+                session, tables[TrainingParameters.__tablename__], TrainingParameters.gan_id == model_id
             )
         ],
         Checkpoint.__tablename__: checkpoints,
         # The curation runs that kept the dumped images (their settings and per-class counts).
         Curation.__tablename__: [
             row
-            for row in _rows(session, tables[Curation.__tablename__], Curation.gan_id == gan_id)
+            for row in _rows(session, tables[Curation.__tablename__], Curation.gan_id == model_id)
             if row["id"] in curation_ids
         ],
         Image.__tablename__: images,
-        Report.__tablename__: _rows(session, tables[Report.__tablename__], Report.gan_id == gan_id),
+        Report.__tablename__: _rows(session, tables[Report.__tablename__], Report.gan_id == model_id),
     }
     return {name: rows[name] for name in DUMP_TABLES}
 
@@ -202,14 +204,14 @@ def _schema_ddl(dialect: str) -> str:
 
 def dump_sql(
     session: Session,
-    gan_id: int,
+    model_id: int,
     *,
     image_ids: Collection[int] | None = None,
     dialect: str = "postgresql",
     file_paths: Mapping[int, str] | None = None,
     publish: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> str:
-    """The SQL text that recreates model gan_id's rows (see the module's docstring).
+    """The SQL text that recreates model model_id's rows (see the module's docstring).
 
     image_ids: the images to include (None: all of the model's). file_paths: image id -> the
     file_path to write instead of the stored one (an export's paths relative to its root).
@@ -217,7 +219,7 @@ def dump_sql(
     """
     if dialect not in DIALECTS:
         raise ValueError(f"unknown dialect {dialect!r}; expected one of {', '.join(DIALECTS)}")
-    rows = dump_rows(session, gan_id, image_ids)
+    rows = dump_rows(session, model_id, image_ids)
     if file_paths is not None:
         rows[Image.__tablename__] = [
             {**row, "file_path": file_paths.get(row["id"], row["file_path"])}
@@ -233,7 +235,7 @@ def dump_sql(
         for name, table_rows in rows.items()
     }
     counts = {name: len(table_rows) for name, table_rows in plain.items()}
-    return "".join(render_dump(gan_id, dialect, head_revision(), counts, plain))
+    return "".join(render_dump(model_id, dialect, head_revision(), counts, plain))
 
 
 def render_row(table: Table, values: Sequence[Any], dialect: str) -> str:
@@ -248,7 +250,7 @@ def render_row(table: Table, values: Sequence[Any], dialect: str) -> str:
 
 
 def render_dump(
-    gan_id: int,
+    model_id: int,
     dialect: str,
     revision: str,
     counts: Mapping[str, int],
@@ -268,7 +270,8 @@ def render_dump(
     )
     listed = ", ".join(f"{name} {count}" for name, count in counts.items())
     yield (
-        f"-- gen data set: the rows behind model {gan_id}'s images ({dialect}, schema revision {revision}).\n"
+        f"-- gen data set: the rows behind model {model_id}'s images "
+        f"({dialect}, schema revision {revision}).\n"
         f"-- Rows: {listed}.\n"
         "-- images.file_path is relative to the data set's root folder.\n"
         f"-- Load into an EMPTY database: {load}\n\n"

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
@@ -69,7 +69,7 @@ class Lease:
     attempt: int  # the job's attempts when it was claimed: distinct for every claim
 
 
-def _info(job: Any) -> JobInfo:
+def _info(job: Job) -> JobInfo:
     return JobInfo(**{name: getattr(job, name) for name in JobInfo.__dataclass_fields__})
 
 
@@ -208,7 +208,7 @@ def claim(
         return get_job(session, job_id)
 
 
-def _held(lease: Lease) -> Any:
+def _held(lease: Lease) -> ColumnElement[bool]:
     return (
         (Job.id == lease.job_id)
         & (Job.worker == lease.worker)

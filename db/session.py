@@ -6,8 +6,8 @@ into a UserError whose message names the URL with any password masked. A brand-n
 database is brought to the head revision by running the Alembic migrations in schema/versions,
 so even a fresh database carries its alembic_version stamp.
 
-Work with the returned engine through `sqlalchemy.orm.Session(engine)` and the functions in
-db.queries.
+Work with the returned engine through `sqlalchemy.orm.Session(engine)` and the functions of
+the module for what is stored (db.generators, db.images, ...); every write is one `transaction`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, event, inspect
+from sqlalchemy import ColumnElement, create_engine, event, func, inspect, select
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session
@@ -399,3 +399,8 @@ def insert_row(session: Session, row: Base) -> int:
     session.add(row)
     session.flush()
     return row.id
+
+
+def count_rows(session: Session, table: type[Base], *where: ColumnElement[bool]) -> int:
+    """How many rows of ``table`` match every condition in ``where``."""
+    return session.scalar(select(func.count()).select_from(table).where(*where)) or 0

@@ -52,8 +52,8 @@ from sqlalchemy.orm import Session
 from torch import nn
 from tqdm import tqdm
 
-from db import catalog, queries
-from db.catalog import as_id
+from db import classifiers as classifier_rows
+from db.names import as_id, check_name
 from gen.errors import GenError
 from gen.metrics import domain
 from gen.search import classifier_net
@@ -306,7 +306,7 @@ def searched_architecture(engine: Engine | None, classifier: int) -> dict[str, A
     if engine is None:
         raise GenError("--arch searched:ID reads the searched classifier from the database; give one.")
     with Session(engine) as session:
-        row = catalog.get_classifier(session, classifier)
+        row = classifier_rows.get_classifier(session, classifier)
     if kind_of(row.architecture) != classifier_net.ARCHITECTURE_KIND:
         raise GenError(
             f"classifier {row.id} is a {kind_of(row.architecture)} one; --arch searched:ID takes a "
@@ -432,10 +432,10 @@ def _checked_arch_and_optimizer(settings: ClassifierSettings) -> tuple[str, int 
 def _check_name(engine: Engine | None, name: str | None, out: Path) -> None:
     """The name is a valid one, no classifier has it yet, and its weights file is free."""
     if name is not None:
-        catalog.check_name(name, "classifier")
+        check_name(name, "classifier")
         if engine is not None:
             with Session(engine) as session:
-                catalog.check_classifier_name(session, name)
+                classifier_rows.check_classifier_name(session, name)
     weights_path(out, name)  # refused now rather than after training
 
 
@@ -578,7 +578,7 @@ def _save_and_record(
         return trained
     try:
         with Session(engine) as session:
-            classifier_id = queries.record_classifier(
+            classifier_id = classifier_rows.record_classifier(
                 session,
                 dataset_fingerprint=fingerprint,
                 path=str(path),
@@ -630,7 +630,7 @@ def load_recorded(
             "label images with one trained by gen classifiers train."
         )
     with Session(engine) as session:
-        name = catalog.get_classifier(session, classifier_id).name
+        name = classifier_rows.get_classifier(session, classifier_id).name
     return RecordedClassifier(classifier_id, name, tuple(classes), load_network(path, architecture, device))
 
 

@@ -3,7 +3,7 @@
 Training on a folder records its fingerprint (gen.data: every loaded file's path and bytes);
 registering keeps that fingerprint under a name, so a folder whose files changed since is
 noticed (`check`) and refused for training under the old name instead of silently used.
-The rows are written by db.catalog; this module reads the folders.
+The rows are written by db.datasets; this module reads the folders.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from db import catalog
-from db.catalog import DatasetInfo
+from db import datasets as dataset_rows
+from db.datasets import DatasetInfo
 from db.errors import UserError
+from db.names import check_name
 from gen.data import load_image_folder
 from gen.deleting import Deleted, FileDeletion, carry_out, plan_deletion
 from gen.errors import GenError
@@ -40,20 +41,20 @@ def scan_folder(folder: str | Path, *, progress: bool = False) -> FolderScan:
 
 def register(engine: Engine, name: str, folder: str | Path, *, progress: bool = False) -> DatasetInfo:
     """Register a folder under a new name; refused when these very files are registered already."""
-    catalog.check_name(name, "data set")
+    check_name(name, "data set")
     scan = scan_folder(folder, progress=progress)
     with Session(engine) as session:
-        existing = catalog.find_dataset_by_folder(session, scan.folder, scan.fingerprint)
+        existing = dataset_rows.find_dataset_by_folder(session, scan.folder, scan.fingerprint)
         if existing is not None:
-            known = catalog.get_dataset(session, existing)
+            known = dataset_rows.get_dataset(session, existing)
             raise GenError(
                 f"{scan.folder} is registered already as {known.name!r}; rename it with "
                 f"gen data rename {known.name} {name}."
             )
-        dataset_id = catalog.add_dataset(
+        dataset_id = dataset_rows.add_dataset(
             session, name=name, folder=scan.folder, fingerprint=scan.fingerprint, classes=scan.classes
         )
-        return catalog.get_dataset(session, dataset_id)
+        return dataset_rows.get_dataset(session, dataset_id)
 
 
 def check(info: DatasetInfo) -> str:
@@ -69,14 +70,14 @@ def check(info: DatasetInfo) -> str:
 def move(engine: Engine, reference: str, folder: str | Path) -> DatasetInfo:
     """Point a data set at a new folder holding the same files (refused while anything uses it)."""
     with Session(engine) as session:
-        info = catalog.get_dataset(session, reference)
-        used = catalog.dataset_dependents(session, info.id)
+        info = dataset_rows.get_dataset(session, reference)
+        used = dataset_rows.dataset_dependents(session, info.id)
     if any(used.values()):  # before reading a possibly large folder
         with Session(engine) as session:
-            return catalog.move_dataset(session, reference, str(Path(folder).resolve()), "")
+            return dataset_rows.move_dataset(session, reference, str(Path(folder).resolve()), "")
     scan = scan_folder(folder)
     with Session(engine) as session:
-        return catalog.move_dataset(session, reference, scan.folder, scan.fingerprint)
+        return dataset_rows.move_dataset(session, reference, scan.folder, scan.fingerprint)
 
 
 def files_to_delete(info: DatasetInfo, *, progress: bool = False) -> FileDeletion:
@@ -126,9 +127,9 @@ def delete(
     here), and the folders that leaves empty. Returns what was deleted."""
     if delete_files and files is None:
         with Session(engine) as session:
-            files = files_to_delete(catalog.get_dataset(session, reference))
+            files = files_to_delete(dataset_rows.get_dataset(session, reference))
     with Session(engine) as session:
-        info = catalog.delete_dataset(session, reference)
+        info = dataset_rows.delete_dataset(session, reference)
     return info, carry_out(files, "sha256") if delete_files and files is not None else None
 
 
@@ -150,7 +151,7 @@ def training_folder(database_url: str | None, data: str | Path) -> tuple[Path, s
     try:
         with Session(engine) as session:
             try:
-                info = catalog.get_dataset(session, str(data))
+                info = dataset_rows.get_dataset(session, str(data))
             except UserError as error:
                 raise GenError(
                     f"--data {data} is neither a folder nor a registered data set: {error}"
@@ -174,27 +175,27 @@ def dataset_for_run(
     a folder registered before whose files changed since is said, not passed over."""
     resolved = str(Path(folder).resolve())
     if name is not None:
-        info = catalog.get_dataset(session, name)
+        info = dataset_rows.get_dataset(session, name)
         if info.fingerprint != fingerprint:
             raise GenError(
                 f"the files in {info.folder} changed since it was registered as data set {info.name!r}; "
                 f"register the folder as it is now under a new name with gen data add NAME {info.folder}."
             )
         return info.id, None
-    existing = catalog.find_dataset_by_folder(session, resolved, fingerprint)
+    existing = dataset_rows.find_dataset_by_folder(session, resolved, fingerprint)
     if existing is not None:
         return existing, None
-    earlier = [d.name for d in catalog.list_datasets(session) if d.folder == resolved]
-    dataset_id = catalog.add_dataset(
+    earlier = [d.name for d in dataset_rows.list_datasets(session) if d.folder == resolved]
+    dataset_id = dataset_rows.add_dataset(
         session,
-        name=catalog.unused_dataset_name(session, Path(resolved).name),
+        name=dataset_rows.unused_dataset_name(session, Path(resolved).name),
         folder=resolved,
         fingerprint=fingerprint,
         classes=_counts_from_files(Path(resolved), class_names, skipped_files),
     )
     if not earlier:
         return dataset_id, None
-    new_name = catalog.get_dataset(session, dataset_id).name
+    new_name = dataset_rows.get_dataset(session, dataset_id).name
     return dataset_id, (
         f"warning: the files in {resolved} changed since it was registered as data set "
         f"{', '.join(earlier)}; this run is recorded against the new data set {new_name}."

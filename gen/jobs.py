@@ -233,7 +233,7 @@ class _Heartbeat(threading.Thread):
 
 def model_made(engine: Engine, job: JobInfo, cwd: Path) -> int | None:
     """The model a training job recorded, found by its run folder."""
-    from db.recording import model_for_run_folder
+    from db.generators import model_for_run_folder
 
     out = option_value(job.arguments, "--out")
     if job.command != "train" or not out:

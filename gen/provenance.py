@@ -3,7 +3,7 @@ reports meet it.
 
 ``gen.train.train(..., database=...)`` and ``gen.sample.sample(..., database=...)`` record
 through these, so a Python caller gets the same rows as ``gen train`` and ``gen sample``;
-the CLI is a thin layer over them. The rows themselves are written by db.recording: imports
+the CLI is a thin layer over them. The rows themselves are written by db.generators and db.images: imports
 go one way, gen -> db. On gen's side this module sits below what it records: it reads the
 run's data (gen.train_config) and a report's figures (gen.metrics.figures), and gen.train and
 gen.sample call it, never the reverse (metrics <- provenance <- sample, train <- report).
@@ -25,8 +25,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from db import catalog, open_database, queries
-from db import recording as rows
+from db import classifiers as classifier_rows
+from db import datasets as dataset_rows
+from db import generators as generator_rows
+from db import images as image_rows
+from db import open_database
+from db import reports as report_rows
 from gen.checkpoint import file_sha256
 from gen.errors import GenError
 
@@ -67,7 +71,7 @@ class TrainingRecord:
         self.engine = engine_for(self._database)
         with Session(self.engine) as session:
             if start.resumed_from is not None:
-                self.model_id = rows.adopt_resumed_checkpoint(
+                self.model_id = generator_rows.adopt_resumed_checkpoint(
                     session,
                     start.config.out,
                     start.resumed_from,
@@ -75,7 +79,7 @@ class TrainingRecord:
                     lambda: file_sha256(start.resumed_from),
                 )
             if self.model_id is None:
-                rows.forget_unfinished_runs(session, start.config.out)  # killed before a checkpoint
+                generator_rows.forget_unfinished_runs(session, start.config.out)  # killed before a checkpoint
                 dataset_id, note = dataset_for_run(
                     session,
                     self._data_set,
@@ -85,7 +89,7 @@ class TrainingRecord:
                     start.skipped_files,
                 )
                 notes += [note] if note else []
-                self.model_id = rows.record_run(
+                self.model_id = generator_rows.record_run(
                     session,
                     config=self._config,
                     generator=start.generator,
@@ -96,40 +100,42 @@ class TrainingRecord:
                     iterations=start.start_iteration,
                     device=start.device,
                 )
-                catalog.link_model_to_dataset(session, self.model_id, dataset_id)
+                dataset_rows.link_model_to_dataset(session, self.model_id, dataset_id)
         return dataclasses.replace(start, model_id=self.model_id, notes=tuple(notes))
 
     def on_checkpoint(self, path: Path, iteration: int, sha256: str, evaluation: float | None) -> None:
         with Session(self.engine) as session:
-            rows.record_checkpoint_file(
+            generator_rows.record_checkpoint_file(
                 session,
                 self.model_id,
                 path,
                 iteration,
                 sha256,
                 domain_fid=evaluation,
-                epochs=rows.epochs(self._config, iteration, self._num_images),
+                epochs=generator_rows.epochs(self._config, iteration, self._num_images),
             )
 
     def protected(self) -> set[Path]:
         """Checkpoints that recorded images were made from: pruning keeps them."""
         with Session(self.engine) as session:
-            return {Path(p) for p in queries.checkpoints_with_images(session, self.model_id)}
+            return {Path(p) for p in generator_rows.checkpoints_with_images(session, self.model_id)}
 
 
 def image_recorder(
     engine: Engine, state: dict[str, Any], *, seed: int, settings: dict[str, object], sha256: str = ""
-) -> rows.ImageRecorder:
+) -> image_rows.ImageRecorder:
     """gen.sample's recorder for a loaded checkpoint, recording its model first if the database
     has never seen it (any gen checkpoint carries its architecture, classes and settings).
     ``settings``: what, besides checkpoint, seed, class and index, decides an image's bytes
     (gen.sample.sampling_settings)."""
     with Session(engine) as session:
-        model_id, checkpoint_id = rows.adopt_checkpoint(session, state, sha256 or file_sha256(state["path"]))
-    return rows.ImageRecorder(engine, model_id, checkpoint_id, state["iteration"], seed, settings)
+        model_id, checkpoint_id = generator_rows.adopt_checkpoint(
+            session, state, sha256 or file_sha256(state["path"])
+        )
+    return image_rows.ImageRecorder(engine, model_id, checkpoint_id, state["iteration"], seed, settings)
 
 
-def model_checkpoint(info: queries.ModelInfo, which: str | int = "latest") -> tuple[Path, str]:
+def model_checkpoint(info: generator_rows.ModelInfo, which: str | int = "latest") -> tuple[Path, str]:
     """One of the model's checkpoints still on disk, and its SHA-256, checked against its row.
 
     ``which``: "latest"; "best", the lowest normalised domain FID measured while training
@@ -141,7 +147,7 @@ def model_checkpoint(info: queries.ModelInfo, which: str | int = "latest") -> tu
     if which == "latest":
         chosen = present[-1]
     elif which == "best":
-        chosen = rows.best_checkpoint(info, present)
+        chosen = generator_rows.best_checkpoint(info, present)
     else:
         matching = [c for c in present if c.iteration == int(which)]
         if not matching:
@@ -154,11 +160,11 @@ def model_checkpoint(info: queries.ModelInfo, which: str | int = "latest") -> tu
     return path, sha256
 
 
-def recorded_model(engine: Engine, model: str | int | None) -> queries.ModelInfo:
+def recorded_model(engine: Engine, model: str | int | None) -> generator_rows.ModelInfo:
     """The model ``model``, an id or a name (the latest when None), or a sentence naming those
     that exist."""
     with Session(engine) as session:
-        return queries.get_model(session, catalog.model_or_latest(session, model))
+        return generator_rows.get_model(session, generator_rows.model_or_latest(session, model))
 
 
 def classifier_recorder(engine: Engine) -> Callable[..., None]:
@@ -166,7 +172,7 @@ def classifier_recorder(engine: Engine) -> Callable[..., None]:
 
     def on_classifier(path: Path, sha256: str, architecture: dict, accuracy: float, fingerprint: str) -> None:
         with Session(engine) as session:
-            queries.record_classifier(
+            classifier_rows.record_classifier(
                 session,
                 dataset_fingerprint=fingerprint,
                 path=str(path),
@@ -182,7 +188,7 @@ def recorded_classifier(engine: Engine, classifier_id: int | str) -> tuple[int, 
     """(id, weights file, architecture) of a classifiers row (by id or name), the file checked
     against the row's SHA-256; a sentence when it is gone or changed."""
     with Session(engine) as session:
-        info = catalog.get_classifier(session, classifier_id)
+        info = classifier_rows.get_classifier(session, classifier_id)
     path = Path(info.path)
     if not path.is_file():
         raise GenError(f"classifier {classifier_id}'s weights file {path} is gone.")
@@ -194,7 +200,7 @@ def recorded_classifier(engine: Engine, classifier_id: int | str) -> tuple[int, 
 def record_report(engine: Engine, model_id: int, result: Report) -> None:
     """A report's figures as rows of ``reports``, each with the settings and checkpoint it measured."""
     with Session(engine) as session:
-        queries.record_report(
+        report_rows.record_report(
             session,
             model_id,
             [

@@ -43,7 +43,7 @@ DEFAULT_BATCH_SIZE = 256  # gen sample's, for rows recorded before batch sizes w
 
 @dataclass(frozen=True)
 class ImageRecord:
-    """What the database says about one image (db.queries.image_records)."""
+    """What the database says about one image (db.images.image_records)."""
 
     id: int
     file_path: str

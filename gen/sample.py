@@ -66,7 +66,7 @@ class SampledImage:
 
 
 class Recorder(Protocol):
-    """Where sampled images are recorded (see db.recording); every method is per class."""
+    """Where sampled images are recorded (see db.images.ImageRecorder); every method is per class."""
 
     def recorded(self, class_name: str, directory: Path) -> dict[int, Path]:
         """Indices of this request already recorded with files in ``directory``."""

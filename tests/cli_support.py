@@ -22,7 +22,7 @@ from PIL import Image as PILImage
 from sqlalchemy import func, inspect, select
 from sqlalchemy.orm import Session
 
-from db import queries
+from db import generators as generator_rows
 from db.models import Base, Checkpoint, ClassName, Image
 from db.session import make_engine
 from gen.cli import cli
@@ -147,7 +147,7 @@ def row_counts(url: str) -> dict[str, int]:
 
 def model_ids(url: str) -> list[int]:
     with session_on(url) as session:
-        return [model.id for model in queries.list_models(session)]
+        return [model.id for model in generator_rows.list_models(session)]
 
 
 def files_under(folder: Path) -> list[Path]:

@@ -12,7 +12,9 @@ from click.testing import CliRunner, Result
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db import catalog, queries
+from db import classifiers as classifier_rows
+from db import datasets as dataset_rows
+from db import generators as generator_rows
 from db.models import Checkpoint, Classifier, Dataset, GanArchitecture, TrainingParameters
 from db.session import make_engine, migrate, open_database
 from gen import datasets
@@ -78,7 +80,7 @@ def record_model(url: str, *, folder: Path | None = None, fingerprint: str | Non
             if folder is not None:
                 training.update(dataset_path=str(folder.resolve()), dataset_fingerprint=fingerprint)
             generator, discriminator = preset("tiny", 2)
-            gan_id = queries.record_model(
+            gan_id = generator_rows.record_model(
                 session,
                 preset="tiny",
                 generator=to_json(generator),
@@ -86,7 +88,9 @@ def record_model(url: str, *, folder: Path | None = None, fingerprint: str | Non
                 class_names=["a", "b"],
                 training=training,
             )
-            queries.record_checkpoint(session, gan_id, f"/runs/{gan_id}/checkpoint-0000002.pt", 2, "0" * 64)
+            generator_rows.record_checkpoint(
+                session, gan_id, f"/runs/{gan_id}/checkpoint-0000002.pt", 2, "0" * 64
+            )
             return gan_id
     finally:
         engine.dispose()
@@ -145,7 +149,7 @@ def test_delete_without_a_terminal_and_without_yes_fails_cleanly(database_url: s
 
     ok(gen(database_url, "data", "add", "pbc", str(phantoms), "-q"))
     with Session(engine := make_engine(database_url)) as session:
-        catalog.link_model_to_dataset(session, gan_id, catalog.get_dataset(session, "pbc").id)
+        dataset_rows.link_model_to_dataset(session, gan_id, dataset_rows.get_dataset(session, "pbc").id)
     engine.dispose()
     assert "1 models (unlinked)" in user_error(gen(database_url, "data", "delete", "pbc"))
     assert count(database_url, Dataset) == 1
@@ -208,7 +212,7 @@ def test_a_changed_folder_is_reported_and_refused(database_url: str, phantoms: P
     )
     gan_id = record_model(database_url)
     with Session(engine := make_engine(database_url)) as session:
-        catalog.link_model_to_dataset(session, gan_id, catalog.get_dataset(session, "now").id)
+        dataset_rows.link_model_to_dataset(session, gan_id, dataset_rows.get_dataset(session, "now").id)
     engine.dispose()
     assert "used by 1 models and 0 classifiers, so its folder cannot change" in user_error(
         gen(database_url, "data", "move", "now", str(folder))
@@ -222,7 +226,7 @@ def test_migration_registers_the_folders_models_were_trained_on(database_url: st
     engine = make_engine(database_url)
     try:
         with Session(engine) as session:
-            queries.record_classifier(
+            classifier_rows.record_classifier(
                 session,
                 dataset_fingerprint=fingerprint,
                 path="/c.pt",
@@ -233,9 +237,9 @@ def test_migration_registers_the_folders_models_were_trained_on(database_url: st
         migrate(engine, "0003", downgrade=True)
         migrate(engine, "head")
         with Session(engine) as session:
-            [info] = catalog.list_datasets(session)
+            [info] = dataset_rows.list_datasets(session)
             links = set(session.scalars(select(TrainingParameters.dataset_id)))
-            [classifier] = catalog.list_classifiers(session)
+            [classifier] = classifier_rows.list_classifiers(session)
     finally:
         engine.dispose()
     assert (info.name, info.folder, info.fingerprint, info.models, info.classifiers) == (
@@ -255,7 +259,7 @@ def test_classifiers_list_show_delete(database_url: str, tmp_path: Path) -> None
     weights = tmp_path / "classifier.pt"
     weights.write_bytes(b"weights")
     with Session(engine) as session:
-        classifier_id = queries.record_classifier(
+        classifier_id = classifier_rows.record_classifier(
             session,
             dataset_fingerprint="f" * 64,
             path=str(weights),
@@ -295,7 +299,7 @@ def test_training_on_a_changed_folder_by_path_says_so(
             with pytest.raises(GenError, match="changed since it was registered as data set 'pbc'"):
                 datasets.dataset_for_run(session, "pbc", folder, changed, classes, ())
             new_id, warning = datasets.dataset_for_run(session, None, folder, changed, classes, ())
-            info = catalog.get_dataset(session, new_id)
+            info = dataset_rows.get_dataset(session, new_id)
         assert warning is not None and "changed since it was registered as data set pbc" in warning
         assert (info.name, info.fingerprint, info.classes["phantom_granular"]) == ("cells", changed, 4)
     finally:
@@ -382,7 +386,7 @@ def test_deleting_a_classifiers_file_keeps_a_changed_or_shared_one(database_url:
         engine = open_database(database_url)
         try:
             with Session(engine) as session:
-                return queries.record_classifier(
+                return classifier_rows.record_classifier(
                     session,
                     dataset_fingerprint="f" * 64,
                     path=str(path),

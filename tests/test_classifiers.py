@@ -14,7 +14,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db import catalog, queries
+from db.classifiers import get_classifier, record_classifier
 from db.jobs import JobInfo
 from db.models import Classifier
 from db.session import make_engine, open_database
@@ -83,7 +83,7 @@ def test_train_and_classify_demo_data(database_url: str, phantoms: Path, tmp_pat
     engine = open_database(database_url)
     try:
         with Session(engine) as session:
-            row = catalog.get_classifier(session, "cells")
+            row = get_classifier(session, "cells")
     finally:
         engine.dispose()
     assert (row.id, row.name, row.dataset) == (1, "cells", "phantoms")
@@ -220,7 +220,7 @@ def test_resnet18_trains_from_nothing_or_local_weights(phantoms: Path, tmp_path:
     assert sorted(p.name for p in out.iterdir()) == ["classifier-1.pt", "classifier-2.pt"]
     engine = open_database(url)
     with Session(engine) as session:
-        first, second = catalog.get_classifier(session, 1), catalog.get_classifier(session, 2)
+        first, second = get_classifier(session, 1), get_classifier(session, 2)
     engine.dispose()
     assert first.architecture == {
         "kind": "torchvision", "name": "resnet18", "num_classes": 4, "feature_dim": 512, "classes": CLASSES,
@@ -239,7 +239,7 @@ def test_searched_architecture_trains_afresh(phantoms: Path, tmp_path: Path) -> 
     engine = open_database(url)
     genome = ClassifierGenome(3, "26-6", 1, (1,))
     with Session(engine) as session:
-        searched = queries.record_classifier(
+        searched = record_classifier(
             session,
             dataset_fingerprint="f" * 64,
             path=str(tmp_path / "candidate.pt"),
@@ -247,7 +247,7 @@ def test_searched_architecture_trains_afresh(phantoms: Path, tmp_path: Path) -> 
             architecture=SearchedClassifierConfig(4, genome).to_dict(),
             accuracy=0.5,
         )
-        simple = queries.record_classifier(
+        simple = record_classifier(
             session,
             dataset_fingerprint="f" * 64,
             path=str(tmp_path / "domain.pt"),
@@ -260,7 +260,7 @@ def test_searched_architecture_trains_afresh(phantoms: Path, tmp_path: Path) -> 
     ok(gen(url, *train, "--arch", f"searched:{searched}", "--name", "found"))
     engine = open_database(url)
     with Session(engine) as session:
-        row = catalog.get_classifier(session, "found")
+        row = get_classifier(session, "found")
     engine.dispose()
     assert row.architecture["kind"] == "searched_classifier"
     assert row.architecture["notation"] == genome.notation() and row.settings["searched_from"] == searched

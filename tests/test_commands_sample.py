@@ -44,7 +44,7 @@ from PIL import Image as PILImage
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from db import queries
+import db.images
 from db.errors import UserError
 from db.models import Checkpoint, ClassName, GanArchitecture, Image
 from db.session import make_engine, migrate
@@ -198,7 +198,7 @@ def test_a_full_database_disk_while_sampling_is_one_sentence_and_a_rerun_complet
     out = tmp_path / "samples"
     name = trained.classes[1]
     request = f"sample --checkpoint {trained.run} --class {name} --n 6 --out {out} {SAMPLE}"
-    real_record_images, batches = queries.record_images, []
+    real_record_images, batches = db.images.record_images, []
 
     def disk_fills_at_the_second_batch(session: Session, rows: Sequence[dict[str, Any]]) -> None:
         batches.append(len(rows))
@@ -207,14 +207,14 @@ def test_a_full_database_disk_while_sampling_is_one_sentence_and_a_rerun_complet
             raise OperationalError("INSERT INTO images ...", {}, full)
         real_record_images(session, rows)
 
-    monkeypatch.setattr(queries, "record_images", disk_fills_at_the_second_batch)
+    monkeypatch.setattr(db.images, "record_images", disk_fills_at_the_second_batch)
     line = assert_user_error(
         gen(database_url, request), "the database's disk is full: 2 images of this batch"
     )
     assert "run the same gen sample again, which records them." in line
     assert len(image_rows(database_url, out)) == 4 and len(files_under(out)) == 6  # batches of 4
 
-    monkeypatch.setattr(queries, "record_images", real_record_images)
+    monkeypatch.setattr(db.images, "record_images", real_record_images)
     result = ok(gen(database_url, request))
     assert "4 were already there" in result.stdout
     check_rows(image_rows(database_url, out), out, 6, [name], seed=0)  # adopted, nothing written twice
@@ -316,22 +316,24 @@ def test_reproduce_says_within_tolerance_and_differs(
 def test_a_model_deleted_while_sampling_stops_the_sampler_with_a_sentence(
     database_url: str, trained: Trained, tmp_path: Path
 ) -> None:
-    from db import recording
+    from db import generators as generator_rows
     from gen.sample import sample as run_sampling
 
     engine = make_engine(database_url)
     migrate(engine)
     state = load_checkpoint(trained.checkpoints[-1])
     with Session(engine) as session:
-        gan_id, checkpoint_id = recording.adopt_checkpoint(session, state, sha256_of(trained.checkpoints[-1]))
-    recorder = recording.ImageRecorder(engine, gan_id, checkpoint_id, state["iteration"], 0)
+        gan_id, checkpoint_id = generator_rows.adopt_checkpoint(
+            session, state, sha256_of(trained.checkpoints[-1])
+        )
+    recorder = db.images.ImageRecorder(engine, gan_id, checkpoint_id, state["iteration"], 0)
     real_record = recorder.record
     calls = []
 
     def delete_the_model_after_the_first_batch(images: Any) -> None:
         if calls:
             with Session(engine) as session:
-                queries.delete_model(session, gan_id, cascade=True)  # gen models delete --cascade
+                generator_rows.delete_model(session, gan_id, cascade=True)  # gen models delete --cascade
         calls.append(len(images))
         real_record(images)
 

@@ -31,7 +31,7 @@ from cli_support import (
 )
 from sqlalchemy import delete, select
 
-from db import queries
+from db import generators as generator_rows
 from db.models import Checkpoint, Image
 from gen.architecture import preset, to_json
 from gen.data import load_image_folder
@@ -54,7 +54,7 @@ def test_train_records_the_model_and_resume_extends_it(
     gan_id = int(match[1])
 
     with session_on(database_url) as session:
-        info = queries.get_model(session, gan_id)
+        info = generator_rows.get_model(session, gan_id)
     generator, discriminator = preset("tiny", 4)
     assert info.generator == to_json(generator)
     assert info.discriminator == to_json(discriminator)
@@ -76,7 +76,7 @@ def test_train_records_the_model_and_resume_extends_it(
     result = ok(gen(database_url, f"train --out {run} --resume --iters 2 --device cpu --quiet"))
     assert result.stdout.splitlines()[0] == f"model {gan_id}"
     with session_on(database_url) as session:
-        info = queries.get_model(session, gan_id)
+        info = generator_rows.get_model(session, gan_id)
     assert model_ids(database_url) == [gan_id]
     assert [(c.iteration, c.path) for c in info.checkpoints] == [
         (1, str(first.resolve())),

@@ -1,4 +1,5 @@
-"""db.session and db.queries, each test run on SQLite and on PostgreSQL (see conftest)."""
+"""db.session, db.generators, db.images, db.reports and db.classifiers, each test run on SQLite
+and on PostgreSQL (see conftest)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from db import queries
+from db import classifiers as classifier_rows
+from db import generators as generator_rows
+from db import reports as report_rows
 from db.errors import UserError
+from db.images import record_images, recorded_paths, recorded_samples
 from db.models import Checkpoint, ClassName, GanArchitecture, Image, Report, TrainingParameters
 from db.session import (
     DEFAULT_DATABASE_URL,
@@ -66,7 +70,7 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 
 def add_model(session: Session, classes: list[str] = CLASSES, preset: str = "tiny") -> int:
-    return queries.record_model(
+    return generator_rows.record_model(
         session,
         preset=preset,
         generator=GENERATOR,
@@ -287,7 +291,7 @@ def test_unknown_revision_is_from_a_newer_gen(engine: Engine, database_url: str)
 def test_record_model_round_trip(engine: Engine) -> None:
     with Session(engine) as session:
         gan_id = add_model(session)
-        model = queries.get_model(session, gan_id)
+        model = generator_rows.get_model(session, gan_id)
     assert model.id == gan_id
     assert model.preset == "tiny"
     assert model.generator == GENERATOR
@@ -308,7 +312,7 @@ def test_record_model_round_trip(engine: Engine) -> None:
 
 def test_null_json_is_sql_null(engine: Engine) -> None:
     with Session(engine) as session:
-        gan_id = queries.record_model(
+        gan_id = generator_rows.record_model(
             session,
             preset=None,
             generator=GENERATOR,
@@ -317,13 +321,13 @@ def test_null_json_is_sql_null(engine: Engine) -> None:
             training={**TRAINING, "settings": None, "betas": None},
         )
         assert session.scalar(select(func.count()).where(TrainingParameters.settings.is_(None))) == 1
-        assert queries.get_model(session, gan_id).training["settings"] is None
+        assert generator_rows.get_model(session, gan_id).training["settings"] is None
 
 
 def test_record_model_rejects_bad_input(engine: Engine) -> None:
     with Session(engine) as session:
         with pytest.raises(TypeError, match="unknown training parameters"):
-            queries.record_model(
+            generator_rows.record_model(
                 session,
                 preset="tiny",
                 generator={},
@@ -339,59 +343,60 @@ def test_record_model_rejects_bad_input(engine: Engine) -> None:
 def test_training_iterations_and_checkpoints(engine: Engine) -> None:
     with Session(engine) as session:
         gan_id = add_model(session)
-        queries.update_training_iterations(session, gan_id, 5000)
-        second = queries.record_checkpoint(session, gan_id, "runs/1/5000.pt", 5000, "b" * 64)
-        first = queries.record_checkpoint(session, gan_id, "runs/1/1000.pt", 1000, "a" * 64)
-        model = queries.get_model(session, gan_id)
+        generator_rows.update_training_iterations(session, gan_id, 5000)
+        second = generator_rows.record_checkpoint(session, gan_id, "runs/1/5000.pt", 5000, "b" * 64)
+        first = generator_rows.record_checkpoint(session, gan_id, "runs/1/1000.pt", 1000, "a" * 64)
+        model = generator_rows.get_model(session, gan_id)
     assert model.training["iterations"] == 5000
     assert [c.id for c in model.checkpoints] == [first, second]
     assert model.latest_checkpoint is not None and model.latest_checkpoint.path == "runs/1/5000.pt"
     with Session(engine) as session, pytest.raises(UserError, match="no model 99"):
-        queries.record_checkpoint(session, 99, "x.pt", 1, "c" * 64)
+        generator_rows.record_checkpoint(session, 99, "x.pt", 1, "c" * 64)
 
 
 def test_latest_model_id(engine: Engine) -> None:
     with Session(engine) as session:
         with pytest.raises(UserError, match="^no model in the database yet; run gen train first$"):
-            queries.latest_model_id(session)
+            generator_rows.latest_model_id(session)
         add_model(session)
         second = add_model(session, preset="ga_gan")
-        assert queries.latest_model_id(session) == second
+        assert generator_rows.latest_model_id(session) == second
 
 
 def test_unknown_model_lists_the_ids_that_exist(engine: Engine) -> None:
     with Session(engine) as session:
         with pytest.raises(UserError, match="no model 7; the database has no models yet"):
-            queries.get_model(session, 7)
+            generator_rows.get_model(session, 7)
         ids = [add_model(session) for _ in range(3)]
         with pytest.raises(UserError) as error:
-            queries.get_model(session, 77)
+            generator_rows.get_model(session, 77)
     assert str(error.value) == f"no model 77; models in the database: {', '.join(map(str, ids))}"
 
 
 def test_resolve_class(engine: Engine) -> None:
     with Session(engine) as session:
         gan_id = add_model(session)
-        class_id = queries.resolve_class(session, gan_id, "cyt_mast")
+        class_id = generator_rows.resolve_class(session, gan_id, "cyt_mast")
         assert session.get(ClassName, class_id).label == 1
         with pytest.raises(UserError) as error:
-            queries.resolve_class(session, gan_id, "cyt_unknown")
+            generator_rows.resolve_class(session, gan_id, "cyt_unknown")
         with pytest.raises(UserError, match="no model 99"):
-            queries.resolve_class(session, 99, "cyt_mast")
+            generator_rows.resolve_class(session, 99, "cyt_mast")
     assert str(error.value) == f"model {gan_id} has no class 'cyt_unknown'; its classes: {', '.join(CLASSES)}"
 
 
 def test_list_models(engine: Engine) -> None:
     with Session(engine) as session:
-        assert queries.list_models(session) == []
+        assert generator_rows.list_models(session) == []
         first = add_model(session, classes=["a", "b"])
         second = add_model(session, preset="ga_gan")
-        queries.update_training_iterations(session, first, 300)
-        checkpoint = queries.record_checkpoint(session, first, "c.pt", 300, "a" * 64)
-        queries.record_images(
-            session, image_rows(queries.resolve_class(session, first, "b"), checkpoint, "out", range(5))
+        generator_rows.update_training_iterations(session, first, 300)
+        checkpoint = generator_rows.record_checkpoint(session, first, "c.pt", 300, "a" * 64)
+        record_images(
+            session,
+            image_rows(generator_rows.resolve_class(session, first, "b"), checkpoint, "out", range(5)),
         )
-        summaries = queries.list_models(session)
+        summaries = generator_rows.list_models(session)
     assert [(s.id, s.preset, s.class_names, s.iterations, s.image_count) for s in summaries] == [
         (first, "tiny", ("a", "b"), 300, 5),
         (second, "ga_gan", tuple(CLASSES), 0, 0),
@@ -404,12 +409,12 @@ def test_list_models(engine: Engine) -> None:
 def test_foreign_keys_are_enforced(engine: Engine) -> None:
     with Session(engine) as session:
         gan_id = add_model(session)
-        checkpoint = queries.record_checkpoint(session, gan_id, "c.pt", 10, "a" * 64)
-        class_id = queries.resolve_class(session, gan_id, "cyt_mast")
+        checkpoint = generator_rows.record_checkpoint(session, gan_id, "c.pt", 10, "a" * 64)
+        class_id = generator_rows.resolve_class(session, gan_id, "cyt_mast")
         rows = image_rows(class_id, checkpoint, "out", range(3))
         rows[2]["class_id"] = 987654
         with pytest.raises(IntegrityError):
-            queries.record_images(session, rows)
+            record_images(session, rows)
         # The whole batch was rolled back, not just the bad row.
         assert count(session, Image) == 0
     with engine.connect() as connection, pytest.raises(IntegrityError):
@@ -420,21 +425,21 @@ def test_delete_refuses_while_images_exist_then_cascades(engine: Engine) -> None
     with Session(engine) as session:
         gan_id = add_model(session)
         kept = add_model(session, classes=["other"])
-        checkpoint = queries.record_checkpoint(session, gan_id, "c.pt", 10, "a" * 64)
-        kept_checkpoint = queries.record_checkpoint(session, kept, "k.pt", 10, "b" * 64)
+        checkpoint = generator_rows.record_checkpoint(session, gan_id, "c.pt", 10, "a" * 64)
+        kept_checkpoint = generator_rows.record_checkpoint(session, kept, "k.pt", 10, "b" * 64)
         for name in CLASSES[:2]:
-            class_id = queries.resolve_class(session, gan_id, name)
-            queries.record_images(session, image_rows(class_id, checkpoint, f"out/{name}", range(4)))
-        kept_class = queries.resolve_class(session, kept, "other")
-        queries.record_images(session, image_rows(kept_class, kept_checkpoint, "out/other", range(2)))
-        queries.record_report(session, gan_id, [{"metric": "fid", "value": 3.4, "class_name": None}])
+            class_id = generator_rows.resolve_class(session, gan_id, name)
+            record_images(session, image_rows(class_id, checkpoint, f"out/{name}", range(4)))
+        kept_class = generator_rows.resolve_class(session, kept, "other")
+        record_images(session, image_rows(kept_class, kept_checkpoint, "out/other", range(2)))
+        report_rows.record_report(session, gan_id, [{"metric": "fid", "value": 3.4, "class_name": None}])
 
         with pytest.raises(UserError, match=f"model {gan_id} still has 8 recorded images"):
-            queries.delete_model(session, gan_id)
+            generator_rows.delete_model(session, gan_id)
         assert count(session, Image) == 10
 
-        assert queries.delete_model(session, gan_id, cascade=True) == 8
-        assert [m.id for m in queries.list_models(session)] == [kept]
+        assert generator_rows.delete_model(session, gan_id, cascade=True) == 8
+        assert [m.id for m in generator_rows.list_models(session)] == [kept]
         for model, remaining in [
             (Image, 2),
             (Checkpoint, 1),
@@ -445,14 +450,14 @@ def test_delete_refuses_while_images_exist_then_cascades(engine: Engine) -> None
         ]:
             assert count(session, model) == remaining, model.__tablename__
         with pytest.raises(UserError, match=f"no model {gan_id}; models in the database: {kept}"):
-            queries.delete_model(session, gan_id)
+            generator_rows.delete_model(session, gan_id)
 
 
 def test_delete_without_images_needs_no_cascade(engine: Engine) -> None:
     with Session(engine) as session:
         gan_id = add_model(session)
-        queries.record_checkpoint(session, gan_id, "c.pt", 10, "a" * 64)
-        assert queries.delete_model(session, gan_id) == 0
+        generator_rows.record_checkpoint(session, gan_id, "c.pt", 10, "a" * 64)
+        assert generator_rows.delete_model(session, gan_id) == 0
         assert count(session, GanArchitecture) == 0
         assert count(session, Checkpoint) == 0
         # A deleted model's id is never handed out again, on SQLite as on PostgreSQL.
@@ -465,39 +470,39 @@ def test_delete_without_images_needs_no_cascade(engine: Engine) -> None:
 def test_record_images_and_recorded_samples(engine: Engine) -> None:
     with Session(engine) as session:
         gan_id = add_model(session)
-        checkpoint = queries.record_checkpoint(session, gan_id, "c.pt", 10, "a" * 64)
-        mast = queries.resolve_class(session, gan_id, "cyt_mast")
-        other = queries.resolve_class(session, gan_id, "cyt_kist_mast")
+        checkpoint = generator_rows.record_checkpoint(session, gan_id, "c.pt", 10, "a" * 64)
+        mast = generator_rows.resolve_class(session, gan_id, "cyt_mast")
+        other = generator_rows.resolve_class(session, gan_id, "cyt_kist_mast")
         done = image_rows(mast, checkpoint, "out/cyt_mast", range(0, 40, 2))
-        queries.record_images(session, done)
+        record_images(session, done)
         # Same samples elsewhere, or differing in class, seed or folder depth: not "done" here.
-        queries.record_images(session, image_rows(mast, checkpoint, "elsewhere/cyt_mast", range(40)))
-        queries.record_images(session, image_rows(other, checkpoint, "out/cyt_mast", range(40)))
-        queries.record_images(session, image_rows(mast, checkpoint, "out/cyt_mast", range(40), seed=2))
-        queries.record_images(session, image_rows(mast, checkpoint, "out/cyt_mast/deeper", range(40)))
-        queries.record_images(session, image_rows(mast, checkpoint, "out/cyt_mast_2", range(40)))
+        record_images(session, image_rows(mast, checkpoint, "elsewhere/cyt_mast", range(40)))
+        record_images(session, image_rows(other, checkpoint, "out/cyt_mast", range(40)))
+        record_images(session, image_rows(mast, checkpoint, "out/cyt_mast", range(40), seed=2))
+        record_images(session, image_rows(mast, checkpoint, "out/cyt_mast/deeper", range(40)))
+        record_images(session, image_rows(mast, checkpoint, "out/cyt_mast_2", range(40)))
 
         expected = {row["sample_index"]: (row["file_path"], row["md5"]) for row in done}
-        assert queries.recorded_samples(session, checkpoint, mast, 1, "out/cyt_mast") == expected
-        assert queries.recorded_samples(session, checkpoint, mast, 1, "out/cyt_mast/") == expected
-        assert queries.recorded_samples(session, checkpoint, mast, 1, "out/nothing") == {}
+        assert recorded_samples(session, checkpoint, mast, 1, "out/cyt_mast") == expected
+        assert recorded_samples(session, checkpoint, mast, 1, "out/cyt_mast/") == expected
+        assert recorded_samples(session, checkpoint, mast, 1, "out/nothing") == {}
 
         # A sample is recorded once per file: a rerun that inserts it again fails as a whole.
         with pytest.raises(IntegrityError):
-            queries.record_images(session, image_rows(mast, checkpoint, "out/cyt_mast", range(37, 40)))
-        assert len(queries.recorded_samples(session, checkpoint, mast, 1, "out/cyt_mast")) == 20
+            record_images(session, image_rows(mast, checkpoint, "out/cyt_mast", range(37, 40)))
+        assert len(recorded_samples(session, checkpoint, mast, 1, "out/cyt_mast")) == 20
 
 
 def test_recorded_samples_escapes_like_wildcards(engine: Engine) -> None:
     with Session(engine) as session:
         gan_id = add_model(session)
-        checkpoint = queries.record_checkpoint(session, gan_id, "c.pt", 10, "a" * 64)
-        class_id = queries.resolve_class(session, gan_id, "cyt_mast")
-        queries.record_images(session, image_rows(class_id, checkpoint, "out/a_b", range(3)))
-        queries.record_images(session, image_rows(class_id, checkpoint, "out/aXb", range(3, 6)))
-        assert sorted(queries.recorded_samples(session, checkpoint, class_id, 1, "out/a_b")) == [0, 1, 2]
-        assert sorted(queries.recorded_samples(session, checkpoint, class_id, 1, "out/a%")) == []
-        assert queries.recorded_paths(session, "out/a_b") == {f"out/a_b/{i:05d}.png" for i in range(3)}
+        checkpoint = generator_rows.record_checkpoint(session, gan_id, "c.pt", 10, "a" * 64)
+        class_id = generator_rows.resolve_class(session, gan_id, "cyt_mast")
+        record_images(session, image_rows(class_id, checkpoint, "out/a_b", range(3)))
+        record_images(session, image_rows(class_id, checkpoint, "out/aXb", range(3, 6)))
+        assert sorted(recorded_samples(session, checkpoint, class_id, 1, "out/a_b")) == [0, 1, 2]
+        assert sorted(recorded_samples(session, checkpoint, class_id, 1, "out/a%")) == []
+        assert recorded_paths(session, "out/a_b") == {f"out/a_b/{i:05d}.png" for i in range(3)}
 
 
 def test_recorded_paths_cover_every_request(engine: Engine) -> None:
@@ -505,25 +510,25 @@ def test_recorded_paths_cover_every_request(engine: Engine) -> None:
         first = add_model(session)
         second = add_model(session)
         for gan_id, seed, indices in [(first, 1, range(2)), (second, 9, range(2, 4))]:
-            checkpoint = queries.record_checkpoint(session, gan_id, "c.pt", 10, "a" * 64)
-            class_id = queries.resolve_class(session, gan_id, "cyt_mast")
-            queries.record_images(session, image_rows(class_id, checkpoint, "out", indices, seed=seed))
-            queries.record_images(session, image_rows(class_id, checkpoint, "out/sub", indices, seed=seed))
-        assert queries.recorded_paths(session, "out") == {f"out/{i:05d}.png" for i in range(4)}
-        assert queries.recorded_paths(session, "elsewhere") == set()
+            checkpoint = generator_rows.record_checkpoint(session, gan_id, "c.pt", 10, "a" * 64)
+            class_id = generator_rows.resolve_class(session, gan_id, "cyt_mast")
+            record_images(session, image_rows(class_id, checkpoint, "out", indices, seed=seed))
+            record_images(session, image_rows(class_id, checkpoint, "out/sub", indices, seed=seed))
+        assert recorded_paths(session, "out") == {f"out/{i:05d}.png" for i in range(4)}
+        assert recorded_paths(session, "elsewhere") == set()
 
 
 def test_bulk_insert_of_a_data_set(engine: Engine) -> None:
     """16,000 rows (4 classes x 4,000) in batches of 256, each batch its own transaction."""
     with Session(engine) as session:
         gan_id = add_model(session)
-        checkpoint = queries.record_checkpoint(session, gan_id, "c.pt", 100_000, "a" * 64)
+        checkpoint = generator_rows.record_checkpoint(session, gan_id, "c.pt", 100_000, "a" * 64)
         for name in CLASSES:
-            class_id = queries.resolve_class(session, gan_id, name)
+            class_id = generator_rows.resolve_class(session, gan_id, name)
             rows = image_rows(class_id, checkpoint, f"out/{name}", range(4000))
             for start in range(0, len(rows), 256):
-                queries.record_images(session, rows[start : start + 256])
-        assert queries.get_model(session, gan_id).image_counts == dict.fromkeys(CLASSES, 4000)
+                record_images(session, rows[start : start + 256])
+        assert generator_rows.get_model(session, gan_id).image_counts == dict.fromkeys(CLASSES, 4000)
         created = session.scalars(select(Image.created_at).limit(1)).one()
     assert created.tzinfo is not None and created.astimezone(UTC) == created
 
@@ -534,7 +539,7 @@ def test_bulk_insert_of_a_data_set(engine: Engine) -> None:
 def test_reports_keep_the_newest_figure_per_metric_and_class(engine: Engine) -> None:
     with Session(engine) as session:
         gan_id = add_model(session)
-        queries.record_report(
+        report_rows.record_report(
             session,
             gan_id,
             [
@@ -543,12 +548,12 @@ def test_reports_keep_the_newest_figure_per_metric_and_class(engine: Engine) -> 
                 {"metric": "histogram_kl", "value": 0.02, "class_name": "cyt_nep_mast"},
             ],
         )
-        queries.record_report(
+        report_rows.record_report(
             session, gan_id, [{"metric": "fid", "value": 3.4, "settings": {"samples": 16000}}]
         )
         with pytest.raises(UserError, match="has no class 'nope'"):
-            queries.record_report(session, gan_id, [{"metric": "kid", "value": 1, "class_name": "nope"}])
-        report = queries.latest_report(session, gan_id)
+            report_rows.record_report(session, gan_id, [{"metric": "kid", "value": 1, "class_name": "nope"}])
+        report = report_rows.latest_report(session, gan_id)
     assert [(r.metric, r.class_name, r.value, r.settings) for r in report] == [
         ("fid", None, 3.4, {"samples": 16000}),
         ("histogram_kl", "cyt_nep_mast", 0.02, None),
@@ -558,8 +563,8 @@ def test_reports_keep_the_newest_figure_per_metric_and_class(engine: Engine) -> 
 
 def test_classifiers_are_found_by_data_set(engine: Engine) -> None:
     with Session(engine) as session:
-        assert queries.latest_classifier(session, "f" * 64) is None
-        queries.record_classifier(
+        assert classifier_rows.latest_classifier(session, "f" * 64) is None
+        classifier_rows.record_classifier(
             session,
             dataset_fingerprint="f" * 64,
             path="old.pt",
@@ -567,7 +572,7 @@ def test_classifiers_are_found_by_data_set(engine: Engine) -> None:
             architecture={},
             accuracy=0.9,
         )
-        newest = queries.record_classifier(
+        newest = classifier_rows.record_classifier(
             session,
             dataset_fingerprint="f" * 64,
             path="new.pt",
@@ -575,7 +580,7 @@ def test_classifiers_are_found_by_data_set(engine: Engine) -> None:
             architecture={"cells": 5, "channels": 32},
             accuracy=0.99125,
         )
-        found = queries.latest_classifier(session, "f" * 64)
+        found = classifier_rows.latest_classifier(session, "f" * 64)
     assert found is not None
     assert (found.id, found.path, found.architecture, found.accuracy) == (
         newest,

@@ -17,7 +17,9 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from db import queries
+from db import generators as generator_rows
+from db import images as image_rows
+from db import reports as report_rows
 from db.dump import DUMP_TABLES, DumpFormatError, column_value, dump_rows, dump_sql, read_dump, render_literal
 from db.models import Base, Image
 from db.session import open_database
@@ -150,11 +152,11 @@ def record_source(engine: Engine) -> tuple[int, list[int], dict[int, str]]:
     Returns (model id, the ids of the images to dump, image id -> relative path).
     """
     with Session(engine) as session:
-        other = queries.record_model(
+        other = generator_rows.record_model(
             session, preset="other", generator={}, discriminator={}, class_names=["x"], training=TRAINING
         )
-        other_checkpoint = queries.record_checkpoint(session, other, "/other.pt", 1, "0" * 64)
-        gan_id = queries.record_model(
+        other_checkpoint = generator_rows.record_checkpoint(session, other, "/other.pt", 1, "0" * 64)
+        gan_id = generator_rows.record_model(
             session,
             preset="tiny'--",
             generator=GENERATOR,
@@ -162,13 +164,17 @@ def record_source(engine: Engine) -> tuple[int, list[int], dict[int, str]]:
             class_names=CLASSES,
             training=TRAINING,
         )
-        early = queries.record_checkpoint(session, gan_id, "/runs/it's here/checkpoint-1.pt", 1, "1" * 64)
-        late = queries.record_checkpoint(session, gan_id, "/runs/it's here/checkpoint-2.pt", 2, "2" * 64)
-        unused = queries.record_checkpoint(session, gan_id, "/runs/unused.pt", 3, "3" * 64)
+        early = generator_rows.record_checkpoint(
+            session, gan_id, "/runs/it's here/checkpoint-1.pt", 1, "1" * 64
+        )
+        late = generator_rows.record_checkpoint(
+            session, gan_id, "/runs/it's here/checkpoint-2.pt", 2, "2" * 64
+        )
+        unused = generator_rows.record_checkpoint(session, gan_id, "/runs/unused.pt", 3, "3" * 64)
         assert unused
         rows = []
         for label, name in enumerate(CLASSES):
-            class_id = queries.resolve_class(session, gan_id, name)
+            class_id = generator_rows.resolve_class(session, gan_id, name)
             for index in range(3):
                 rows.append(
                     {
@@ -183,13 +189,13 @@ def record_source(engine: Engine) -> tuple[int, list[int], dict[int, str]]:
                         "iteration": 1 if index == 0 else 2,
                     }
                 )
-        queries.record_images(session, rows)
-        queries.record_images(
+        image_rows.record_images(session, rows)
+        image_rows.record_images(
             session,
             [
                 {
                     "file_path": "/abs/x.png",
-                    "class_id": queries.resolve_class(session, other, "x"),
+                    "class_id": generator_rows.resolve_class(session, other, "x"),
                     "md5": "f" * 32,
                     "width": 64,
                     "height": 64,
@@ -200,7 +206,7 @@ def record_source(engine: Engine) -> tuple[int, list[int], dict[int, str]]:
                 }
             ],
         )
-        queries.record_report(
+        report_rows.record_report(
             session,
             gan_id,
             [
@@ -297,10 +303,10 @@ def test_dump_round_trip(
             assert {name: rows for name, rows in got.items() if name in expected} == expected
             assert not any(rows for name, rows in got.items() if name not in expected)
             with Session(loaded) as session:
-                info = queries.get_model(session, gan_id)
+                info = generator_rows.get_model(session, gan_id)
                 assert info.class_names == tuple(CLASSES)
                 # The sequences were moved on: new rows get new ids.
-                new_model = queries.record_model(
+                new_model = generator_rows.record_model(
                     session,
                     preset="new",
                     generator={},

@@ -1,6 +1,6 @@
 """gen.export and `gen export`: the folder's layout, subsets, atomicity, bad input, the archive.
 
-Most tests record images directly (db.queries, PNG files written with PIL): an export does not
+Most tests record images directly (db.images, PNG files written with PIL): an export does not
 care how the pixels were made, and this keeps them fast. One end-to-end test trains and samples
 a real model through the CLI. `record_synthetic_model` is shared with test_verify,
 test_export_browser and bench/bench_export.py does the same at scale.
@@ -28,9 +28,11 @@ from PIL import Image
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from db import queries
+from db import generators as generator_rows
+from db import images as image_rows
+from db import reports as report_rows
 from db.errors import UserError
-from db.recording import stored_path
+from db.names import stored_path
 from db.session import open_database
 from gen.cli import cli
 from gen.commands.export import read_citation
@@ -91,7 +93,7 @@ def record_synthetic_model(
     would leave them; returns the model's id."""
     rng = np.random.default_rng(seed)
     with Session(engine) as session:
-        gan_id = queries.record_model(
+        gan_id = generator_rows.record_model(
             session,
             preset="tiny",
             generator={"kind": "generator"},
@@ -99,11 +101,11 @@ def record_synthetic_model(
             class_names=list(classes),
             training=TRAINING,
         )
-        checkpoint = queries.record_checkpoint(
+        checkpoint = generator_rows.record_checkpoint(
             session, gan_id, "/runs/demo/checkpoint-0000200.pt", 200, "a" * 64
         )
         for name in classes:
-            class_id = queries.resolve_class(session, gan_id, name)
+            class_id = generator_rows.resolve_class(session, gan_id, name)
             rows = []
             for index in range(per_class):
                 path = folder / name / f"{name}_{index + 1:06d}.png"
@@ -121,9 +123,9 @@ def record_synthetic_model(
                     }
                 )
                 if len(rows) == batch:
-                    queries.record_images(session, rows)
+                    image_rows.record_images(session, rows)
                     rows = []
-            queries.record_images(session, rows)
+            image_rows.record_images(session, rows)
     return gan_id
 
 
@@ -134,7 +136,7 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> tuple[Engine, int, Path]
     engine = open_database(f"sqlite:///{folder / 'gen.db'}")
     gan_id = record_synthetic_model(engine, folder / "samples", 30)
     with Session(engine) as session:
-        queries.record_model(
+        generator_rows.record_model(
             session, preset="tiny", generator={}, discriminator={}, class_names=["empty"], training=TRAINING
         )
     return engine, gan_id, folder
@@ -466,12 +468,12 @@ def test_same_names_from_two_folders_are_kept_apart(tmp_path: Path) -> None:
     engine = open_database(f"sqlite:///{tmp_path / 'gen.db'}")
     gan_id = record_synthetic_model(engine, tmp_path / "first", 2, ["a"])
     with Session(engine) as session:
-        class_id = queries.resolve_class(session, gan_id, "a")
-        checkpoint = queries.get_model(session, gan_id).checkpoints[0].id
+        class_id = generator_rows.resolve_class(session, gan_id, "a")
+        checkpoint = generator_rows.get_model(session, gan_id).checkpoints[0].id
         path = tmp_path / "second" / "a" / "a_000001.png"
         md5 = write_png(path, np.random.default_rng(5))
         row = {"file_path": stored_path(path), "class_id": class_id, "md5": md5, "width": 64, "height": 64}
-        queries.record_images(
+        image_rows.record_images(
             session, [{**row, "seed": 9, "sample_index": 0, "checkpoint_id": checkpoint, "iteration": 200}]
         )
     out = tmp_path / "out"
@@ -491,7 +493,7 @@ def test_reports_rows_and_report_folder(source: tuple[Engine, int, Path], tmp_pa
     gan_id = record_synthetic_model(engine, tmp_path / "samples", 2)
     measured = {"checkpoint": "/runs/demo/checkpoint-0000200.pt"}  # the one the images come from
     with Session(engine) as session:
-        queries.record_report(
+        report_rows.record_report(
             session,
             gan_id,
             [

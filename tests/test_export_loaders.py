@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 from test_export import CLASSES, record_synthetic_model, write_png
 
-from db import queries
+from db import reports as report_rows
 from db.session import open_database
 from gen.export import HF_METADATA_NAME, METADATA_NAME, export_dataset
 from gen.verify import verify_dataset
@@ -202,7 +202,7 @@ def test_the_card_shows_the_evidence_and_how_to_load(tmp_path: Path) -> None:
         ("gradcam_similarity", "cyt_mast", 0.8125),
     ]
     with Session(engine) as session:
-        queries.record_report(
+        report_rows.record_report(
             session,
             gan_id,
             [{"metric": m, "class_name": c, "value": v, "settings": measured} for m, c, v in rows],

@@ -22,9 +22,9 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from db import jobs as job_rows
+from db.generators import model_for_run_folder
 from db.jobs import JobInfo
 from db.models import GanArchitecture, Job, utc_now
-from db.recording import model_for_run_folder
 from db.session import make_engine
 from gen.cli import cli
 from gen.phantoms import write_phantoms

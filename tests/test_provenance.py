@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db import open_database, queries
+from db import generators as generator_rows
+from db import open_database
 from db.models import Checkpoint, Image
 from gen.phantoms import write_phantoms
 from gen.provenance import model_checkpoint
@@ -39,7 +40,7 @@ def test_python_callers_get_the_rows_of_the_cli(database_url: str, tmp_path: Pat
     assert trained.model_id is not None and [s.model_id for s in started] == [trained.model_id]
 
     engine = open_database(database_url)
-    info = queries.get_model(Session(engine), trained.model_id)
+    info = generator_rows.get_model(Session(engine), trained.model_id)
     assert [c.iteration for c in info.checkpoints] == [1, 2]
     assert info.training["epochs"] == round(2 * 4 / 16)  # images seen / training images
     assert model_checkpoint(info)[0] == trained.checkpoint

@@ -12,7 +12,10 @@ import torch
 from click.testing import CliRunner
 from sqlalchemy.orm import Session
 
-from db import open_database, queries
+from db import classifiers as classifier_rows
+from db import generators as generator_rows
+from db import open_database
+from db import reports as report_rows
 from gen.cli import cli
 from gen.data import load_image_folder
 from gen.metrics import domain, inception, normalised
@@ -118,10 +121,10 @@ def test_report_writes_rows_files_and_a_table(trained: dict, tmp_path: Path, mon
 
     engine = open_database(trained["url"])
     with Session(engine) as session:
-        model_id = queries.latest_model_id(session)
-        rows = queries.latest_report(session, model_id)
+        model_id = generator_rows.latest_model_id(session)
+        rows = report_rows.latest_report(session, model_id)
         accuracy = next(f for f in data["figures"] if f["metric"] == "domain_classifier_accuracy")
-        classifier = queries.latest_classifier(session, accuracy["settings"]["fingerprint"])
+        classifier = classifier_rows.latest_classifier(session, accuracy["settings"]["fingerprint"])
     stored = {(row.metric, row.class_name): row.value for row in rows}
     for figure in data["figures"]:
         assert stored[(figure["metric"], figure["class_name"])] == pytest.approx(figure["value"])

@@ -10,7 +10,7 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from db import queries
+from db import generators as generator_rows
 from db.ddl import DIALECTS, ddl_path, render_ddl
 from db.models import Base
 from db.session import alembic_config, head_revision, make_engine, migrate, open_database
@@ -76,7 +76,7 @@ def test_every_migration_downgrades_and_upgrades_again(database_url: str) -> Non
     try:
         with Session(engine) as session:
             # Rows in the tables: downgrades must cope with data, not only with empty tables.
-            queries.record_model(
+            generator_rows.record_model(
                 session, preset="tiny", generator={}, discriminator={}, class_names=["a"], training=TRAINING
             )
         revisions = [r.revision for r in ScriptDirectory.from_config(alembic_config()).walk_revisions()]

@@ -16,7 +16,10 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db import open_database, queries, recording
+from db import generators as generator_rows
+from db import open_database
+from db import reports as report_rows
+from db import searches as search_rows
 from db.models import Classifier, GanArchitecture, SearchCandidate
 from gen.checkpoint import file_sha256
 from gen.classifiers import stratified_split
@@ -162,7 +165,7 @@ def test_classifier_search_records_candidates_as_classifiers_and_resumes(
     first = run_search(run, engine, workers=1, progress=False, on_candidate=stop_after_four)
     assert first.interrupted and first.finished == 4
     with Session(engine) as session:
-        before = {c.step: c for c in queries.search_candidates(session, first.search_id)}
+        before = {c.step: c for c in search_rows.search_candidates(session, first.search_id)}
     assert sorted(before) == [0, 1, 2, 3]
     files = {step: Path(queries_path(engine, c.classifier_id)) for step, c in before.items()}
     stamps = {step: path.stat().st_mtime_ns for step, path in files.items()}
@@ -175,7 +178,7 @@ def test_classifier_search_records_candidates_as_classifiers_and_resumes(
     )
     assert _counts(url) == (6, 6, 0)  # no finished candidate ran again; no model rows
     with Session(engine) as session:
-        after = {c.step: c for c in queries.search_candidates(session, first.search_id)}
+        after = {c.step: c for c in search_rows.search_candidates(session, first.search_id)}
     for step, candidate in before.items():
         assert after[step].classifier_id == candidate.classifier_id
         assert files[step].stat().st_mtime_ns == stamps[step]
@@ -201,10 +204,10 @@ def test_classifier_search_records_candidates_as_classifiers_and_resumes(
 
 
 def queries_path(engine: object, classifier_id: int) -> str:
-    from db import catalog
+    from db import classifiers as classifier_rows
 
     with Session(engine) as session:
-        return catalog.get_classifier(session, classifier_id).path
+        return classifier_rows.get_classifier(session, classifier_id).path
 
 
 def test_classifier_search_on_both_databases(data_dir: Path, tmp_path: Path, database_url: str) -> None:
@@ -250,9 +253,9 @@ def test_report_uses_the_recorded_classifier(
     weights.parent.mkdir()
     classifier_net.save(model, weights)
     with Session(engine) as session:
-        classifier_id, _ = recording.record_classifier_candidate(
+        classifier_id, _ = search_rows.record_classifier_candidate(
             session,
-            search_id=queries.create_search(
+            search_id=search_rows.create_search(
                 session, stage="classifier", dataset_path=str(data_dir), dataset_fingerprint=data.fingerprint,
                 settings={}, seed=0,
             ),
@@ -291,7 +294,7 @@ def test_report_uses_the_recorded_classifier(
     recorded = next(f for f in data["figures"] if f["metric"] == "accuracy_recorded_classifier")
     assert recorded["settings"]["classifier"] == candidate.classifier_id
     with Session(engine) as session:
-        rows = queries.latest_report(session, queries.latest_model_id(session))
+        rows = report_rows.latest_report(session, generator_rows.latest_model_id(session))
     utility_rows = [row for row in rows if row.metric.startswith("accuracy_real")]
     assert utility_rows and all(
         row.settings["utility_classifier"] == candidate.classifier_id for row in utility_rows

@@ -21,7 +21,9 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db import open_database, queries
+from db import generators as generator_rows
+from db import open_database
+from db import searches as search_rows
 from db.errors import UserError
 from db.models import GanArchitecture, SearchCandidate
 from gen.architecture import preset
@@ -62,7 +64,9 @@ def settings(data_dir: Path, out: Path, **changes: object) -> SearchSettings:
     return SearchSettings(data=str(data_dir), out=str(out), **{**values, **changes})
 
 
-def candidate_rows(url: str, search_id: int, *, while_written: bool = False) -> list[queries.CandidateInfo]:
+def candidate_rows(
+    url: str, search_id: int, *, while_written: bool = False
+) -> list[search_rows.CandidateInfo]:
     """The search's candidates; ``while_written``: read only, none while the schema is being made."""
     try:
         engine = open_database(url, create=not while_written, read_only=while_written)
@@ -72,7 +76,7 @@ def candidate_rows(url: str, search_id: int, *, while_written: bool = False) -> 
         raise
     try:
         with Session(engine) as session:
-            return queries.search_candidates(session, search_id)
+            return search_rows.search_candidates(session, search_id)
     finally:
         engine.dispose()
 
@@ -102,10 +106,10 @@ def test_search_records_every_candidate_and_its_model(
         result = run_search(run, engine, progress=False)
         assert result.finished == result.total == 2 and not result.interrupted
         with Session(engine) as session:
-            info = queries.get_search(session, run.search_id)
-            candidates = queries.search_candidates(session, run.search_id)
+            info = search_rows.get_search(session, run.search_id)
+            candidates = search_rows.search_candidates(session, run.search_id)
             models = session.scalar(select(func.count()).select_from(GanArchitecture))
-            summary = queries.list_searches(session)
+            summary = search_rows.list_searches(session)
         assert info.status == "done" and info.stage == "generator"
         assert [c.step for c in candidates] == [0, 1]
         assert candidates[1].parent_step == 0
@@ -118,7 +122,7 @@ def test_search_records_every_candidate_and_its_model(
         assert result.plot.is_file()
         assert summary[0].candidates == 2 and summary[0].best_fitness == min(c.fitness for c in candidates)
         with Session(engine) as session, pytest.raises(UserError, match="candidate of search"):
-            queries.delete_model(session, candidates[0].gan_id)
+            generator_rows.delete_model(session, candidates[0].gan_id)
         # Nothing is left to do: resuming a finished search trains nothing.
         again = run_search(
             prepare_search(None, engine, resume_folder=tmp_path / "search"), engine, progress=False
@@ -306,7 +310,7 @@ def test_the_bar(data_dir: Path, tmp_path: Path) -> None:
     assert trained.exit_code == 0, trained.output
     engine = open_database(url)
     with Session(engine) as session:
-        model = queries.get_model(session, queries.latest_model_id(session))
+        model = generator_rows.get_model(session, generator_rows.latest_model_id(session))
     engine.dispose()
     assert model.generator == best.generator and model.latest_checkpoint.iteration == 2
 

@@ -21,9 +21,14 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from test_export import TRAINING, write_png
 
-from db import catalog, queries
+from db import classifiers as classifier_rows
+from db import datasets as dataset_rows
+from db import generators as generator_rows
+from db import images as image_rows
 from db import jobs as job_rows
-from db.recording import stored_path
+from db import reports as report_rows
+from db import searches as search_rows
+from db.names import stored_path
 from db.session import open_database
 from gen.architecture import preset, to_json
 from gen.cli import cli
@@ -64,7 +69,7 @@ def record_model_with_run(engine: Engine, root: Path, name: str, seed: int) -> i
     for iteration in (2, 4):
         write_png(run / f"grid-{iteration:07d}.png", rng, 130)
     with Session(engine) as session:
-        gan_id = queries.record_model(
+        gan_id = generator_rows.record_model(
             session,
             preset="tiny",
             generator=to_json(generator),
@@ -72,13 +77,13 @@ def record_model_with_run(engine: Engine, root: Path, name: str, seed: int) -> i
             class_names=CLASSES,
             training={**TRAINING, "settings": {"preset": "tiny", "run_dir": stored_path(run)}},
         )
-        queries.record_checkpoint(session, gan_id, str(run / "checkpoint-0000002.pt"), 2, "b" * 64)
-        checkpoint = queries.record_checkpoint(
+        generator_rows.record_checkpoint(session, gan_id, str(run / "checkpoint-0000002.pt"), 2, "b" * 64)
+        checkpoint = generator_rows.record_checkpoint(
             session, gan_id, str(run / "checkpoint-0000004.pt"), 4, "c" * 64, domain_fid=2.5
         )
         images = []
         for name_ in CLASSES:
-            class_id = queries.resolve_class(session, gan_id, name_)
+            class_id = generator_rows.resolve_class(session, gan_id, name_)
             for index in range(IMAGES_PER_CLASS):
                 path = root / "samples" / f"model-{gan_id}" / name_ / f"{index:05d}.png"
                 images.append(
@@ -94,8 +99,8 @@ def record_model_with_run(engine: Engine, root: Path, name: str, seed: int) -> i
                         "iteration": 4,
                     }
                 )
-        queries.record_images(session, images)
-        queries.record_report(
+        image_rows.record_images(session, images)
+        report_rows.record_report(
             session,
             gan_id,
             [
@@ -117,18 +122,18 @@ def world(database_url: str, tmp_path: Path) -> Iterator[World]:
     gan_id = record_model_with_run(engine, root, "first", seed=0)
     other_gan_id = record_model_with_run(engine, root, "second", seed=1)
     with Session(engine) as session:
-        catalog.link_model_to_dataset(session, gan_id, dataset_id)
-        image_id = queries.image_records(session, [1])[0]["id"]
-        classifier_id = queries.record_classifier(
+        dataset_rows.link_model_to_dataset(session, gan_id, dataset_id)
+        image_id = image_rows.image_records(session, [1])[0]["id"]
+        classifier_id = classifier_rows.record_classifier(
             session,
-            dataset_fingerprint=catalog.get_dataset(session, dataset_id).fingerprint,
+            dataset_fingerprint=dataset_rows.get_dataset(session, dataset_id).fingerprint,
             path=str(root / "classifier.pt"),
             sha256="d" * 64,
             architecture={"nodes": 4, "code": "235-66-7", "cells": 2, "pool": [1]},
             accuracy=0.75,
             dataset_id=dataset_id,
         )
-        search_id = queries.create_search(
+        search_id = search_rows.create_search(
             session,
             stage="generator",
             dataset_path=str(root / "phantoms"),
@@ -137,7 +142,7 @@ def world(database_url: str, tmp_path: Path) -> Iterator[World]:
             seed=0,
         )
         for step, (model, fitness) in enumerate([(gan_id, 3.0), (other_gan_id, 2.0)]):
-            queries.record_search_candidate(
+            search_rows.record_search_candidate(
                 session,
                 search_id=search_id,
                 model_id=model,
@@ -327,9 +332,9 @@ def test_a_post_without_its_csrf_token_is_refused(world: World) -> None:
     )
     assert refused.status_code == 403
     with Session(world.engine) as session:
-        assert catalog.get_dataset(session, world.dataset_id).name == "phantoms"
-        assert catalog.model_name(session, world.gan_id) is None
-        assert len(queries.list_models(session)) == 2
+        assert dataset_rows.get_dataset(session, world.dataset_id).name == "phantoms"
+        assert generator_rows.model_name(session, world.gan_id) is None
+        assert len(generator_rows.list_models(session)) == 2
     assert jobs(world) == before
 
 
@@ -344,7 +349,7 @@ def test_folders_outside_allow_root_are_refused(world: World) -> None:
     response = post(world, f"/generators/{world.gan_id}/report", {"real": str(world.outside)})
     assert "outside the folders" in sentence(response)
     with Session(world.engine) as session:
-        assert [d.name for d in catalog.list_datasets(session)] == ["phantoms"]
+        assert [d.name for d in dataset_rows.list_datasets(session)] == ["phantoms"]
     assert len(jobs(world)) == 1
 
 
@@ -433,7 +438,7 @@ def test_data_set_actions(world: World) -> None:
     registered = post(world, "/datasets", {"name": "more", "folder": "more"})
     assert registered.status_code == 200 and "Data set more" in registered.text
     with Session(world.engine) as session:
-        info = catalog.get_dataset(session, "more")
+        info = dataset_rows.get_dataset(session, "more")
     assert info.folder == str(more.resolve()) and info.images == 8
     again = post(world, "/datasets", {"name": "twice", "folder": "more"})
     assert "registered already" in sentence(again)
@@ -455,8 +460,8 @@ def test_data_set_actions(world: World) -> None:
     deleted = post(world, f"/datasets/{world.dataset_id}/delete")
     assert deleted.status_code == 200
     with Session(world.engine) as session:
-        assert [d.name for d in catalog.list_datasets(session)] == ["more-cells"]
-        assert catalog.model_dataset(session, world.gan_id) is None
+        assert [d.name for d in dataset_rows.list_datasets(session)] == ["more-cells"]
+        assert dataset_rows.model_dataset(session, world.gan_id) is None
     assert (world.root / "phantoms").is_dir()
 
 
@@ -569,13 +574,13 @@ def test_rename_and_delete_a_model_after_confirmation(world: World) -> None:
     refused = post(world, f"/generators/{g}/delete", page=f"/generators/{g}/delete")
     assert "candidate of search" in sentence(refused)
     with Session(world.engine) as session:
-        fresh = queries.record_model(
+        fresh = generator_rows.record_model(
             session, preset="tiny", generator={}, discriminator={}, class_names=["a"], training=TRAINING
         )
     deleted = post(world, f"/generators/{fresh}/delete", page=f"/generators/{fresh}/delete")
     assert deleted.status_code == 200
     with Session(world.engine) as session:
-        assert [m.id for m in queries.list_models(session)] == [g, world.other_gan_id]
+        assert [m.id for m in generator_rows.list_models(session)] == [g, world.other_gan_id]
     assert all(path.is_file() for path in files)
 
 
@@ -691,7 +696,7 @@ def test_gen_serve_on_a_free_port(tmp_path: Path) -> None:
         assert refused.value.code == 403
     engine = open_database(url)
     with Session(engine) as session:
-        assert catalog.model_name(session, 1) is None
+        assert generator_rows.model_name(session, 1) is None
     engine.dispose()
 
 

@@ -1,5 +1,5 @@
 """gen classifiers and gen classify: train, list, show and delete recorded classifiers, and label
-images with one (thin wrappers over gen.classifiers and db.catalog)."""
+images with one (thin wrappers over gen.classifiers and db.classifiers)."""
 
 from __future__ import annotations
 
@@ -38,11 +38,11 @@ def classifiers_list(database_url: str | None) -> None:
     """One line per classifier: id, name, architecture, data set, accuracy, created, file."""
     from sqlalchemy.orm import Session
 
-    from db import catalog
+    from db import classifiers as classifier_rows
     from gen.classifiers import describe_architecture
 
     with Session(open_db(database_url, create=False, read_only=True)) as session:
-        rows = catalog.list_classifiers(session)
+        rows = classifier_rows.list_classifiers(session)
     if not rows:
         click.echo(
             "no classifiers yet; train one with gen classifiers train (gen report trains one per data set)"
@@ -70,11 +70,11 @@ def classifiers_show(classifier_id: str, database_url: str | None) -> None:
 
     from sqlalchemy.orm import Session
 
-    from db import catalog
+    from db import classifiers as classifier_rows
     from gen.classifiers import describe_architecture
 
     with Session(open_db(database_url, create=False, read_only=True)) as session:
-        row = catalog.get_classifier(session, classifier_id)
+        row = classifier_rows.get_classifier(session, classifier_id)
     called = f" {row.name}" if row.name else ""
     click.echo(f"classifier {row.id}{called}, created {row.created_at:%Y-%m-%d %H:%M} UTC")
     click.echo(f"  data set      {row.dataset or '(not registered)'}  fingerprint {row.dataset_fingerprint}")
@@ -119,16 +119,16 @@ def classifiers_delete(classifier_id: int, yes: bool, delete_files: bool, databa
     --delete-files."""
     from sqlalchemy.orm import Session
 
-    from db import catalog
+    from db import classifiers as classifier_rows
     from gen.deleting import carry_out, plan_deletion
 
     with Session(open_db(database_url, create=False)) as session:
-        row = catalog.get_classifier(session, classifier_id)
-        shared = [other.id for other in catalog.list_classifiers(session) if other.path == row.path]
+        row = classifier_rows.get_classifier(session, classifier_id)
+        shared = [other.id for other in classifier_rows.list_classifiers(session) if other.path == row.path]
         recorded = [(row.path, row.sha256)] if delete_files and shared == [row.id] else []
         files = plan_deletion(recorded, "sha256")
         confirm_deletion(f"classifier {classifier_id}", {"weights file": len(files.files)}, yes)
-        catalog.delete_classifier(session, classifier_id)
+        classifier_rows.delete_classifier(session, classifier_id)
     removed = carry_out(files, "sha256")
     if not delete_files:
         click.echo(f"deleted classifier {classifier_id} (file kept)")

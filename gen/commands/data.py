@@ -1,5 +1,5 @@
 """gen demo-data and gen data: phantom images to start from, and the registered data sets
-(thin wrappers over gen.phantoms, gen.datasets and db.catalog)."""
+(thin wrappers over gen.phantoms, gen.datasets and db.datasets)."""
 
 from __future__ import annotations
 
@@ -64,10 +64,10 @@ def data_list(database_url: str | None) -> None:
     """One line per data set: id, name, images, models and classifiers using it, folder."""
     from sqlalchemy.orm import Session
 
-    from db import catalog
+    from db import datasets as dataset_rows
 
     with Session(open_db(database_url, create=False, read_only=True)) as session:
-        rows = catalog.list_datasets(session)
+        rows = dataset_rows.list_datasets(session)
     if not rows:
         click.echo("no data sets yet; register one with gen data add NAME FOLDER")
         return
@@ -91,11 +91,11 @@ def data_show(name: str, no_check: bool, database_url: str | None) -> None:
     """A data set's folder, classes and counts, users, and whether its files changed since."""
     from sqlalchemy.orm import Session
 
-    from db import catalog
+    from db import datasets as dataset_rows
     from gen.datasets import CHANGED, MISSING, check
 
     with Session(open_db(database_url, create=False, read_only=True)) as session:
-        info = catalog.get_dataset(session, name)
+        info = dataset_rows.get_dataset(session, name)
     click.echo(f"data set {info.id} {info.name}, registered {info.created_at:%Y-%m-%d %H:%M} UTC")
     click.echo(f"  folder       {info.folder}")
     click.echo(f"  fingerprint  {info.fingerprint}")
@@ -118,10 +118,10 @@ def data_rename(name: str, new_name: str, database_url: str | None) -> None:
     """Rename a data set."""
     from sqlalchemy.orm import Session
 
-    from db import catalog
+    from db import datasets as dataset_rows
 
     with Session(open_db(database_url, create=False)) as session:
-        old, new = catalog.rename_dataset(session, name, new_name)
+        old, new = dataset_rows.rename_dataset(session, name, new_name)
     click.echo(f"renamed data set {old} to {new}")
 
 
@@ -153,12 +153,12 @@ def data_delete(name: str, yes: bool, delete_files: bool, database_url: str | No
     (read again to prove they are unchanged) and the folders that leaves empty."""
     from sqlalchemy.orm import Session
 
-    from db import catalog
+    from db import datasets as dataset_rows
     from gen.datasets import delete, files_to_delete
 
     engine = open_db(database_url, create=False)
     with Session(engine) as session:
-        info = catalog.get_dataset(session, name)
+        info = dataset_rows.get_dataset(session, name)
     counts = {"models (unlinked)": info.models, "classifiers (unlinked)": info.classifiers}
     files, notes = None, []
     if delete_files:

@@ -218,7 +218,7 @@ def export(
     """
     from sqlalchemy.orm import Session
 
-    from db import catalog
+    from db import generators as generator_rows
     from gen.export import export_dataset
 
     publication = publication_of(license_id, training_license, citation, title, description)
@@ -229,7 +229,7 @@ def export(
     classes = [name.strip() for value in class_names for name in value.split(",") if name.strip()]
     engine = open_db(database_url, create=False, read_only=True)
     with Session(engine) as session:
-        model_id = catalog.model_or_latest(session, model_id)
+        model_id = generator_rows.model_or_latest(session, model_id)
     out = out or Path("exports") / f"model-{model_id}"
     default_report = Path("reports") / f"model-{model_id}"
     if report_dir is None and (default_report / "report.json").is_file():

@@ -1,5 +1,5 @@
 """gen models: list, show, rename, retrain and delete the models in the database (thin wrappers
-over db.queries, db.catalog and gen.deleting; retrain calls what gen train calls)."""
+over db.generators and gen.deleting; retrain calls what gen train calls)."""
 
 from __future__ import annotations
 
@@ -33,10 +33,10 @@ def models_list(database_url: str | None) -> None:
     """One line per model: id, preset, classes, iterations, images, created."""
     from sqlalchemy.orm import Session
 
-    from db import queries
+    from db import generators as generator_rows
 
     with Session(open_db(database_url, create=False, read_only=True)) as session:
-        rows = queries.list_models(session)
+        rows = generator_rows.list_models(session)
     if not rows:
         click.echo("no models yet; train one with gen train")
         return
@@ -61,14 +61,19 @@ def models_show(model_id: str, database_url: str | None) -> None:
 
     from sqlalchemy.orm import Session
 
-    from db import catalog, queries
+    from db import datasets as dataset_rows
+    from db import generators as generator_rows
+    from db import reports as report_rows
     from gen.architecture import from_json
 
     with Session(open_db(database_url, create=False, read_only=True)) as session:
-        model_id = catalog.resolve_model(session, model_id)
-        info = queries.get_model(session, model_id)
-        report = queries.latest_report(session, model_id)
-        name, dataset = catalog.model_name(session, model_id), catalog.model_dataset(session, model_id)
+        model_id = generator_rows.resolve_model(session, model_id)
+        info = generator_rows.get_model(session, model_id)
+        report = report_rows.latest_report(session, model_id)
+        name, dataset = (
+            generator_rows.model_name(session, model_id),
+            dataset_rows.model_dataset(session, model_id),
+        )
     generator, discriminator = from_json(info.generator), from_json(info.discriminator)
     called = f" {name}" if name else ""
     click.echo(
@@ -114,19 +119,20 @@ def models_delete(
     with it and asks (--yes: do not ask). Image files are kept unless --delete-files."""
     from sqlalchemy.orm import Session
 
-    from db import catalog, queries
+    from db import generators as generator_rows
+    from db import images as image_rows
     from gen.deleting import carry_out, plan_deletion
 
     with Session(open_db(database_url, create=False)) as session:
-        model_id = catalog.resolve_model(session, model_id)
-        counts = catalog.model_dependents(session, model_id)
-        files = plan_deletion(catalog.model_image_files(session, model_id) if delete_files else (), "md5")
+        model_id = generator_rows.resolve_model(session, model_id)
+        counts = generator_rows.model_dependents(session, model_id)
+        files = plan_deletion(image_rows.model_image_files(session, model_id) if delete_files else (), "md5")
         if cascade or not counts["images"]:  # else delete_model says --cascade is needed
             if delete_files and counts["images"]:
                 counts = {**counts, "image files": len(files.files)}
             notes = [f"left in place, changed since they were made: {files.describe_changed()}"]
             confirm_deletion(f"model {model_id}", counts, yes, notes if files.changed else ())
-        deleted = queries.delete_model(session, model_id, cascade=cascade)
+        deleted = generator_rows.delete_model(session, model_id, cascade=cascade)
     removed = carry_out(files, "md5")
     kept = f"{removed.files} files deleted" if delete_files else "files kept"
     click.echo(f"deleted model {model_id}" + (f" and {deleted} image rows ({kept})" if deleted else ""))
@@ -143,11 +149,11 @@ def models_rename(model: str, new_name: str, database_url: str | None) -> None:
     """Name a model (an id or its current name); the name then works wherever an id does."""
     from sqlalchemy.orm import Session
 
-    from db import catalog
+    from db import generators as generator_rows
 
     with Session(open_db(database_url, create=False)) as session:
-        gan_id = catalog.rename_model(session, model, new_name)
-    click.echo(f"model {gan_id} is now called {new_name}")
+        model_id = generator_rows.rename_model(session, model, new_name)
+    click.echo(f"model {model_id} is now called {new_name}")
 
 
 # TrainConfig fields that gen train takes as options of the same name.
@@ -201,16 +207,17 @@ def models_retrain(
     with the same settings and data as a new model that records which one it retrains."""
     from sqlalchemy.orm import Session
 
-    from db import catalog, queries, recording
+    from db import datasets as dataset_rows
+    from db import generators as generator_rows
 
     with Session(open_db(database_url, create=False)) as session:
-        gan_id = catalog.resolve_model(session, model)
-        info = queries.get_model(session, gan_id)
-        dataset = catalog.model_dataset(session, gan_id)
+        model_id = generator_rows.resolve_model(session, model)
+        info = generator_rows.get_model(session, model_id)
+        dataset = dataset_rows.model_dataset(session, model_id)
     settings = info.training.get("settings") or {}
     run_dir = settings.get("run_dir")
     if not run_dir:
-        raise GenError(f"model {gan_id} has no recorded run folder (it was adopted from a checkpoint).")
+        raise GenError(f"model {model_id} has no recorded run folder (it was adopted from a checkpoint).")
     common = {"iterations": iterations, "device": device, "quiet": quiet, "database_url": database_url}
     if not from_scratch:
         if out is not None:
@@ -218,7 +225,7 @@ def models_retrain(
         # As gen train --resume with only --iters given: the run keeps its own checkpoint settings.
         train_model(Path(run_dir), None, resume=True, checkpoint_every=None, keep_checkpoints=None, **common)
         return
-    out = out or Path(f"{run_dir}-retrain-{gan_id}")
+    out = out or Path(f"{run_dir}-retrain-{model_id}")
     options = {key: settings[key] for key in RETRAIN_SETTINGS if settings.get(key) is not None}
     if options.get("betas") is not None:
         options["betas"] = tuple(options["betas"])
@@ -226,7 +233,7 @@ def models_retrain(
     data_folder = dataset or settings.get("data") or info.training.get("dataset_path")
     train_model(out, data_folder, resume=False, **common, **options)
     with Session(open_db(database_url, create=False)) as session:
-        new_id = recording.model_for_run_folder(session, out)
+        new_id = generator_rows.model_for_run_folder(session, out)
         if new_id is not None:
-            catalog.set_retrained_from(session, new_id, gan_id)
-    click.echo(f"model {new_id} retrains model {gan_id} from scratch")
+            generator_rows.set_retrained_from(session, new_id, model_id)
+    click.echo(f"model {new_id} retrains model {model_id} from scratch")

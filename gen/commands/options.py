@@ -58,8 +58,8 @@ def echo_skipped(skipped: Sequence[str]) -> None:
 
 def checkpoint_choice(value: str) -> str | int | None:
     """best, latest or an iteration, as --checkpoint names a checkpoint of a model; else None."""
-    from db.catalog import MAX_ID
-    from db.recording import CHECKPOINT_CHOICES
+    from db.generators import CHECKPOINT_CHOICES
+    from db.names import MAX_ID
 
     if value in CHECKPOINT_CHOICES:
         return value
@@ -69,12 +69,12 @@ def checkpoint_choice(value: str) -> str | int | None:
 
 class RecordId(click.ParamType):
     """An id of a row (model, image, classifier, search, job): a whole number from 1 to 2**63-1,
-    read by db.catalog.as_id like the ids in ID|NAME arguments."""
+    read by db.names.as_id like the ids in ID|NAME arguments."""
 
     name = "ID"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        from db.catalog import MAX_ID, as_id
+        from db.names import MAX_ID, as_id
 
         try:
             number = as_id(value)

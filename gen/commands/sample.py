@@ -214,12 +214,12 @@ def reproduce(image_ids: tuple[int, ...], device: str, database_url: str | None)
     """
     from sqlalchemy.orm import Session
 
-    from db import queries
+    from db import images as image_rows
     from gen.reproduce import DIFFERS, EXACT, ImageRecord, reproduce
 
     engine = open_db(database_url, create=False, read_only=True)
     with Session(engine) as session:
-        records = [ImageRecord(**row) for row in queries.image_records(session, list(image_ids))]
+        records = [ImageRecord(**row) for row in image_rows.image_records(session, list(image_ids))]
     results = reproduce(records, device=device)
     for result in results:
         record = result.record

@@ -162,11 +162,11 @@ def searches_list(database_url: str | None) -> None:
     """Id, stage, status, candidates done and best fitness of every search."""
     from sqlalchemy.orm import Session
 
-    from db import queries
+    from db import searches as search_rows
 
     engine = open_db(database_url, create=False, read_only=True)
     with Session(engine) as session:
-        rows = queries.list_searches(session)
+        rows = search_rows.list_searches(session)
     if not rows:
         click.echo("no searches yet; run gen search")
         return
@@ -191,15 +191,15 @@ def searches_show(search_id: int, top: int, database_url: str | None) -> None:
     {N, C, cells=K, pool=[...]})."""
     from sqlalchemy.orm import Session
 
-    from db import queries
+    from db import searches as search_rows
     from gen.architecture import from_json
     from gen.search.engine import FITNESS_PLOT, write_fitness_plot
     from gen.search.space import from_spec
 
     engine = open_db(database_url, create=False, read_only=True)
     with Session(engine) as session:
-        info = queries.get_search(session, search_id)
-        candidates = queries.search_candidates(session, search_id)
+        info = search_rows.get_search(session, search_id)
+        candidates = search_rows.search_candidates(session, search_id)
     settings = info.settings
     click.echo(
         f"search {info.id}: {info.stage} cells on {info.dataset_path}, {info.status}, "

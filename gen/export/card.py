@@ -28,7 +28,7 @@ from gen.export.layout import (
 )
 
 if TYPE_CHECKING:
-    from db.queries import ModelInfo
+    from db.generators import ModelInfo
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:

@@ -24,7 +24,8 @@ from gen.export.layout import (
 )
 
 if TYPE_CHECKING:
-    from db.queries import CheckpointInfo, ModelImage, ModelInfo
+    from db.generators import CheckpointInfo, ModelInfo
+    from db.images import ModelImage
 
 
 def check_class_folder_name(name: str) -> None:
@@ -80,7 +81,7 @@ class ScoreFilter:
 
 def select_images(
     session: Session,
-    gan_id: int,
+    model_id: int,
     *,
     classes: Sequence[str] | None = None,
     limit_per_class: int | None = None,
@@ -98,19 +99,19 @@ def select_images(
     whose curation scores pass (gen.curation; an image without scores never passes a minimum).
     One query for all rows. Raises GenError when the model, a class or the images are not there.
     """
-    from db import queries
+    from db import generators as generator_rows
 
-    info = queries.get_model(session, gan_id)
+    info = generator_rows.get_model(session, model_id)
     wanted = _wanted_classes(info, classes)
     rows = _matching_rows(session, info, checkpoint=checkpoint, seed=seed, folder=folder, scores=scores)
     chosen, missing = _name_images(rows, wanted, limit_per_class=limit_per_class, skip_missing=skip_missing)
     if missing and not skip_missing:
         raise GenError(
-            f"{len(missing)} recorded images of model {gan_id} are missing on disk (first: {missing[0]}); "
+            f"{len(missing)} recorded images of model {model_id} are missing on disk (first: {missing[0]}); "
             "restore them, or export the others with --skip-missing."
         )
     if not chosen:
-        raise GenError(f"none of model {gan_id}'s recorded image files is left on disk; nothing to export.")
+        raise GenError(f"none of model {model_id}'s recorded image files is left on disk; nothing to export.")
     return chosen, missing
 
 
@@ -145,8 +146,8 @@ def _matching_rows(
 ) -> list[ModelImage]:
     """The model's image rows that the checkpoint, seed, folder and score filters keep; GenError
     when filters were given and no row passes them."""
-    from db import queries
-    from db.recording import stored_path
+    from db import images as image_rows
+    from db.names import stored_path
 
     checkpoint_id = None
     chosen_filters = []
@@ -160,7 +161,7 @@ def _matching_rows(
         chosen_filters.append(f"folder {folder}")
     if scores is not None:
         chosen_filters.append(scores.describe())
-    rows = queries.model_images(
+    rows = image_rows.model_images(
         session,
         info.id,
         checkpoint_id=checkpoint_id,
@@ -225,13 +226,12 @@ def _name_images(
 def _checkpoint_with_images(info: ModelInfo, session: Session, which: str | int) -> CheckpointInfo:
     """The model's checkpoint row that ``which`` names ("latest": the newest that made images;
     "best": the lowest domain FID measured in training; or an iteration)."""
-    from db import queries
-    from db.recording import best_checkpoint
+    from db import generators as generator_rows
 
-    with_images = queries.checkpoint_ids_with_images(session, info.id)
+    with_images = generator_rows.checkpoint_ids_with_images(session, info.id)
     candidates = [c for c in info.checkpoints if c.id in with_images]
     if which == "best":
-        return best_checkpoint(info, info.checkpoints)
+        return generator_rows.best_checkpoint(info, info.checkpoints)
     if which == "latest":
         if not candidates:
             raise GenError(f"model {info.id} has no recorded images yet; run gen sample first.")
@@ -255,7 +255,7 @@ def describing_report(
 ) -> tuple[list[dict[str, Any]], Path | None, str | None]:
     """(figures, report folder, note): the recorded report (or --report's) when it measured the
     one checkpoint all the exported images come from; else none of it, and a note saying so."""
-    from db.recording import stored_path
+    from db.names import stored_path
 
     if report_path is not None:
         claimed = json.loads((report_path / REPORT_NAME).read_text(encoding="utf-8")).get("checkpoint")
@@ -275,9 +275,9 @@ def describing_report(
     return [], None, note
 
 
-def recorded_figures(session: Session, gan_id: int) -> list[dict[str, Any]]:
+def recorded_figures(session: Session, model_id: int) -> list[dict[str, Any]]:
     """The model's newest recorded figure of each metric and class, as report.json lists them."""
-    from db import queries
+    from db import reports as report_rows
 
     return [
         {
@@ -287,5 +287,5 @@ def recorded_figures(session: Session, gan_id: int) -> list[dict[str, Any]]:
             "settings": row.settings,
             "created_at": row.created_at.isoformat(),
         }
-        for row in queries.latest_report(session, gan_id)
+        for row in report_rows.latest_report(session, model_id)
     ]

@@ -36,7 +36,7 @@ from gen.checkpoint import file_sha256
 from gen.export.layout import COPY_THREADS, METADATA_NAME, ExportedImage
 
 if TYPE_CHECKING:
-    from db.queries import ModelInfo
+    from db.generators import ModelInfo
 
 CONFORMS_TO = "http://mlcommons.org/croissant/1.1"
 # The JSON-LD @context gen writes (mlcroissant's for this version). Verify requires exactly this

@@ -56,12 +56,12 @@ from gen.export.place import archive_paths, check_target, make_staging, move_int
 from gen.redact import redact, redact_row
 
 if TYPE_CHECKING:
-    from db.queries import ModelInfo
+    from db.generators import ModelInfo
 
 
 def export_dataset(
     engine: Engine,
-    gan_id: int | None,
+    model_id: int | None,
     out: str | Path,
     *,
     classes: Sequence[str] | None = None,
@@ -81,7 +81,7 @@ def export_dataset(
     folder: str | Path | None = None,
     scores: ScoreFilter | None = None,
 ) -> ExportResult:
-    """Export model gan_id's images (None: the latest model) as a data set folder at out.
+    """Export the images of model model_id (None: the latest model) as a data set folder at out.
 
     classes / limit_per_class choose a subset (the first images of each class); sql_dump writes
     database.sql in dialect ("postgresql" or "sqlite"); csv writes settings.csv with the first
@@ -94,7 +94,7 @@ def export_dataset(
     says no report describes them. Everything a user can get wrong raises GenError before
     anything is written; nothing is left behind on failure.
     """
-    from db import queries
+    from db import generators as generator_rows
 
     started = time.perf_counter()
     _check_options(sql_dump=sql_dump, dialect=dialect, csv_rows=csv_rows, limit_per_class=limit_per_class)
@@ -102,11 +102,11 @@ def export_dataset(
     report_path = _report_folder(report_dir)
     check_target(out, force=force, archive=archive)
     with Session(engine) as session:
-        gan_id = queries.latest_model_id(session) if gan_id is None else gan_id
-        model = queries.get_model(session, gan_id)
+        model_id = generator_rows.latest_model_id(session) if model_id is None else model_id
+        model = generator_rows.get_model(session, model_id)
         images, missing = select_images(
             session,
-            gan_id,
+            model_id,
             classes=classes,
             limit_per_class=limit_per_class,
             skip_missing=skip_missing,
@@ -115,7 +115,7 @@ def export_dataset(
             folder=folder,
             scores=scores,
         )
-        figures = recorded_figures(session, gan_id)
+        figures = recorded_figures(session, model_id)
     figures, report_path, report_note = describing_report(images, figures, report_path)
     export = _Export(
         out=out,
@@ -157,14 +157,14 @@ def _report_folder(report_dir: str | Path | None) -> Path | None:
     return report_path
 
 
-def _dump(engine: Engine, gan_id: int, images: Sequence[ExportedImage], dialect: str) -> str:
+def _dump(engine: Engine, model_id: int, images: Sequence[ExportedImage], dialect: str) -> str:
     """database.sql: the model's rows and the exported images', file paths inside the data set."""
     from db.dump import dump_sql
 
     with Session(engine) as session:
         return dump_sql(
             session,
-            gan_id,
+            model_id,
             image_ids={image.id for image in images},
             dialect=dialect,
             file_paths={image.id: image.relative_path for image in images},
@@ -290,10 +290,10 @@ def _build(staging: Path, export: _Export, *, progress: bool) -> _Written:
 
 def _write_tables(staging: Path, export: _Export, written: _Written) -> None:
     """images.csv and metadata.parquet; database.sql and settings.csv when asked for."""
-    gan_id = export.model.id
-    write_metadata_csv(staging / METADATA_NAME, export.images, gan_id)
+    model_id = export.model.id
+    write_metadata_csv(staging / METADATA_NAME, export.images, model_id)
     class_order = list(export.class_counts)  # the manifest's
-    write_metadata_parquet(staging / HF_METADATA_NAME, export.images, gan_id, class_order)
+    write_metadata_parquet(staging / HF_METADATA_NAME, export.images, model_id, class_order)
     written.names += [METADATA_NAME, HF_METADATA_NAME]
     if export.dump is not None:
         (staging / SQL_DUMP_NAME).write_text(export.dump, encoding="utf-8", newline="\n")

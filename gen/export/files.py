@@ -31,7 +31,7 @@ from gen.redact import local_paths, redact, redact_text
 from gen.text import csv_cell
 
 if TYPE_CHECKING:
-    from db.queries import ModelInfo
+    from db.generators import ModelInfo
 
 # ----------------------------------------------------------------------------- md5sum's format
 

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
-from db import queries
+from db import searches as search_rows
 from gen.search.engine import SearchRun, SearchSettings, candidate_folder
 from gen.search.evolution import Candidate, Evaluated
 from gen.search.space import ClassifierGenome, ClassifierSpace
@@ -180,7 +180,9 @@ class ClassifierStage:
         stratified_split(data.labels, settings.validation, settings.seed)
         return cls()
 
-    def history(self, candidates: list[queries.CandidateInfo]) -> list[Evaluated[ClassifierGenome | None]]:
+    def history(
+        self, candidates: list[search_rows.CandidateInfo]
+    ) -> list[Evaluated[ClassifierGenome | None]]:
         """The engine's history from recorded candidates (a failed one has no architecture left)."""
         return [
             Evaluated(
@@ -231,9 +233,9 @@ class ClassifierStage:
         candidate: Candidate[ClassifierGenome],
         result: ClassifierResult,
     ) -> int | None:
-        from db import recording
+        from db import searches as search_rows
 
-        classifier_id, _ = recording.record_classifier_candidate(
+        classifier_id, _ = search_rows.record_classifier_candidate(
             session,
             search_id=run.search_id,
             step=job.step,
@@ -249,7 +251,7 @@ class ClassifierStage:
         )
         return classifier_id
 
-    def row_id(self, candidate: queries.CandidateInfo) -> int | None:
+    def row_id(self, candidate: search_rows.CandidateInfo) -> int | None:
         return candidate.classifier_id
 
     def shown(self, fitness: float) -> str:

@@ -39,7 +39,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
-from db import queries
+from db import searches as search_rows
 from gen.errors import GenError
 from gen.search.evolution import AgingEvolution, Candidate, Evaluated
 
@@ -148,7 +148,7 @@ class Stage(Protocol[Genome]):
     space: Space[Genome]
     fitness_label: str  # the fitness plot's vertical axis
 
-    def history(self, candidates: list[queries.CandidateInfo]) -> list[Evaluated[Genome]]:
+    def history(self, candidates: list[search_rows.CandidateInfo]) -> list[Evaluated[Genome]]:
         """The engine's history from the recorded candidates (``--resume``)."""
 
     def warm_up(self, settings: SearchSettings) -> None:
@@ -171,7 +171,7 @@ class Stage(Protocol[Genome]):
         """Record a finished candidate; returns its row's id (a model or a classifier; a failed
         classifier candidate has none)."""
 
-    def row_id(self, candidate: queries.CandidateInfo) -> int | None:
+    def row_id(self, candidate: search_rows.CandidateInfo) -> int | None:
         """The model or classifier a recorded candidate became."""
 
     def shown(self, fitness: float) -> str:
@@ -208,27 +208,27 @@ class SearchResult(Generic[Genome]):
 
 def recorded_search(
     session: Session, folder: str | Path
-) -> tuple[SearchSettings, queries.SearchInfo, list[queries.CandidateInfo]]:
+) -> tuple[SearchSettings, search_rows.SearchInfo, list[search_rows.CandidateInfo]]:
     """The settings, row and candidates of the search recorded for ``folder`` (``--resume``)."""
-    from db.recording import stored_path
+    from db.names import stored_path
 
-    info = queries.search_in_folder(session, stored_path(folder))
+    info = search_rows.search_in_folder(session, stored_path(folder))
     if info is None:
         raise GenError(f"no search was recorded for {folder} in this database; nothing to resume.")
     names = {f.name for f in dataclasses.fields(SearchSettings)}
     settings = SearchSettings(**{k: v for k, v in info.settings.items() if k in names})
-    return settings, info, queries.search_candidates(session, info.id)
+    return settings, info, search_rows.search_candidates(session, info.id)
 
 
 def check_new_search(session: Session, settings: SearchSettings) -> None:
     """A new search's settings are valid and its folder is free."""
-    from db.recording import stored_path
+    from db.names import stored_path
 
     settings.validate()
     out = Path(settings.out)
     if out.exists() and any(out.iterdir()):
         raise GenError(f"{out} is not empty; use --resume to continue the search there or another --out.")
-    if queries.search_in_folder(session, stored_path(out)) is not None:
+    if search_rows.search_in_folder(session, stored_path(out)) is not None:
         raise GenError(f"a search was already recorded for {out}; continue it with --resume.")
 
 
@@ -236,12 +236,12 @@ def record_search(
     engine: Engine, settings: SearchSettings, data_fingerprint: str
 ) -> tuple[int, SearchSettings]:
     """The searches row of a new search, and its settings with the paths as stored."""
-    from db.recording import stored_path
+    from db.names import stored_path
 
     settings = dataclasses.replace(settings, out=stored_path(settings.out), data=stored_path(settings.data))
     Path(settings.out).mkdir(parents=True, exist_ok=True)
     with Session(engine) as session:
-        search_id = queries.create_search(
+        search_id = search_rows.create_search(
             session,
             stage=settings.stage,
             dataset_path=settings.data,
@@ -462,11 +462,13 @@ def finish(
         )
     if run.evolution.done:
         with Session(engine) as session:
-            queries.set_search_status(session, run.search_id, "done")
+            search_rows.set_search_status(session, run.search_id, "done")
     best_id = None
     if best is not None:
         with Session(engine) as session:
-            by_step = {c.step: run.stage.row_id(c) for c in queries.search_candidates(session, run.search_id)}
+            by_step = {
+                c.step: run.stage.row_id(c) for c in search_rows.search_candidates(session, run.search_id)
+            }
         best_id = by_step.get(best.step)
     return SearchResult(
         run.search_id, run.evolution.finished, settings.total, best, best_id, plot, interrupted

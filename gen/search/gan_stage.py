@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from db import queries
+from db import generators as generator_rows
+from db import searches as search_rows
 from gen.architecture import DiscriminatorSpec, GeneratorSpec, from_json, preset, to_json
 from gen.errors import GenError
 from gen.search.engine import FID_LABEL, SearchRun, SearchSettings, candidate_folder
@@ -148,7 +149,7 @@ class GanStage:
             fixed = to_spec(stage_one_discriminator(space_for(base_discriminator)), base_discriminator)
             return cls(settings.stage, base_generator, fixed)
         with Session(engine) as session:
-            model = queries.get_model(session, settings.generator_from)
+            model = generator_rows.get_model(session, settings.generator_from)
         fixed = from_json(model.generator)
         if fixed.num_classes != num_classes:
             raise GenError(
@@ -161,7 +162,7 @@ class GanStage:
     def space(self) -> SearchSpace:
         return space_for(self.base)
 
-    def history(self, candidates: list[queries.CandidateInfo]) -> list[Evaluated[Genome]]:
+    def history(self, candidates: list[search_rows.CandidateInfo]) -> list[Evaluated[Genome]]:
         return [
             Evaluated(c.step, self._genome(c.generator, c.discriminator), c.parent_step, c.fitness)
             for c in candidates
@@ -227,9 +228,9 @@ class GanStage:
         candidate: Candidate[Genome],
         result: CandidateResult,
     ) -> int:
-        from db import recording
+        from db import searches as search_rows
 
-        gan_id, _ = recording.record_candidate(
+        model_id, _ = search_rows.record_candidate(
             session,
             search_id=run.search_id,
             step=job.step,
@@ -247,9 +248,9 @@ class GanStage:
             seconds=result.seconds,
             worker=result.worker,
         )
-        return gan_id
+        return model_id
 
-    def row_id(self, candidate: queries.CandidateInfo) -> int | None:
+    def row_id(self, candidate: search_rows.CandidateInfo) -> int | None:
         return candidate.gan_id
 
     def shown(self, fitness: float) -> str:

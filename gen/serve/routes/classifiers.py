@@ -14,7 +14,9 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
-from db import catalog
+from db import classifiers as classifier_rows
+from db import datasets as dataset_rows
+from db.names import check_name
 from gen.checkpoint import atomic_write
 from gen.errors import GenError
 from gen.jobs import check_job_command
@@ -31,8 +33,8 @@ Text = Annotated[str, Form()]
 @router.get("/classifiers", include_in_schema=False)
 def classifiers_page(request: Request) -> Response:
     with Session(engine_of(request)) as session:
-        rows = catalog.list_classifiers(session)
-        data_sets = catalog.list_datasets(session)
+        rows = classifier_rows.list_classifiers(session)
+        data_sets = dataset_rows.list_datasets(session)
     return render(request, "classifiers.html", classifiers=rows, datasets=data_sets, optimizers=OPTIMIZERS)
 
 
@@ -55,11 +57,11 @@ def train(
     if not 0 < learning_rate < 10 or epochs < 1:
         raise GenError("the learning rate must lie between 0 and 10 and the epochs be at least 1.")
     with Session(engine_of(request)) as session:
-        data_set = catalog.get_dataset(session, dataset).name
+        data_set = dataset_rows.get_dataset(session, dataset).name
     arguments = ["classifiers", "train", "--data", data_set, "--arch", architecture]
     arguments += ["--lr", f"{learning_rate:g}", "--optimizer", optimizer, "--epochs", str(epochs)]
     if name.strip():
-        catalog.check_name(name.strip(), "classifier")
+        check_name(name.strip(), "classifier")
         arguments += ["--name", name.strip()]
     return queue_job(request, arguments)
 
@@ -67,7 +69,7 @@ def train(
 @router.get("/classifiers/{classifier_id}", include_in_schema=False)
 def classifier_page(request: Request, classifier_id: int) -> Response:
     with Session(engine_of(request)) as session:
-        row = catalog.get_classifier(session, classifier_id)
+        row = classifier_rows.get_classifier(session, classifier_id)
     # Recorded by gen classifiers train (where this database's schema has them).
     history = getattr(row, "history", None) or []
     confusion = getattr(row, "confusion_matrix", None)
@@ -87,7 +89,7 @@ async def classify(request: Request, classifier_id: int) -> Response:
     """Store the uploaded image (checked: size before reading, type and pixel count from its
     header before decoding) and queue gen classify on it."""
     with Session(engine_of(request)) as session:
-        catalog.get_classifier(session, classifier_id)
+        classifier_rows.get_classifier(session, classifier_id)
     arguments = ["classify", "UPLOAD", "--classifier", str(classifier_id)]
     check_job_command(arguments)  # before anything is stored
     form = await request.form(max_files=1, max_fields=4)
@@ -116,10 +118,10 @@ async def classify(request: Request, classifier_id: int) -> Response:
 def api_classifiers(request: Request) -> list[dict]:
     """Every classifiers row: data set, accuracy, architecture, file."""
     with Session(engine_of(request)) as session:
-        return [dataclasses.asdict(row) for row in catalog.list_classifiers(session)]
+        return [dataclasses.asdict(row) for row in classifier_rows.list_classifiers(session)]
 
 
 @router.get("/api/classifiers/{classifier_id}", tags=["classifiers"])
 def api_classifier(request: Request, classifier_id: int) -> dict:
     with Session(engine_of(request)) as session:
-        return dataclasses.asdict(catalog.get_classifier(session, classifier_id))
+        return dataclasses.asdict(classifier_rows.get_classifier(session, classifier_id))

@@ -9,7 +9,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from db import browse, catalog, queries
+from db import generators as generator_rows
+from db import images as image_rows
+from db import reports as report_rows
 from gen.errors import GenError
 from gen.serve.charts import line_chart
 from gen.serve.context import engine_of, render
@@ -27,22 +29,24 @@ def compare(
 ) -> Response:
     chosen = list(dict.fromkeys(m.strip() for m in model or () if m.strip()))
     with Session(engine_of(request)) as session:
-        available = queries.list_models(session)
-        names = browse.model_names(session)
+        available = generator_rows.list_models(session)
+        names = generator_rows.model_names(session)
         if not chosen:
             return render(request, "compare.html", available=available, names=names, models=[], curves=CURVES)
         if not MIN_MODELS <= len(chosen) <= MAX_MODELS:
             raise GenError(f"compare {MIN_MODELS} to {MAX_MODELS} models; {len(chosen)} were chosen.")
         if curve not in CURVES:
             raise GenError(f"the curve is one of {', '.join(CURVES)}, not {curve!r}.")
-        models = [queries.get_model(session, catalog.resolve_model(session, m)) for m in chosen]
-        samples = {info.id: browse.images_per_class(session, info.id, SAMPLES_PER_CLASS) for info in models}
-        reports = {info.id: queries.latest_report(session, info.id) for info in models}
+        models = [generator_rows.get_model(session, generator_rows.resolve_model(session, m)) for m in chosen]
+        samples = {
+            info.id: image_rows.images_per_class(session, info.id, SAMPLES_PER_CLASS) for info in models
+        }
+        reports = {info.id: report_rows.latest_report(session, info.id) for info in models}
     curves = {f"model {info.id}": series(history(run_folder(info)), curve)[curve] for info in models}
     figures: dict[tuple[str, str], dict[int, float]] = {}
-    for gan_id, rows in reports.items():
+    for model_id, rows in reports.items():
         for row in rows:
-            figures.setdefault((row.metric, row.class_name or "overall"), {})[gan_id] = row.value
+            figures.setdefault((row.metric, row.class_name or "overall"), {})[model_id] = row.value
     class_names = list(dict.fromkeys(name for info in models for name in info.class_names))
     return render(
         request,

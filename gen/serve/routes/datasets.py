@@ -1,6 +1,6 @@
 """Data sets: the registered image folders, their classes and a thumbnail grid per class;
 register, rename, move (refused while used) and delete (after a confirmation listing what uses
-it). The same functions as gen data (gen.datasets, db.catalog)."""
+it). The same functions as gen data (gen.datasets, db.datasets)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import FileResponse, Response
 from sqlalchemy.orm import Session
 
-from db import catalog
+from db import datasets as dataset_rows
 from gen import datasets
 from gen.errors import GenError
 from gen.serve.context import engine_of, redirect, render, settings_of
@@ -40,15 +40,15 @@ def class_files(folder: Path) -> tuple[str, ...]:
         return ()
 
 
-def _dataset(request: Request, reference: str) -> catalog.DatasetInfo:
+def _dataset(request: Request, reference: str) -> dataset_rows.DatasetInfo:
     with Session(engine_of(request)) as session:
-        return catalog.get_dataset(session, reference)
+        return dataset_rows.get_dataset(session, reference)
 
 
 @router.get("/datasets", include_in_schema=False)
 def datasets_page(request: Request) -> Response:
     with Session(engine_of(request)) as session:
-        rows = catalog.list_datasets(session)
+        rows = dataset_rows.list_datasets(session)
     return render(request, "datasets.html", datasets=rows, roots=settings_of(request).roots)
 
 
@@ -89,8 +89,8 @@ CACHE_A_DAY = {"Cache-Control": "private, max-age=86400"}
 @router.post("/datasets/{reference}/rename", include_in_schema=False)
 def rename(request: Request, reference: str, new_name: Text) -> Response:
     with Session(engine_of(request)) as session:
-        catalog.rename_dataset(session, reference, new_name.strip())
-        info = catalog.get_dataset(session, new_name.strip())
+        dataset_rows.rename_dataset(session, reference, new_name.strip())
+        info = dataset_rows.get_dataset(session, new_name.strip())
     return redirect(f"/datasets/{info.id}")
 
 
@@ -130,7 +130,7 @@ def delete(request: Request, reference: str) -> Response:
 def api_datasets(request: Request) -> list[dict]:
     """Every registered data set: folder, fingerprint, classes with counts, what uses it."""
     with Session(engine_of(request)) as session:
-        return [dataclasses.asdict(row) for row in catalog.list_datasets(session)]
+        return [dataclasses.asdict(row) for row in dataset_rows.list_datasets(session)]
 
 
 @router.get("/api/datasets/{reference}", tags=["data sets"])

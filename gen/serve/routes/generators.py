@@ -16,7 +16,10 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import FileResponse, Response
 from sqlalchemy.orm import Session
 
-from db import browse, catalog, queries
+from db import datasets as dataset_rows
+from db import generators as generator_rows
+from db import images as image_rows
+from db import reports as report_rows
 from gen.architecture import PRESETS
 from gen.errors import GenError
 from gen.serve.charts import line_chart
@@ -33,11 +36,11 @@ Text = Annotated[str, Form()]
 Number = Annotated[int, Form()]
 
 
-def _model(session: Session, reference: str) -> queries.ModelInfo:
-    return queries.get_model(session, catalog.resolve_model(session, reference))
+def _model(session: Session, reference: str) -> generator_rows.ModelInfo:
+    return generator_rows.get_model(session, generator_rows.resolve_model(session, reference))
 
 
-def run_folder(info: queries.ModelInfo) -> Path | None:
+def run_folder(info: generator_rows.ModelInfo) -> Path | None:
     run_dir = (info.training.get("settings") or {}).get("run_dir")
     return Path(run_dir) if run_dir else None
 
@@ -66,16 +69,16 @@ def grid_iterations(run_dir: Path | None) -> list[int]:
     return sorted(int(match.group(1)) for path in run_dir.iterdir() if (match := GRID.fullmatch(path.name)))
 
 
-def report_folder(request: Request, gan_id: int) -> Path:
+def report_folder(request: Request, model_id: int) -> Path:
     """Where gen report writes a model's report by default (in the folder jobs run in)."""
-    return settings_of(request).work_dir / "reports" / f"model-{gan_id}"
+    return settings_of(request).work_dir / "reports" / f"model-{model_id}"
 
 
 def series(rows: list[dict[str, float]], *names: str) -> dict[str, list[tuple[float, float]]]:
     return {name: [(row["iteration"], row[name]) for row in rows if name in row] for name in names}
 
 
-def architecture(info: queries.ModelInfo) -> dict[str, str]:
+def architecture(info: generator_rows.ModelInfo) -> dict[str, str]:
     """The networks in the source's {N, C, [ATTN]} notation (a custom row's JSON otherwise)."""
     from gen.architecture import from_json
 
@@ -92,9 +95,9 @@ def architecture(info: queries.ModelInfo) -> dict[str, str]:
 @router.get("/generators", include_in_schema=False)
 def generators_page(request: Request) -> Response:
     with Session(engine_of(request)) as session:
-        models = queries.list_models(session)
-        names = browse.model_names(session)
-        data_sets = catalog.list_datasets(session)
+        models = generator_rows.list_models(session)
+        names = generator_rows.model_names(session)
+        data_sets = dataset_rows.list_datasets(session)
     return render(request, "generators.html", models=models, names=names, datasets=data_sets, presets=PRESETS)
 
 
@@ -121,7 +124,7 @@ def train(
     if (settings_of(request).work_dir / out).exists():
         raise GenError(f"{out} exists already; pick another run name (nothing is overwritten).")
     with Session(engine_of(request)) as session:
-        name = catalog.get_dataset(session, dataset).name
+        name = dataset_rows.get_dataset(session, dataset).name
     arguments = ["train", "--data", name, "--out", str(out), "--preset", preset, "--iters", str(iterations)]
     arguments += ["--checkpoint-every", str(checkpoint_every), "--seed", str(seed), "--quiet"]
     if batch_size.strip():
@@ -135,9 +138,12 @@ def train(
 def generator_page(request: Request, reference: str) -> Response:
     with Session(engine_of(request)) as session:
         info = _model(session, reference)
-        report = queries.latest_report(session, info.id)
-        name, dataset = catalog.model_name(session, info.id), catalog.model_dataset(session, info.id)
-        dependents = catalog.model_dependents(session, info.id)
+        report = report_rows.latest_report(session, info.id)
+        name, dataset = (
+            generator_rows.model_name(session, info.id),
+            dataset_rows.model_dataset(session, info.id),
+        )
+        dependents = generator_rows.model_dependents(session, info.id)
     run_dir = run_folder(info)
     rows = history(run_dir)
     fid = series(rows, "domain_fid")["domain_fid"] or [
@@ -181,11 +187,11 @@ def grid(request: Request, reference: str, iteration: int) -> Response:
 @router.get("/generators/{reference}/plots/{name}.png", include_in_schema=False)
 def report_plot(request: Request, reference: str, name: str) -> Response:
     with Session(engine_of(request)) as session:
-        gan_id = catalog.resolve_model(session, reference)
-    folder = report_folder(request, gan_id)
+        model_id = generator_rows.resolve_model(session, reference)
+    folder = report_folder(request, model_id)
     plots = {path.stem: path for path in folder.glob("*.png")} if folder.is_dir() else {}
     if name not in plots:
-        raise GenError(f"model {gan_id}'s report has no plot {name!r}.")
+        raise GenError(f"model {model_id}'s report has no plot {name!r}.")
     return FileResponse(plots[name])
 
 
@@ -216,25 +222,26 @@ def images_page(
     filters = _filters(class_name, checkpoint, seed)
     page = max(page, 1)
     with Session(engine_of(request)) as session:
-        gan_id = catalog.resolve_model(session, reference)
-        choices = browse.image_filters(session, gan_id)
+        model_id = generator_rows.resolve_model(session, reference)
+        choices = image_rows.image_filters(session, model_id)
         if filters["class_name"] is not None and filters["class_name"] not in choices.class_names:
             raise GenError(
-                f"model {gan_id} has no class {class_name!r}; its classes: {', '.join(choices.class_names)}."
+                f"model {model_id} has no class {class_name!r}; "
+                f"its classes: {', '.join(choices.class_names)}."
             )
-        total, rows = browse.model_images(
-            session, gan_id, **filters, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE
+        total, rows = image_rows.image_page(
+            session, model_id, **filters, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE
         )
         pages = max(1, -(-total // PAGE_SIZE))
         if page > pages:  # past the end (the filter changed): the last page
             page = pages
-            total, rows = browse.model_images(
-                session, gan_id, **filters, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE
+            total, rows = image_rows.image_page(
+                session, model_id, **filters, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE
             )
     return render(
         request,
         "images.html",
-        gan_id=gan_id,
+        model_id=model_id,
         images=rows,
         total=total,
         page=page,
@@ -248,22 +255,22 @@ def images_page(
 def image_panel(request: Request, image_id: int, panel: int = 0) -> Response:
     """One image's row: seed, checkpoint, MD5, how it was made, and the reproduce action."""
     with Session(engine_of(request)) as session:
-        gan_id, row = browse.image_row(session, image_id)
-        record = queries.image_records(session, [image_id])[0]
-        info = queries.get_model(session, gan_id)
+        model_id, row = image_rows.image_row(session, image_id)
+        record = image_rows.image_records(session, [image_id])[0]
+        info = generator_rows.get_model(session, model_id)
     return render(
         request,
         "image_panel.html" if panel else "image.html",
-        gan_id=gan_id,
+        model_id=model_id,
         image=row,
         record=record,
         run_settings=info.training.get("settings") or {},
     )
 
 
-def _image_file(request: Request, image_id: int) -> browse.ImageRow:
+def _image_file(request: Request, image_id: int) -> image_rows.ImageRow:
     with Session(engine_of(request)) as session:
-        return browse.image_row(session, image_id)[1]
+        return image_rows.image_row(session, image_id)[1]
 
 
 @router.get("/images/{image_id}/thumbnail", include_in_schema=False)
@@ -292,14 +299,14 @@ def sample(request: Request, reference: str, count: Number, seed: Annotated[int,
     if count < 1 or seed < 0:
         raise GenError("sample at least 1 image per class, with a seed of at least 0.")
     with Session(engine_of(request)) as session:
-        gan_id = catalog.resolve_model(session, reference)
-    out = f"samples/model-{gan_id}"
+        model_id = generator_rows.resolve_model(session, reference)
+    out = f"samples/model-{model_id}"
     return queue_job(
         request,
         [
             "sample",
             "--model",
-            str(gan_id),
+            str(model_id),
             "--n",
             str(count),
             "--all-classes",
@@ -317,8 +324,10 @@ def report(request: Request, reference: str, real: Text) -> Response:
     settings = settings_of(request)
     folder = allowed_folder(real, settings.roots, settings.work_dir)
     with Session(engine_of(request)) as session:
-        gan_id = catalog.resolve_model(session, reference)
-    return queue_job(request, ["report", "--model", str(gan_id), "--real", str(folder), "--force", "--quiet"])
+        model_id = generator_rows.resolve_model(session, reference)
+    return queue_job(
+        request, ["report", "--model", str(model_id), "--real", str(folder), "--force", "--quiet"]
+    )
 
 
 @router.post("/generators/{reference}/export", include_in_schema=False)
@@ -327,12 +336,12 @@ def export(request: Request, reference: str, license: Text) -> Response:  # noqa
 
     spdx = check_license(license.strip())
     with Session(engine_of(request)) as session:
-        gan_id = catalog.resolve_model(session, reference)
-    out = Path("exports") / f"model-{gan_id}"
+        model_id = generator_rows.resolve_model(session, reference)
+    out = Path("exports") / f"model-{model_id}"
     if (settings_of(request).work_dir / out).exists():
         raise GenError(f"{out} exists already; it is not replaced from here (gen export --force does).")
     return queue_job(
-        request, ["export", "--model", str(gan_id), "--license", spdx, "--out", str(out), "--quiet"]
+        request, ["export", "--model", str(model_id), "--license", spdx, "--out", str(out), "--quiet"]
     )
 
 
@@ -341,38 +350,38 @@ def retrain(request: Request, reference: str, iterations: Number) -> Response:
     if iterations < 1:
         raise GenError("train to at least iteration 1.")
     with Session(engine_of(request)) as session:
-        gan_id = catalog.resolve_model(session, reference)
-    return queue_job(request, ["models", "retrain", str(gan_id), "--iters", str(iterations), "--quiet"])
+        model_id = generator_rows.resolve_model(session, reference)
+    return queue_job(request, ["models", "retrain", str(model_id), "--iters", str(iterations), "--quiet"])
 
 
 @router.post("/generators/{reference}/rename", include_in_schema=False)
 def rename(request: Request, reference: str, new_name: Text) -> Response:
     with Session(engine_of(request)) as session:
-        gan_id = catalog.rename_model(session, reference, new_name.strip())
-    return redirect(f"/generators/{gan_id}")
+        model_id = generator_rows.rename_model(session, reference, new_name.strip())
+    return redirect(f"/generators/{model_id}")
 
 
 @router.get("/generators/{reference}/delete", include_in_schema=False)
 def confirm_delete(request: Request, reference: str) -> Response:
     with Session(engine_of(request)) as session:
-        gan_id = catalog.resolve_model(session, reference)
-        counts = catalog.model_dependents(session, gan_id)
+        model_id = generator_rows.resolve_model(session, reference)
+        counts = generator_rows.model_dependents(session, model_id)
     return render(
         request,
         "confirm.html",
-        what=f"model {gan_id}",
+        what=f"model {model_id}",
         affected={what: count for what, count in counts.items() if count},
         note="Its rows go (image rows included); every file (checkpoints, images) is kept.",
-        action=f"/generators/{gan_id}/delete",
-        back=f"/generators/{gan_id}",
+        action=f"/generators/{model_id}/delete",
+        back=f"/generators/{model_id}",
     )
 
 
 @router.post("/generators/{reference}/delete", include_in_schema=False)
 def delete(request: Request, reference: str) -> Response:
     with Session(engine_of(request)) as session:
-        gan_id = catalog.resolve_model(session, reference)
-        queries.delete_model(session, gan_id, cascade=True)  # as gen models delete --cascade --yes
+        model_id = generator_rows.resolve_model(session, reference)
+        generator_rows.delete_model(session, model_id, cascade=True)  # as gen models delete --cascade --yes
     return redirect("/generators")
 
 
@@ -383,9 +392,10 @@ def delete(request: Request, reference: str) -> Response:
 def api_models(request: Request) -> list[dict]:
     """Every model: preset, classes, iterations, images made."""
     with Session(engine_of(request)) as session:
-        names = browse.model_names(session)
+        names = generator_rows.model_names(session)
         return [
-            {**dataclasses.asdict(row), "name": names.get(row.id)} for row in queries.list_models(session)
+            {**dataclasses.asdict(row), "name": names.get(row.id)}
+            for row in generator_rows.list_models(session)
         ]
 
 
@@ -394,7 +404,7 @@ def api_model(request: Request, reference: str) -> dict:
     """Everything recorded about one model (id or name), with its latest report."""
     with Session(engine_of(request)) as session:
         info = _model(session, reference)
-        report = queries.latest_report(session, info.id)
+        report = report_rows.latest_report(session, info.id)
     return {**dataclasses.asdict(info), "report": [dataclasses.asdict(row) for row in report]}
 
 
@@ -417,10 +427,10 @@ def api_images(
 ) -> dict:
     """A page of the model's images, filtered by class, checkpoint iteration and seed."""
     with Session(engine_of(request)) as session:
-        gan_id = catalog.resolve_model(session, reference)
-        total, rows = browse.model_images(
+        model_id = generator_rows.resolve_model(session, reference)
+        total, rows = image_rows.image_page(
             session,
-            gan_id,
+            model_id,
             **_filters(class_name, checkpoint, seed),
             offset=max(offset, 0),
             limit=min(max(limit, 1), 500),
@@ -432,4 +442,4 @@ def api_images(
 def api_image(request: Request, image_id: int) -> dict:
     """One image's row and what making it again needs."""
     with Session(engine_of(request)) as session:
-        return queries.image_records(session, [image_id])[0]
+        return image_rows.image_records(session, [image_id])[0]

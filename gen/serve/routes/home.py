@@ -6,8 +6,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from db import browse
 from db import jobs as job_rows
+from db import overview
 from gen.serve.context import engine_of, render
 
 router = APIRouter()
@@ -16,7 +16,7 @@ router = APIRouter()
 @router.get("/", include_in_schema=False)
 def home(request: Request) -> Response:
     with Session(engine_of(request)) as session:
-        counts = browse.counts(session)
+        counts = overview.counts(session)
         active = job_rows.list_jobs(session, ("queued", "running"))
     return render(request, "home.html", counts=counts, jobs=active[:20])
 
@@ -25,4 +25,4 @@ def home(request: Request) -> Response:
 def api_summary(request: Request) -> dict[str, int]:
     """How many models, images, data sets, classifiers, searches and waiting or running jobs."""
     with Session(engine_of(request)) as session:
-        return browse.counts(session)
+        return overview.counts(session)

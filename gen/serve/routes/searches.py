@@ -12,7 +12,8 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from db import catalog, queries
+from db import datasets as dataset_rows
+from db import searches as search_rows
 from gen.architecture import PRESETS
 from gen.errors import GenError
 from gen.serve.charts import line_chart
@@ -23,7 +24,7 @@ router = APIRouter()
 Text = Annotated[str, Form()]
 
 
-def notation(search: queries.SearchInfo, candidate: queries.CandidateInfo) -> str:
+def notation(search: search_rows.SearchInfo, candidate: search_rows.CandidateInfo) -> str:
     """The candidate's searched network in the source's notation."""
     from gen.architecture import from_json
     from gen.search.space import ClassifierGenome, from_spec
@@ -37,23 +38,23 @@ def notation(search: queries.SearchInfo, candidate: queries.CandidateInfo) -> st
         return "-"
 
 
-def ranked(candidates: list[queries.CandidateInfo]) -> list[queries.CandidateInfo]:
+def ranked(candidates: list[search_rows.CandidateInfo]) -> list[search_rows.CandidateInfo]:
     return sorted((c for c in candidates if c.fitness is not None), key=lambda c: (c.fitness, c.step))
 
 
 @router.get("/searches", include_in_schema=False)
 def searches_page(request: Request) -> Response:
     with Session(engine_of(request)) as session:
-        rows = queries.list_searches(session)
+        rows = search_rows.list_searches(session)
     return render(request, "searches.html", searches=rows)
 
 
 @router.get("/searches/{search_id}", include_in_schema=False)
 def search_page(request: Request, search_id: int) -> Response:
     with Session(engine_of(request)) as session:
-        search = queries.get_search(session, search_id)
-        candidates = queries.search_candidates(session, search_id)
-        data_sets = catalog.list_datasets(session)
+        search = search_rows.get_search(session, search_id)
+        candidates = search_rows.search_candidates(session, search_id)
+        data_sets = dataset_rows.list_datasets(session)
     scored = [(c.step, c.fitness) for c in candidates if c.fitness is not None]
     best, best_so_far = float("inf"), []
     for step, fitness in scored:
@@ -88,9 +89,9 @@ def train_best(
     iterations: Annotated[int, Form()] = 1000,
 ) -> Response:
     with Session(engine_of(request)) as session:
-        search = queries.get_search(session, search_id)
-        best = ranked(queries.search_candidates(session, search_id))
-        data_set = catalog.get_dataset(session, dataset).name
+        search = search_rows.get_search(session, search_id)
+        best = ranked(search_rows.search_candidates(session, search_id))
+        data_set = dataset_rows.get_dataset(session, dataset).name
     if not best:
         raise GenError(f"search {search_id} has no evaluated candidate yet.")
     if iterations < 1:
@@ -121,15 +122,15 @@ def train_best(
 @router.get("/api/searches", tags=["searches"])
 def api_searches(request: Request) -> list[dict]:
     with Session(engine_of(request)) as session:
-        return [dataclasses.asdict(row) for row in queries.list_searches(session)]
+        return [dataclasses.asdict(row) for row in search_rows.list_searches(session)]
 
 
 @router.get("/api/searches/{search_id}", tags=["searches"])
 def api_search(request: Request, search_id: int) -> dict:
     """A search's settings and every candidate, with its notation."""
     with Session(engine_of(request)) as session:
-        search = queries.get_search(session, search_id)
-        candidates = queries.search_candidates(session, search_id)
+        search = search_rows.get_search(session, search_id)
+        candidates = search_rows.search_candidates(session, search_id)
     return {
         **dataclasses.asdict(search),
         "candidates": [{**dataclasses.asdict(c), "notation": notation(search, c)} for c in candidates],
