@@ -319,6 +319,9 @@ def delete_model(session: Session, model_id: int, cascade: bool = False) -> int:
     return image_count or 0
 
 
+# Models by name (gen models rename): a reference is an id or a name
+
+
 def resolve_model(session: Session, reference: str | int) -> int:
     """A model's id from its id or its name (gen models rename); UserError naming what exists."""
     text = str(reference).strip()
@@ -382,6 +385,9 @@ def model_names(session: Session) -> dict[int, str]:
             select(GanArchitecture.id, GanArchitecture.name).where(GanArchitecture.name.is_not(None))
         ).all()
     )
+
+
+# What a training run records, in the shape gen hands it over (paths stored resolved)
 
 
 def epochs(config: dict[str, Any], iterations: int, num_images: int) -> int | None:
