@@ -37,7 +37,6 @@ from cli_support import (
     row_counts,
     session_on,
     sha256_of,
-    train_tiny_model,
 )
 from click.testing import CliRunner
 from PIL import Image as PILImage
@@ -54,11 +53,6 @@ from gen.networks import build
 from gen.sample import generate
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
-    return train_tiny_model(tmp_path_factory)
 
 
 def test_sample_uses_the_latest_model_unless_told_and_records_every_image(
