@@ -12,8 +12,12 @@ import hashlib
 import os
 import shlex
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +73,39 @@ def gen(
 ) -> Result:
     """`gen COMMAND --db URL` in this process."""
     return CliRunner(env=env).invoke(cli, arguments(url, command), input=input)
+
+
+def kill_gen_when(
+    command: Sequence[str],
+    ready: Callable[[], bool],
+    *,
+    cwd: Path,
+    within_s: float,
+    poll_s: float,
+    env: dict[str, str] | None = None,
+) -> None:
+    """`gen COMMAND` in a process of its own, killed with SIGKILL (no chance to clean up) as soon
+    as ready() holds; fails if it ends before, or if ready() does not hold within `within_s`."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from gen.cli import main; main()", *command],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline, name = time.monotonic() + within_s, command[0]
+        while not ready():
+            assert process.poll() is None, f"gen {name} ended before it was killed: {process.stderr.read()}"
+            assert time.monotonic() < deadline, f"gen {name} did not get there in {within_s:g} s"
+            time.sleep(poll_s)
+        os.kill(process.pid, signal.SIGKILL)
+        assert process.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stderr.close()
 
 
 def ok(result: Result) -> Result:
