@@ -9,9 +9,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from gen.devices import DEVICES
 from gen.errors import GenError
-
-DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 def mps_available() -> bool:

@@ -1,7 +1,8 @@
 """What the tests of the `gen` commands share (tests/test_commands_*.py, tests/test_cli.py):
 running a command through click's CliRunner, reading the rows it wrote, and one tiny model
-trained once per test module (its `trained` fixture, from train_tiny_model) whose checkpoints
-tests adopt into their database with `gen sample --checkpoint RUN`, as a user sampling a run
+(train_tiny_model) trained once for the whole run by conftest's `tiny_model` fixture. Each test
+gets its own copy of it (conftest's `trained` fixture, from copy_trained) and adopts its
+checkpoints into its database with `gen sample --checkpoint RUN`, as a user sampling a run
 trained elsewhere would.
 """
 
@@ -10,8 +11,13 @@ from __future__ import annotations
 import hashlib
 import os
 import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +73,39 @@ def gen(
 ) -> Result:
     """`gen COMMAND --db URL` in this process."""
     return CliRunner(env=env).invoke(cli, arguments(url, command), input=input)
+
+
+def kill_gen_when(
+    command: Sequence[str],
+    ready: Callable[[], bool],
+    *,
+    cwd: Path,
+    within_s: float,
+    poll_s: float,
+    env: dict[str, str] | None = None,
+) -> None:
+    """`gen COMMAND` in a process of its own, killed with SIGKILL (no chance to clean up) as soon
+    as ready() holds; fails if it ends before, or if ready() does not hold within `within_s`."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from gen.cli import main; main()", *command],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline, name = time.monotonic() + within_s, command[0]
+        while not ready():
+            assert process.poll() is None, f"gen {name} ended before it was killed: {process.stderr.read()}"
+            assert time.monotonic() < deadline, f"gen {name} did not get there in {within_s:g} s"
+            time.sleep(poll_s)
+        os.kill(process.pid, signal.SIGKILL)
+        assert process.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stderr.close()
 
 
 def ok(result: Result) -> Result:
@@ -186,8 +225,8 @@ def check_rows(rows: Sequence[ImageRow], out: Path, n: int, classes: Sequence[st
 
 
 def train_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Trained:
-    """Phantoms (8 per class) and a tiny model trained for 2 iterations, a checkpoint each: each
-    test module's `trained` fixture, made once for the module."""
+    """Phantoms (8 per class) and a tiny model trained for 2 iterations, a checkpoint each:
+    conftest's `tiny_model`, made once for the whole run."""
     root = tmp_path_factory.mktemp("trained")
     data, run = root / "data", root / "run"
     write_phantoms(data, per_class=8)
@@ -196,6 +235,16 @@ def train_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     assert all(path.is_file() for path in checkpoints)
     classes = tuple(sorted(path.name for path in data.iterdir()))
     return Trained(data=data, run=run, checkpoints=checkpoints, classes=classes)
+
+
+def copy_trained(trained: Trained, folder: Path) -> Trained:
+    """The same data and run folder copied into `folder` (the same files, so the same fingerprint
+    and checkpoints' SHA-256, at other paths): what a test does to its copy no other test sees."""
+    data, run = folder / "data", folder / "run"
+    shutil.copytree(trained.data, data)
+    shutil.copytree(trained.run, run)
+    checkpoints = tuple(run / checkpoint.name for checkpoint in trained.checkpoints)
+    return Trained(data=data, run=run, checkpoints=checkpoints, classes=trained.classes)
 
 
 def adopt(url: str, trained: Trained, out: Path, checkpoint: Path | None = None, n: int = 1) -> int:

@@ -3,17 +3,22 @@
 Database tests take `database_url` and run twice: once on a SQLite file and once on a real
 PostgreSQL 15 server that the suite starts itself (tests/pg_server.py). Without PostgreSQL installed
 those runs are skipped, except in CI (the CI variable is set), where they must run and so fail.
+
+The tests of the commands take `trained`: their own copy of one tiny model that the whole run
+trains once (`tiny_model`, tests/cli_support.py).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
 import pytest
 import torch
+from cli_support import Trained, copy_trained, train_tiny_model
 
 from tests.pg_server import PostgresServer, PostgresUnavailable, find_postgres_bin, start_postgres
 
@@ -53,14 +58,36 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         server.drop_database(url)
 
 
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread() -> Iterator[None]:
     """Tiny batches run several times faster on one torch thread than on two when other
     processes share a two-core machine; the results are the same (test_sample checks it)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+    with torch_threads(1):
+        yield
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    """The commands' tests' tiny model, trained once for the whole run (on one torch thread, as
+    those tests run); tests take `trained`, a copy of it, and never this one."""
+    with torch_threads(1):
+        return train_tiny_model(tmp_path_factory)
+
+
+@pytest.fixture
+def trained(tiny_model: Trained, tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    """This test's own copy of the tiny model's data and run folder."""
+    return copy_trained(tiny_model, tmp_path_factory.mktemp("trained"))
 
 
 # `gen train` without --preset trains the best recipe for the device (cpu here), which is far

@@ -18,15 +18,9 @@ from cli_support import (
     gen,
     image_rows,
     ok,
-    train_tiny_model,
 )
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
-    return train_tiny_model(tmp_path_factory)
 
 
 def test_a_locked_sqlite_database_is_waited_for_then_said(

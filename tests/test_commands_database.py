@@ -15,17 +15,11 @@ from cli_support import (
     assert_user_error,
     gen,
     ok,
-    train_tiny_model,
 )
 
 from db.session import head_revision, make_engine, migrate
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
-    return train_tiny_model(tmp_path_factory)
 
 
 def test_db_upgrade_brings_an_older_database_to_head(

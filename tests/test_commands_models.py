@@ -20,18 +20,12 @@ from cli_support import (
     ok,
     row_counts,
     sha256_of,
-    train_tiny_model,
 )
 
 from gen.commands import confirm
 from gen.data import load_image_folder
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
-    return train_tiny_model(tmp_path_factory)
 
 
 def test_models_list_show_and_delete(

@@ -31,7 +31,6 @@ from cli_support import (
     model_ids,
     ok,
     row_counts,
-    train_tiny_model,
 )
 from click.testing import CliRunner
 from sqlalchemy import delete, text
@@ -42,11 +41,6 @@ from gen.cli import cli
 from tests.pg_server import PostgresServer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
-    return train_tiny_model(tmp_path_factory)
 
 
 ID_COMMANDS = [

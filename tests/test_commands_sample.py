@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,13 +27,13 @@ from cli_support import (
     files_under,
     gen,
     image_rows,
+    kill_gen_when,
     md5_of,
     model_ids,
     ok,
     row_counts,
     session_on,
     sha256_of,
-    train_tiny_model,
 )
 from click.testing import CliRunner
 from PIL import Image as PILImage
@@ -54,11 +50,6 @@ from gen.networks import build
 from gen.sample import generate
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
-    return train_tiny_model(tmp_path_factory)
 
 
 def test_sample_uses_the_latest_model_unless_told_and_records_every_image(
@@ -226,26 +217,14 @@ def test_killed_sample_is_completed_by_a_rerun(database_url: str, trained: Train
     command = arguments(
         database_url, f"sample --checkpoint {trained.run} --n {n} --all-classes --out {out} {SAMPLE}"
     )
-    process = subprocess.Popen(
-        [sys.executable, "-c", "from gen.cli import main; main()", *command],
+    kill_gen_when(
+        command,
+        lambda: len(list(out.rglob("*.png"))) >= 6,
         cwd=tmp_path,
+        within_s=120,
+        poll_s=0.02,
         env={**os.environ, "OMP_NUM_THREADS": "1"},  # as this process (one_torch_thread)
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
     )
-    try:
-        deadline = time.monotonic() + 120
-        while len(list(out.rglob("*.png"))) < 6:
-            assert process.poll() is None, f"gen sample ended before it was killed: {process.stderr.read()}"
-            assert time.monotonic() < deadline, "gen sample wrote no images in 120 s"
-            time.sleep(0.02)
-        os.kill(process.pid, signal.SIGKILL)
-        assert process.wait(timeout=30) == -signal.SIGKILL
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        process.stderr.close()
     recorded_before = image_rows(database_url, out)
     assert len(list(out.rglob("*.png"))) < n * len(trained.classes)
     assert all(md5_of(row.file_path) == row.md5 for row in recorded_before)  # no row without its file

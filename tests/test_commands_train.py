@@ -27,7 +27,6 @@ from cli_support import (
     row_counts,
     session_on,
     sha256_of,
-    train_tiny_model,
 )
 from sqlalchemy import delete, select
 
@@ -37,11 +36,6 @@ from gen.architecture import preset, to_json
 from gen.data import load_image_folder
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
-    return train_tiny_model(tmp_path_factory)
 
 
 def test_train_records_the_model_and_resume_extends_it(

@@ -7,16 +7,12 @@ Only test_the_bar starts Ray (slow to start on two cores); the rest use the in-p
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from cli_support import kill_gen_when
 from click.testing import CliRunner
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -248,27 +244,13 @@ def test_kill_9_then_resume_trains_no_finished_candidate_again(data_dir: Path, t
     out = tmp_path / "search"
     command = ["search", "--db", url, "--data", str(data_dir), "--out", str(out), "--population", "1",
                "--cycles", "2", "--sample", "1", *TINY]  # fmt: skip
-    process = subprocess.Popen(
-        [sys.executable, "-c", "from gen.cli import main; main()", *command],
+    kill_gen_when(
+        command,
+        lambda: (tmp_path / "gen.db").exists() and len(candidate_rows(url, 1, while_written=True)) >= 1,
         cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        within_s=300,
+        poll_s=0.2,
     )
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            assert process.poll() is None, f"gen search ended before it was killed: {process.stderr.read()}"
-            assert time.monotonic() < deadline, "gen search recorded no candidate in 300 s"
-            if (tmp_path / "gen.db").exists() and len(candidate_rows(url, 1, while_written=True)) >= 1:
-                break
-            time.sleep(0.2)
-        os.kill(process.pid, signal.SIGKILL)
-        assert process.wait(timeout=30) == -signal.SIGKILL
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        process.stderr.close()
     before = candidate_rows(url, 1)
     assert 1 <= len(before) < 3
 

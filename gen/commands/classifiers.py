@@ -15,13 +15,16 @@ from gen.commands.options import (
     batch_size_option,
     data_option,
     database_option,
+    delete_files_option,
     device_option,
     echo_error,
     echo_skipped,
+    name_option,
     open_db,
     out_option,
     quiet_option,
     seed_option,
+    validation_option,
     yes_option,
 )
 from gen.errors import GenError
@@ -112,7 +115,7 @@ def classifiers_show(classifier_id: str, database_url: str | None) -> None:
 @classifiers.command("delete")
 @click.argument("classifier_id", type=RECORD_ID)
 @yes_option
-@click.option("--delete-files", is_flag=True, help="Also delete the classifier's weights file.")
+@delete_files_option("Also delete the classifier's weights file.")
 @database_option
 def classifiers_delete(classifier_id: int, yes: bool, delete_files: bool, database_url: str | None) -> None:
     """Delete a classifier's row (a later report trains a new one); its file is kept unless
@@ -182,14 +185,8 @@ def classifiers_delete(classifier_id: int, yes: bool, delete_files: bool, databa
     "--epochs", type=click.IntRange(1), default=20, show_default=True, help="Passes over the images."
 )
 @batch_size_option("Images per step.", default=64)
-@click.option(
-    "--validation",
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    default=0.2,
-    show_default=True,
-    help="Share of each class held out (seeded) for the validation figures.",
-)
-@click.option("--name", help="A name for the classifier, accepted wherever its id is.")
+@validation_option("Share of each class held out (seeded) for the validation figures.")
+@name_option("A name for the classifier, accepted wherever its id is.")
 @out_option(
     "Folder for the weights file (NAME.pt, else classifier-N.pt; never overwritten).",
     default=Path("classifiers"),

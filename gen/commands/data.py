@@ -10,6 +10,7 @@ import click
 from gen.commands.confirm import confirm_deletion
 from gen.commands.options import (
     database_option,
+    delete_files_option,
     echo_error,
     open_db,
     out_option,
@@ -141,10 +142,8 @@ def data_move(name: str, folder: Path, database_url: str | None) -> None:
 @data.command("delete")
 @click.argument("name")
 @yes_option
-@click.option(
-    "--delete-files",
-    is_flag=True,
-    help="Also delete the image files it counted, if unchanged since (never other files; never by default).",
+@delete_files_option(
+    "Also delete the image files it counted, if unchanged since (never other files; never by default)."
 )
 @database_option
 def data_delete(name: str, yes: bool, delete_files: bool, database_url: str | None) -> None:

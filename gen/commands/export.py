@@ -15,6 +15,9 @@ from gen.commands.options import (
     database_option,
     device_option,
     echo_error,
+    force_option,
+    min_class_confidence_option,
+    min_near_copy_distance_option,
     model_option,
     open_db,
     out_option,
@@ -122,19 +125,9 @@ def read_citation(value: str) -> str:
     help="Only the images sampled into this folder (gen sample --out).",
 )
 @click.option("--curated", is_flag=True, help="Only the images a curation kept (gen sample --keep-best).")
-@click.option(
-    "--min-class-confidence",
-    type=float,
-    metavar="P",
-    help="Only images whose class_confidence is at least P.",
-)
+@min_class_confidence_option("Only images whose class_confidence is at least P.")
 @click.option("--min-realism", type=float, metavar="R", help="Only images whose realism is at least R.")
-@click.option(
-    "--min-near-copy-distance",
-    type=float,
-    metavar="D",
-    help="Only images whose near_copy_distance is at least D.",
-)
+@min_near_copy_distance_option("Only images whose near_copy_distance is at least D.")
 @click.option("--sql-dump", is_flag=True, help="Write database.sql: the rows behind the images.")
 @click.option(
     "--dialect",
@@ -178,7 +171,7 @@ def read_citation(value: str) -> str:
 )
 @click.option("--title", help="The data set's title [default: OUT: synthetic images from gen model N].")
 @click.option("--description", help="A paragraph for the card: what the images are and what they are for.")
-@click.option("--force", is_flag=True, help="Replace an existing data set at OUT.")
+@force_option("Replace an existing data set at OUT.")
 @quiet_option()
 @database_option
 def export(

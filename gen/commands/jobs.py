@@ -7,7 +7,8 @@ import time
 
 import click
 
-from gen.commands.options import RECORD_ID, absolute_sqlite_url, database_option, open_db
+from gen.commands.options import RECORD_ID, absolute_sqlite_url, database_option, name_option, open_db
+from gen.devices import DEVICES
 from gen.errors import GenError
 from gen.text import printable
 
@@ -176,7 +177,7 @@ def jobs_cancel(job_id: int, database_url: str | None) -> None:
     "(unless its worker still runs on this machine).",
 )
 @click.option("--log-dir", default="gen-jobs", show_default=True, help="Folder for the jobs' output.")
-@click.option("--name", help="This worker's name [default: host:pid].")
+@name_option("This worker's name [default: host:pid].")
 @database_option
 def worker(
     device: str | None,
@@ -194,8 +195,6 @@ def worker(
 
     if heartbeat_s * 2 > stale_after_s:
         raise GenError("--stale-after must be at least twice --heartbeat, or live jobs would be re-queued.")
-    from gen.runtime import DEVICES
-
     if device and device not in DEVICES and not (device.startswith("cuda:") and device[5:].isdigit()):
         raise GenError(f"--device {device!r} must be cpu, cuda, cuda:N, mps or auto.")
     url = absolute_sqlite_url(resolve_database_url(database_url))

@@ -10,6 +10,7 @@ import click
 from gen.commands.confirm import confirm_deletion
 from gen.commands.options import (
     database_option,
+    delete_files_option,
     device_option,
     echo_error,
     iterations_option,
@@ -110,7 +111,7 @@ def models_show(model_id: str, database_url: str | None) -> None:
 @click.argument("model_id", metavar="ID|NAME")
 @click.option("--cascade", is_flag=True, help="Also delete the rows of the images it made (files are kept).")
 @yes_option
-@click.option("--delete-files", is_flag=True, help="With --cascade, also delete the image files.")
+@delete_files_option("With --cascade, also delete the image files.")
 @database_option
 def models_delete(
     model_id: str, cascade: bool, yes: bool, delete_files: bool, database_url: str | None

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from db.errors import UserError
+from gen.devices import DEVICES
 from gen.seeds import MAX_SEED
 
 if TYPE_CHECKING:
@@ -115,7 +116,7 @@ def check_device(ctx: click.Context, param: click.Parameter, value: str) -> str:
 
 device_option = click.option(
     "--device",
-    type=click.Choice(["auto", "cpu", "cuda", "mps"]),
+    type=click.Choice(DEVICES),
     default="auto",
     show_default=True,
     callback=check_device,
@@ -129,8 +130,41 @@ model_option = click.option(
 yes_option = click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 
 
+# The options that mean the same in every command that takes them; each factory fixes the flag,
+# its name in Python and its type, and takes the help text that says what it means there.
+
+
 def quiet_option(help: str = "No progress bar.") -> Decorator:
     return click.option("--quiet", "-q", is_flag=True, help=help)
+
+
+def force_option(help: str) -> Decorator:
+    return click.option("--force", is_flag=True, help=help)
+
+
+def resume_option(help: str) -> Decorator:
+    return click.option("--resume", is_flag=True, help=help)
+
+
+def delete_files_option(help: str) -> Decorator:
+    return click.option("--delete-files", is_flag=True, help=help)
+
+
+def name_option(help: str) -> Decorator:
+    return click.option("--name", help=help)
+
+
+def train_dir_option(help: str) -> Decorator:
+    """--train: the real images a model was trained on, for the commands that compare with them."""
+    return click.option("--train", "train_dir", type=click.Path(path_type=Path), help=help)
+
+
+def min_class_confidence_option(help: str) -> Decorator:
+    return click.option("--min-class-confidence", type=float, metavar="P", help=help)
+
+
+def min_near_copy_distance_option(help: str) -> Decorator:
+    return click.option("--min-near-copy-distance", type=float, metavar="D", help=help)
 
 
 # The options of the commands that train (gen train, gen search, gen classifiers train): the
@@ -189,3 +223,13 @@ def batch_size_option(help: str, *, default: int | None = None) -> Decorator:
 
 def eval_images_option(help: str) -> Decorator:
     return click.option("--eval-images", type=click.IntRange(1), default=64, show_default=True, help=help)
+
+
+def validation_option(help: str) -> Decorator:
+    return click.option(
+        "--validation",
+        type=click.FloatRange(0, 1, min_open=True, max_open=True),
+        default=0.2,
+        show_default=True,
+        help=help,
+    )

@@ -10,11 +10,13 @@ from gen.commands.options import (
     database_option,
     device_option,
     echo_error,
+    force_option,
     model_option,
     open_db,
     out_option,
     quiet_option,
     seed_option,
+    train_dir_option,
 )
 
 
@@ -27,12 +29,7 @@ from gen.commands.options import (
     required=True,
     help="Held-out real images, REAL/<class>/<images> (never the training folder).",
 )
-@click.option(
-    "--train",
-    "train_dir",
-    type=click.Path(path_type=Path),
-    help="Real training images [default: the folder the model was trained on, if it still exists].",
-)
+@train_dir_option("Real training images [default: the folder the model was trained on, if it still exists].")
 @click.option(
     "--fid-weights",
     type=click.Path(path_type=Path),
@@ -73,7 +70,7 @@ from gen.commands.options import (
 )
 @seed_option
 @out_option("Report folder [default: reports/model-<id>].")
-@click.option("--force", is_flag=True, help="Replace an existing report folder.")
+@force_option("Replace an existing report folder.")
 @device_option
 @quiet_option("No progress bars.")
 @database_option

@@ -14,11 +14,14 @@ from gen.commands.options import (
     database_option,
     device_option,
     echo_error,
+    min_class_confidence_option,
+    min_near_copy_distance_option,
     model_option,
     open_db,
     out_option,
     quiet_option,
     seed_option,
+    train_dir_option,
 )
 from gen.errors import GenError
 
@@ -50,24 +53,13 @@ if TYPE_CHECKING:
     metavar="FRACTION",
     help="Curate: draw ceil(N / FRACTION) candidates per class and keep the N best (gen.curation).",
 )
-@click.option(
-    "--min-class-confidence",
-    type=float,
-    metavar="P",
-    help="Curate: keep only images the curating classifier gives at least P for their class.",
+@min_class_confidence_option(
+    "Curate: keep only images the curating classifier gives at least P for their class."
 )
-@click.option(
-    "--min-near-copy-distance",
-    type=float,
-    metavar="D",
-    help="Curate: keep only images at least D (pixels in [0, 1]) from every training image of their class.",
+@min_near_copy_distance_option(
+    "Curate: keep only images at least D (pixels in [0, 1]) from every training image of their class."
 )
-@click.option(
-    "--train",
-    "train_dir",
-    type=click.Path(path_type=Path),
-    help="Curate: the real training images [default: the folder the checkpoint was trained on].",
-)
+@train_dir_option("Curate: the real training images [default: the folder the checkpoint was trained on].")
 @click.option(
     "--curation-epochs",
     type=click.IntRange(1),

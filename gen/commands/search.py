@@ -18,7 +18,9 @@ from gen.commands.options import (
     out_option,
     preset_option,
     quiet_option,
+    resume_option,
     seed_option,
+    validation_option,
 )
 from gen.errors import GenError
 
@@ -70,13 +72,7 @@ from gen.errors import GenError
 )
 @batch_size_option("Training batch per candidate [default: the preset's].")
 @eval_images_option("Images per class per fitness.")
-@click.option(
-    "--validation",
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    default=0.2,
-    show_default=True,
-    help="Stage classifier: share of each class held out (seeded) to measure accuracy on.",
-)
+@validation_option("Stage classifier: share of each class held out (seeded) to measure accuracy on.")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True, help="Candidates at once.")
 @click.option(
     "--generator-from", type=RECORD_ID, help="Stage discriminator: the model whose generator is kept."
@@ -85,7 +81,7 @@ from gen.errors import GenError
     "--ray-address",
     help="Join this Ray cluster [default: $RAY_ADDRESS, else a local Ray when --workers > 1].",
 )
-@click.option("--resume", is_flag=True, help="Continue the search recorded for --out where it stopped.")
+@resume_option("Continue the search recorded for --out where it stopped.")
 @quiet_option()
 @seed_option
 @device_option

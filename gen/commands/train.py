@@ -28,6 +28,7 @@ from gen.commands.options import (
     out_option,
     preset_option,
     quiet_option,
+    resume_option,
     seed_option,
 )
 from gen.errors import GenError
@@ -144,7 +145,7 @@ def report_skipped_files(skipped: Sequence[str], run_dir: Path) -> None:
     help="Train the networks of this model's gan_architectures row (e.g. a search's best); "
     "the preset gives the training recipe.",
 )
-@click.option("--resume", is_flag=True, help="Continue the run in --out exactly where it stopped.")
+@resume_option("Continue the run in --out exactly where it stopped.")
 @quiet_option()
 @database_option
 def train(
