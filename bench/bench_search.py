@@ -22,8 +22,8 @@ from typing import Any
 import torch
 
 from db import open_database
-from gen.data import load_image_folder
 from gen.evaluation import TrainingEvaluator
+from gen.image_folder import load_image_folder
 from gen.phantoms import write_phantoms
 from gen.search.engine import SearchSettings, run_search
 from gen.search.start import prepare_search

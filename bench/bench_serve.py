@@ -50,7 +50,7 @@ TRAINING = {
 def fill(url: str, folder: Path) -> None:
     """The database and files the pages read: models with run folders, images, the rest."""
     from gen.architecture import preset, to_json
-    from gen.datasets import register
+    from gen.dataset_registry import register
     from gen.phantoms import write_phantoms
 
     engine = open_database(url)

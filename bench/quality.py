@@ -43,9 +43,9 @@ from PIL import Image, ImageDraw, ImageFont
 from bench.__main__ import machine
 from gen.architecture import BASELINES, PRESETS, preset
 from gen.checkpoint import atomic_write, load_for_sampling
-from gen.data import load_image_folder
 from gen.errors import GenError
 from gen.history import HISTORY_CSV, read_history
+from gen.image_folder import load_image_folder
 from gen.images import write_grid
 from gen.metrics._plotting import new_figure, save_png
 from gen.metrics.domain import domain_classifier, domain_features_and_probabilities

@@ -299,7 +299,7 @@ class Classifier(Base):
 class Dataset(Base):
     """A registered image folder (gen data add): what models and classifiers were trained on.
 
-    The fingerprint (gen.data) is taken at registration; a folder whose files changed since is
+    The fingerprint (gen.image_folder) is taken at registration; a folder whose files changed since is
     reported rather than silently used, and the folder cannot move while anything uses it.
     """
 

@@ -7,7 +7,7 @@ architecture JSON and the class names in label order.
 
 A checkpoint may come from anyone, so it is read with ``weights_only=True`` (tensors and plain
 containers, never code), and its class names, which become folder and file names when
-sampling, must pass the rule class folders follow (gen.data.check_class_name).
+sampling, must pass the rule class folders follow (gen.image_folder.check_class_name).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from typing import IO, Any
 import torch
 
 from gen.architecture import GeneratorSpec, from_json
-from gen.data import check_class_name, check_distinct_class_names
 from gen.errors import GenError
+from gen.image_folder import check_class_name, check_distinct_class_names
 from gen.runtime import left_by_a_dead_process
 
 FORMAT_VERSION = 1

@@ -60,7 +60,7 @@ from gen.search import classifier_net
 from gen.text import FORMULA_STARTS
 
 if TYPE_CHECKING:
-    from gen.data import LabelledImages
+    from gen.image_folder import LabelledImages
 
 SIMPLE = "simple"
 TORCHVISION = "torchvision"
@@ -362,7 +362,7 @@ def train_classifier(
     Everything a user can get wrong (the architecture, the name, --weights, the data) is checked
     before the first epoch; the weights file and the row are written only at the end.
     """
-    from gen.data import load_image_folder
+    from gen.image_folder import load_image_folder
     from gen.runtime import resolve_device
 
     arch, searched_id = _checked_arch_and_optimizer(settings)
@@ -455,7 +455,7 @@ def _data_set_of(
 ) -> tuple[int | None, str | None]:
     """The registered data set the classifier is linked to (registered now if new) and a note;
     none without a database."""
-    from gen.datasets import dataset_for_run
+    from gen.dataset_registry import dataset_for_run
 
     if engine is None:
         return None, None
@@ -636,7 +636,7 @@ def load_recorded(
 
 def image_files(inputs: Sequence[str | Path]) -> list[Path]:
     """The files to label: each file as named, each folder's files (below it, hidden ones left out)."""
-    from gen.data import _files_in
+    from gen.image_folder import _files_in
 
     files: list[Path] = []
     for item in map(Path, inputs):
@@ -662,7 +662,7 @@ def predict(
     """Label ``files`` batch by batch (read as training reads images: centred square, 64x64),
     streaming: a folder of any size needs one batch in memory. Files that are not readable
     images are passed to ``on_skipped`` as "path: why"."""
-    from gen.data import IMAGE_SIZE, _read_image
+    from gen.image_folder import IMAGE_SIZE, _read_image
 
     bar = tqdm(total=len(files), desc="classifying", unit="image", disable=not progress)
     with bar, ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:

@@ -48,8 +48,8 @@ from scipy.stats import rankdata
 
 from gen.architecture import DiscriminatorSpec, from_json
 from gen.checkpoint import file_sha256
-from gen.data import load_image_folder
 from gen.errors import GenError
+from gen.image_folder import load_image_folder
 from gen.metrics import domain, near_copies
 from gen.networks import Discriminator, Generator
 from gen.runtime import cache_dir

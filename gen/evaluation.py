@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from gen.data import LabelledImages
+from gen.image_folder import LabelledImages
 from gen.images import to_uint8
 from gen.metrics import domain
 from gen.metrics.figures import ReportSettings

@@ -64,7 +64,7 @@ class TrainingRecord:
 
     def on_start(self, start: RunStart) -> RunStart:
         """Records (or finds) the run's model; returns ``start`` with its id and any notes."""
-        from gen.datasets import dataset_for_run
+        from gen.dataset_registry import dataset_for_run
 
         notes: list[str] = []
         self._config, self._num_images = dataclasses.asdict(start.config), start.num_images

@@ -59,8 +59,8 @@ import torch
 from tqdm import tqdm
 
 from gen.checkpoint import SamplingState, file_sha256, load_for_sampling
-from gen.data import LabelledImages, load_image_folder
 from gen.errors import GenError
+from gen.image_folder import LabelledImages, load_image_folder
 from gen.metrics import (
     domain,
     gradcam,

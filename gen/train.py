@@ -55,9 +55,9 @@ from gen.checkpoint import (
     run_folder_lock,
     save_checkpoint,
 )
-from gen.data import LabelledImages, load_image_folder
 from gen.errors import GenError
 from gen.history import History
+from gen.image_folder import LabelledImages, load_image_folder
 from gen.images import to_uint8, write_grid
 from gen.losses import GANLoss, make_loss
 from gen.networks import Discriminator, Generator, build, set_conditioning
@@ -332,7 +332,7 @@ def train(
     model (``RunStart.model_id``, ``TrainResult.model_id``; a resumed run continues its model),
     every checkpoint, and pruning keeps the checkpoints that recorded images came from. A new
     model is linked to the registered data set ``data_set`` (whose files must not have
-    changed), else to the data set of its folder, registered on the way (gen.datasets).
+    changed), else to the data set of its folder, registered on the way (gen.dataset_registry).
 
     ``architecture`` replaces the preset's networks (a searched or recorded architecture; the
     preset still gives the training recipe). ``inherit`` is a checkpoint whose weights a new

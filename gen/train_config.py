@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from gen.architecture import PRESETS
-from gen.data import MAX_BALANCE
 from gen.diffaugment import parse_policy
 from gen.errors import GenError
+from gen.image_folder import MAX_BALANCE
 from gen.losses import LOSSES
 from gen.presets import OPTIMIZERS, RECIPES
 from gen.seeds import check_seed

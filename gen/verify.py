@@ -57,7 +57,6 @@ from tqdm import tqdm
 from db.ddl import DIALECTS, render_ddl
 from db.dump import DumpFormatError, read_dump
 from db.models import Base
-from gen.data import check_distinct_class_names
 from gen.errors import GenError
 from gen.export import (
     CARD_FILES,
@@ -79,6 +78,7 @@ from gen.export import (
 )
 from gen.export.croissant import CONTEXT as CROISSANT_CONTEXT
 from gen.export.files import metadata_parquet_schema
+from gen.image_folder import check_distinct_class_names
 from gen.text import printable
 
 # A manifest lists a few dozen files; anything this large is not one.

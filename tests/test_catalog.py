@@ -17,12 +17,12 @@ from db import datasets as dataset_rows
 from db import generators as generator_rows
 from db.models import Checkpoint, Classifier, Dataset, GanArchitecture, TrainingParameters
 from db.session import make_engine, migrate, open_database
-from gen import datasets
+from gen import dataset_registry
 from gen.architecture import preset, to_json
 from gen.cli import cli
 from gen.commands import confirm
-from gen.data import load_image_folder
 from gen.errors import GenError
+from gen.image_folder import load_image_folder
 from gen.phantoms import write_phantoms
 
 TRAINING = {
@@ -220,7 +220,7 @@ def test_a_changed_folder_is_reported_and_refused(database_url: str, phantoms: P
 
 
 def test_migration_registers_the_folders_models_were_trained_on(database_url: str, phantoms: Path) -> None:
-    fingerprint = datasets.scan_folder(phantoms).fingerprint
+    fingerprint = dataset_registry.scan_folder(phantoms).fingerprint
     first = record_model(database_url, folder=phantoms, fingerprint=fingerprint)
     second = record_model(database_url, folder=phantoms, fingerprint=fingerprint)
     engine = make_engine(database_url)
@@ -285,20 +285,22 @@ def test_training_on_a_changed_folder_by_path_says_so(
     shutil.copytree(phantoms, folder)
     engine = open_database(database_url)
     try:
-        registered = datasets.register(engine, "pbc", folder)
+        registered = dataset_registry.register(engine, "pbc", folder)
         classes = tuple(registered.classes)
         with Session(engine) as session:
-            assert datasets.dataset_for_run(session, None, folder, registered.fingerprint, classes, ()) == (
+            assert dataset_registry.dataset_for_run(
+                session, None, folder, registered.fingerprint, classes, ()
+            ) == (
                 registered.id,
                 None,
             )
         extra = next((folder / "phantom_granular").iterdir())
         shutil.copy(extra, extra.with_name("added.png"))
-        changed = datasets.scan_folder(folder).fingerprint
+        changed = dataset_registry.scan_folder(folder).fingerprint
         with Session(engine) as session:
             with pytest.raises(GenError, match="changed since it was registered as data set 'pbc'"):
-                datasets.dataset_for_run(session, "pbc", folder, changed, classes, ())
-            new_id, warning = datasets.dataset_for_run(session, None, folder, changed, classes, ())
+                dataset_registry.dataset_for_run(session, "pbc", folder, changed, classes, ())
+            new_id, warning = dataset_registry.dataset_for_run(session, None, folder, changed, classes, ())
             info = dataset_rows.get_dataset(session, new_id)
         assert warning is not None and "changed since it was registered as data set pbc" in warning
         assert (info.name, info.fingerprint, info.classes["phantom_granular"]) == ("cells", changed, 4)

@@ -23,7 +23,7 @@ from cli_support import (
 )
 
 from gen.commands import confirm
-from gen.data import load_image_folder
+from gen.image_folder import load_image_folder
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -33,7 +33,7 @@ from sqlalchemy import delete, select
 from db import generators as generator_rows
 from db.models import Checkpoint, Image
 from gen.architecture import preset, to_json
-from gen.data import load_image_folder
+from gen.image_folder import load_image_folder
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

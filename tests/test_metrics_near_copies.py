@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from test_images import row_label_pixels
 
-from gen.data import load_image_folder
+from gen.image_folder import load_image_folder
 from gen.metrics.near_copies import ClassNearCopies, near_copies, nearest, pixels, write_closest_pairs
 from gen.phantoms import write_phantoms
 

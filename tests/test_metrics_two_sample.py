@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from test_images import row_label_pixels
 
-from gen.data import load_image_folder
+from gen.image_folder import load_image_folder
 from gen.metrics.two_sample import overall_auc, two_sample_test, write_extremes_grid
 from gen.metrics.utility import roc_auc
 from gen.phantoms import write_phantoms

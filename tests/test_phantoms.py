@@ -10,8 +10,8 @@ from PIL import Image
 from scipy import ndimage
 
 from gen import phantoms
-from gen.data import load_image_folder
 from gen.errors import GenError
+from gen.image_folder import load_image_folder
 from gen.phantoms import PHANTOM_CLASSES, draw_phantom, write_phantoms
 
 

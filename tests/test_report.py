@@ -17,7 +17,7 @@ from db import generators as generator_rows
 from db import open_database
 from db import reports as report_rows
 from gen.cli import cli
-from gen.data import load_image_folder
+from gen.image_folder import load_image_folder
 from gen.metrics import domain, inception, normalised
 from gen.metrics.figures import ReportSettings
 from gen.phantoms import write_phantoms

@@ -24,7 +24,7 @@ from db.models import Classifier, GanArchitecture, SearchCandidate
 from gen.checkpoint import file_sha256
 from gen.classifiers import stratified_split
 from gen.cli import cli
-from gen.data import load_image_folder
+from gen.image_folder import load_image_folder
 from gen.phantoms import write_phantoms
 from gen.search import classifier_net
 from gen.search.classifier_stage import ClassifierJob, train_candidate

@@ -32,7 +32,7 @@ from db.names import stored_path
 from db.session import open_database
 from gen.architecture import preset, to_json
 from gen.cli import cli
-from gen.datasets import register
+from gen.dataset_registry import register
 from gen.jobs import submit
 from gen.phantoms import PHANTOM_CLASSES, write_phantoms
 from gen.serve import ServeSettings, create_app

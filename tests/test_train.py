@@ -263,7 +263,7 @@ def test_a_balance_beyond_memory_is_refused_before_anything_is_made(
     from click.testing import CliRunner
 
     from gen.cli import cli
-    from gen.data import MAX_BALANCE, load_image_folder
+    from gen.image_folder import MAX_BALANCE, load_image_folder
 
     with pytest.raises(GenError, match=f"--balance must be 1 to {MAX_BALANCE} images per class"):
         config(data_dir, tmp_path / "run", balance=10_000_000).validate()  # first: cheap on any code

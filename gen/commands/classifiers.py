@@ -217,7 +217,7 @@ def classifiers_train(
     The first line printed is the classifier's id. Label images with it: gen classify.
     """
     from gen.classifiers import ClassifierSettings, parse_arch, train_classifier
-    from gen.datasets import training_folder
+    from gen.dataset_registry import training_folder
 
     parse_arch(arch)  # a mistyped --arch is refused before a database is opened
     folder, data_set = training_folder(database_url, data)

@@ -1,5 +1,5 @@
 """gen demo-data and gen data: phantom images to start from, and the registered data sets
-(thin wrappers over gen.phantoms, gen.datasets and db.datasets)."""
+(thin wrappers over gen.phantoms, gen.dataset_registry and db.datasets)."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def data() -> None:
 @database_option
 def data_add(name: str, folder: Path, quiet: bool, database_url: str | None) -> None:
     """Register FOLDER (FOLDER/<class>/<images>) as data set NAME: its classes, counts and fingerprint."""
-    from gen.datasets import register
+    from gen.dataset_registry import register
 
     info = register(open_db(database_url), name, folder, progress=not quiet)
     click.echo(
@@ -93,7 +93,7 @@ def data_show(name: str, no_check: bool, database_url: str | None) -> None:
     from sqlalchemy.orm import Session
 
     from db import datasets as dataset_rows
-    from gen.datasets import CHANGED, MISSING, check
+    from gen.dataset_registry import CHANGED, MISSING, check
 
     with Session(open_db(database_url, create=False, read_only=True)) as session:
         info = dataset_rows.get_dataset(session, name)
@@ -133,7 +133,7 @@ def data_rename(name: str, new_name: str, database_url: str | None) -> None:
 def data_move(name: str, folder: Path, database_url: str | None) -> None:
     """Point a data set at FOLDER, which must hold the same files; refused while models or
     classifiers use it."""
-    from gen.datasets import move
+    from gen.dataset_registry import move
 
     info = move(open_db(database_url, create=False), name, folder)
     click.echo(f"data set {info.name} now at {info.folder}")
@@ -153,7 +153,7 @@ def data_delete(name: str, yes: bool, delete_files: bool, database_url: str | No
     from sqlalchemy.orm import Session
 
     from db import datasets as dataset_rows
-    from gen.datasets import delete, files_to_delete
+    from gen.dataset_registry import delete, files_to_delete
 
     engine = open_db(database_url, create=False)
     with Session(engine) as session:

@@ -207,7 +207,7 @@ def train_model(
 
     if data is None and not resume:
         raise GenError("--data is required (except with --resume, which reuses the run's data folder).")
-    from gen.datasets import training_folder
+    from gen.dataset_registry import training_folder
 
     data_set = None  # a registered data set's name, when --data named one
     if data is not None:

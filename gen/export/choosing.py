@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
-from gen.data import check_class_name, check_distinct_class_names
 from gen.errors import GenError
 from gen.export.layout import (
     GRID_PREFIX,
@@ -22,6 +21,7 @@ from gen.export.layout import (
     RESERVED_NAMES,
     ExportedImage,
 )
+from gen.image_folder import check_class_name, check_distinct_class_names
 
 if TYPE_CHECKING:
     from db.generators import CheckpointInfo, ModelInfo
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 def check_class_folder_name(name: str) -> None:
     """A class name must work as one folder name beside the data set's own files: the rule
-    class folders follow (gen.data.check_class_name), and none of the data set's own names."""
+    class folders follow (gen.image_folder.check_class_name), and none of the data set's own names."""
     check_class_name(name)
     if name.lower() in {reserved.lower() for reserved in RESERVED_NAMES}:
         raise GenError(

@@ -39,7 +39,7 @@ from gen.search.evolution import Candidate, Evaluated
 from gen.search.space import ClassifierGenome, ClassifierSpace
 
 if TYPE_CHECKING:
-    from gen.data import LabelledImages
+    from gen.image_folder import LabelledImages
     from gen.search.classifier_net import SearchedClassifier
 
 WEIGHTS_FILE = "classifier.pt"
@@ -133,7 +133,7 @@ def evaluate_classifier(job: ClassifierJob) -> ClassifierResult:
     import torch
 
     from gen.checkpoint import file_sha256
-    from gen.data import load_image_folder
+    from gen.image_folder import load_image_folder
     from gen.search import classifier_net
 
     torch.set_num_threads(job.threads)

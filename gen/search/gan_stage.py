@@ -174,8 +174,8 @@ class GanStage:
     def warm_up(self, settings: SearchSettings) -> None:
         import torch
 
-        from gen.data import load_image_folder
         from gen.evaluation import TrainingEvaluator
+        from gen.image_folder import load_image_folder
 
         # Train (or load) the cached domain classifier once, before workers race to make it.
         TrainingEvaluator(load_image_folder(settings.data), torch.device("cpu"), 1, settings.seed)

@@ -14,8 +14,8 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from gen.data import LabelledImages, load_image_folder
 from gen.errors import GenError
+from gen.image_folder import LabelledImages, load_image_folder
 from gen.search.classifier_stage import ClassifierStage
 from gen.search.engine import (
     SearchRun,

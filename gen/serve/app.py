@@ -1,7 +1,7 @@
 """The application: the guard every request passes, and the error pages.
 
 Every page and action calls the same Python functions as the CLI (db.generators, db.images,
-db.datasets, db.jobs, ..., gen.datasets, gen.jobs); long work is queued as a job, exactly as
+db.datasets, db.jobs, ..., gen.dataset_registry, gen.jobs); long work is queued as a job, exactly as
 `gen jobs submit` would, and run by `gen worker`. Nothing here writes SQL.
 
 The guard, in order: the access token (only when --token was given), a body size limit checked

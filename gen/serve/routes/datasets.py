@@ -1,6 +1,6 @@
 """Data sets: the registered image folders, their classes and a thumbnail grid per class;
 register, rename, move (refused while used) and delete (after a confirmation listing what uses
-it). The same functions as gen data (gen.datasets, db.datasets)."""
+it). The same functions as gen data (gen.dataset_registry, db.datasets)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, Response
 from sqlalchemy.orm import Session
 
 from db import datasets as dataset_rows
-from gen import datasets
+from gen import dataset_registry
 from gen.errors import GenError
 from gen.serve.context import engine_of, redirect, render, settings_of
 from gen.serve.safety import allowed_folder
@@ -28,7 +28,7 @@ Text = Annotated[str, Form()]
 @lru_cache(maxsize=256)
 def _class_files(folder: str, modified_ns: int) -> tuple[str, ...]:
     """A class folder's image files as training lists them; cached until the folder changes."""
-    from gen.data import _files_in
+    from gen.image_folder import _files_in
 
     return tuple(str(path) for path in _files_in(Path(folder)))
 
@@ -56,7 +56,7 @@ def datasets_page(request: Request) -> Response:
 def register(request: Request, name: Text, folder: Text) -> Response:
     settings = settings_of(request)
     path = allowed_folder(folder, settings.roots, settings.work_dir)
-    info = datasets.register(engine_of(request), name.strip(), path)
+    info = dataset_registry.register(engine_of(request), name.strip(), path)
     return redirect(f"/datasets/{info.id}")
 
 
@@ -98,7 +98,7 @@ def rename(request: Request, reference: str, new_name: Text) -> Response:
 def move(request: Request, reference: str, folder: Text) -> Response:
     settings = settings_of(request)
     path = allowed_folder(folder, settings.roots, settings.work_dir)
-    info = datasets.move(engine_of(request), reference, path)
+    info = dataset_registry.move(engine_of(request), reference, path)
     return redirect(f"/datasets/{info.id}")
 
 
@@ -119,7 +119,7 @@ def confirm_delete(request: Request, reference: str) -> Response:
 
 @router.post("/datasets/{reference}/delete", include_in_schema=False)
 def delete(request: Request, reference: str) -> Response:
-    datasets.delete(engine_of(request), reference)  # the rows only: files are never deleted here
+    dataset_registry.delete(engine_of(request), reference)  # the rows only: files are never deleted here
     return redirect("/datasets")
 
 

@@ -1,6 +1,6 @@
 """Registered data sets: a name for an image folder, with its classes, counts and fingerprint.
 
-Training on a folder records its fingerprint (gen.data: every loaded file's path and bytes);
+Training on a folder records its fingerprint (gen.image_folder: every loaded file's path and bytes);
 registering keeps that fingerprint under a name, so a folder whose files changed since is
 noticed (`check`) and refused for training under the old name instead of silently used.
 The rows are written by db.datasets; this module reads the folders.
@@ -19,9 +19,9 @@ from db import datasets as dataset_rows
 from db.datasets import DatasetInfo
 from db.errors import UserError
 from db.names import check_name
-from gen.data import load_image_folder
 from gen.deleting import Deleted, FileDeletion, carry_out, plan_deletion
 from gen.errors import GenError
+from gen.image_folder import load_image_folder
 
 UNCHANGED, CHANGED, MISSING = "unchanged", "changed", "missing"
 
@@ -206,7 +206,7 @@ def _counts_from_files(
     root: Path, class_names: tuple[str, ...], skipped_files: tuple[str, ...]
 ) -> dict[str, int]:
     """Readable images per class without decoding again: files found, less those training skipped."""
-    from gen.data import _files_in
+    from gen.image_folder import _files_in
 
     skipped = Counter(line.split("/", 1)[0] for line in skipped_files)
     return {name: len(_files_in(root / name)) - skipped[name] for name in class_names}

@@ -1,4 +1,4 @@
-"""gen.data: any labelled image folder in, uint8 tensors out."""
+"""gen.image_folder: any labelled image folder in, uint8 tensors out."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ import pytest
 import torch
 from PIL import Image
 
-from gen.data import (
+from gen.errors import GenError
+from gen.image_folder import (
     IMAGE_SIZE,
     check_class_name,
     check_distinct_class_names,
     hash_image_folder,
     load_image_folder,
 )
-from gen.errors import GenError
 
 PBC4_TRAIN = Path(__file__).resolve().parents[2] / "shared/data/pbc4/train"
 
