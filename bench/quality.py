@@ -159,6 +159,12 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
         help="train each model for the iterations it reached in this earlier result instead of for "
         "--minutes (a run that shares the machine then still trains as far as a quiet one)",
     )
+    add(
+        "--reuse",
+        action="store_true",
+        help="with --iterations-from: a model whose run in --work already reached its iterations is "
+        "measured again, not trained again (after an evaluation failed)",
+    )
     add("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     add("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
     add("--data", type=Path, default=PBC4 / "train", help="training images (default: pbc4 train)")
@@ -209,13 +215,17 @@ def load_sets(args: argparse.Namespace) -> Sets:
 def train_segment(model: str, segment: int, args: argparse.Namespace) -> tuple[Path, int, float, float]:
     """Train (or resume) one segment; (checkpoint, iteration, training seconds, images/s)."""
     out = args.work / model / "run"
-    if segment == 0 and out.parent.exists():
-        shutil.rmtree(out.parent)  # the model's run and reports from an earlier benchmark
     budget = args.minutes / args.eval_points
     if model in args.iterations:  # an iteration budget: this segment's share of the earlier run's
         until, budget = round(args.iterations[model] * (segment + 1) / args.eval_points), None
     else:
         until = NEVER
+    trained = out / f"checkpoint-{until:07d}.pt"
+    if args.reuse and trained.is_file():  # an earlier benchmark trained this far; measure it again
+        row = read_history(out / HISTORY_CSV)[-1]
+        return trained, until, row["seconds"], row["images_per_second"]
+    if segment == 0 and out.parent.exists():
+        shutil.rmtree(out.parent)  # the model's run and reports from an earlier benchmark
     architecture = None
     if segment == 0:
         preset_name, changes = args.variants[model]
