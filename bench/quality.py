@@ -41,7 +41,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from bench.__main__ import machine
-from gen.architecture import BASELINES, PRESETS, preset
+from gen.architecture import BASELINES, PRESETS, DiscriminatorSpec, GeneratorSpec, preset
 from gen.checkpoint import atomic_write, load_for_sampling
 from gen.errors import GenError
 from gen.history import HISTORY_CSV, read_history
@@ -106,8 +106,9 @@ def sets_classes(folder: Path) -> list[str]:
 
 def variant(model: str) -> tuple[str, dict[str, Any]]:
     """A --models entry: a preset, or an ablation LABEL=PRESET:SETTING=VALUE:... whose settings
-    (TrainConfig fields, or ``padding`` for the generator's; a comma written as +, e.g.
-    ``diffaugment=color@0.3+translation`` or ``transition=[0+300]``) replace the preset's."""
+    (TrainConfig fields, ``g.FIELD`` or ``d.FIELD`` for the generator's or discriminator's spec,
+    ``padding`` for ``g.padding``; a comma written as +, e.g. ``diffaugment=color@0.3+translation``,
+    ``transition=[0+300]`` or ``g.skip_excitation=true``) replace the preset's."""
     if "=" not in model.split(":", 1)[0]:
         return model, {}
     _, spec = model.split("=", 1)
@@ -115,14 +116,22 @@ def variant(model: str) -> tuple[str, dict[str, Any]]:
     changes: dict[str, Any] = {}
     for setting in settings:
         key, _, text = setting.partition("=")
-        if key not in TrainConfig.__dataclass_fields__ and key != "padding":
-            raise ValueError(f"{model}: {key!r} is not a training setting")
+        key = "g.padding" if key == "padding" else key
+        network, _, field = key.rpartition(".")
+        spec_fields = {"g": GeneratorSpec.__dataclass_fields__, "d": DiscriminatorSpec.__dataclass_fields__}
+        if field not in spec_fields.get(network, TrainConfig.__dataclass_fields__):
+            raise ValueError(f"{model}: {key!r} is not a training or network setting")
         text = text.replace("+", ",")  # a comma would end the --models entry
         try:
             changes[key] = json.loads(text)
         except ValueError:
             changes[key] = text
     return name, changes
+
+
+def spec_changes(changes: dict[str, Any], network: str) -> dict[str, Any]:
+    """``{"g.padding": "reflect", "d.x": 1}`` -> ``{"padding": "reflect"}`` for network ``g``."""
+    return {key.split(".", 1)[1]: value for key, value in changes.items() if key.startswith(network + ".")}
 
 
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
@@ -150,6 +159,12 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
         help="train each model for the iterations it reached in this earlier result instead of for "
         "--minutes (a run that shares the machine then still trains as far as a quiet one)",
     )
+    add(
+        "--reuse",
+        action="store_true",
+        help="with --iterations-from: a model whose run in --work already reached its iterations is "
+        "measured again, not trained again (after an evaluation failed)",
+    )
     add("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     add("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
     add("--data", type=Path, default=PBC4 / "train", help="training images (default: pbc4 train)")
@@ -173,15 +188,19 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     for folder in (args.data, args.real):
         if not folder.is_dir():
             raise SystemExit(f"bench-quality needs the images at {folder}; that folder does not exist.")
-    args.iterations = iterations_reached(args.iterations_from, args.models) if args.iterations_from else {}
+    args.iterations = iterations_reached(args.iterations_from, args.variants) if args.iterations_from else {}
     return args
 
 
-def iterations_reached(path: Path, models: list[str]) -> dict[str, int]:
-    """Each model's last iteration in an earlier result of this benchmark."""
+def iterations_reached(path: Path, variants: dict[str, tuple[str, dict[str, Any]]]) -> dict[str, int]:
+    """Each model's last iteration in an earlier result of this benchmark; an ablation absent
+    there trains as far as its preset did (the same iterations, whatever each one costs)."""
     try:
         runs = json.loads(path.read_text())["runs"]
-        return {model: int(runs[model][-1]["iteration"]) for model in models}
+        return {
+            model: int(runs[model if model in runs else preset_name][-1]["iteration"])
+            for model, (preset_name, _) in variants.items()
+        }
     except (OSError, ValueError, KeyError, IndexError, TypeError) as error:
         raise SystemExit(f"--iterations-from {path}: no last iteration for every model ({error}).") from None
 
@@ -196,22 +215,27 @@ def load_sets(args: argparse.Namespace) -> Sets:
 def train_segment(model: str, segment: int, args: argparse.Namespace) -> tuple[Path, int, float, float]:
     """Train (or resume) one segment; (checkpoint, iteration, training seconds, images/s)."""
     out = args.work / model / "run"
-    if segment == 0 and out.parent.exists():
-        shutil.rmtree(out.parent)  # the model's run and reports from an earlier benchmark
     budget = args.minutes / args.eval_points
     if model in args.iterations:  # an iteration budget: this segment's share of the earlier run's
         until, budget = round(args.iterations[model] * (segment + 1) / args.eval_points), None
     else:
         until = NEVER
+    trained = out / f"checkpoint-{until:07d}.pt"
+    if args.reuse and trained.is_file():  # an earlier benchmark trained this far; measure it again
+        row = read_history(out / HISTORY_CSV)[-1]
+        return trained, until, row["seconds"], row["images_per_second"]
+    if segment == 0 and out.parent.exists():
+        shutil.rmtree(out.parent)  # the model's run and reports from an earlier benchmark
     architecture = None
     if segment == 0:
         preset_name, changes = args.variants[model]
         changes = dict(changes)
-        if "padding" in changes:  # a generator setting, not a training one
+        networks = {key: changes.pop(key) for key in list(changes) if "." in key}
+        if networks:  # the networks' settings, not training ones
             generator_spec, discriminator_spec = preset(preset_name, len(sets_classes(args.data)))
             architecture = (
-                dataclasses.replace(generator_spec, padding=changes.pop("padding")),
-                discriminator_spec,
+                dataclasses.replace(generator_spec, **spec_changes(networks, "g")),
+                dataclasses.replace(discriminator_spec, **spec_changes(networks, "d")),
             )
         config = TrainConfig(
             str(args.data), str(out), preset_name, until, checkpoint_every=NEVER, max_minutes=budget,

@@ -28,7 +28,10 @@ METRICS = (
 
 
 def last_figures(path: Path) -> tuple[dict[str, dict], list[str]]:
-    record = json.loads(path.read_text())
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"{path}: not a readable bench.quality result ({error}).") from None
     finals = {}
     for model, points in record["runs"].items():
         point = points[-1]
@@ -50,9 +53,9 @@ def cell(values: list[float]) -> str:
 
 
 def main(argv: list[str]) -> None:
+    if not argv or argv[0] in ("-h", "--help"):
+        raise SystemExit(__doc__ if argv else "give the JSON files of one bench.quality run per seed.")
     paths = [Path(arg) for arg in argv]
-    if not paths:
-        raise SystemExit("give the JSON files of one bench.quality run per seed.")
     seeds = [last_figures(path) for path in paths]
     models, classes = list(seeds[0][0]), seeds[0][1]
     floors = seeds[0][0][models[0]]
@@ -71,6 +74,8 @@ def main(argv: list[str]) -> None:
     for row, key in zip(rows, keys, strict=True):
         floor = row[2] if len(row) > 2 else None
         values = [cell([seed[0][model].get(key) for seed in seeds]) for model in models]
+        if set(values) == {"-"}:  # a figure the runs do not give per class (curated ones)
+            continue
         lines.append([row[0], row[1], *values, "-" if floor is None else f"{floor:.3g}"])
     table = "\n".join("| " + " | ".join(line) + " |" for line in lines)
     header = f"Mean ± std over {len(seeds)} seeds ({', '.join(p.parent.name for p in paths)})."

@@ -92,6 +92,9 @@ class GeneratorSpec:
     # How the 3x3 convolutions pad: zeros tell every layer where the border is, and a generator
     # learns to draw it (a faint frame a few pixels inside every tile); reflect does not.
     padding: Literal["zeros", "reflect"] = "zeros"
+    # FastGAN's skip-layer excitation (Liu et al., ICLR 2021): the 4x4 and 8x8 maps gate the
+    # channels of the maps eight times larger (32x32 and 64x64 for 64x64 images).
+    skip_excitation: bool = False
     kind: Literal["generator"] = "generator"
 
     @property
@@ -125,6 +128,9 @@ class DiscriminatorSpec:
     # An auxiliary class head beside the projection score (AC-GAN, Odena et al. 2017): its
     # logits follow the score in D's output, (N, 1 + classes), for gen.losses' --classifier-weight.
     classifier_head: bool = False
+    # FastGAN's self-supervised decoder (Liu et al., ICLR 2021): D's 8x8 map decoded to a 32x32
+    # image, which follows the score (and logits) in D's output for --reconstruction-weight.
+    reconstruction_head: bool = False
     kind: Literal["discriminator"] = "discriminator"
 
     def encoding(self) -> str:
@@ -158,8 +164,10 @@ def _check_bounds(spec: GeneratorSpec | DiscriminatorSpec) -> None:
         if typing.get_origin(hint) is Literal and value not in typing.get_args(hint):
             choices = ", ".join(map(str, typing.get_args(hint)))
             raise GenError(f"the {spec.kind}'s {field.name} must be one of {choices}, not {value!r}.")
-    if not isinstance(spec.spectral_norm, bool):
-        raise GenError(f"the {spec.kind}'s spectral_norm must be true or false, not {spec.spectral_norm!r}.")
+    for name in ("spectral_norm", "skip_excitation", "classifier_head", "reconstruction_head"):
+        value = getattr(spec, name, False)
+        if not isinstance(value, bool):
+            raise GenError(f"the {spec.kind}'s {name} must be true or false, not {value!r}.")
     if not _whole(spec.num_classes) or not 2 <= spec.num_classes <= MAX_CLASSES:
         raise GenError(f"the {spec.kind} needs 2 to {MAX_CLASSES} classes, not {spec.num_classes!r}.")
     if not 2 <= len(spec.channels) <= MAX_BLOCKS or not all(

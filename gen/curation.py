@@ -51,7 +51,7 @@ from gen.checkpoint import file_sha256
 from gen.errors import GenError
 from gen.image_folder import load_image_folder
 from gen.metrics import domain, near_copies
-from gen.networks import Discriminator, Generator
+from gen.networks import Discriminator, Generator, split_discriminator_output
 from gen.runtime import cache_dir
 
 # gen.sample.generate, handed in (sample imports this module): (generator, seed, label, indices,
@@ -283,9 +283,11 @@ class Curator:
         )
         inputs = domain.to_model_input(pixels, self.device)
         labels = torch.full((len(pixels),), label, device=self.device)
-        output = self.discriminator(inputs, labels)
-        if self.discriminator.spec.head == "autoencoder":
+        spec, output = self.discriminator.spec, self.discriminator(inputs, labels)
+        if spec.head == "autoencoder":
             output = -(inputs - output).abs().flatten(1).mean(1)
+        else:  # the score alone, not a class head's logits or a reconstruction after it
+            output, _, _ = split_discriminator_output(output, spec.reconstruction_head)
         realism = output.double().cpu().tolist()
         distances, _ = near_copies.nearest(near_copies.pixels(pixels), self.training_pixels[label])
         return [

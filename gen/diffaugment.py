@@ -101,9 +101,18 @@ def parse_policy(policy: str) -> list[tuple[str, float]]:
     return parsed
 
 
-def diff_augment(x: torch.Tensor, policy: str, generator: torch.Generator) -> torch.Tensor:
-    """Apply the comma-separated ``policy`` (e.g. ``"color@0.3,translation"``); ``""`` is identity."""
+def diff_augment(
+    x: torch.Tensor, policy: str, generator: torch.Generator, strength: float = 1.0
+) -> torch.Tensor:
+    """Apply the comma-separated ``policy`` (e.g. ``"color@0.3,translation"``); ``""`` is identity.
+
+    ``strength`` scales every augmentation's probability (ADA's p, see gen.losses.AdaptiveAugment):
+    ``color@0.3`` at strength 0.5 shifts the colour of 15% of the images.
+    """
     for name, chance in parse_policy(policy):
+        chance *= strength
+        if chance == 0:
+            continue
         if chance < 1:
             chosen = torch.rand(x.size(0), 1, 1, 1, generator=generator, device=x.device) < chance
         for augmentation in POLICIES[name]:

@@ -18,6 +18,10 @@ depends on that image alone and the G phase scores fakes only.
 - BoundarySeekingLoss: BCE for D, G pulls D(G(z)) to the decision boundary (BGAN, Hjelm et
   al. 2017);
 - BEGANLoss: an autoencoder D, L1 reconstruction, the k_t balance (Berthelot et al. 2017).
+
+Three regularisers any of them can take: LeCam (``lecam``), an auxiliary class head
+(``classifier_weight``), FastGAN's reconstruction of real images by D (``reconstruction_weight``),
+and ADA's adaptive augmentation probability (``ada_target``, AdaptiveAugment).
 """
 
 from __future__ import annotations
@@ -26,10 +30,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
 from gen.diffaugment import diff_augment
+from gen.networks import RECONSTRUCTION_SIZE, split_discriminator_output
 
 
 @dataclass
@@ -40,6 +46,53 @@ class Phase:
     loss: torch.Tensor
     real_scores: torch.Tensor | None
     fake_scores: torch.Tensor
+
+
+@dataclass
+class AdaptiveAugment:
+    """ADA's augmentation probability p (Karras et al., NeurIPS 2020, section 3).
+
+    D overfits when it grows sure of every real image; r_t = E[sign(D(real))] measures that
+    (0: no better than chance, 1: every real image scored real). Every ``interval`` D steps,
+    p moves by sign(r_t - target) * N / ``ramp_images``, N the real images seen since the last
+    move, clipped to [0, 1]; p scales every augmentation's probability (gen.diffaugment's
+    ``strength``). So p rises while D overfits and falls while it does not, instead of a fixed
+    probability that hides colour from D all the time. ADA lets p cross 0..1 in 500k images;
+    ``ramp_images`` defaults to 100k because a 20-minute CPU run sees about that many.
+    """
+
+    target: float
+    ramp_images: int = 100_000
+    interval: int = 4
+    p: float = 0.0
+    signs: float = 0.0  # sum of sign(D(real)) since the last move
+    images: int = 0  # real images since the last move
+    steps: int = 0  # D steps since the last move
+    last_r: float = 0.0  # the r_t of the last move, for the history
+
+    def observe(self, real_scores: torch.Tensor) -> None:
+        """Count one D step's real scores, and move p when ``interval`` steps are counted."""
+        self.signs += float(torch.sign(real_scores.detach()).sum())
+        self.images += real_scores.numel()
+        self.steps += 1
+        if self.steps < self.interval:
+            return
+        signs, images = self.signs, self.images
+        if dist.is_available() and dist.is_initialized():  # one p for every process
+            totals = torch.tensor([signs, float(images)], device=real_scores.device)
+            dist.all_reduce(totals)
+            signs, images = float(totals[0]), int(totals[1])
+        self.last_r = signs / images
+        step = images / self.ramp_images
+        self.p = min(max(self.p + (step if self.last_r > self.target else -step), 0.0), 1.0)
+        self.signs, self.images, self.steps = 0.0, 0, 0
+
+    def state_dict(self) -> dict[str, float]:
+        return {name: getattr(self, name) for name in ("p", "signs", "images", "steps", "last_r")}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.p, self.signs, self.last_r = float(state["p"]), float(state["signs"]), float(state["last_r"])
+        self.images, self.steps = int(state["images"]), int(state["steps"])
 
 
 def holds_batch_norm(network: nn.Module) -> bool:
@@ -62,6 +115,9 @@ class GANLoss:
         lecam: float = 0.0,
         lecam_decay: float = 0.99,
         classifier_weight: float = 0.0,
+        reconstruction_weight: float = 0.0,
+        ada_target: float = 0.0,
+        ada_ramp_images: int = 100_000,
     ):
         self.generator = generator
         self.discriminator = discriminator
@@ -76,16 +132,28 @@ class GANLoss:
         self.anchors: dict[str, float] = {}  # LeCam's moving averages of D(real) and D(fake)
         self.classifier_weight = classifier_weight
         self.logits: torch.Tensor | None = None  # the class head's logits of the last scoring
+        self.reconstruction_weight = reconstruction_weight
+        # D's reconstruction of the last scoring and what it reconstructed (the augmented images)
+        self.reconstruction: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.ada = AdaptiveAugment(ada_target, ada_ramp_images) if ada_target else None
 
     # -- scoring -------------------------------------------------------------------------------
 
+    def augment(self, images: torch.Tensor) -> torch.Tensor:
+        """What D sees: DiffAugment's policy, at ADA's strength when p adapts."""
+        return diff_augment(images, self.policy, self.rng, self.ada.p if self.ada else 1.0)
+
     def score(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """D's output for augmented images: one score per image (or a reconstruction, BEGAN).
-        A D with a class head returns its logits after the score; they are kept in ``logits``."""
-        out = self.discriminator(diff_augment(images, self.policy, self.rng), labels)
-        if out.dim() == 2 and self.classifier_weight:
-            self.logits = out[:, 1:].float()
-        return out[:, 0] if out.dim() == 2 else out
+        """D's score for each augmented image. A D with a class head or a reconstruction head
+        returns more after the score; they are kept in ``logits`` and ``reconstruction``."""
+        augmented = self.augment(images)
+        out = self.discriminator(augmented, labels)
+        score, logits, reconstruction = split_discriminator_output(out, self.reconstruction_weight > 0)
+        if logits is not None and self.classifier_weight:
+            self.logits = logits.float()
+        if reconstruction is not None:
+            self.reconstruction = (reconstruction, augmented)
+        return score
 
     def _score_pair(
         self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor, fake_labels: torch.Tensor
@@ -102,7 +170,9 @@ class GANLoss:
         with torch.no_grad():
             fake = self.generator(noise, labels)
         real_scores, fake_scores = self._score_pair(real, fake, labels, labels)
-        logits = self.logits  # before the penalty scores again
+        logits, reconstruction = self.logits, self.reconstruction  # before the penalty scores again
+        if self.ada is not None:
+            self.ada.observe(real_scores)
         loss = self.d_objective(real_scores, fake_scores)
         penalty = self.d_penalty(real, fake, labels)
         if penalty is not None:
@@ -111,6 +181,8 @@ class GANLoss:
             loss = loss + self.lecam * self.lecam_term(real_scores, fake_scores)
         if self.classifier_weight:  # D's class head learns from real images only
             loss = loss + self.classifier_weight * F.cross_entropy(logits[: real.size(0)], labels)
+        if self.reconstruction_weight:
+            loss = loss + self.reconstruction_weight * reconstruction_loss(*reconstruction, real.size(0))
         return Phase(loss, real_scores.detach(), fake_scores.detach())
 
     def lecam_term(self, real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
@@ -159,14 +231,28 @@ class GANLoss:
     # -- state that must survive a resume ------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        return {"lecam_anchors": dict(self.anchors)} if self.anchors else {}
+        state: dict[str, Any] = {"lecam_anchors": dict(self.anchors)} if self.anchors else {}
+        if self.ada is not None:
+            state["ada"] = self.ada.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.anchors = {name: float(value) for name, value in state.get("lecam_anchors", {}).items()}
+        if self.ada is not None and "ada" in state:
+            self.ada.load_state_dict(state["ada"])
 
     def summary(self) -> dict[str, float]:
-        """Extra figures for the history (BEGAN's k_t and convergence measure)."""
-        return {}
+        """Extra figures for the history (ADA's p and r_t; BEGAN's k_t and convergence measure)."""
+        return {"ada_p": self.ada.p, "ada_r": self.ada.last_r} if self.ada is not None else {}
+
+
+def reconstruction_loss(
+    reconstruction: torch.Tensor, augmented: torch.Tensor, real_count: int
+) -> torch.Tensor:
+    """L1 between D's reconstructions of the first ``real_count`` (real) images and those images
+    as D saw them, area-downsampled to the reconstruction's size (FastGAN scores real images only)."""
+    target = F.interpolate(augmented[:real_count].float(), size=RECONSTRUCTION_SIZE, mode="area")
+    return F.l1_loss(reconstruction[:real_count].float(), target)
 
 
 class HingeLoss(GANLoss):
@@ -254,7 +340,7 @@ class BEGANLoss(GANLoss):
         self.convergence = 0.0
 
     def score(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        augmented = diff_augment(images, self.policy, self.rng)
+        augmented = self.augment(images)
         reconstruction = self.discriminator(augmented, labels)
         return (augmented - reconstruction.to(augmented.dtype)).abs().flatten(1).mean(1)
 
@@ -279,7 +365,7 @@ class BEGANLoss(GANLoss):
         self.k = float(state.get("k", 0.0))
 
     def summary(self) -> dict[str, float]:
-        return {"began_k": self.k, "began_convergence": self.convergence}
+        return {**super().summary(), "began_k": self.k, "began_convergence": self.convergence}
 
 
 LOSSES: dict[str, type[GANLoss]] = {

@@ -268,6 +268,29 @@ class UpsampleBlock(nn.Module):
         return self.act(self.norm(self.conv(x), labels))
 
 
+class SkipLayerExcitation(nn.Module):
+    """FastGAN's skip-layer excitation (Liu et al., ICLR 2021): a small feature map gates the
+    channels of one eight times larger. Pool to 4x4, conv 4x4 to one value per channel, LeakyReLU
+    0.1 (FastGAN's Swish does the same job), conv 1x1, sigmoid; the large map is multiplied by it.
+    It gives the fine layers a second, short path from the coarse ones (a global style signal)."""
+
+    def __init__(self, in_channels: int, out_channels: int, spectral: bool):
+        super().__init__()
+        self.gate = nn.Sequential(
+            nn.AdaptiveAvgPool2d(4),
+            normalised(nn.Conv2d(in_channels, out_channels, 4), spectral),
+            nn.LeakyReLU(0.1),
+            normalised(nn.Conv2d(out_channels, out_channels, 1), spectral),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, small: torch.Tensor, large: torch.Tensor) -> torch.Tensor:
+        return large * self.gate(small)
+
+
+EXCITATION_SPAN = 3  # a map at resolution r gates the one at 8r (three upsamplings later)
+
+
 class Generator(nn.Module):
     def __init__(self, spec: GeneratorSpec):
         super().__init__()
@@ -284,6 +307,14 @@ class Generator(nn.Module):
             )
             for c_in, c_out in zip(widths[:-1], widths[1:], strict=True)
         )
+        # Keyed by the resolution index it gates (0 is the stem's 4x4, i the i-th upsampling's).
+        self.excitations = nn.ModuleDict(
+            {
+                str(large): SkipLayerExcitation(widths[large - EXCITATION_SPAN], widths[large], spectral)
+                for large in range(EXCITATION_SPAN, len(widths))
+                if spec.skip_excitation
+            }
+        )
         self.to_image = nn.Sequential(
             sn_conv(widths[-1], widths[-1], 3, spectral=spectral, padding_mode=spec.padding),
             activation(spec.activation),
@@ -293,10 +324,14 @@ class Generator(nn.Module):
 
     def forward(self, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         x = self.stem_activation(self.stem(noise[:, :, None, None]))
-        for index, upsample in enumerate(self.upsamples):
+        maps = [x]
+        for index, upsample in enumerate(self.upsamples, start=1):
             if self.stages:
-                x = self.stages[index](x, labels)
+                x = self.stages[index - 1](x, labels)
             x = upsample(x, labels)
+            if str(index) in self.excitations:
+                x = self.excitations[str(index)](maps[index - EXCITATION_SPAN], x)
+            maps.append(x)
         return self.to_image(x)
 
 
@@ -354,29 +389,85 @@ class Discriminator(nn.Module):
             self.projection = normalised(nn.Embedding(spec.num_classes, widths[-1]), spectral)
             if spec.classifier_head:
                 self.classifier = normalised(nn.Linear(widths[-1], spec.num_classes), spectral)
+            if spec.reconstruction_head:
+                self.reconstructor = ReconstructionDecoder(spec)
 
-    def encode(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def feature_maps(self, images: torch.Tensor, labels: torch.Tensor) -> list[torch.Tensor]:
+        """The stem's map and every downsampling's, finest first."""
         x = self.stem(images)
+        maps = [x]
         for index, downsample in enumerate(self.downsamples):
             if self.stages:
                 x = self.stages[index](x, labels)
             x = downsample(x)
-        return x
+            maps.append(x)
+        return maps
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        x = self.encode(images, labels)
+        maps = self.feature_maps(images, labels)
         if self.spec.head == "autoencoder":
-            return self.decoder(x, labels)
-        pooled = x.sum(dim=(2, 3))
+            return self.decoder(maps[-1], labels)
+        pooled = maps[-1].sum(dim=(2, 3))
         # Projection discriminator (Miyato & Koyama 2018): an unconditional score plus the
         # inner product of the features with the class embedding.
         projection = (self.projection(labels) * pooled).sum(1)
         if self.conditioning != 1:
             projection = self.conditioning * projection
         score = self.linear(pooled).squeeze(1) + projection
-        if self.spec.classifier_head:  # one tensor out, so that DistributedDataParallel sees it all
-            return torch.cat([score[:, None], self.classifier(pooled)], dim=1)
-        return score
+        # One tensor out, so that DistributedDataParallel sees it all: the score, then the class
+        # head's logits, then the flattened reconstruction (see split_discriminator_output).
+        heads = [score[:, None]]
+        if self.spec.classifier_head:
+            heads.append(self.classifier(pooled))
+        if self.spec.reconstruction_head:
+            heads.append(self.reconstructor(maps[self.reconstructor.source]).flatten(1))
+        return torch.cat(heads, dim=1) if len(heads) > 1 else score
+
+
+RECONSTRUCTION_SIZE = 32  # D's decoder draws the image at half size: cheap, and colour and layout show
+
+
+class ReconstructionDecoder(nn.Module):
+    """FastGAN's self-supervised decoder (Liu et al., ICLR 2021), its whole-image part: D's 8x8
+    feature map (or its coarsest, if coarser) back to a 32x32 image by nearest x2 + conv3x3 +
+    activation per doubling, then conv3x3 and tanh. Trained by an L1 loss on real images only, it
+    makes D keep what a real image looks like in its features rather than only what separates
+    it from this moment's fakes. FastGAN also decodes a random quarter crop, and scores with
+    LPIPS; both are left out (no pretrained network is available here, and one decoder is
+    cheaper on a CPU)."""
+
+    def __init__(self, spec: DiscriminatorSpec):
+        super().__init__()
+        sizes = [64 // 2**index for index in range(len(spec.channels))]
+        self.source = next((index for index, size in enumerate(sizes) if size <= 8), len(sizes) - 1)
+        channels, size, layers = spec.channels[self.source], sizes[self.source], []
+        while size < RECONSTRUCTION_SIZE:
+            out = max(channels // 2, 8)
+            layers += [
+                nn.Upsample(scale_factor=2, mode="nearest"),
+                sn_conv(channels, out, 3, spectral=spec.spectral_norm),
+                activation(spec.activation),
+            ]
+            channels, size = out, size * 2
+        layers += [sn_conv(channels, 3, 3, spectral=spec.spectral_norm), nn.Tanh()]
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.layers(features)
+
+
+def split_discriminator_output(
+    out: torch.Tensor, reconstruction: bool
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """D's output as (score, class logits or None, reconstruction or None)."""
+    if out.dim() == 1:
+        return out, None, None
+    image = None
+    if reconstruction:
+        size = 3 * RECONSTRUCTION_SIZE**2
+        image = out[:, -size:].reshape(-1, 3, RECONSTRUCTION_SIZE, RECONSTRUCTION_SIZE)
+        out = out[:, :-size]
+    return out[:, 0], (out[:, 1:] if out.size(1) > 1 else None), image
 
 
 class AutoencoderDecoder(nn.Module):

@@ -52,6 +52,8 @@ class Recipe:
     d_weight_decay: float = 0.0
     lecam: float = 0.0
     classifier_weight: float = 0.0
+    reconstruction_weight: float = 0.0
+    ada_target: float = 0.0
     balanced_batches: bool = False
     transition: tuple[int, int] | None = None
     loss_options: dict[str, Any] = field(default_factory=dict)

@@ -484,10 +484,15 @@ def _network_specs(
             )
     else:
         generator_spec, discriminator_spec = preset(config.preset, len(data.class_names))
-    if state is None and config.classifier_weight:  # a resumed run's spec already says so
-        if discriminator_spec.head != "projection":
-            raise GenError("--classifier-weight needs a discriminator with a projection head (not BEGAN's).")
-        discriminator_spec = dataclasses.replace(discriminator_spec, classifier_head=True)
+    for weight, head in (
+        ("classifier_weight", "classifier_head"),
+        ("reconstruction_weight", "reconstruction_head"),
+    ):
+        if state is None and getattr(config, weight):  # a resumed run's spec already says so
+            if discriminator_spec.head != "projection":
+                option = "--" + weight.replace("_", "-")
+                raise GenError(f"{option} needs a discriminator with a projection head (not BEGAN's).")
+            discriminator_spec = dataclasses.replace(discriminator_spec, **{head: True})
     return generator_spec, discriminator_spec
 
 
@@ -585,6 +590,8 @@ def _build_networks(
         noise_rng,
         lecam=config.lecam or 0.0,
         classifier_weight=config.classifier_weight or 0.0,
+        reconstruction_weight=config.reconstruction_weight or 0.0,
+        ada_target=config.ada_target or 0.0,
         **(config.loss_options or {}),
     )
     if state is not None:

@@ -47,6 +47,8 @@ class TrainConfig:
     d_weight_decay: float | None = None
     lecam: float | None = None  # LeCam regularisation weight (gen.losses), 0: off
     classifier_weight: float | None = None  # D's auxiliary class head and its loss weight, 0: off
+    reconstruction_weight: float | None = None  # D's FastGAN decoder and its L1 loss weight, 0: off
+    ada_target: float | None = None  # ADA's target for E[sign(D(real))], 0: a fixed policy
     balanced_batches: bool | None = None  # every class equally likely in a batch
     transition: tuple[int, int] | None = None  # class conditioning ramps 0 -> 1 over these iterations
     loss_options: dict[str, float] | None = None
@@ -72,6 +74,8 @@ class TrainConfig:
         # Stored before these levers existed: off, whatever the preset's recipe says today.
         fields.setdefault("lecam", 0.0)
         fields.setdefault("classifier_weight", 0.0)
+        fields.setdefault("reconstruction_weight", 0.0)
+        fields.setdefault("ada_target", 0.0)
         fields.setdefault("balanced_batches", False)
         fields.setdefault("transition", (0, 0))  # no ramp: full conditioning from the start
         for name in ("betas", "transition"):
@@ -106,12 +110,16 @@ class TrainConfig:
         check_seed(self.seed)
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise GenError("--minutes must be more than 0.")
-        for name in ("g_lr", "d_lr", "d_weight_decay", "lecam", "classifier_weight"):
+        for name in ("g_lr", "d_lr", "d_weight_decay", "lecam", "classifier_weight", "reconstruction_weight"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value >= 0):
                 raise GenError(f"--{name.replace('_', '-')} must be a finite number of at least 0.")
         if self.transition is not None and not 0 <= self.transition[0] <= self.transition[1]:
             raise GenError("--transition START END needs 0 <= START <= END.")
+        if self.ada_target is not None and not 0 <= self.ada_target < 1:
+            raise GenError("--ada-target must be at least 0 (off) and below 1.")
+        if self.ada_target and self.loss == "began":
+            raise GenError("--ada-target needs a discriminator that scores realness (not BEGAN's).")
         if self.ema_decay is not None and not 0 <= self.ema_decay <= 1:
             raise GenError("--ema-decay must be between 0 and 1.")
         if self.diffaugment is not None:

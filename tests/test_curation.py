@@ -306,3 +306,29 @@ def test_the_report_puts_curated_beside_uncurated_and_never_grades_with_the_cura
     assert "| two_sample_auc | overall |" in markdown.split("## Curated against uncurated")[1]
     reporting = file_sha256(Path(figures[("domain_classifier_accuracy", None)].settings["classifier"]))
     assert figures[("curated_two_sample_auc", None)].settings["curating_classifier"]["sha256"] != reporting
+
+
+def test_realism_is_d_s_score_alone_when_d_has_more_heads(trained: Path) -> None:
+    """A discriminator trained with --classifier-weight or --reconstruction-weight returns logits
+    and a reconstruction after its score; realism is that score, one number per image."""
+    import dataclasses
+    import json
+
+    from gen.architecture import from_json, to_json
+    from gen.networks import build
+
+    state = load_checkpoint(trained)
+    spec = from_json(json.loads(state["discriminator_spec"]))
+    spec = dataclasses.replace(spec, classifier_head=True, reconstruction_head=True)
+    torch.manual_seed(0)
+    discriminator = build(spec).eval()
+    state["discriminator_spec"] = json.dumps(to_json(spec))
+    state["discriminator"] = discriminator.state_dict()
+    curator = Curator(state, FAST, torch.device("cpu"), progress=False)
+    generator = load_generator(load_for_sampling(state), torch.device("cpu"))
+    pixels = generate(generator, 0, 1, list(range(4)), torch.device("cpu"))
+    realism = [scores.realism for scores in curator.score(pixels, 1)]
+    inputs = pixels.float() / 127.5 - 1
+    with torch.no_grad():
+        expected = curator.discriminator(inputs, torch.ones(4, dtype=torch.long))[:, 0]
+    assert realism == pytest.approx(expected.tolist(), rel=1e-5, abs=1e-6)

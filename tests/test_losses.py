@@ -12,6 +12,7 @@ from torch.nn.utils import parametrize
 from gen.architecture import preset
 from gen.losses import (
     LOSSES,
+    AdaptiveAugment,
     BEGANLoss,
     BoundarySeekingLoss,
     HingeLoss,
@@ -263,3 +264,77 @@ def test_auxiliary_classifier_against_a_hand_computation() -> None:
     assert g == pytest.approx(
         -sum(FAKE.tolist()) / 3 + 0.5 * cross_entropy([[1, 0], [0, 0], [3, 0]]), rel=1e-5
     )
+
+
+def test_adaptive_augmentation_probability_against_a_hand_computation() -> None:
+    """ADA: every ``interval`` D steps, p += sign(r_t - target) * N / ramp, N the real images of
+    those steps and r_t their mean sign(D(real)), clipped to [0, 1]."""
+    ada = AdaptiveAugment(target=0.6, ramp_images=40, interval=2)
+    sure = torch.tensor([2.0, 0.5, 1.0, -1.0])  # r = (1 + 1 + 1 - 1) / 4 = 0.5 per step
+    ada.observe(sure)
+    assert ada.p == 0.0  # one step of two: p has not moved
+    ada.observe(torch.tensor([1.0, 1.0, 1.0, 1.0]))  # r_t over both steps = (2 + 4) / 8 = 0.75 > 0.6
+    assert ada.last_r == pytest.approx(0.75)
+    assert ada.p == pytest.approx(8 / 40)
+    for _ in range(2):  # r_t = 0.5 < 0.6: p falls by 8 / 40
+        ada.observe(sure)
+    assert ada.p == pytest.approx(0.0)
+    for _ in range(2):  # already at 0: clipped
+        ada.observe(sure)
+    assert ada.p == 0.0
+    for _ in range(20):  # ten moves up of 0.2 each: clipped at 1
+        ada.observe(torch.ones(4))
+    assert ada.p == 1.0
+    ada.observe(torch.ones(4))  # half an interval counted, then resumed: the count survives
+    restored = AdaptiveAugment(target=0.6, ramp_images=40, interval=2)
+    restored.load_state_dict(ada.state_dict())
+    restored.observe(-torch.ones(4))
+    assert restored.p == pytest.approx(1 - 8 / 40)  # r_t = 0 over the two steps
+
+
+def test_the_loss_adapts_p_from_d_s_real_scores_and_augments_at_it() -> None:
+    """Through the D phase: REAL's signs are (+, +, -), r_t = 1/3 < 0.6, so p stays at 0 and D
+    sees the images unaugmented; with every real score positive p rises by 3 / ramp per step."""
+    rng = torch.Generator().manual_seed(0)
+    options = {"ada_target": 0.6, "ada_ramp_images": 30}
+    loss = HingeLoss(FixedGenerator(images_scoring(FAKE)), ScoreIs(), "color", rng, **options)
+    labels, noise = torch.zeros(3, dtype=torch.long), torch.zeros(3, 8)
+    loss.ada.interval = 1
+    loss.d_phase(images_scoring(REAL), labels, noise)
+    assert loss.ada.p == 0.0
+    assert phases(HingeLoss) == phases(HingeLoss, ada_target=0.6)  # at p = 0 colour is not applied
+    loss.d_phase(images_scoring(REAL.abs() + 1), labels, noise)
+    assert loss.ada.p == pytest.approx(0.1)
+    assert loss.summary() == {"ada_p": pytest.approx(0.1), "ada_r": 1.0}
+    resumed = HingeLoss(FixedGenerator(images_scoring(FAKE)), ScoreIs(), "color", rng, **options)
+    resumed.load_state_dict(loss.state_dict())
+    assert resumed.ada.p == pytest.approx(0.1)
+    assert HingeLoss(FixedGenerator(FAKE), ScoreIs(), "", rng).summary() == {}  # off by default
+
+
+class ScoreAndReconstruction(nn.Module):
+    """Scores the first pixel, and "reconstructs" every image as a constant 0.25 at 32x32."""
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        reconstruction = torch.full((len(images), 3 * 32 * 32), 0.25)
+        return torch.cat([images[:, 0, 0, 0, None], reconstruction], dim=1)
+
+
+def test_reconstruction_loss_against_a_hand_computation() -> None:
+    """FastGAN's L1 on real images only: D's 32x32 reconstruction against the image D saw,
+    area-downsampled. Real images of 0.75 everywhere (but the score pixel) against a
+    reconstruction of 0.25: |0.75 - 0.25| = 0.5, less the score pixel's share of its 2x2 area."""
+    real = torch.full((3, 3, 64, 64), 0.75)
+    real[:, 0, 0, 0] = REAL
+    fake = torch.nn.functional.interpolate(images_scoring(FAKE), size=64)  # fakes do not count
+    labels, noise = torch.zeros(3, dtype=torch.long), torch.zeros(3, 8)
+    loss = HingeLoss(
+        FixedGenerator(fake), ScoreAndReconstruction(), "", torch.Generator(), reconstruction_weight=2.0
+    )
+    d = float(loss.d_phase(real, labels, noise).loss)
+    hinge = sum(max(0, 1 - r) for r in REAL.tolist()) / 3 + sum(max(0, 1 + f) for f in FAKE.tolist()) / 3
+    corner = [abs((v + 3 * 0.75) / 4 - 0.25) for v in REAL.tolist()]  # the 2x2 area with the score pixel
+    l1 = (sum(corner) + 3 * (3 * 32 * 32 - 1) * 0.5) / (3 * 3 * 32 * 32)
+    assert d == pytest.approx(hinge + 2.0 * l1, rel=1e-5)
+    g = loss.g_phase(real, labels, noise)  # G is not scored by the reconstruction
+    assert float(g.loss.detach()) == pytest.approx(-sum(FAKE.tolist()) / 3, rel=1e-5)

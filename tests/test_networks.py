@@ -322,3 +322,52 @@ def test_a_discriminator_with_a_class_head_returns_score_and_logits() -> None:
     out = discriminator(torch.rand(3, 3, 64, 64) * 2 - 1, torch.tensor([0, 1, 3]))
     assert out.shape == (3, 5)
     assert build(spec)(torch.rand(3, 3, 64, 64), torch.tensor([0, 1, 3])).shape == (3,)
+
+
+def test_diffaugment_strength_scales_every_probability() -> None:
+    """ADA's p: color@0.6 at strength 0.5 changes 30% of the images; strength 0 is the identity."""
+    images = torch.rand(2000, 3, 8, 8, generator=torch.Generator().manual_seed(4)) * 2 - 1
+    out = diff_augment(images, "color@0.6", torch.Generator().manual_seed(0), strength=0.5)
+    changed = (out != images).flatten(1).any(dim=1).float().mean()
+    assert 0.27 < float(changed) < 0.33  # 0.3 +- 4.6 standard deviations of a binomial share
+    assert torch.equal(diff_augment(images, "color,translation", torch.Generator(), strength=0.0), images)
+
+
+def test_skip_layer_excitation_gates_the_large_maps_by_the_small_ones() -> None:
+    """With skip_excitation the 4x4 map gates the 32x32 one and the 8x8 map the 64x64 one (the
+    cpu preset's widths), each by a sigmoid per channel; without it there is no gate."""
+    import dataclasses
+
+    from gen.networks import SkipLayerExcitation
+
+    spec, _ = preset("cpu", 4)
+    generator = build(dataclasses.replace(spec, skip_excitation=True))
+    assert sorted(generator.excitations) == ["3", "4"]
+    assert [generator.excitations[k].gate[1].in_channels for k in ("3", "4")] == [256, 128]
+    assert len(build(spec).excitations) == 0
+    assert generator(torch.randn(2, spec.noise_dim), torch.tensor([0, 3])).shape == (2, 3, 64, 64)
+    gate = SkipLayerExcitation(4, 2, spectral=False)
+    large = torch.ones(1, 2, 16, 16)
+    out = gate(torch.randn(1, 4, 4, 4), large)
+    per_channel = out[0, :, 0, 0]
+    assert torch.equal(out, per_channel[None, :, None, None].expand_as(out))  # one factor per channel
+    assert ((per_channel > 0) & (per_channel < 1)).all()
+
+
+def test_a_discriminator_with_a_reconstruction_head_returns_score_logits_and_image() -> None:
+    import dataclasses
+
+    from gen.architecture import preset
+    from gen.networks import split_discriminator_output
+
+    _, spec = preset("reference", 4)
+    discriminator = build(dataclasses.replace(spec, classifier_head=True, reconstruction_head=True))
+    images = torch.rand(3, 3, 64, 64) * 2 - 1
+    out = discriminator(images, torch.tensor([0, 1, 3]))
+    assert out.shape == (3, 1 + 4 + 3 * 32 * 32)
+    score, logits, image = split_discriminator_output(out, reconstruction=True)
+    assert score.shape == (3,) and logits.shape == (3, 4) and image.shape == (3, 3, 32, 32)
+    assert image.abs().max() <= 1  # tanh
+    alone = build(dataclasses.replace(spec, reconstruction_head=True))(images, torch.tensor([0, 1, 3]))
+    score, logits, image = split_discriminator_output(alone, reconstruction=True)
+    assert logits is None and image.shape == (3, 3, 32, 32)

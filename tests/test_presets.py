@@ -17,6 +17,7 @@ from db.models import Checkpoint, Image, TrainingParameters
 from db.session import make_engine
 from gen.architecture import BASELINES, PRESETS
 from gen.cli import cli
+from gen.errors import GenError
 from gen.history import COLUMNS
 from gen.presets import RECIPES
 from gen.train_config import TrainConfig
@@ -109,7 +110,7 @@ def test_every_quality_lever_trains_and_resumes(demo_data: Path, tmp_path: Path)
         "train", "--data", str(demo_data), "--out", str(out), "--preset", "tiny", "--iters", "2",
         "--batch-size", "4", "--lecam", "0.3", "--classifier-weight", "0.5", "--transition", "0", "2",
         "--balanced-batches", "--diffaugment", "color@0.5,translation", "--checkpoint-every", "1",
-        "--device", "cpu", "--quiet", "--db", db,
+        "--reconstruction-weight", "1", "--ada-target", "0.6", "--device", "cpu", "--quiet", "--db", db,
     )  # fmt: skip
     run_gen("train", "--out", str(out), "--iters", "3", "--resume", "--quiet", "--db", db)
     state = torch.load(out / "checkpoint-0000003.pt", weights_only=True)
@@ -120,8 +121,11 @@ def test_every_quality_lever_trains_and_resumes(demo_data: Path, tmp_path: Path)
         (0, 2),
         True,
     )
-    assert json.loads(state["discriminator_spec"])["classifier_head"] is True
+    assert (config.reconstruction_weight, config.ada_target) == (1.0, 0.6)
+    spec = json.loads(state["discriminator_spec"])
+    assert spec["classifier_head"] is True and spec["reconstruction_head"] is True
     assert "lecam_anchors" in state["loss"]
+    assert state["loss"]["ada"]["images"] > 0  # ADA's count since its last move survives a resume
 
 
 def test_without_a_preset_gen_train_takes_the_best_for_the_device(
@@ -200,3 +204,11 @@ def test_skipped_training_files_are_each_named_with_why(tmp_path: Path) -> None:
     log = tmp_path / "run" / "skipped-images.txt"
     assert f"all listed in {log}" in result.output
     assert len(log.read_text().splitlines()) == 12
+
+
+def test_ada_needs_a_discriminator_that_scores_realness() -> None:
+    with pytest.raises(GenError, match="--ada-target needs"):
+        TrainConfig(data="d", out="o", loss="began", ada_target=0.6).validate()
+    with pytest.raises(GenError, match="--ada-target must be"):
+        TrainConfig(data="d", out="o", ada_target=1.0).validate()
+    TrainConfig(data="d", out="o", ada_target=0.6).validate()  # hinge takes it

@@ -170,6 +170,8 @@ RETRAIN_SETTINGS = (
     "d_weight_decay",
     "lecam",
     "classifier_weight",
+    "reconstruction_weight",
+    "ada_target",
     "balanced_batches",
     "transition",
     "ema_decay",

@@ -93,6 +93,18 @@ def report_skipped_files(skipped: Sequence[str], run_dir: Path) -> None:
     "0: off [default: the preset's].",
 )
 @click.option(
+    "--reconstruction-weight",
+    type=click.FloatRange(0),
+    help="Weight of FastGAN's L1 loss on D decoding real images from its 8x8 features, 0: off "
+    "[default: the preset's].",
+)
+@click.option(
+    "--ada-target",
+    type=click.FloatRange(0, 1, max_open=True),
+    help="Adapt the augmentation probability (ADA) so that E[sign(D(real))] stays at this target "
+    "(ADA: 0.6), 0: the policy's fixed probabilities [default: the preset's].",
+)
+@click.option(
     "--transition",
     type=(click.IntRange(0), click.IntRange(1)),
     default=None,
