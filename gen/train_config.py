@@ -118,7 +118,7 @@ class TrainConfig:
             raise GenError("--transition START END needs 0 <= START <= END.")
         if self.ada_target is not None and not 0 <= self.ada_target < 1:
             raise GenError("--ada-target must be at least 0 (off) and below 1.")
-        if self.ada_target and self.loss == "began":
+        if self.ada_target and (self.loss or RECIPES[self.preset].loss) == "began":  # the preset's too
             raise GenError("--ada-target needs a discriminator that scores realness (not BEGAN's).")
         if self.ema_decay is not None and not 0 <= self.ema_decay <= 1:
             raise GenError("--ema-decay must be between 0 and 1.")

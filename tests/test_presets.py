@@ -209,6 +209,8 @@ def test_skipped_training_files_are_each_named_with_why(tmp_path: Path) -> None:
 def test_ada_needs_a_discriminator_that_scores_realness() -> None:
     with pytest.raises(GenError, match="--ada-target needs"):
         TrainConfig(data="d", out="o", loss="began", ada_target=0.6).validate()
+    with pytest.raises(GenError, match="--ada-target needs"):  # BEGAN as the preset's objective
+        TrainConfig(data="d", out="o", preset="began", ada_target=0.6).validate()
     with pytest.raises(GenError, match="--ada-target must be"):
         TrainConfig(data="d", out="o", ada_target=1.0).validate()
     TrainConfig(data="d", out="o", ada_target=0.6).validate()  # hinge takes it
