@@ -160,9 +160,19 @@ def test_specs_stored_before_the_new_fields_read_as_before() -> None:
     """JSON written before spectral_norm, norm and head existed builds the same networks."""
     for spec in preset("tiny", 4):
         stored = to_json(spec)
-        for name in ("spectral_norm", "norm", "head"):
+        for name in ("spectral_norm", "norm", "head", "output"):
             stored.pop(name, None)
         assert from_json(stored) == spec
+
+
+def test_the_generator_output_is_part_of_the_spec() -> None:
+    generator_spec, _ = preset("cpu", 4)
+    linear = dataclasses.replace(generator_spec, output="linear")
+    assert from_json(to_json(linear)) == linear
+    stored = to_json(generator_spec)
+    stored["output"] = "sigmoid"
+    with pytest.raises(GenError, match="output must be one of tanh, linear, not 'sigmoid'"):
+        from_json(stored)
 
 
 @pytest.mark.parametrize("code", ["272-42-6", "262-82-6"])

@@ -371,3 +371,28 @@ def test_a_discriminator_with_a_reconstruction_head_returns_score_logits_and_ima
     alone = build(dataclasses.replace(spec, reconstruction_head=True))(images, torch.tensor([0, 1, 3]))
     score, logits, image = split_discriminator_output(alone, reconstruction=True)
     assert logits is None and image.shape == (3, 3, 32, 32)
+
+
+def test_a_linear_output_is_the_tanh_output_before_its_tanh_and_samples_reach_255() -> None:
+    """``output="linear"`` drops the last tanh and nothing else: with the same weights, the tanh
+    generator's images are tanh of the linear one's. Sampling clamps, so a linear generator puts
+    pixels at 255 exactly (the clipped background of a bright-field smear), which tanh reaches
+    only as its input grows without bound."""
+    import dataclasses
+
+    from gen.images import to_uint8
+
+    spec, _ = preset("cpu", NUM_CLASSES)
+    assert spec.output == "tanh"  # the default, so older checkpoints' specs load unchanged
+    torch.manual_seed(0)
+    tanh_generator = build(spec).eval()
+    linear_generator = build(dataclasses.replace(spec, output="linear")).eval()
+    linear_generator.load_state_dict(tanh_generator.state_dict())  # no tanh parameters to differ
+    noise, labels = torch.randn(3, spec.noise_dim), torch.tensor([0, 1, 3])
+    with torch.no_grad():
+        linear = linear_generator(noise, labels)
+        torch.testing.assert_close(tanh_generator(noise, labels), torch.tanh(linear))
+        assert isinstance(linear_generator.to_image[-1], nn.Identity)
+        assert to_uint8(torch.tensor([[[[1.3]], [[0.99999]], [[-1.2]]]])).flatten().tolist() == [255, 255, 0]
+        # tanh needs an input of about 3.1 for 255 (tanh(x) >= 254.5 / 127.5 - 1)
+        assert to_uint8(torch.tanh(torch.tensor([[[[3.0]], [[3.2]], [[0.0]]]]))).flatten().tolist() == [254, 255, 128]
