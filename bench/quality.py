@@ -1,6 +1,6 @@
 """Image quality on real cytology data: ours against every baseline at equal wall-clock.
 
-    make bench-quality                                   # all models, 8 minutes each
+    make bench-quality             # ours and the reference, 20 minutes, 3 seeds; ours for 60
     .venv/bin/python -m bench.quality --models cpu,dcgan --minutes 2 --device cuda
 
 Each model in ``--models`` (ours is ``cpu``; ``reference`` is the plain conditional GAN to beat;
