@@ -157,7 +157,7 @@ def test_attention_without_cells_is_a_residual_stage() -> None:
 
 
 def test_specs_stored_before_the_new_fields_read_as_before() -> None:
-    """JSON written before spectral_norm, norm and head existed builds the same networks."""
+    """JSON written before spectral_norm, norm, head and output existed builds the same networks."""
     for spec in preset("tiny", 4):
         stored = to_json(spec)
         for name in ("spectral_norm", "norm", "head", "output"):
