@@ -95,10 +95,12 @@ class GeneratorSpec:
     # FastGAN's skip-layer excitation (Liu et al., ICLR 2021): the 4x4 and 8x8 maps gate the
     # channels of the maps eight times larger (32x32 and 64x64 for 64x64 images).
     skip_excitation: bool = False
-    # The last layer: tanh, or linear (StyleGAN's), which sampling clamps to [-1, 1]. Bright-field
-    # smears clip: a third of some classes' red pixels are 253-255, which tanh reaches only at
-    # large pre-activations, so a tanh generator puts that mass a few levels lower.
-    output: Literal["tanh", "linear"] = "tanh"
+    # The last layer: tanh; linear (StyleGAN's), which sampling clamps to [-1, 1]; or clamp
+    # (hardtanh), which clips in training too, as the camera does, so D sees the same ceiling in
+    # real and synthetic images. Bright-field smears clip: a third of some classes' red pixels are
+    # 253-255, which tanh reaches only at large pre-activations, so a tanh generator puts that
+    # mass a few levels lower.
+    output: Literal["tanh", "linear", "clamp"] = "tanh"
     kind: Literal["generator"] = "generator"
 
     @property

@@ -319,7 +319,7 @@ class Generator(nn.Module):
             sn_conv(widths[-1], widths[-1], 3, spectral=spectral, padding_mode=spec.padding),
             activation(spec.activation),
             sn_conv(widths[-1], 3, 3, spectral=spectral, padding_mode=spec.padding),
-            nn.Tanh() if spec.output == "tanh" else nn.Identity(),
+            {"tanh": nn.Tanh, "linear": nn.Identity, "clamp": nn.Hardtanh}[spec.output](),
         )
 
     def forward(self, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

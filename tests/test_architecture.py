@@ -167,11 +167,12 @@ def test_specs_stored_before_the_new_fields_read_as_before() -> None:
 
 def test_the_generator_output_is_part_of_the_spec() -> None:
     generator_spec, _ = preset("cpu", 4)
-    linear = dataclasses.replace(generator_spec, output="linear")
-    assert from_json(to_json(linear)) == linear
+    for output in ("linear", "clamp"):
+        changed = dataclasses.replace(generator_spec, output=output)
+        assert from_json(to_json(changed)) == changed
     stored = to_json(generator_spec)
     stored["output"] = "sigmoid"
-    with pytest.raises(GenError, match="output must be one of tanh, linear, not 'sigmoid'"):
+    with pytest.raises(GenError, match="output must be one of tanh, linear, clamp, not 'sigmoid'"):
         from_json(stored)
 
 

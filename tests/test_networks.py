@@ -396,3 +396,33 @@ def test_a_linear_output_is_the_tanh_output_before_its_tanh_and_samples_reach_25
         assert to_uint8(torch.tensor([[[[1.3]], [[0.99999]], [[-1.2]]]])).flatten().tolist() == [255, 255, 0]
         # tanh needs an input of about 3.1 for 255 (tanh(x) >= 254.5 / 127.5 - 1)
         assert to_uint8(torch.tanh(torch.tensor([[[[3.0]], [[3.2]], [[0.0]]]]))).flatten().tolist() == [254, 255, 128]
+
+
+def test_a_clamp_output_clips_the_linear_output_in_training_too() -> None:
+    """``output="clamp"`` is the linear generator's image clipped to [-1, 1] in the forward pass
+    itself (as the camera clips), so D never sees a value real images cannot have; a pixel past
+    the ceiling gets no gradient, one inside gets the linear one's."""
+    import dataclasses
+
+    spec, _ = preset("cpu", NUM_CLASSES)
+    torch.manual_seed(0)
+    linear_generator = build(dataclasses.replace(spec, output="linear")).train()
+    clamp_generator = build(dataclasses.replace(spec, output="clamp")).train()
+    clamp_generator.load_state_dict(linear_generator.state_dict())
+    noise, labels = torch.randn(4, spec.noise_dim), torch.tensor([0, 1, 2, 3])
+    with torch.no_grad():
+        # Push the last convolution's bias so some pixels land past each bound.
+        for generator in (linear_generator, clamp_generator):
+            generator.to_image[-2].bias.copy_(torch.tensor([1.5, 0.0, -1.5]))
+    torch.manual_seed(1)
+    linear = linear_generator(noise, labels)
+    torch.manual_seed(1)
+    clamped = clamp_generator(noise, labels)
+    assert (linear > 1).any() and (linear < -1).any()
+    torch.testing.assert_close(clamped, linear.clamp(-1, 1))
+    assert clamped.max() == 1 and clamped.min() == -1
+    clamped.sum().backward()
+    bias_gradient = clamp_generator.to_image[-2].bias.grad
+    # d(sum)/d(bias_c) counts channel c's pixels strictly inside the bounds.
+    inside = ((linear > -1) & (linear < 1)).sum(dim=(0, 2, 3)).to(bias_gradient.dtype)
+    torch.testing.assert_close(bias_gradient, inside)
