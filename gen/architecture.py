@@ -301,8 +301,8 @@ def preset(name: str, num_classes: int) -> tuple[GeneratorSpec, DiscriminatorSpe
       2-core CPU: nearest-upsample + 3x3 conv blocks (256..16) with conditional batch norm and
       ReLU; four spectrally normalised stride-2 4x4 convolutions (32..256) with LeakyReLU 0.2.
     - ``cpu``: ours for the CPU: the reference's fast blocks plus self-attention at 16x16 in
-      both networks (SAGAN places it at 32x32 or below), and reflection padding in G's
-      convolutions, see docs/benchmarks.md.
+      both networks (SAGAN places it at 32x32 or below), reflection padding in G's
+      convolutions and a linear last layer in G (sampling clamps), see docs/benchmarks.md.
     - ``dcgan``, ``wgan``, ``wgan-gp``, ``bgan``, ``began``: the source's baselines.
     """
     if name in _PRESET_CHANNELS:
@@ -323,6 +323,9 @@ def preset(name: str, num_classes: int) -> tuple[GeneratorSpec, DiscriminatorSpe
             # ours pads by reflection (no frame; docs/benchmarks.md, ablations); the reference
             # stays the plain network the quality issue measured
             padding="reflect" if name == "cpu" else "zeros",
+            # ours reaches the clipped red of a bright-field smear (docs/benchmarks.md, the red
+            # channel); the reference keeps its tanh
+            output="linear" if name == "cpu" else "tanh",
         )
         discriminator = DiscriminatorSpec(
             num_classes,

@@ -167,7 +167,7 @@ def test_specs_stored_before_the_new_fields_read_as_before() -> None:
 
 def test_the_generator_output_is_part_of_the_spec() -> None:
     generator_spec, _ = preset("cpu", 4)
-    for output in ("linear", "clamp"):
+    for output in ("tanh", "linear", "clamp"):
         changed = dataclasses.replace(generator_spec, output=output)
         assert from_json(to_json(changed)) == changed
     stored = to_json(generator_spec)
