@@ -74,6 +74,8 @@ CURVES = (
     ("histogram_kl", "histogram KL", "histogram_kl_floor"),
     (ON_SYNTHETIC, "domain accuracy on synthetic", ON_REAL),
 )
+# Figures make_report gives per class only, averaged over classes here (class name None).
+AVERAGED = ("histogram_kl", "histogram_kl_floor", "colour_spread", "colour_spread_floor")
 Figures = dict[tuple[str, str | None], float]  # (metric, class name or None) -> value
 Labelled = tuple[torch.Tensor, torch.Tensor]  # uint8 images (N, 3, 64, 64), labels (N,)
 
@@ -252,12 +254,13 @@ def train_segment(model: str, segment: int, args: argparse.Namespace) -> tuple[P
 
 
 def report_figures(path: Path, out: Path, args: argparse.Namespace) -> Figures:
-    """make_report's figures, plus the histogram KL and its floor averaged over classes."""
+    """make_report's figures, plus the histogram KL, the colour spread and their floors averaged
+    over classes."""
     report = make_report(
         path, args.real, args.data, out, settings=args.settings, device=args.device, force=True
     )
     figures = {(f.metric, f.class_name): f.value for f in report.figures}
-    for metric in ("histogram_kl", "histogram_kl_floor"):
+    for metric in AVERAGED:
         values = [figures[metric, name] for name in report.class_names if (metric, name) in figures]
         if values:
             figures[metric, None] = float(np.mean(values))
@@ -333,9 +336,13 @@ def table_rows(runs: dict[str, list[Point]], class_names: tuple[str, ...]) -> li
     ]
     for metric, title, floor in CURVES:
         for name in (None, *class_names):
-            label = name or (MEAN if metric == "histogram_kl" else "overall")
+            label = name or (MEAN if metric in AVERAGED else "overall")
             values = [fmt(p.figures.get((metric, name))) for p in finals.values()]
             rows.append([title, label, *values, fmt(floors.get((floor, name)))])
+    for name in (None, *class_names):  # 1 is as varied in colour as real images
+        values = [fmt(p.figures.get(("colour_spread", name))) for p in finals.values()]
+        floor = fmt(floors.get(("colour_spread_floor", name)))
+        rows.append(["colour spread (synthetic / real)", name or MEAN, *values, floor])
     for name in (None, *class_names):  # real against synthetic: 0.5 is indistinguishable
         values = [fmt(p.figures.get(("two_sample_auc", name))) for p in finals.values()]
         rows.append(["two-sample AUC", name or "overall", *values, "0.5"])
@@ -402,7 +409,7 @@ def write_curves(runs: dict[str, list[Point]], path: Path) -> Path:
         values.append(floors.get((floor, None), 1))
         if metric != ON_SYNTHETIC and min(values) > 0:
             axis.set_yscale("log")  # baselines can be orders of magnitude off
-        where = MEAN if metric == "histogram_kl" else "overall"
+        where = MEAN if metric in AVERAGED else "overall"
         axis.set_title(f"{title}, {where}" + ("\n(dashed: on real test images)" if floor == ON_REAL else ""))
         axis.set_xlabel("training minutes")
     figure.axes[0].legend(fontsize="small")

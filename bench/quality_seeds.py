@@ -19,6 +19,7 @@ import numpy as np
 METRICS = (
     ("domain_fid", "normalised domain FID", "domain_fid_floor"),
     ("histogram_kl", "histogram KL", "histogram_kl_floor"),
+    ("colour_spread", "colour spread (synthetic / real)", "colour_spread_floor"),
     ("domain_classifier_accuracy_on_synthetic", "domain accuracy on synthetic", "domain_classifier_accuracy"),
     ("two_sample_auc", "two-sample AUC", None),
     ("curated_domain_fid", "curated: normalised domain FID", "domain_fid_floor"),

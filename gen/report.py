@@ -16,7 +16,9 @@ repeated); the real side is a held-out folder (``--real``). Figures:
   overall, with a grid per class of the images it found most and least synthetic;
 - Inception FID (pytorch-fid's network and published weights) when the weights are present;
 - per-class colour-histogram KL, real against synthetic (150 against 150), beside its floor:
-  the same KL between real training and real held-out images of the class;
+  the same KL between real training and real held-out images of the class; and the colour
+  spread of the same images (how much each image's mean colour varies, synthetic / real: 1 is
+  as varied as real images), beside the same ratio between real training and held-out images;
 - classifier utility (optional): one classifier trained on real, synthetic, and both; by
   default the domain CNN's architecture, or (``utility_classifier``, ``gen report --classifier
   ID``) a recorded classifier's, e.g. one found by ``gen search --stage classifier``: its

@@ -1,4 +1,5 @@
-"""Colour-histogram KL: smoothing, agreement with scipy.stats.entropy, subsets, figures."""
+"""Colour-histogram KL: smoothing, agreement with scipy.stats.entropy, subsets, figures; the
+colour spread."""
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from gen.metrics.histogram import (
     PSEUDO_COUNT,
     choose_subset,
     colour_histograms,
+    colour_spread,
     histogram_kl,
     kl_per_channel,
     per_class_histogram_kl,
@@ -62,6 +64,37 @@ def test_images_matching_colours_are_closer_than_shifted_ones_and_finite_despite
     assert far == pytest.approx(np.mean(by_scipy))
 
 
+def flat_images(rows):
+    """One image per (r, g, b) row, every pixel that colour."""
+    return torch.tensor(rows, dtype=torch.uint8)[:, :, None, None].expand(-1, -1, 64, 64).contiguous()
+
+
+def test_colour_spread_is_the_ratio_of_the_spreads_of_per_image_mean_colours():
+    # Real means per channel: r 10, 20, 30, 40 (std 12.91); g 5, 5, 5, 9 (std 2); b 100, 110 x2, 120.
+    real = flat_images([[10, 5, 100], [20, 5, 110], [30, 5, 110], [40, 9, 120]])
+    # Synthetic: r 20, 25, 25, 30 (std 4.082); g 1, 1, 1, 5 (std 2); b all 110 (std 0).
+    fake = flat_images([[20, 1, 110], [25, 1, 110], [25, 1, 110], [30, 5, 110]])
+    spread = colour_spread(real, fake)
+    assert spread["r"] == pytest.approx(np.sqrt(50 / 3) / np.sqrt(500 / 3))  # 4.082 / 12.91
+    assert spread["g"] == pytest.approx(1.0)
+    assert spread["b"] == 0.0  # every synthetic image the same colour
+    assert spread["mean"] == pytest.approx((spread["r"] + 1.0) / 3)
+    # Only the spread counts, not where the colours lie, nor how pixels vary inside an image.
+    shifted = flat_images([[110, 105, 0], [120, 105, 10], [130, 105, 10], [140, 109, 20]])
+    textured = real.clone()
+    textured[:, :, ::2] += 50
+    textured[:, :, 1::2] -= 5
+    assert colour_spread(real, shifted) == {"r": 1.0, "g": 1.0, "b": 1.0, "mean": 1.0}
+    assert colour_spread(real, textured)["mean"] == pytest.approx(1.0)
+
+
+def test_colour_spread_is_undefined_without_two_images_or_real_variation():
+    images = random_images(3, seed=11)
+    assert colour_spread(images[:1], images) is None
+    assert colour_spread(images, images[:1]) is None
+    assert colour_spread(flat_images([[1, 2, 3]] * 3), images) is None
+
+
 def test_choose_subset_takes_n_or_all_with_a_note():
     images = random_images(10, seed=5)
     subset, note = choose_subset(images, n=4, seed=0)
@@ -83,6 +116,7 @@ def test_per_class_comparison_reports_every_class_and_notes_small_ones():
     assert comparisons[1].synthetic_count == 3
     assert comparisons[1].notes == ("synthetic: only 3 images available, all used instead of 4",)
     assert set(comparisons[1].kl) == {"r", "g", "b", "mean"}
+    assert set(comparisons[1].spread) == {"r", "g", "b", "mean"}
 
 
 def test_a_class_without_synthetic_images_is_a_user_error():

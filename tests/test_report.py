@@ -85,6 +85,7 @@ def test_report_writes_rows_files_and_a_table(trained: dict, tmp_path: Path, mon
     classes = data["classes"]
     for name in classes:
         assert ("histogram_kl", name) in metrics and ("histogram_kl_floor", name) in metrics
+        assert ("colour_spread", name) in metrics and ("colour_spread_floor", name) in metrics
         assert (out / f"histogram-{name}.png").stat().st_size > 1000
     assert {("domain_kid", None), ("domain_is", None), ("accuracy_real_only", None)} <= metrics
     # Domain KID beside its real-vs-real floor, overall and per class, both on z-scored features.

@@ -13,6 +13,13 @@ unused bin gets about the probability of a single pixel, the resolution the data
 KL(real || synthetic) = sum p_real log(p_real / p_synthetic) in nats, as
 ``scipy.stats.entropy(p_real, p_synthetic)`` computes it: large when the synthetic images miss
 colours the real ones have.
+
+A pooled histogram cannot see how colour varies from image to image: a generator that draws
+every image in the set's average colour can match it. The colour spread can: per channel, the
+standard deviation over images of each image's mean intensity (stain and illumination vary from
+smear to smear), synthetic divided by real. 1 means as varied as the real images; below 1, the
+synthetic images are more alike in colour than real ones, and a classifier can tell them apart
+by their mean colour alone.
 """
 
 from __future__ import annotations
@@ -61,6 +68,22 @@ def kl_per_channel(real_histograms: np.ndarray, fake_histograms: np.ndarray) -> 
     return result
 
 
+def colour_spread(real_images: torch.Tensor, fake_images: torch.Tensor) -> dict[str, float] | None:
+    """Per channel, the standard deviation (n - 1) of the synthetic images' mean intensities
+    divided by the real images': keys "r", "g", "b", "mean". None when it is undefined (fewer
+    than two images in either set, or real images whose mean colours do not vary)."""
+    if len(real_images) < 2 or len(fake_images) < 2:
+        return None
+    real = real_images.double().mean(dim=(2, 3)).std(dim=0)
+    fake = fake_images.double().mean(dim=(2, 3)).std(dim=0)
+    if bool((real == 0).any()):
+        return None
+    ratios = (fake / real).tolist()
+    result = {name: float(value) for name, value in zip(CHANNELS, ratios, strict=True)}
+    result["mean"] = float(np.mean(ratios))
+    return result
+
+
 def histogram_kl(real_images: torch.Tensor, fake_images: torch.Tensor) -> dict[str, float]:
     """KL(real || synthetic) of the two sets' colour histograms: keys "r", "g", "b", "mean"."""
     return kl_per_channel(colour_histograms(real_images), colour_histograms(fake_images))
@@ -84,6 +107,7 @@ def choose_subset(
 class ClassHistogramComparison:
     class_name: str
     kl: dict[str, float]  # "r", "g", "b", "mean"
+    spread: dict[str, float] | None  # colour_spread of the same subsets, "r", "g", "b", "mean"
     real_histograms: np.ndarray  # (3, 256)
     synthetic_histograms: np.ndarray  # (3, 256)
     real_count: int
@@ -121,6 +145,7 @@ def per_class_histogram_kl(
             ClassHistogramComparison(
                 class_name=class_name,
                 kl=kl_per_channel(real_histograms, fake_histograms),
+                spread=colour_spread(real, fake),
                 real_histograms=real_histograms,
                 synthetic_histograms=fake_histograms,
                 real_count=len(real),
@@ -157,7 +182,9 @@ def histogram_figures(
 ) -> None:
     """Per class: the colour-histogram KL of ``histogram_n`` real against as many synthetic
     images, per channel and their mean, beside its floor (the same KL between real training and
-    real held-out images, with ``train``), and a plot of the two sets of histograms."""
+    real held-out images, with ``train``), and a plot of the two sets of histograms; and the
+    colour spread of the same images (``colour_spread``, per channel and their mean) beside the
+    same ratio between real training and real held-out images (``colour_spread_floor``)."""
     class_names = list(report.class_names)
     comparisons = per_class_histogram_kl(*real, *synthetic, class_names, settings.histogram_n, settings.seed)
     floors = {}
@@ -172,10 +199,15 @@ def histogram_figures(
             metric = "histogram_kl" if channel == "mean" else f"histogram_kl_{channel}"
             report.add(metric, value, name, real=comparison.real_count, synthetic=comparison.synthetic_count)
         report.notes.extend(f"histogram {name}: {note}" for note in comparison.notes)
+        if comparison.spread is not None:
+            for channel, value in comparison.spread.items():
+                metric = "colour_spread" if channel == "mean" else f"colour_spread_{channel}"
+                report.add(metric, value, name, measure="std of per-image mean intensity, synthetic / real")
         if name in floors:
-            report.add(
-                "histogram_kl_floor", floors[name].kl["mean"], name, between="real train and real test"
-            )
+            between = "real train and real test"
+            report.add("histogram_kl_floor", floors[name].kl["mean"], name, between=between)
+            if floors[name].spread is not None:
+                report.add("colour_spread_floor", floors[name].spread["mean"], name, between=between)
         plot = folder / f"histogram-{name}.png"
         plot_histograms(
             comparison.real_histograms,
