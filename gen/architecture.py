@@ -137,6 +137,11 @@ class DiscriminatorSpec:
     # FastGAN's self-supervised decoder (Liu et al., ICLR 2021): D's 8x8 map decoded to a 32x32
     # image, which follows the score (and logits) in D's output for --reconstruction-weight.
     reconstruction_head: bool = False
+    # ProGAN's minibatch standard deviation (Karras et al., ICLR 2018, section 3): the group
+    # size, 0 for none. Each image's coarsest map gains one channel, how much the features of its
+    # group of consecutive images in the batch vary, then a conv3x3 back to the width; D can then
+    # tell a batch of fakes that vary too little from a real batch, which one image cannot show.
+    minibatch_std: int = 0
     kind: Literal["discriminator"] = "discriminator"
 
     def encoding(self) -> str:
@@ -153,6 +158,7 @@ def _encoding(cell: CellSpec | None, attention: tuple[int, ...]) -> str:
 # checkpoint or a database row anyone could have written, and 200,000 channels would exhaust any
 # machine's memory before torch said anything. The widest preset layer is 1024 wide.
 MAX_CHANNELS = 4096
+MAX_MINIBATCH_GROUP = 64
 MAX_NOISE_DIM = 4096
 MAX_CLASSES = 10_000
 MAX_BLOCKS = 5  # channel widths: the stem and four blocks make the 64x64 images gen trains on
@@ -185,6 +191,14 @@ def _check_bounds(spec: GeneratorSpec | DiscriminatorSpec) -> None:
         )
     if not all(_whole(index) for index in spec.attention):
         raise GenError(f"the {spec.kind}'s attention must list stage numbers, not {list(spec.attention)!r}.")
+    group = getattr(spec, "minibatch_std", 0)
+    if not _whole(group) or not (group == 0 or 2 <= group <= MAX_MINIBATCH_GROUP):
+        raise GenError(
+            f"the discriminator's minibatch_std must be 0 (off) or a group of 2 to {MAX_MINIBATCH_GROUP} "
+            f"images, not {group!r}."
+        )
+    if group and spec.head != "projection":
+        raise GenError("the discriminator's minibatch_std needs a projection head (not BEGAN's autoencoder).")
     noise_dim = getattr(spec, "noise_dim", 1)
     if not _whole(noise_dim) or not 1 <= noise_dim <= MAX_NOISE_DIM:
         raise GenError(f"the generator's noise size must be 1 to {MAX_NOISE_DIM}, not {noise_dim!r}.")

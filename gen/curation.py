@@ -17,7 +17,10 @@ The scores of an image (``ImageScores``):
   ``$GEN_CACHE_DIR/classifiers/curation-*.pt`` like the report's.
 - ``realism``: the checkpoint's discriminator D(x, y), as it is (a logit or critic value, no
   sigmoid), higher meaning more real to that discriminator; for BEGAN's autoencoder head, minus
-  the mean L1 error of its reconstruction. Comparable only within one checkpoint.
+  the mean L1 error of its reconstruction. Comparable only within one checkpoint. A D with
+  ``minibatch_std`` scores an image beside its group of consecutive candidates in the scoring
+  batch (same class, sampling order), as it scored groups in training; the batches are fixed by
+  the seed, so the score is still reproducible.
 - ``near_copy_distance``: the Euclidean distance in pixels (scaled to [0, 1]; the pixel space
   of gen.metrics.near_copies) to the nearest training image of the same class. The feature
   space of near_copies needs the report's classifier, which curation must not use.

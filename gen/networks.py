@@ -391,6 +391,10 @@ class Discriminator(nn.Module):
                 self.classifier = normalised(nn.Linear(widths[-1], spec.num_classes), spectral)
             if spec.reconstruction_head:
                 self.reconstructor = ReconstructionDecoder(spec)
+            if spec.minibatch_std:
+                self.minibatch = nn.Sequential(
+                    sn_conv(widths[-1] + 1, widths[-1], 3, spectral=spectral), activation(spec.activation)
+                )
 
     def feature_maps(self, images: torch.Tensor, labels: torch.Tensor) -> list[torch.Tensor]:
         """The stem's map and every downsampling's, finest first."""
@@ -407,7 +411,10 @@ class Discriminator(nn.Module):
         maps = self.feature_maps(images, labels)
         if self.spec.head == "autoencoder":
             return self.decoder(maps[-1], labels)
-        pooled = maps[-1].sum(dim=(2, 3))
+        coarsest = maps[-1]
+        if self.spec.minibatch_std:
+            coarsest = self.minibatch(with_minibatch_std(coarsest, self.spec.minibatch_std))
+        pooled = coarsest.sum(dim=(2, 3))
         # Projection discriminator (Miyato & Koyama 2018): an unconditional score plus the
         # inner product of the features with the class embedding.
         projection = (self.projection(labels) * pooled).sum(1)
@@ -422,6 +429,26 @@ class Discriminator(nn.Module):
         if self.spec.reconstruction_head:
             heads.append(self.reconstructor(maps[self.reconstructor.source]).flatten(1))
         return torch.cat(heads, dim=1) if len(heads) > 1 else score
+
+
+def with_minibatch_std(features: torch.Tensor, group: int) -> torch.Tensor:
+    """``features`` (N, C, H, W) with one more channel: ProGAN's minibatch standard deviation
+    (Karras et al., ICLR 2018, section 3), the standard deviation of each feature over a group
+    of ``group`` images, averaged over features and positions, one number per group.
+
+    Groups are consecutive images (0..g-1, g..2g-1, ...), never strided as in ProGAN's code, so
+    that the real half and the fake half of the batch gen.losses scores together never share
+    a group (training checks that the group divides the batch). When ``group`` does not divide
+    N (curation's last batch), the last group is the last ``group`` images; with fewer images
+    than ``group`` the whole batch is one group. Computed in float32 under mixed precision.
+    """
+    n, _, height, width = features.shape
+    group = min(group, n)
+    starts = torch.arange(0, n, group, device=features.device).clamp(max=n - group)
+    members = starts[:, None] + torch.arange(group, device=features.device)
+    spread = features[members].float().var(dim=1, unbiased=False).add(1e-8).sqrt().mean(dim=(1, 2, 3))
+    per_image = spread[torch.arange(n, device=features.device) // group].to(features.dtype)
+    return torch.cat([features, per_image[:, None, None, None].expand(n, 1, height, width)], dim=1)
 
 
 RECONSTRUCTION_SIZE = 32  # D's decoder draws the image at half size: cheap, and colour and layout show

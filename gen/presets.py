@@ -56,6 +56,7 @@ class Recipe:
     lecam: float = 0.0
     classifier_weight: float = 0.0
     reconstruction_weight: float = 0.0
+    minibatch_std: int = 0
     ada_target: float = 0.0
     balanced_batches: bool = False
     transition: tuple[int, int] | None = None

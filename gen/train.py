@@ -419,6 +419,12 @@ def _train(
         )
     data = load_image_folder(config.data, balance=config.balance, seed=config.seed)
     specs = _network_specs(config, state, data, architecture)
+    group, local_batch = specs[1].minibatch_std, config.batch_size // context.world_size
+    if group and local_batch % group:  # a group would hold real and fake images (see with_minibatch_std)
+        raise GenError(
+            f"the discriminator's minibatch_std group of {group} images must divide the batch of "
+            f"{local_batch} per process."
+        )
     start_iteration = state["iteration"] if state is not None else 0
     if start_iteration >= config.iterations:
         raise GenError(f"this run already reached iteration {start_iteration}; ask for more with --iters.")
@@ -493,6 +499,10 @@ def _network_specs(
                 option = "--" + weight.replace("_", "-")
                 raise GenError(f"{option} needs a discriminator with a projection head (not BEGAN's).")
             discriminator_spec = dataclasses.replace(discriminator_spec, **{head: True})
+    if state is None and config.minibatch_std:
+        if discriminator_spec.head != "projection":
+            raise GenError("--minibatch-std needs a discriminator with a projection head (not BEGAN's).")
+        discriminator_spec = dataclasses.replace(discriminator_spec, minibatch_std=config.minibatch_std)
     return generator_spec, discriminator_spec
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gen.architecture import PRESETS
+from gen.architecture import MAX_MINIBATCH_GROUP, PRESETS
 from gen.diffaugment import parse_policy
 from gen.errors import GenError
 from gen.image_folder import MAX_BALANCE
@@ -48,6 +48,7 @@ class TrainConfig:
     lecam: float | None = None  # LeCam regularisation weight (gen.losses), 0: off
     classifier_weight: float | None = None  # D's auxiliary class head and its loss weight, 0: off
     reconstruction_weight: float | None = None  # D's FastGAN decoder and its L1 loss weight, 0: off
+    minibatch_std: int | None = None  # D's minibatch standard deviation group size, 0: off
     ada_target: float | None = None  # ADA's target for E[sign(D(real))], 0: a fixed policy
     balanced_batches: bool | None = None  # every class equally likely in a batch
     transition: tuple[int, int] | None = None  # class conditioning ramps 0 -> 1 over these iterations
@@ -75,6 +76,7 @@ class TrainConfig:
         fields.setdefault("lecam", 0.0)
         fields.setdefault("classifier_weight", 0.0)
         fields.setdefault("reconstruction_weight", 0.0)
+        fields.setdefault("minibatch_std", 0)
         fields.setdefault("ada_target", 0.0)
         fields.setdefault("balanced_batches", False)
         fields.setdefault("transition", (0, 0))  # no ramp: full conditioning from the start
@@ -114,6 +116,12 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value >= 0):
                 raise GenError(f"--{name.replace('_', '-')} must be a finite number of at least 0.")
+        if self.minibatch_std is not None and not (
+            self.minibatch_std == 0 or 2 <= self.minibatch_std <= MAX_MINIBATCH_GROUP
+        ):
+            raise GenError(
+                f"--minibatch-std must be 0 (off) or a group of 2 to {MAX_MINIBATCH_GROUP} images."
+            )
         if self.transition is not None and not 0 <= self.transition[0] <= self.transition[1]:
             raise GenError("--transition START END needs 0 <= START <= END.")
         if self.ada_target is not None and not 0 <= self.ada_target < 1:

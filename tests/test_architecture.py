@@ -176,6 +176,23 @@ def test_the_generator_output_is_part_of_the_spec() -> None:
         from_json(stored)
 
 
+def test_the_minibatch_std_group_is_part_of_the_discriminator_spec() -> None:
+    _, discriminator_spec = preset("cpu", 4)
+    changed = dataclasses.replace(discriminator_spec, minibatch_std=4)
+    assert from_json(to_json(changed)) == changed
+    stored = to_json(discriminator_spec)
+    del stored["minibatch_std"]  # JSON written before the field existed: off
+    assert from_json(stored).minibatch_std == 0
+    for group in (1, 65, -4, 2.5, True):
+        stored["minibatch_std"] = group
+        with pytest.raises(GenError, match="minibatch_std must be 0 .off. or a group of 2 to 64 images"):
+            from_json(stored)
+    stored = to_json(preset("began", 4)[1])
+    stored["minibatch_std"] = 4
+    with pytest.raises(GenError, match="minibatch_std needs a projection head"):
+        from_json(stored)
+
+
 @pytest.mark.parametrize("code", ["272-42-6", "262-82-6"])
 def test_from_json_refuses_pooling_in_a_generator_cell(code: str) -> None:
     stored = to_json(preset("tiny", 4)[0])

@@ -374,6 +374,47 @@ def test_a_discriminator_with_a_reconstruction_head_returns_score_logits_and_ima
     assert logits is None and image.shape == (3, 3, 32, 32)
 
 
+def test_minibatch_std_is_the_spread_of_each_group_of_consecutive_images_by_hand() -> None:
+    """Images whose every feature is one number a_i: a group's channel is the population std of
+    its a_i (sqrt(var + 1e-8)). Groups are consecutive; a last short group is the last ``group``
+    images; a batch smaller than the group is one group."""
+    from gen.networks import with_minibatch_std
+
+    values = torch.tensor([0.0, 2.0, 5.0, 5.0, 9.0])
+    features = values[:, None, None, None].expand(5, 3, 2, 2).contiguous()
+    out = with_minibatch_std(features, 2)
+    assert out.shape == (5, 4, 2, 2) and torch.equal(out[:, :3], features)
+    assert (out[:, 3] == out[:, 3, :1, :1]).all()  # one number per image, over every position
+    # groups (0, 2), (5, 5), and for the fifth image the last two, (5, 9)
+    expected = torch.tensor([1.0, 1.0, 1e-4, 1e-4, 2.0])
+    torch.testing.assert_close(out[:, 3, 0, 0], expected)
+    whole = with_minibatch_std(features[:3], 4)[:, 3, 0, 0]  # one group of (0, 2, 5): std sqrt(38/9)
+    torch.testing.assert_close(whole, torch.full((3,), (38 / 9) ** 0.5))
+
+
+def test_a_minibatch_std_discriminator_scores_real_images_whatever_the_fakes_beside_them() -> None:
+    """gen.losses scores real and fake images in one batch, reals first: with groups that divide
+    the half, changing the fakes changes no real image's score, while changing one real image
+    changes the scores of its own group only."""
+    import dataclasses
+
+    from gen.architecture import preset
+
+    _, spec = preset("cpu", 4)
+    discriminator = build(dataclasses.replace(spec, minibatch_std=4)).eval()
+    torch.manual_seed(0)
+    images, labels = torch.rand(16, 3, 64, 64) * 2 - 1, torch.arange(16) % 4
+    with torch.no_grad():
+        scores = discriminator(images, labels)
+        other_fakes = images.clone()
+        other_fakes[8:] = torch.rand(8, 3, 64, 64) * 2 - 1
+        torch.testing.assert_close(discriminator(other_fakes, labels)[:8], scores[:8], rtol=0, atol=0)
+        one_real = images.clone()
+        one_real[5] = 0
+        changed = (discriminator(one_real, labels) - scores).abs() > 0
+    assert changed[4:8].all() and not changed[:4].any() and not changed[8:].any()
+
+
 def test_a_linear_output_is_the_tanh_output_before_its_tanh_and_samples_reach_255() -> None:
     """``output="linear"`` drops the last tanh and nothing else: with the same weights, the tanh
     generator's images are tanh of the linear one's. Sampling clamps, so a linear generator puts

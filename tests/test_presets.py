@@ -110,7 +110,8 @@ def test_every_quality_lever_trains_and_resumes(demo_data: Path, tmp_path: Path)
         "train", "--data", str(demo_data), "--out", str(out), "--preset", "tiny", "--iters", "2",
         "--batch-size", "4", "--lecam", "0.3", "--classifier-weight", "0.5", "--transition", "0", "2",
         "--balanced-batches", "--diffaugment", "color@0.5,translation", "--checkpoint-every", "1",
-        "--reconstruction-weight", "1", "--ada-target", "0.6", "--device", "cpu", "--quiet", "--db", db,
+        "--reconstruction-weight", "1", "--ada-target", "0.6", "--minibatch-std", "2", "--device", "cpu",
+        "--quiet", "--db", db,
     )  # fmt: skip
     run_gen("train", "--out", str(out), "--iters", "3", "--resume", "--quiet", "--db", db)
     state = torch.load(out / "checkpoint-0000003.pt", weights_only=True)
@@ -124,8 +125,27 @@ def test_every_quality_lever_trains_and_resumes(demo_data: Path, tmp_path: Path)
     assert (config.reconstruction_weight, config.ada_target) == (1.0, 0.6)
     spec = json.loads(state["discriminator_spec"])
     assert spec["classifier_head"] is True and spec["reconstruction_head"] is True
+    assert config.minibatch_std == 2 and spec["minibatch_std"] == 2
     assert "lecam_anchors" in state["loss"]
     assert state["loss"]["ada"]["images"] > 0  # ADA's count since its last move survives a resume
+
+
+def test_a_minibatch_std_group_that_does_not_divide_the_batch_is_refused(
+    demo_data: Path, tmp_path: Path
+) -> None:
+    """A group must not hold real and fake images (gen.losses scores them in one batch)."""
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, [
+        "train", "--data", str(demo_data), "--out", str(out), "--preset", "tiny", "--iters", "1",
+        "--batch-size", "6", "--minibatch-std", "4", "--device", "cpu", "--quiet",
+        "--db", f"sqlite:///{tmp_path / 'g.db'}",
+    ])  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert "minibatch_std group of 4 images must divide the batch of 6 per process" in result.output
+    assert "Traceback" not in result.output and not list(out.glob("checkpoint-*.pt"))
+    arguments = ["train", "--data", str(demo_data), "--out", str(out), "--minibatch-std", "1"]
+    result = CliRunner().invoke(cli, arguments)
+    assert result.exit_code == 1 and "--minibatch-std must be 0 (off) or a group of 2 to 64" in result.output
 
 
 def test_without_a_preset_gen_train_takes_the_best_for_the_device(

@@ -171,6 +171,7 @@ RETRAIN_SETTINGS = (
     "lecam",
     "classifier_weight",
     "reconstruction_weight",
+    "minibatch_std",
     "ada_target",
     "balanced_batches",
     "transition",

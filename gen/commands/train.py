@@ -99,6 +99,13 @@ def report_skipped_files(skipped: Sequence[str], run_dir: Path) -> None:
     "[default: the preset's].",
 )
 @click.option(
+    "--minibatch-std",
+    type=click.IntRange(0),
+    metavar="GROUP",
+    help="ProGAN's minibatch standard deviation in D over groups of GROUP images, so that D sees "
+    "fakes that vary too little between images; must divide the batch, 0: off [default: the preset's].",
+)
+@click.option(
     "--ada-target",
     type=click.FloatRange(0, 1, max_open=True),
     help="Adapt the augmentation probability (ADA) so that E[sign(D(real))] stays at this target "
