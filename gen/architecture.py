@@ -101,6 +101,11 @@ class GeneratorSpec:
     # 253-255, which tanh reaches only at large pre-activations, so a tanh generator puts that
     # mass a few levels lower.
     output: Literal["tanh", "linear", "clamp"] = "tanh"
+    # A per-image colour transform from the noise before the last layer's activation: each
+    # channel scaled by 1 + a(z) and shifted by b(z), a and b linear in z and zero at the start.
+    # Stain and light differ from slide to slide, so real smears differ in colour image to image;
+    # this gives that variation one direct path instead of the whole network.
+    colour_style: bool = False
     kind: Literal["generator"] = "generator"
 
     @property
@@ -176,7 +181,8 @@ def _check_bounds(spec: GeneratorSpec | DiscriminatorSpec) -> None:
         if typing.get_origin(hint) is Literal and value not in typing.get_args(hint):
             choices = ", ".join(map(str, typing.get_args(hint)))
             raise GenError(f"the {spec.kind}'s {field.name} must be one of {choices}, not {value!r}.")
-    for name in ("spectral_norm", "skip_excitation", "classifier_head", "reconstruction_head"):
+    switches = ("spectral_norm", "skip_excitation", "colour_style", "classifier_head", "reconstruction_head")
+    for name in switches:
         value = getattr(spec, name, False)
         if not isinstance(value, bool):
             raise GenError(f"the {spec.kind}'s {name} must be true or false, not {value!r}.")

@@ -319,8 +319,12 @@ class Generator(nn.Module):
             sn_conv(widths[-1], widths[-1], 3, spectral=spectral, padding_mode=spec.padding),
             activation(spec.activation),
             sn_conv(widths[-1], 3, 3, spectral=spectral, padding_mode=spec.padding),
-            {"tanh": nn.Tanh, "linear": nn.Identity, "clamp": nn.Hardtanh}[spec.output](),
         )
+        if spec.colour_style:  # no spectral norm: it starts at zero (see GeneratorSpec.colour_style)
+            self.colour_style = nn.Linear(spec.noise_dim, 6)
+            nn.init.zeros_(self.colour_style.weight)
+            nn.init.zeros_(self.colour_style.bias)
+        self.output = {"tanh": nn.Tanh, "linear": nn.Identity, "clamp": nn.Hardtanh}[spec.output]()
 
     def forward(self, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         x = self.stem_activation(self.stem(noise[:, :, None, None]))
@@ -332,7 +336,11 @@ class Generator(nn.Module):
             if str(index) in self.excitations:
                 x = self.excitations[str(index)](maps[index - EXCITATION_SPAN], x)
             maps.append(x)
-        return self.to_image(x)
+        x = self.to_image(x)
+        if self.spec.colour_style:
+            scale, shift = self.colour_style(noise)[:, :, None, None].chunk(2, dim=1)
+            x = x * (1 + scale) + shift
+        return self.output(x)
 
 
 # ---------------------------------------------------------------------------------------------

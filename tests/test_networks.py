@@ -435,11 +435,36 @@ def test_a_linear_output_is_the_tanh_output_before_its_tanh_and_samples_reach_25
     with torch.no_grad():
         linear = linear_generator(noise, labels)
         torch.testing.assert_close(tanh_generator(noise, labels), torch.tanh(linear))
-        assert isinstance(linear_generator.to_image[-1], nn.Identity)
+        assert isinstance(linear_generator.output, nn.Identity)
         assert to_uint8(torch.tensor([[[[1.3]], [[0.99999]], [[-1.2]]]])).flatten().tolist() == [255, 255, 0]
         # tanh needs an input of about 3.1 for 255 (tanh(x) >= 254.5 / 127.5 - 1)
         near_white = torch.tanh(torch.tensor([[[[3.0]], [[3.2]], [[0.0]]]]))
         assert to_uint8(near_white).flatten().tolist() == [254, 255, 128]
+
+
+def test_colour_style_starts_as_the_plain_generator_and_shifts_each_image_by_its_noise() -> None:
+    """Zero-initialised, a colour-style generator draws what the same weights draw without it;
+    with a(z) and b(z) set by hand, each image's channel c is (1 + a_c) x + b_c before the
+    output layer, a different colour per image, the same map within it."""
+    import dataclasses
+
+    spec, _ = preset("cpu", NUM_CLASSES)  # linear output: the transform is visible as it is
+    torch.manual_seed(0)
+    plain = build(spec).eval()
+    styled = build(dataclasses.replace(spec, colour_style=True)).eval()
+    missing = styled.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert sorted(missing) == ["colour_style.bias", "colour_style.weight"]
+    noise, labels = torch.randn(2, spec.noise_dim), torch.tensor([0, 3])
+    with torch.no_grad():
+        base = plain(noise, labels)
+        torch.testing.assert_close(styled(noise, labels), base, rtol=0, atol=0)
+        styled.colour_style.weight[:, 0] = torch.tensor([0.5, 0.0, 0.0, 0.0, 0.2, 0.0])
+        got = styled(noise, labels)
+    scale = 1 + 0.5 * noise[:, 0]  # red's scale; green and blue keep 1
+    shift = 0.2 * noise[:, 0]  # green's shift
+    torch.testing.assert_close(got[:, 0], base[:, 0] * scale[:, None, None])
+    torch.testing.assert_close(got[:, 1], base[:, 1] + shift[:, None, None])
+    torch.testing.assert_close(got[:, 2], base[:, 2])
 
 
 def test_a_clamp_output_clips_the_linear_output_in_training_too() -> None:
@@ -457,7 +482,7 @@ def test_a_clamp_output_clips_the_linear_output_in_training_too() -> None:
     with torch.no_grad():
         # Push the last convolution's bias so some pixels land past each bound.
         for generator in (linear_generator, clamp_generator):
-            generator.to_image[-2].bias.copy_(torch.tensor([1.5, 0.0, -1.5]))
+            generator.to_image[-1].bias.copy_(torch.tensor([1.5, 0.0, -1.5]))
     torch.manual_seed(1)
     linear = linear_generator(noise, labels)
     torch.manual_seed(1)
@@ -466,7 +491,7 @@ def test_a_clamp_output_clips_the_linear_output_in_training_too() -> None:
     torch.testing.assert_close(clamped, linear.clamp(-1, 1))
     assert clamped.max() == 1 and clamped.min() == -1
     clamped.sum().backward()
-    bias_gradient = clamp_generator.to_image[-2].bias.grad
+    bias_gradient = clamp_generator.to_image[-1].bias.grad
     # d(sum)/d(bias_c) counts channel c's pixels strictly inside the bounds.
     inside = ((linear > -1) & (linear < 1)).sum(dim=(0, 2, 3)).to(bias_gradient.dtype)
     torch.testing.assert_close(bias_gradient, inside)
