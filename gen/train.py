@@ -490,19 +490,17 @@ def _network_specs(
             )
     else:
         generator_spec, discriminator_spec = preset(config.preset, len(data.class_names))
-    for weight, head in (
-        ("classifier_weight", "classifier_head"),
-        ("reconstruction_weight", "reconstruction_head"),
-    ):
-        if state is None and getattr(config, weight):  # a resumed run's spec already says so
+    # D's levers that change its spec (a resumed run's spec already holds them): option, change.
+    levers = (
+        ("--classifier-weight", {"classifier_head": True} if config.classifier_weight else {}),
+        ("--reconstruction-weight", {"reconstruction_head": True} if config.reconstruction_weight else {}),
+        ("--minibatch-std", {"minibatch_std": config.minibatch_std} if config.minibatch_std else {}),
+    )
+    for option, change in levers:
+        if state is None and change:
             if discriminator_spec.head != "projection":
-                option = "--" + weight.replace("_", "-")
                 raise GenError(f"{option} needs a discriminator with a projection head (not BEGAN's).")
-            discriminator_spec = dataclasses.replace(discriminator_spec, **{head: True})
-    if state is None and config.minibatch_std:
-        if discriminator_spec.head != "projection":
-            raise GenError("--minibatch-std needs a discriminator with a projection head (not BEGAN's).")
-        discriminator_spec = dataclasses.replace(discriminator_spec, minibatch_std=config.minibatch_std)
+            discriminator_spec = dataclasses.replace(discriminator_spec, **change)
     return generator_spec, discriminator_spec
 
 

@@ -146,6 +146,11 @@ def test_a_minibatch_std_group_that_does_not_divide_the_batch_is_refused(
     arguments = ["train", "--data", str(demo_data), "--out", str(out), "--minibatch-std", "1"]
     result = CliRunner().invoke(cli, arguments)
     assert result.exit_code == 1 and "--minibatch-std must be 0 (off) or a group of 2 to 64" in result.output
+    began = ["train", "--data", str(demo_data), "--out", str(out), "--preset", "began"]
+    database = f"sqlite:///{tmp_path / 'g.db'}"
+    result = CliRunner().invoke(cli, [*began, "--minibatch-std", "2", "--db", database])
+    assert result.exit_code == 1
+    assert "--minibatch-std needs a discriminator with a projection head" in result.output
 
 
 def test_without_a_preset_gen_train_takes_the_best_for_the_device(
