@@ -164,6 +164,13 @@ def _encoding(cell: CellSpec | None, attention: tuple[int, ...]) -> str:
 # machine's memory before torch said anything. The widest preset layer is 1024 wide.
 MAX_CHANNELS = 4096
 MAX_MINIBATCH_GROUP = 64
+
+
+def minibatch_group_allowed(group: Any) -> bool:
+    """A minibatch-std group size is 0 (off) or a whole 2..MAX_MINIBATCH_GROUP (spec and CLI)."""
+    return _whole(group) and (group == 0 or 2 <= group <= MAX_MINIBATCH_GROUP)
+
+
 MAX_NOISE_DIM = 4096
 MAX_CLASSES = 10_000
 MAX_BLOCKS = 5  # channel widths: the stem and four blocks make the 64x64 images gen trains on
@@ -198,7 +205,7 @@ def _check_bounds(spec: GeneratorSpec | DiscriminatorSpec) -> None:
     if not all(_whole(index) for index in spec.attention):
         raise GenError(f"the {spec.kind}'s attention must list stage numbers, not {list(spec.attention)!r}.")
     group = getattr(spec, "minibatch_std", 0)
-    if not _whole(group) or not (group == 0 or 2 <= group <= MAX_MINIBATCH_GROUP):
+    if not minibatch_group_allowed(group):
         raise GenError(
             f"the discriminator's minibatch_std must be 0 (off) or a group of 2 to {MAX_MINIBATCH_GROUP} "
             f"images, not {group!r}."

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gen.architecture import MAX_MINIBATCH_GROUP, PRESETS
+from gen.architecture import MAX_MINIBATCH_GROUP, PRESETS, minibatch_group_allowed
 from gen.diffaugment import parse_policy
 from gen.errors import GenError
 from gen.image_folder import MAX_BALANCE
@@ -116,9 +116,7 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value >= 0):
                 raise GenError(f"--{name.replace('_', '-')} must be a finite number of at least 0.")
-        if self.minibatch_std is not None and not (
-            self.minibatch_std == 0 or 2 <= self.minibatch_std <= MAX_MINIBATCH_GROUP
-        ):
+        if self.minibatch_std is not None and not minibatch_group_allowed(self.minibatch_std):
             raise GenError(
                 f"--minibatch-std must be 0 (off) or a group of 2 to {MAX_MINIBATCH_GROUP} images."
             )
