@@ -8,7 +8,8 @@ Each model in ``--models`` (ours is ``cpu``; ``reference`` is the plain conditio
 source's baselines) trains on ../shared/data/pbc4/train with the same seed for ``--minutes`` of
 training time (checkpoints and evaluations not counted), in ``--eval-points`` equal segments;
 with ``--iterations-from JSON`` each model instead trains for as many iterations as it reached in
-that earlier run (so a run on a shared machine trains as far as a quiet one did).
+that earlier run (so a run on a shared machine trains as far as a quiet one did), with
+``--iterations N`` for N iterations.
 After each segment its last checkpoint is measured against the test split by
 ``gen.report.make_report``: normalised domain FID and KID overall and per class beside their
 real-vs-real floors, per-class colour-histogram KL beside its floor, and the domain classifier's
@@ -162,9 +163,17 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
         "--minutes (a run that shares the machine then still trains as far as a quiet one)",
     )
     add(
+        "--iterations",
+        type=int,
+        metavar="N",
+        dest="iteration_budget",
+        help="train every model for N iterations instead of for --minutes (for a run that must train "
+        "as far as a quiet one did, without that run's JSON: e.g. 3 x a quiet 20-minute run's)",
+    )
+    add(
         "--reuse",
         action="store_true",
-        help="with --iterations-from: a model whose run in --work already reached its iterations is "
+        help="with --iterations(-from): a model whose run in --work already reached its iterations is "
         "measured again, not trained again (after an evaluation failed)",
     )
     add("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
@@ -190,7 +199,14 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     for folder in (args.data, args.real):
         if not folder.is_dir():
             raise SystemExit(f"bench-quality needs the images at {folder}; that folder does not exist.")
-    args.iterations = iterations_reached(args.iterations_from, args.variants) if args.iterations_from else {}
+    if args.iteration_budget is not None and (args.iterations_from or args.iteration_budget < 1):
+        parser.error("--iterations takes a whole number of 1 or more, and not beside --iterations-from.")
+    if args.iteration_budget is not None:
+        args.iterations = dict.fromkeys(args.variants, args.iteration_budget)
+    elif args.iterations_from:
+        args.iterations = iterations_reached(args.iterations_from, args.variants)
+    else:
+        args.iterations = {}
     return args
 
 
