@@ -106,8 +106,9 @@ def main() -> None:
         curated_aucs.append(curated.auc)
         print(
             f"{name}: two-sample AUC plain {plain.auc:.3f}, curated by a realism classifier "
-            f"{curated.auc:.3f} (kept {n} of {wanted}; the realism classifier's P(synthetic) on "
-            f"candidates: median {np.median(scores):.3f}, kept up to {np.sort(scores)[n - 1]:.3f})",
+            f"{curated.auc:.3f} (kept {n} of {wanted}; their P(synthetic) from the realism "
+            f"classifier: {scores.min():.3f} to {np.sort(scores)[n - 1]:.3f}, all candidates' median "
+            f"{np.median(scores):.3f}, {np.mean(scores < 0.5):.1%} under 0.5)",
             flush=True,
         )
     print(f"mean: plain {np.mean(plain_aucs):.3f}, curated {np.mean(curated_aucs):.3f}")
