@@ -155,14 +155,15 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
         metavar="F",
         help="also measure a set curated as gen sample --keep-best F curates (curated_ figures)",
     )
-    add(
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument(
         "--iterations-from",
         type=Path,
         metavar="JSON",
         help="train each model for the iterations it reached in this earlier result instead of for "
         "--minutes (a run that shares the machine then still trains as far as a quiet one)",
     )
-    add(
+    budget.add_argument(
         "--iterations",
         type=int,
         metavar="N",
@@ -199,8 +200,8 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     for folder in (args.data, args.real):
         if not folder.is_dir():
             raise SystemExit(f"bench-quality needs the images at {folder}; that folder does not exist.")
-    if args.iteration_budget is not None and (args.iterations_from or args.iteration_budget < 1):
-        parser.error("--iterations takes a whole number of 1 or more, and not beside --iterations-from.")
+    if args.iteration_budget is not None and args.iteration_budget < 1:
+        parser.error("--iterations must be 1 or more.")
     if args.iteration_budget is not None:
         args.iterations = dict.fromkeys(args.variants, args.iteration_budget)
     elif args.iterations_from:

@@ -28,39 +28,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.quality import PBC4
 from gen.checkpoint import load_for_sampling
 from gen.errors import GenError
 from gen.image_folder import load_image_folder
-from gen.metrics.domain import (
-    DomainClassifierConfig,
-    domain_features_and_probabilities,
-    train_domain_classifier,
-)
-from gen.metrics.two_sample import CHANNELS, two_sample_class
+from gen.metrics.domain import domain_features_and_probabilities
+from gen.metrics.two_sample import real_vs_synthetic_network, two_sample_class
 from gen.sample import generate, load_generator
 
-ROOT = Path(__file__).resolve().parents[1]
-PBC4 = ROOT.parent / "shared" / "data" / "pbc4"
 REALISM_SEED = 1000  # the realism classifier's seed: never the test's (0..4)
 
 
 def realism_scores(
     real_train: torch.Tensor, pool: torch.Tensor, candidates: torch.Tensor, device: torch.device
 ) -> np.ndarray:
-    """P(synthetic) of each candidate, from a CNN trained on real training images against the pool."""
+    """P(synthetic) of each candidate, from the test's network trained on real training images
+    against the pool."""
     images = torch.cat([real_train, pool])
-    labels = torch.cat([torch.zeros(len(real_train)), torch.ones(len(pool))]).long()
-    model = train_domain_classifier(
-        images,
-        labels,
-        2,
-        epochs=8,
-        seed=REALISM_SEED,
-        device=device,
-        progress=False,
-        batch_size=32,
-        config=DomainClassifierConfig(num_classes=2, channels=CHANNELS),
-    )
+    is_synthetic = torch.cat([torch.zeros(len(real_train)), torch.ones(len(pool))]).long()
+    model = real_vs_synthetic_network(images, is_synthetic, seed=REALISM_SEED, device=device)
     return domain_features_and_probabilities(model, candidates, device=device)[1][:, 1]
 
 

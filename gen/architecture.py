@@ -164,13 +164,6 @@ def _encoding(cell: CellSpec | None, attention: tuple[int, ...]) -> str:
 # machine's memory before torch said anything. The widest preset layer is 1024 wide.
 MAX_CHANNELS = 4096
 MAX_MINIBATCH_GROUP = 64
-
-
-def minibatch_group_allowed(group: Any) -> bool:
-    """A minibatch-std group size is 0 (off) or a whole 2..MAX_MINIBATCH_GROUP (spec and CLI)."""
-    return _whole(group) and (group == 0 or 2 <= group <= MAX_MINIBATCH_GROUP)
-
-
 MAX_NOISE_DIM = 4096
 MAX_CLASSES = 10_000
 MAX_BLOCKS = 5  # channel widths: the stem and four blocks make the 64x64 images gen trains on
@@ -178,6 +171,11 @@ MAX_BLOCKS = 5  # channel widths: the stem and four blocks make the 64x64 images
 
 def _whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def minibatch_group_allowed(group: Any) -> bool:
+    """A minibatch-std group size is 0 (off) or a whole 2..MAX_MINIBATCH_GROUP (spec and CLI)."""
+    return _whole(group) and (group == 0 or 2 <= group <= MAX_MINIBATCH_GROUP)
 
 
 def _check_bounds(spec: GeneratorSpec | DiscriminatorSpec) -> None:

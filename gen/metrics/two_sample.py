@@ -63,6 +63,29 @@ def _stratified_folds(count: int, folds: int, rng: np.random.Generator) -> np.nd
     return assignment
 
 
+def real_vs_synthetic_network(
+    images: torch.Tensor,
+    is_synthetic: torch.Tensor,
+    *,
+    epochs: int = 8,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> torch.nn.Module:
+    """The test's network (two classes, ``CHANNELS`` wide) trained on uint8 images with int64
+    labels 1 for synthetic, 0 for real; its second output is P(synthetic)."""
+    return train_domain_classifier(
+        images,
+        is_synthetic,
+        2,
+        epochs=epochs,
+        seed=seed,
+        device=device,
+        progress=False,
+        batch_size=32,
+        config=DomainClassifierConfig(num_classes=2, channels=CHANNELS),
+    )
+
+
 def two_sample_class(
     real: torch.Tensor,
     synthetic: torch.Tensor,
@@ -87,21 +110,12 @@ def two_sample_class(
         [_stratified_folds(per_group, folds, rng), _stratified_folds(per_group, folds, rng)]
     )
     scores = np.zeros(len(images))
-    config = DomainClassifierConfig(num_classes=2, channels=CHANNELS)
     labels = torch.from_numpy(is_synthetic.astype(np.int64))
     for fold in range(folds):
         held_out = fold_of == fold
         train = torch.from_numpy(np.flatnonzero(~held_out))
-        model = train_domain_classifier(
-            images[train],
-            labels[train],
-            2,
-            epochs=epochs,
-            seed=seed + fold,
-            device=device,
-            progress=False,
-            batch_size=32,
-            config=config,
+        model = real_vs_synthetic_network(
+            images[train], labels[train], epochs=epochs, seed=seed + fold, device=device
         )
         _, probabilities = domain_features_and_probabilities(
             model, images[torch.from_numpy(np.flatnonzero(held_out))], device=device
