@@ -19,9 +19,10 @@ depends on that image alone and the G phase scores fakes only.
   al. 2017);
 - BEGANLoss: an autoencoder D, L1 reconstruction, the k_t balance (Berthelot et al. 2017).
 
-Three regularisers any of them can take: LeCam (``lecam``), an auxiliary class head
+Regularisers any of them can take: LeCam (``lecam``), an auxiliary class head
 (``classifier_weight``), FastGAN's reconstruction of real images by D (``reconstruction_weight``),
-and ADA's adaptive augmentation probability (``ada_target``, AdaptiveAugment).
+ADA's adaptive augmentation probability (``ada_target``, AdaptiveAugment) and MSGAN's mode
+seeking term on G (``mode_seeking``, mode_seeking_term).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from torch import nn
 
 from gen.diffaugment import diff_augment
 from gen.networks import RECONSTRUCTION_SIZE, split_discriminator_output
+
+MODE_SEEKING_EPS = 1e-5  # MSGAN's
 
 
 @dataclass
@@ -118,6 +121,7 @@ class GANLoss:
         reconstruction_weight: float = 0.0,
         ada_target: float = 0.0,
         ada_ramp_images: int = 100_000,
+        mode_seeking: float = 0.0,
     ):
         self.generator = generator
         self.discriminator = discriminator
@@ -136,6 +140,7 @@ class GANLoss:
         # D's reconstruction of the last scoring and what it reconstructed (the augmented images)
         self.reconstruction: tuple[torch.Tensor, torch.Tensor] | None = None
         self.ada = AdaptiveAugment(ada_target, ada_ramp_images) if ada_target else None
+        self.mode_seeking = mode_seeking
 
     # -- scoring -------------------------------------------------------------------------------
 
@@ -212,6 +217,8 @@ class GANLoss:
         loss = self.g_objective(fake_scores, fake)
         if self.classifier_weight:  # G makes images D's class head files under their label
             loss = loss + self.classifier_weight * F.cross_entropy(self.logits[-fake.size(0) :], labels)
+        if self.mode_seeking:
+            loss = loss + self.mode_seeking * mode_seeking_term(fake, noise, labels)
         return Phase(loss, real_scores, fake_scores.detach())
 
     def d_objective(self, real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
@@ -244,6 +251,20 @@ class GANLoss:
     def summary(self) -> dict[str, float]:
         """Extra figures for the history (ADA's p and r_t; BEGAN's k_t and convergence measure)."""
         return {"ada_p": self.ada.p, "ada_r": self.ada.last_r} if self.ada is not None else {}
+
+
+def mode_seeking_term(fake: torch.Tensor, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """MSGAN's mode seeking term (Mao et al., CVPR 2019), over every pair of fakes that share a
+    label: 1 / (eps + mean over pairs of mean|G(z1) - G(z2)| / mean|z1 - z2|). G lowers it by
+    drawing images of one class that differ as much as their noise does, where a collapsed G
+    draws every smear of a class in much the same colour. 0 when no two fakes share a label."""
+    i, j = torch.triu(labels[:, None] == labels[None, :], diagonal=1).nonzero(as_tuple=True)
+    if len(i) == 0:
+        return fake.new_zeros((), dtype=torch.float32)
+    images, latents = fake.flatten(1).float(), noise.flatten(1).float()
+    image_distance = torch.cdist(images, images, p=1)[i, j] / images.size(1)
+    noise_distance = torch.cdist(latents, latents, p=1)[i, j] / latents.size(1)
+    return 1 / ((image_distance / noise_distance).mean() + MODE_SEEKING_EPS)
 
 
 def reconstruction_loss(

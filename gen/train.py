@@ -600,6 +600,7 @@ def _build_networks(
         classifier_weight=config.classifier_weight or 0.0,
         reconstruction_weight=config.reconstruction_weight or 0.0,
         ada_target=config.ada_target or 0.0,
+        mode_seeking=config.mode_seeking or 0.0,
         **(config.loss_options or {}),
     )
     if state is not None:

@@ -50,6 +50,7 @@ class TrainConfig:
     reconstruction_weight: float | None = None  # D's FastGAN decoder and its L1 loss weight, 0: off
     minibatch_std: int | None = None  # D's minibatch standard deviation group size, 0: off
     ada_target: float | None = None  # ADA's target for E[sign(D(real))], 0: a fixed policy
+    mode_seeking: float | None = None  # MSGAN's mode seeking weight on G (gen.losses), 0: off
     balanced_batches: bool | None = None  # every class equally likely in a batch
     transition: tuple[int, int] | None = None  # class conditioning ramps 0 -> 1 over these iterations
     loss_options: dict[str, float] | None = None
@@ -78,6 +79,7 @@ class TrainConfig:
         fields.setdefault("reconstruction_weight", 0.0)
         fields.setdefault("minibatch_std", 0)
         fields.setdefault("ada_target", 0.0)
+        fields.setdefault("mode_seeking", 0.0)
         fields.setdefault("balanced_batches", False)
         fields.setdefault("transition", (0, 0))  # no ramp: full conditioning from the start
         for name in ("betas", "transition"):
@@ -112,7 +114,15 @@ class TrainConfig:
         check_seed(self.seed)
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise GenError("--minutes must be more than 0.")
-        for name in ("g_lr", "d_lr", "d_weight_decay", "lecam", "classifier_weight", "reconstruction_weight"):
+        for name in (
+            "g_lr",
+            "d_lr",
+            "d_weight_decay",
+            "lecam",
+            "classifier_weight",
+            "reconstruction_weight",
+            "mode_seeking",
+        ):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value >= 0):
                 raise GenError(f"--{name.replace('_', '-')} must be a finite number of at least 0.")

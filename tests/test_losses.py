@@ -19,6 +19,7 @@ from gen.losses import (
     NonSaturatingLoss,
     WassersteinLoss,
     make_loss,
+    mode_seeking_term,
 )
 from gen.networks import build
 from gen.presets import LOSS_NAMES, RECIPES
@@ -134,6 +135,29 @@ def test_lecam_against_a_hand_computation() -> None:
     restored.load_state_dict(loss.state_dict())
     assert restored.anchors == pytest.approx({"real": a_real, "fake": a_fake})
     assert phases(HingeLoss, lecam=0.0) == phases(HingeLoss)  # off by default
+
+
+def test_mode_seeking_against_a_hand_computation() -> None:
+    """MSGAN's term over the pairs that share a label: 1 / (eps + mean of mean|dG| / mean|dz|)."""
+    fake = torch.zeros(4, 1, 1, 2)
+    fake[1] = torch.tensor([1.0, 3.0]).view(1, 1, 2)  # label 0 with image 0: mean|dG| = 2
+    fake[3] = torch.tensor([0.5, 0.5]).view(1, 1, 2)  # label 1 with image 2: mean|dG| = 0.5
+    noise = torch.tensor([[0.0, 0.0, 0.0], [1.0, 1.0, 2.0], [5.0, 5.0, 5.0], [5.0, 5.0, 6.0]])
+    labels = torch.tensor([0, 0, 1, 1])  # mean|dz|: 4/3 for the first pair, 1/3 for the second
+    ratios = [2 / (4 / 3), 0.5 / (1 / 3)]
+    assert float(mode_seeking_term(fake, noise, labels)) == pytest.approx(1 / (sum(ratios) / 2 + 1e-5))
+    assert float(mode_seeking_term(fake, noise, torch.tensor([0, 1, 2, 3]))) == 0.0  # no pair
+    # In G's phase, weighted, and it pushes images of one class apart.
+    generator = FixedGenerator(fake.clone())
+    loss = HingeLoss(generator, ScoreIs(), "", torch.Generator().manual_seed(0), mode_seeking=0.5)
+    plain = HingeLoss(generator, ScoreIs(), "", torch.Generator().manual_seed(0))
+    with_term = loss.g_phase(fake, labels, noise).loss.detach()
+    assert float(with_term) == pytest.approx(
+        float(plain.g_phase(fake, labels, noise).loss) + 0.5 * float(mode_seeking_term(fake, noise, labels))
+    )
+    apart = fake.clone().requires_grad_(True)
+    mode_seeking_term(apart, noise, labels).backward()
+    assert float(apart.grad[1, 0, 0, 1]) < 0 < float(apart.grad[0, 0, 0, 1])  # descent moves them apart
 
 
 def test_weight_clipping_after_the_critic_step() -> None:

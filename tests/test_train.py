@@ -668,10 +668,11 @@ def test_balanced_batches_draw_every_class_equally_often() -> None:
 def test_old_settings_resume_with_the_new_levers_off() -> None:
     stored = json.loads(TrainConfig(data="d", out="o").to_json())
     del stored["lecam"], stored["balanced_batches"], stored["transition"]
-    del stored["reconstruction_weight"], stored["ada_target"], stored["minibatch_std"]
+    del stored["reconstruction_weight"], stored["ada_target"], stored["minibatch_std"], stored["mode_seeking"]
     config = TrainConfig.from_json(json.dumps(stored))
     assert config.lecam == 0.0 and config.balanced_batches is False and config.transition == (0, 0)
     assert config.reconstruction_weight == 0.0 and config.ada_target == 0.0 and config.minibatch_std == 0
+    assert config.mode_seeking == 0.0
 
 
 def test_transition_ramp_against_a_hand_computation() -> None:

@@ -173,6 +173,7 @@ RETRAIN_SETTINGS = (
     "reconstruction_weight",
     "minibatch_std",
     "ada_target",
+    "mode_seeking",
     "balanced_batches",
     "transition",
     "ema_decay",

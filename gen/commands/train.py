@@ -112,6 +112,12 @@ def report_skipped_files(skipped: Sequence[str], run_dir: Path) -> None:
     "(ADA: 0.6), 0: the policy's fixed probabilities [default: the preset's].",
 )
 @click.option(
+    "--mode-seeking",
+    type=click.FloatRange(0),
+    help="Weight of MSGAN's mode seeking term on G (images of one class as different as their "
+    "noise), 0: off [default: the preset's].",
+)
+@click.option(
     "--transition",
     type=(click.IntRange(0), click.IntRange(1)),
     default=None,
