@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 GEN := $(BIN)/gen
 DEMO_ITERS ?= 600
 
-.PHONY: install demo test lint bench bench-quality clean-demo
+.PHONY: install demo test lint bench bench-quality bench-quality-seeds bench-quality-ablations bench-quality-long clean-demo
 
 install: $(VENV)/.installed
 
@@ -53,16 +53,32 @@ bench: install
 	$(BIN)/python -m bench
 
 # The chosen recipe (cpu) against the reference: 20 training minutes, 3 seeds, mean and std, the
-# curated set beside the plain one; then one 60-minute run of the recipe with its curve. About 3 h
-# on 2 cores. Ablations and the baselines: python -m bench.quality --models ... (docs/benchmarks.md).
+# curated set beside the plain one; the ablation table (each lever alone on cpu, 10 minutes, seed
+# 0); then one 60-minute run of the recipe with its curve. About 7 h on 2 cores; each part alone:
+# make bench-quality-seeds, bench-quality-ablations, bench-quality-long. The baselines: python -m
+# bench.quality --models ... (docs/benchmarks.md).
 QUALITY_SEEDS ?= 0 1 2
-bench-quality: install
+QUALITY_ABLATIONS ?= cpu,reference,colour=cpu:diffaugment=color+translation,\
+colour30=cpu:diffaugment=color@0.3+translation,ada=cpu:diffaugment=color+translation:ada_target=0.6,\
+cutout=cpu:diffaugment=translation+cutout,lecam=cpu:lecam=0.3,transition=cpu:transition=[0+300],\
+balanced=cpu:balanced_batches=true,classhead=cpu:classifier_weight=0.5,\
+fastgan=cpu:g.skip_excitation=true:reconstruction_weight=1,mbstd=cpu:minibatch_std=4,\
+modeseeking=cpu:mode_seeking=1,tanh=cpu:g.output=tanh,zeropad=cpu:padding=zeros,ema0=cpu:ema_decay=0
+bench-quality: bench-quality-seeds bench-quality-ablations bench-quality-long
+
+bench-quality-seeds: install
 	for seed in $(QUALITY_SEEDS); do \
 	  $(BIN)/python -m bench.quality --models cpu,reference --minutes 20 --eval-points 1 --utility-seeds 1 \
 	    --curated 0.5 --seed $$seed --results bench/results/seed-$$seed --figures bench/results/seed-$$seed \
 	    || exit 1; \
 	done
 	$(BIN)/python -m bench.quality_seeds $(foreach seed,$(QUALITY_SEEDS),bench/results/seed-$(seed)/quality-*.json)
+
+bench-quality-ablations: install
+	$(BIN)/python -m bench.quality --models "$(QUALITY_ABLATIONS)" --minutes 10 --eval-points 1 \
+	  --utility-seeds 1 --seed 0 --results bench/results/ablations --figures bench/results/ablations
+
+bench-quality-long: install
 	$(BIN)/python -m bench.quality --models cpu --minutes 60 --eval-points 6 --curated 0.5 \
 	  --results bench/results/long --figures bench/results/long
 

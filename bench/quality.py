@@ -43,7 +43,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from bench.__main__ import machine
 from gen.architecture import BASELINES, PRESETS, DiscriminatorSpec, GeneratorSpec, preset
-from gen.checkpoint import atomic_write, load_for_sampling
+from gen.checkpoint import atomic_write, load_checkpoint, load_for_sampling
+from gen.curation import CurationSettings, Curator, curated_class
 from gen.errors import GenError
 from gen.history import HISTORY_CSV, read_history
 from gen.image_folder import load_image_folder
@@ -434,21 +435,49 @@ def write_curves(runs: dict[str, list[Point]], path: Path) -> Path:
 
 
 @torch.no_grad()
-def write_sample_grid(runs: dict[str, list[Point]], sets: Sets, args: argparse.Namespace, path: Path) -> Path:
-    """One row per class: GRID_COLUMNS real test images, then as many of each model (fixed seed)."""
+def write_sample_grid(
+    runs: dict[str, list[Point]], sets: Sets, args: argparse.Namespace, path: Path
+) -> tuple[Path, list[str]]:
+    """One row per class: GRID_COLUMNS real test images, then as many of each model (fixed seed);
+    with --curated, the first model's block (ours) is followed by the images gen sample
+    --keep-best F would write.
+    Returns the PNG and its column blocks' names."""
     device = resolve_device(args.device)
-    generators = [load_generator(load_for_sampling(p[-1].checkpoint), device) for p in runs.values()]
+    blocks = {model: load_generator(load_for_sampling(p[-1].checkpoint), device) for model, p in runs.items()}
+    curator, ours = None, next(iter(runs))
+    if args.curated is not None:
+        state = load_checkpoint(runs[ours][-1].checkpoint, device)
+        settings = CurationSettings(keep_best=args.curated, classifier_epochs=args.settings.classifier_epochs)
+        curator = Curator(state, settings, device, train_dir=args.data, progress=False)
+    names = [
+        name
+        for model in runs
+        for name in [model] + ([f"{model} curated"] if curator and model == ours else [])
+    ]
     indices = list(range(GRID_COLUMNS))
     rows = []
-    for label in range(len(sets.class_names)):
+    for label, class_name in enumerate(sets.class_names):
         real = sets.test[0][sets.test[1] == label][:GRID_COLUMNS]
         blank = torch.full((GRID_COLUMNS - len(real), 3, 64, 64), 255, dtype=torch.uint8)  # too few real
-        real = torch.cat([real, blank])
-        rows += [real, *(generate(generator, args.seed, label, indices, device) for generator in generators)]
-    columns = GRID_COLUMNS * (1 + len(generators))
-    write_grid(torch.cat(rows), columns, path)
-    label_grid(path, ["real", *runs], sets.class_names)
-    return path
+        rows.append(torch.cat([real, blank]))
+        for model, generator in blocks.items():
+            rows.append(generate(generator, args.seed, label, indices, device))
+            if curator is not None and model == ours:
+                rows.append(
+                    curated_class(
+                        curator,
+                        generate,
+                        generator,
+                        class_name=class_name,
+                        label=label,
+                        seed=args.seed,
+                        n=GRID_COLUMNS,
+                        device=device,
+                    )
+                )
+    write_grid(torch.cat(rows), GRID_COLUMNS * (1 + len(names)), path)
+    label_grid(path, ["real", *names], sets.class_names)
+    return path, ["real", *names]
 
 
 def label_grid(path: Path, blocks: list[str], class_names: tuple[str, ...]) -> None:
@@ -472,11 +501,11 @@ def label_grid(path: Path, blocks: list[str], class_names: tuple[str, ...]) -> N
 
 
 def markdown_fragment(
-    info: dict, command: str, table: str, targets: list[str], pngs: list[Path], models: list[str]
+    info: dict, command: str, table: str, targets: list[str], pngs: list[Path], grid_blocks: list[str]
 ) -> str:
     """A section for docs/benchmarks.md: machine, command, table, targets, the two PNGs."""
     curves, grid = (Path(os.path.relpath(png, ROOT / "docs")).as_posix() for png in pngs)
-    blocks = " | ".join(["real", *models])
+    blocks = " | ".join(grid_blocks)
     paragraphs = [
         "## Image quality: ours against the baselines on pbc4 (`make bench-quality`)",
         f"Machine: {info['platform']}, {info['cpu']} ({info['cores']} cores, GPU {info['gpu']}), "
@@ -520,16 +549,16 @@ def main(argv: list[str] | None = None) -> None:
         rows = table_rows(runs, sets.class_names)
         table, targets = markdown_table(args.models, rows), target_lines(runs, sets.class_names)
         curves = write_curves(runs, args.figures / "quality-curves.png")
-        grid = write_sample_grid(runs, sets, args, args.figures / "quality-grid.png")
+        grid, grid_blocks = write_sample_grid(runs, sets, args, args.figures / "quality-grid.png")
     except GenError as error:
         raise SystemExit(str(error)) from None
     print(f"\n{table}\n\n" + "\n".join(targets))
-    print(f"\nsample grid {grid}: a row per class; column blocks real | {' | '.join(args.models)}")
+    print(f"\nsample grid {grid}: a row per class; column blocks {' | '.join(grid_blocks)}")
     stem = args.results / f"quality-{info['host']}-{info['date']}"
     arguments = {key: str(value) for key, value in vars(args).items()}
     record = {"machine": info, "command": command, "args": arguments, "table": rows, "targets": targets}
     write_results(
-        stem, runs, record, markdown_fragment(info, command, table, targets, [curves, grid], args.models)
+        stem, runs, record, markdown_fragment(info, command, table, targets, [curves, grid], grid_blocks)
     )
     print(f"wrote {stem}.json, {stem}.md, {curves} and {grid}")
 

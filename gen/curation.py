@@ -406,3 +406,31 @@ def plan_class(
     kept, rejected = choose(scores, wanted, settings, resumed)
     record = ClassCuration(class_name, n, len(scores), len(kept), len(resumed), rejected)
     return ClassPlan(scores, kept, record, batches)
+
+
+def curated_class(
+    curator: Curator,
+    generate: Generate,
+    generator: Generator,
+    *,
+    class_name: str,
+    label: int,
+    seed: int,
+    n: int,
+    device: torch.device,
+    batch_size: int = 256,
+) -> torch.Tensor:
+    """The uint8 images (n, 3, 64, 64) of one class that gen sample --keep-best would write."""
+    plan = plan_class(
+        curator,
+        generate,
+        generator,
+        class_name=class_name,
+        label=label,
+        seed=seed,
+        n=n,
+        resumed=set(),
+        batch_size=batch_size,
+        device=device,
+    )
+    return torch.cat([pixels for _, pixels in plan.kept_batches(generate, generator, seed, label, device)])

@@ -442,7 +442,7 @@ def _curated_figures(
     """The ``curated_`` figures: n_per_class images per class kept of ceil(n / F) candidates by
     gen.curation's own classifier, scored by this report's (another seed and split)."""
     from gen.checkpoint import load_checkpoint
-    from gen.curation import CurationSettings, Curator, plan_class
+    from gen.curation import CurationSettings, Curator, curated_class
 
     state = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint, device)
     curation = CurationSettings(
@@ -452,7 +452,7 @@ def _curated_figures(
     generator = load_generator(load_for_sampling(state), device)
     images, labels = [], []
     for label, name in enumerate(report.class_names):
-        plan = plan_class(
+        kept = curated_class(
             curator,
             generate,
             generator,
@@ -460,13 +460,10 @@ def _curated_figures(
             label=label,
             seed=settings.seed,
             n=settings.n_per_class,
-            resumed=set(),
-            batch_size=256,
             device=device,
         )
-        for _, pixels in plan.kept_batches(generate, generator, settings.seed, label, device):
-            images.append(pixels)
-            labels.append(torch.full((len(pixels),), label))
+        images.append(kept)
+        labels.append(torch.full((len(kept),), label))
     curated_images, curated_labels = torch.cat(images), torch.cat(labels)
     counted = {
         "keep_best": settings.curated_keep_best,

@@ -29,6 +29,7 @@ from gen.curation import (
     CurationSettings,
     Curator,
     combined_rank,
+    curated_class,
     held_out_split,
 )
 from gen.errors import GenError
@@ -306,6 +307,22 @@ def test_the_report_puts_curated_beside_uncurated_and_never_grades_with_the_cura
     assert "| two_sample_auc | overall |" in markdown.split("## Curated against uncurated")[1]
     reporting = file_sha256(Path(figures[("domain_classifier_accuracy", None)].settings["classifier"]))
     assert figures[("curated_two_sample_auc", None)].settings["curating_classifier"]["sha256"] != reporting
+
+
+def test_curated_class_returns_the_best_ranked_candidates(trained: Path) -> None:
+    """curated_class (the report's and the quality bench's curated set): the n best of n / F
+    candidates by combined rank, in index order, as generated."""
+    scores, pixels = candidate_scores(trained, label=2, count=8)
+    state = load_checkpoint(trained)
+    curator = Curator(state, FAST, torch.device("cpu"), progress=False)
+    generator = load_generator(load_for_sampling(state), torch.device("cpu"))
+    kept = curated_class(
+        curator, generate, generator, class_name="c", label=2, seed=0, n=4, device=torch.device("cpu")
+    )
+    best = sorted(np.argsort(-combined_rank(scores), kind="stable")[:4].tolist())
+    assert kept.shape == (4, 3, 64, 64) and kept.dtype == torch.uint8
+    # Near equal, not equal: the same images generated in another batch (floating point).
+    assert (kept.int() - pixels[best].int()).abs().max() <= 1
 
 
 def test_realism_is_d_s_score_alone_when_d_has_more_heads(trained: Path) -> None:
