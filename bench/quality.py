@@ -1,6 +1,6 @@
 """Image quality on real cytology data: ours against every baseline at equal wall-clock.
 
-    make bench-quality             # ours and the reference, 20 minutes, 3 seeds; ours for 60
+    make bench-quality    # ours and the reference, 20 minutes, 3 seeds; ablations; ours for 60
     .venv/bin/python -m bench.quality --models cpu,dcgan --minutes 2 --device cuda
 
 Each model in ``--models`` (ours is ``cpu``; ``reference`` is the plain conditional GAN to beat;
@@ -19,7 +19,7 @@ accuracy on the synthetic images (overall and per class). At the last point, cla
 Writes bench/results/quality-<host>-<date>.json (everything) and .md (a section ready for
 docs/benchmarks.md), docs/quality-curves.png (each metric against training minutes, a line per
 model, floors dashed) and docs/quality-grid.png (a row per class: real test images, then each
-model). Prints the table and whether each of the issue's targets is met. Asserts nothing.
+model; with ``--curated F``, the first model's curated images after its own). Prints the table and whether each of the issue's targets is met. Asserts nothing.
 """
 
 from __future__ import annotations
