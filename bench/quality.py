@@ -19,7 +19,8 @@ accuracy on the synthetic images (overall and per class). At the last point, cla
 Writes bench/results/quality-<host>-<date>.json (everything) and .md (a section ready for
 docs/benchmarks.md), docs/quality-curves.png (each metric against training minutes, a line per
 model, floors dashed) and docs/quality-grid.png (a row per class: real test images, then each
-model; with ``--curated F``, the first model's curated images after its own). Prints the table and whether each of the issue's targets is met. Asserts nothing.
+model; with ``--curated F``, the first model's curated images after its own). Prints the table
+and whether each of the issue's targets is met. Asserts nothing.
 """
 
 from __future__ import annotations
