@@ -457,7 +457,7 @@ def write_sample_grid(
     ]
     indices = list(range(GRID_COLUMNS))
     rows = []
-    for label, class_name in enumerate(sets.class_names):
+    for label in range(len(sets.class_names)):
         real = sets.test[0][sets.test[1] == label][:GRID_COLUMNS]
         blank = torch.full((GRID_COLUMNS - len(real), 3, 64, 64), 255, dtype=torch.uint8)  # too few real
         rows.append(torch.cat([real, blank]))
@@ -465,16 +465,7 @@ def write_sample_grid(
             rows.append(generate(generator, args.seed, label, indices, device))
             if curator is not None and model == ours:
                 rows.append(
-                    curated_class(
-                        curator,
-                        generate,
-                        generator,
-                        class_name=class_name,
-                        label=label,
-                        seed=args.seed,
-                        n=GRID_COLUMNS,
-                        device=device,
-                    )
+                    curated_class(curator, generate, generator, label, args.seed, GRID_COLUMNS, device)
                 )
     write_grid(torch.cat(rows), GRID_COLUMNS * (1 + len(names)), path)
     label_grid(path, ["real", *names], sets.class_names)

@@ -412,25 +412,14 @@ def curated_class(
     curator: Curator,
     generate: Generate,
     generator: Generator,
-    *,
-    class_name: str,
     label: int,
     seed: int,
     n: int,
     device: torch.device,
-    batch_size: int = 256,
 ) -> torch.Tensor:
-    """The uint8 images (n, 3, 64, 64) of one class that gen sample --keep-best would write."""
+    """The uint8 images (n, 3, 64, 64) of class ``label`` that gen sample --keep-best would write."""
     plan = plan_class(
-        curator,
-        generate,
-        generator,
-        class_name=class_name,
-        label=label,
-        seed=seed,
-        n=n,
-        resumed=set(),
-        batch_size=batch_size,
-        device=device,
-    )
+        curator, generate, generator, class_name=str(label), label=label, seed=seed, n=n, resumed=set(),
+        batch_size=256, device=device,
+    )  # fmt: skip
     return torch.cat([pixels for _, pixels in plan.kept_batches(generate, generator, seed, label, device)])

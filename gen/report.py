@@ -451,17 +451,8 @@ def _curated_figures(
     curator = Curator(state, curation, device, train_dir=train_dir, progress=progress)
     generator = load_generator(load_for_sampling(state), device)
     images, labels = [], []
-    for label, name in enumerate(report.class_names):
-        kept = curated_class(
-            curator,
-            generate,
-            generator,
-            class_name=name,
-            label=label,
-            seed=settings.seed,
-            n=settings.n_per_class,
-            device=device,
-        )
+    for label in range(len(report.class_names)):
+        kept = curated_class(curator, generate, generator, label, settings.seed, settings.n_per_class, device)
         images.append(kept)
         labels.append(torch.full((len(kept),), label))
     curated_images, curated_labels = torch.cat(images), torch.cat(labels)

@@ -316,9 +316,7 @@ def test_curated_class_returns_the_best_ranked_candidates(trained: Path) -> None
     state = load_checkpoint(trained)
     curator = Curator(state, FAST, torch.device("cpu"), progress=False)
     generator = load_generator(load_for_sampling(state), torch.device("cpu"))
-    kept = curated_class(
-        curator, generate, generator, class_name="c", label=2, seed=0, n=4, device=torch.device("cpu")
-    )
+    kept = curated_class(curator, generate, generator, 2, 0, 4, torch.device("cpu"))
     best = sorted(np.argsort(-combined_rank(scores), kind="stable")[:4].tolist())
     assert kept.shape == (4, 3, 64, 64) and kept.dtype == torch.uint8
     # Near equal, not equal: the same images generated in another batch (floating point).
