@@ -153,7 +153,8 @@ def test_mode_seeking_against_a_hand_computation() -> None:
     plain = HingeLoss(generator, ScoreIs(), "", torch.Generator().manual_seed(0))
     with_term = loss.g_phase(fake, labels, noise).loss.detach()
     assert float(with_term) == pytest.approx(
-        float(plain.g_phase(fake, labels, noise).loss) + 0.5 * float(mode_seeking_term(fake, noise, labels))
+        float(plain.g_phase(fake, labels, noise).loss.detach())
+        + 0.5 * float(mode_seeking_term(fake, noise, labels))
     )
     apart = fake.clone().requires_grad_(True)
     mode_seeking_term(apart, noise, labels).backward()
