@@ -444,17 +444,16 @@ def write_sample_grid(
     --keep-best F would write.
     Returns the PNG and its column blocks' names."""
     device = resolve_device(args.device)
-    blocks = {model: load_generator(load_for_sampling(p[-1].checkpoint), device) for model, p in runs.items()}
-    curator, ours = None, next(iter(runs))
+    states = {model: load_checkpoint(p[-1].checkpoint, device) for model, p in runs.items()}
+    blocks = {model: load_generator(load_for_sampling(state), device) for model, state in states.items()}
+    ours = next(iter(runs))
+    curator = None
     if args.curated is not None:
-        state = load_checkpoint(runs[ours][-1].checkpoint, device)
         settings = CurationSettings(keep_best=args.curated, classifier_epochs=args.settings.classifier_epochs)
-        curator = Curator(state, settings, device, train_dir=args.data, progress=False)
-    names = [
-        name
-        for model in runs
-        for name in [model] + ([f"{model} curated"] if curator and model == ours else [])
-    ]
+        curator = Curator(states[ours], settings, device, train_dir=args.data, progress=False)
+    names = ["real", *runs]
+    if curator is not None:
+        names.insert(names.index(ours) + 1, f"{ours} curated")
     indices = list(range(GRID_COLUMNS))
     rows = []
     for label in range(len(sets.class_names)):
@@ -467,9 +466,9 @@ def write_sample_grid(
                 rows.append(
                     curated_class(curator, generate, generator, label, args.seed, GRID_COLUMNS, device)
                 )
-    write_grid(torch.cat(rows), GRID_COLUMNS * (1 + len(names)), path)
-    label_grid(path, ["real", *names], sets.class_names)
-    return path, ["real", *names]
+    write_grid(torch.cat(rows), GRID_COLUMNS * len(names), path)
+    label_grid(path, names, sets.class_names)
+    return path, names
 
 
 def label_grid(path: Path, blocks: list[str], class_names: tuple[str, ...]) -> None:
