@@ -176,10 +176,60 @@ def transition_strength(iteration: int, transition: tuple[int, int] | None) -> f
     return min(max((iteration - start) / (end - start), 0.0), 1.0)
 
 
-def draw_batch(labels: torch.Tensor, size: int, rng: torch.Generator, balanced: bool) -> torch.Tensor:
+RARE_NEIGHBOUR = 5  # rarity is the distance to an image's 5th nearest neighbour in its class
+
+
+def rarity_weights(
+    images: torch.Tensor, labels: torch.Tensor, power: float, neighbour: int = RARE_NEIGHBOUR
+) -> torch.Tensor:
+    """Each image's weight in the draw (float64, mean 1 within each class): how far its colour
+    lies from its class's other images, to ``power``.
+
+    An image's colour is its per-channel mean and standard deviation (six numbers), standardised
+    within its class (a number that does not vary in the class is left out); its rarity is the
+    Euclidean distance to its ``neighbour``-th nearest other image of the class (the farthest, in
+    a class of ``neighbour`` images or fewer). A slide with a stain or background that few images
+    of its class share is far from all of them, whatever the colours are; a class of one image,
+    or of images that all look alike, keeps weight 1. Because each class's weights sum to its
+    size, the classes are drawn as often as without weights.
+    """
+    pixels = images.double().flatten(2)
+    colour = torch.cat([pixels.mean(2), pixels.std(2, correction=0)], 1)
+    weights = torch.ones(len(labels), dtype=torch.float64)
+    for label in labels.unique():
+        members = torch.nonzero(labels == label).flatten()
+        if len(members) < 2:
+            continue
+        features = colour[members]
+        spread = features.std(0, correction=0)
+        varying = spread > 0
+        standard = (features[:, varying] - features[:, varying].mean(0)) / spread[varying]
+        distances = torch.cdist(standard, standard).sort(1).values  # column 0: the image itself
+        rarity = distances[:, min(neighbour, len(members) - 1)]
+        if rarity.mean() > 0:
+            rarity = rarity**power
+            weights[members] = rarity / rarity.mean()
+    return weights
+
+
+def draw_batch(
+    labels: torch.Tensor,
+    size: int,
+    rng: torch.Generator,
+    balanced: bool,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Indices of one training batch, drawn with replacement from ``rng``: uniformly over the
     images, or, ``balanced``, a uniform class first and then a uniform image of that class, so
-    that a class of 50 images is seen as often as one of 500."""
+    that a class of 50 images is seen as often as one of 500. With ``weights`` (one per image,
+    rarity_weights), an image is drawn in proportion to its weight instead of uniformly: over
+    all images, or, ``balanced``, within its class."""
+    if weights is not None:
+        chances = weights.double().clone()
+        if balanced:
+            totals = torch.zeros(int(labels.max()) + 1, dtype=torch.float64).index_add_(0, labels, chances)
+            chances /= totals[labels]
+        return torch.multinomial(chances, size, replacement=True, generator=rng)
     if not balanced:
         return torch.randint(len(labels), (size,), generator=rng)
     counts = torch.bincount(labels)
@@ -843,6 +893,9 @@ class _RealBatches:
     ):
         self.config, self.device, self.data_rng = config, context.device, data_rng
         self.labels = data.labels
+        self.weights = (
+            rarity_weights(data.images, data.labels, config.oversample_rare) if config.oversample_rare else None
+        )
         self.images_on_device, self.labels_on_device = (
             data.images.to(self.device),
             data.labels.to(self.device),
@@ -852,7 +905,7 @@ class _RealBatches:
 
     def draw(self) -> tuple[torch.Tensor, torch.Tensor]:
         batch_indices = draw_batch(
-            self.labels, self.config.batch_size, self.data_rng, bool(self.config.balanced_batches)
+            self.labels, self.config.batch_size, self.data_rng, bool(self.config.balanced_batches), self.weights
         )
         batch_indices = batch_indices[self.mine].to(self.device)
         real = self.images_on_device[batch_indices].float().div_(127.5).sub_(1)

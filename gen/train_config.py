@@ -51,6 +51,7 @@ class TrainConfig:
     minibatch_std: int | None = None  # D's minibatch standard deviation group size, 0: off
     ada_target: float | None = None  # ADA's target for E[sign(D(real))], 0: a fixed policy
     mode_seeking: float | None = None  # MSGAN's mode seeking weight on G (gen.losses), 0: off
+    oversample_rare: float | None = None  # draw images by colour rarity to this power (gen.train), 0: off
     balanced_batches: bool | None = None  # every class equally likely in a batch
     transition: tuple[int, int] | None = None  # class conditioning ramps 0 -> 1 over these iterations
     loss_options: dict[str, float] | None = None
@@ -80,6 +81,7 @@ class TrainConfig:
         fields.setdefault("minibatch_std", 0)
         fields.setdefault("ada_target", 0.0)
         fields.setdefault("mode_seeking", 0.0)
+        fields.setdefault("oversample_rare", 0.0)
         fields.setdefault("balanced_batches", False)
         fields.setdefault("transition", (0, 0))  # no ramp: full conditioning from the start
         for name in ("betas", "transition"):
@@ -122,6 +124,7 @@ class TrainConfig:
             "classifier_weight",
             "reconstruction_weight",
             "mode_seeking",
+            "oversample_rare",
         ):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value >= 0):

@@ -665,14 +665,49 @@ def test_balanced_batches_draw_every_class_equally_often() -> None:
     assert torch.equal(plain, torch.randint(len(labels), (64,), generator=torch.Generator().manual_seed(5)))
 
 
+def test_rarity_weights_against_a_hand_computation() -> None:
+    from gen.train import rarity_weights
+
+    # Flat grey images: no spread in any image, so only the three (equal) channel means count,
+    # and the distance between two images is proportional to the difference of their levels.
+    levels = [0, 10, 30, 100, 50, 7, 7]
+    images = torch.stack([torch.full((3, 4, 4), level, dtype=torch.uint8) for level in levels])
+    labels = torch.tensor([0, 0, 0, 0, 1, 2, 2])  # class 1: one image; class 2: two alike
+    nearest = rarity_weights(images, labels, 1.0, neighbour=1)  # distances 10, 10, 20, 70
+    assert nearest.tolist() == pytest.approx([4 / 11, 4 / 11, 8 / 11, 28 / 11, 1, 1, 1])
+    squared = rarity_weights(images, labels, 2.0, neighbour=1)  # 100, 100, 400, 4900
+    assert squared[:4].tolist() == pytest.approx([4 / 55, 4 / 55, 16 / 55, 196 / 55])
+    farthest = rarity_weights(images, labels, 1.0)  # 5th neighbour, so the 3rd in a class of 4
+    assert farthest[:4].tolist() == pytest.approx([10 / 9, 1, 7 / 9, 10 / 9])
+    # The spread counts too: two images of one mean but speckled, beside three flat ones.
+    speckled = images[:1].repeat(5, 1, 1, 1)
+    speckled[3:, :, ::2] = 20
+    weights = rarity_weights(speckled, torch.zeros(5, dtype=torch.long), 1.0, neighbour=2)
+    assert float(weights[3:].mean()) > float(weights[:3].mean())
+
+
+def test_weighted_batches_draw_each_image_by_its_weight() -> None:
+    from gen.train import draw_batch
+
+    labels = torch.tensor([0, 0, 0, 1, 1])
+    weights = torch.tensor([0.5, 0.5, 2.0, 1.0, 1.0], dtype=torch.float64)
+    n = 50_000
+    for balanced, expected in ((False, [0.1, 0.1, 0.4, 0.2, 0.2]), (True, [1 / 12, 1 / 12, 1 / 3, 0.25, 0.25])):
+        drawn = draw_batch(labels, n, torch.Generator().manual_seed(0), balanced, weights)
+        shares = torch.bincount(drawn, minlength=5).double() / n
+        for share, p in zip(shares.tolist(), expected, strict=True):  # within 5 binomial deviations
+            assert abs(share - p) < 5 * math.sqrt(p * (1 - p) / n)
+
+
 def test_old_settings_resume_with_the_new_levers_off() -> None:
     stored = json.loads(TrainConfig(data="d", out="o").to_json())
     del stored["lecam"], stored["balanced_batches"], stored["transition"]
     del stored["reconstruction_weight"], stored["ada_target"], stored["minibatch_std"], stored["mode_seeking"]
+    del stored["oversample_rare"]
     config = TrainConfig.from_json(json.dumps(stored))
     assert config.lecam == 0.0 and config.balanced_batches is False and config.transition == (0, 0)
     assert config.reconstruction_weight == 0.0 and config.ada_target == 0.0 and config.minibatch_std == 0
-    assert config.mode_seeking == 0.0
+    assert config.mode_seeking == 0.0 and config.oversample_rare == 0.0
 
 
 def test_transition_ramp_against_a_hand_computation() -> None:

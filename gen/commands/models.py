@@ -174,6 +174,7 @@ RETRAIN_SETTINGS = (
     "minibatch_std",
     "ada_target",
     "mode_seeking",
+    "oversample_rare",
     "balanced_batches",
     "transition",
     "ema_decay",

@@ -118,6 +118,14 @@ def report_skipped_files(skipped: Sequence[str], run_dir: Path) -> None:
     "noise), 0: off [default: the preset's].",
 )
 @click.option(
+    "--oversample-rare",
+    type=click.FloatRange(0),
+    metavar="POWER",
+    help="Draw each training image in proportion to its colour rarity within its class (the "
+    "distance to its 5th nearest neighbour in per-channel mean and spread) to this power, so that "
+    "rare stains and backgrounds are not dropped; 0: uniformly [default: the preset's].",
+)
+@click.option(
     "--transition",
     type=(click.IntRange(0), click.IntRange(1)),
     default=None,
