@@ -894,7 +894,9 @@ class _RealBatches:
         self.config, self.device, self.data_rng = config, context.device, data_rng
         self.labels = data.labels
         self.weights = (
-            rarity_weights(data.images, data.labels, config.oversample_rare) if config.oversample_rare else None
+            rarity_weights(data.images, data.labels, config.oversample_rare)
+            if config.oversample_rare
+            else None
         )
         self.images_on_device, self.labels_on_device = (
             data.images.to(self.device),
@@ -905,7 +907,11 @@ class _RealBatches:
 
     def draw(self) -> tuple[torch.Tensor, torch.Tensor]:
         batch_indices = draw_batch(
-            self.labels, self.config.batch_size, self.data_rng, bool(self.config.balanced_batches), self.weights
+            self.labels,
+            self.config.batch_size,
+            self.data_rng,
+            bool(self.config.balanced_batches),
+            self.weights,
         )
         batch_indices = batch_indices[self.mine].to(self.device)
         real = self.images_on_device[batch_indices].float().div_(127.5).sub_(1)

@@ -272,8 +272,8 @@ def test_auxiliary_classifier_against_a_hand_computation() -> None:
     fake[:, 0, 0, 1:3] = torch.tensor([[1.0, 0.0], [0.0, 0.0], [3.0, 0.0]])
     labels = torch.tensor([0, 1, 1])
     loss = HingeLoss(FixedGenerator(fake), ScoreAndLogits(), "", torch.Generator(), classifier_weight=0.5)
-    d = float(loss.d_phase(real, labels, torch.zeros(3, 8)).loss)
-    g = float(loss.g_phase(real, labels, torch.zeros(3, 8)).loss)
+    d = float(loss.d_phase(real, labels, torch.zeros(3, 8)).loss.detach())
+    g = float(loss.g_phase(real, labels, torch.zeros(3, 8)).loss.detach())
 
     def cross_entropy(logits: list[list[float]]) -> float:
         return (

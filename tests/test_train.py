@@ -692,7 +692,10 @@ def test_weighted_batches_draw_each_image_by_its_weight() -> None:
     labels = torch.tensor([0, 0, 0, 1, 1])
     weights = torch.tensor([0.5, 0.5, 2.0, 1.0, 1.0], dtype=torch.float64)
     n = 50_000
-    for balanced, expected in ((False, [0.1, 0.1, 0.4, 0.2, 0.2]), (True, [1 / 12, 1 / 12, 1 / 3, 0.25, 0.25])):
+    for balanced, expected in (
+        (False, [0.1, 0.1, 0.4, 0.2, 0.2]),
+        (True, [1 / 12, 1 / 12, 1 / 3, 0.25, 0.25]),
+    ):
         drawn = draw_batch(labels, n, torch.Generator().manual_seed(0), balanced, weights)
         shares = torch.bincount(drawn, minlength=5).double() / n
         for share, p in zip(shares.tolist(), expected, strict=True):  # within 5 binomial deviations
