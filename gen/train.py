@@ -193,14 +193,13 @@ def rarity_weights(
     or of images that all look alike, keeps weight 1. Because each class's weights sum to its
     size, the classes are drawn as often as without weights.
     """
-    pixels = images.double().flatten(2)
-    colour = torch.cat([pixels.mean(2), pixels.std(2, correction=0)], 1)
     weights = torch.ones(len(labels), dtype=torch.float64)
     for label in labels.unique():
         members = torch.nonzero(labels == label).flatten()
         if len(members) < 2:
             continue
-        features = colour[members]
+        pixels = images[members].double().flatten(2)  # one class at a time: memory stays small
+        features = torch.cat([pixels.mean(2), pixels.std(2, correction=0)], 1)
         spread = features.std(0, correction=0)
         varying = spread > 0
         standard = (features[:, varying] - features[:, varying].mean(0)) / spread[varying]
@@ -212,23 +211,30 @@ def rarity_weights(
     return weights
 
 
+def weighted_chances(labels: torch.Tensor, weights: torch.Tensor, balanced: bool) -> torch.Tensor:
+    """Each image's chance in a weighted draw (rarity_weights): its weight, and, ``balanced``,
+    divided by its class's total, so that every class is drawn equally often. Computed once per
+    run, for draw_batch."""
+    chances = weights.double().clone()
+    if balanced:
+        totals = torch.zeros(int(labels.max()) + 1, dtype=torch.float64).index_add_(0, labels, chances)
+        chances /= totals[labels]
+    return chances
+
+
 def draw_batch(
     labels: torch.Tensor,
     size: int,
     rng: torch.Generator,
     balanced: bool,
-    weights: torch.Tensor | None = None,
+    chances: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Indices of one training batch, drawn with replacement from ``rng``: uniformly over the
     images, or, ``balanced``, a uniform class first and then a uniform image of that class, so
-    that a class of 50 images is seen as often as one of 500. With ``weights`` (one per image,
-    rarity_weights), an image is drawn in proportion to its weight instead of uniformly: over
-    all images, or, ``balanced``, within its class."""
-    if weights is not None:
-        chances = weights.double().clone()
-        if balanced:
-            totals = torch.zeros(int(labels.max()) + 1, dtype=torch.float64).index_add_(0, labels, chances)
-            chances /= totals[labels]
+    that a class of 50 images is seen as often as one of 500. With ``chances`` (one per image,
+    weighted_chances, which has already taken ``balanced`` into account), an image is drawn in
+    proportion to its chance instead."""
+    if chances is not None:
         return torch.multinomial(chances, size, replacement=True, generator=rng)
     if not balanced:
         return torch.randint(len(labels), (size,), generator=rng)
@@ -893,11 +899,10 @@ class _RealBatches:
     ):
         self.config, self.device, self.data_rng = config, context.device, data_rng
         self.labels = data.labels
-        self.weights = (
-            rarity_weights(data.images, data.labels, config.oversample_rare)
-            if config.oversample_rare
-            else None
-        )
+        self.chances = None  # per image, computed once: a weighted draw (--oversample-rare)
+        if config.oversample_rare:
+            weights = rarity_weights(data.images, data.labels, config.oversample_rare)
+            self.chances = weighted_chances(data.labels, weights, bool(config.balanced_batches))
         self.images_on_device, self.labels_on_device = (
             data.images.to(self.device),
             data.labels.to(self.device),
@@ -911,7 +916,7 @@ class _RealBatches:
             self.config.batch_size,
             self.data_rng,
             bool(self.config.balanced_batches),
-            self.weights,
+            self.chances,
         )
         batch_indices = batch_indices[self.mine].to(self.device)
         real = self.images_on_device[batch_indices].float().div_(127.5).sub_(1)

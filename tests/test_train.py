@@ -687,7 +687,7 @@ def test_rarity_weights_against_a_hand_computation() -> None:
 
 
 def test_weighted_batches_draw_each_image_by_its_weight() -> None:
-    from gen.train import draw_batch
+    from gen.train import draw_batch, weighted_chances
 
     labels = torch.tensor([0, 0, 0, 1, 1])
     weights = torch.tensor([0.5, 0.5, 2.0, 1.0, 1.0], dtype=torch.float64)
@@ -696,7 +696,8 @@ def test_weighted_batches_draw_each_image_by_its_weight() -> None:
         (False, [0.1, 0.1, 0.4, 0.2, 0.2]),
         (True, [1 / 12, 1 / 12, 1 / 3, 0.25, 0.25]),
     ):
-        drawn = draw_batch(labels, n, torch.Generator().manual_seed(0), balanced, weights)
+        chances = weighted_chances(labels, weights, balanced)
+        drawn = draw_batch(labels, n, torch.Generator().manual_seed(0), balanced, chances)
         shares = torch.bincount(drawn, minlength=5).double() / n
         for share, p in zip(shares.tolist(), expected, strict=True):  # within 5 binomial deviations
             assert abs(share - p) < 5 * math.sqrt(p * (1 - p) / n)
