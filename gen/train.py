@@ -222,6 +222,18 @@ def weighted_chances(labels: torch.Tensor, weights: torch.Tensor, balanced: bool
     return chances
 
 
+def faded_chances(weighted: torch.Tensor, plain: torch.Tensor, iteration: int, fade: int) -> torch.Tensor:
+    """The chances of a weighted draw that fades out (``--oversample-rare-fade``): at
+    ``iteration`` a mixture of ``weighted`` (rarity_weights, as weighted_chances gives them) and
+    ``plain`` (every image's chance without weights), the weighted share falling linearly from 1
+    at iteration 0 to 0 at ``fade``. A rare kind of image is learnt early, and the classes'
+    true proportions are what training ends on. ``fade`` 0: the weights never fade."""
+    if not fade:
+        return weighted
+    share = max(1.0 - iteration / fade, 0.0)
+    return share * weighted / weighted.sum() + (1.0 - share) * plain / plain.sum()
+
+
 def draw_batch(
     labels: torch.Tensor,
     size: int,
@@ -840,7 +852,7 @@ def _loop(
         while iteration < config.iterations:
             log_now = (iteration + 1) % config.log_every == 0
             _condition(networks, iteration, config.transition)
-            batches = [real_batches.draw() for _ in range(config.critic_steps)]
+            batches = [real_batches.draw(iteration) for _ in range(config.critic_steps)]
             figures = networks.step(batches, autocast, no_sync, measure_gradients=log_now)
             decay = min(config.ema_decay, (1 + iteration) / (10 + iteration))
             update_ema(networks.generator_ema, networks.generator, decay)
@@ -902,7 +914,9 @@ class _RealBatches:
         self.chances = None  # per image, computed once: a weighted draw (--oversample-rare)
         if config.oversample_rare:
             weights = rarity_weights(data.images, data.labels, config.oversample_rare)
-            self.chances = weighted_chances(data.labels, weights, bool(config.balanced_batches))
+            balanced = bool(config.balanced_batches)
+            self.chances = weighted_chances(data.labels, weights, balanced)
+            self.plain = weighted_chances(data.labels, torch.ones(len(data.labels)), balanced)
         self.images_on_device, self.labels_on_device = (
             data.images.to(self.device),
             data.labels.to(self.device),
@@ -910,13 +924,17 @@ class _RealBatches:
         local_batch = config.batch_size // context.world_size
         self.mine = slice(context.rank * local_batch, (context.rank + 1) * local_batch)
 
-    def draw(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def draw(self, iteration: int) -> tuple[torch.Tensor, torch.Tensor]:
+        chances = self.chances
+        fade = self.config.oversample_rare_fade
+        if chances is not None and fade:
+            chances = None if iteration >= fade else faded_chances(chances, self.plain, iteration, fade)
         batch_indices = draw_batch(
             self.labels,
             self.config.batch_size,
             self.data_rng,
             bool(self.config.balanced_batches),
-            self.chances,
+            chances,
         )
         batch_indices = batch_indices[self.mine].to(self.device)
         real = self.images_on_device[batch_indices].float().div_(127.5).sub_(1)

@@ -52,6 +52,7 @@ class TrainConfig:
     ada_target: float | None = None  # ADA's target for E[sign(D(real))], 0: a fixed policy
     mode_seeking: float | None = None  # MSGAN's mode seeking weight on G (gen.losses), 0: off
     oversample_rare: float | None = None  # draw images by colour rarity to this power (gen.train), 0: off
+    oversample_rare_fade: int | None = None  # the rarity weighting fades to none over these iterations, 0: never
     balanced_batches: bool | None = None  # every class equally likely in a batch
     transition: tuple[int, int] | None = None  # class conditioning ramps 0 -> 1 over these iterations
     loss_options: dict[str, float] | None = None
@@ -82,6 +83,7 @@ class TrainConfig:
         fields.setdefault("ada_target", 0.0)
         fields.setdefault("mode_seeking", 0.0)
         fields.setdefault("oversample_rare", 0.0)
+        fields.setdefault("oversample_rare_fade", 0)
         fields.setdefault("balanced_batches", False)
         fields.setdefault("transition", (0, 0))  # no ramp: full conditioning from the start
         for name in ("betas", "transition"):
@@ -133,6 +135,8 @@ class TrainConfig:
             raise GenError(
                 f"--minibatch-std must be 0 (off) or a group of 2 to {MAX_MINIBATCH_GROUP} images."
             )
+        if self.oversample_rare_fade is not None and self.oversample_rare_fade < 0:
+            raise GenError("--oversample-rare-fade must be 0 (never) or a number of iterations.")
         if self.transition is not None and not 0 <= self.transition[0] <= self.transition[1]:
             raise GenError("--transition START END needs 0 <= START <= END.")
         if self.ada_target is not None and not 0 <= self.ada_target < 1:

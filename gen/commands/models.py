@@ -175,6 +175,7 @@ RETRAIN_SETTINGS = (
     "ada_target",
     "mode_seeking",
     "oversample_rare",
+    "oversample_rare_fade",
     "balanced_batches",
     "transition",
     "ema_decay",

@@ -126,6 +126,13 @@ def report_skipped_files(skipped: Sequence[str], run_dir: Path) -> None:
     "rare stains and backgrounds are not dropped; 0: uniformly [default: the preset's].",
 )
 @click.option(
+    "--oversample-rare-fade",
+    type=click.IntRange(0),
+    metavar="ITERATIONS",
+    help="Fade --oversample-rare out linearly over the first ITERATIONS, so that rare images are "
+    "learnt early and training ends on the data's true proportions; 0: never [default: the preset's].",
+)
+@click.option(
     "--transition",
     type=(click.IntRange(0), click.IntRange(1)),
     default=None,
