@@ -111,7 +111,7 @@ def test_every_quality_lever_trains_and_resumes(demo_data: Path, tmp_path: Path)
         "--batch-size", "4", "--lecam", "0.3", "--classifier-weight", "0.5", "--transition", "0", "2",
         "--balanced-batches", "--diffaugment", "color@0.5,translation", "--checkpoint-every", "1",
         "--reconstruction-weight", "1", "--ada-target", "0.6", "--minibatch-std", "2", "--mode-seeking", "1",
-        "--oversample-rare", "1", "--device", "cpu",
+        "--oversample-rare", "1", "--oversample-rare-fade", "2", "--device", "cpu",
         "--quiet", "--db", db,
     )  # fmt: skip
     run_gen("train", "--out", str(out), "--iters", "3", "--resume", "--quiet", "--db", db)
@@ -124,7 +124,7 @@ def test_every_quality_lever_trains_and_resumes(demo_data: Path, tmp_path: Path)
         True,
     )
     assert (config.reconstruction_weight, config.ada_target, config.mode_seeking) == (1.0, 0.6, 1.0)
-    assert config.oversample_rare == 1.0
+    assert config.oversample_rare == 1.0 and config.oversample_rare_fade == 2
     spec = json.loads(state["discriminator_spec"])
     assert spec["classifier_head"] is True and spec["reconstruction_head"] is True
     assert config.minibatch_std == 2 and spec["minibatch_std"] == 2

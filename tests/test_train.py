@@ -703,15 +703,60 @@ def test_weighted_batches_draw_each_image_by_its_weight() -> None:
             assert abs(share - p) < 5 * math.sqrt(p * (1 - p) / n)
 
 
+def test_a_fading_weighted_draw_against_a_hand_computation() -> None:
+    from gen.train import faded_chances
+
+    weighted = torch.tensor([3.0, 1.0, 4.0], dtype=torch.float64)  # normalised: 3/8, 1/8, 1/2
+    plain = torch.tensor([1.0, 1.0, 1.0], dtype=torch.float64)  # normalised: a third each
+    assert torch.equal(faded_chances(weighted, plain, 500, 0), weighted)  # fade 0: never fades
+    for iteration, share in ((0, 1.0), (25, 0.75), (50, 0.5), (100, 0.0), (400, 0.0)):
+        expected = [share * w + (1 - share) / 3 for w in (3 / 8, 1 / 8, 1 / 2)]
+        assert faded_chances(weighted, plain, iteration, 100).tolist() == pytest.approx(expected)
+
+
+def test_a_faded_draw_ends_on_the_plain_proportions(tmp_path: Path) -> None:
+    """Training's real batches with --oversample-rare-fade: weighted at the start, the plain
+    draw from the fade's end on (a rare image back to its own share)."""
+    from gen.image_folder import LabelledImages
+    from gen.runtime import Distributed
+    from gen.train import _RealBatches
+
+    levels = [0, 5, 10, 15, 20, 25, 30, 200] * 2  # the last image of each class is far from the others
+    data = LabelledImages(
+        images=torch.stack([torch.full((3, 4, 4), level, dtype=torch.uint8) for level in levels]),
+        labels=torch.tensor([0] * 8 + [1] * 8),
+        class_names=("a", "b"),
+        fingerprint="",
+        skipped=(),
+    )
+    config = TrainConfig(
+        data="d", out="o", batch_size=20_000, oversample_rare=2.0, oversample_rare_fade=100
+    ).resolved()
+    batches = _RealBatches(
+        config, Distributed(0, 1, torch.device("cpu")), data, torch.Generator().manual_seed(0)
+    )
+
+    def rare_share(iteration: int) -> float:
+        real, _ = batches.draw(iteration)
+        return float((real[:, 0, 0, 0] > 0.5).double().mean())  # level 200 is the only one above 0.5
+
+    # 5th-neighbour distances per class 25, 20, 15, 15, 15, 20, 25 and 190: squared, the far
+    # image has 36,100 / 38,825 of its class's draw; without weights one of eight.
+    weighted, plain = 36_100 / 38_825, 1 / 8
+    deviations = 5 * math.sqrt(0.25 / 20_000)  # five binomial standard deviations at most
+    for iteration, expected in ((0, weighted), (50, (weighted + plain) / 2), (100, plain), (10_000, plain)):
+        assert abs(rare_share(iteration) - expected) < deviations, iteration
+
+
 def test_old_settings_resume_with_the_new_levers_off() -> None:
     stored = json.loads(TrainConfig(data="d", out="o").to_json())
     del stored["lecam"], stored["balanced_batches"], stored["transition"]
     del stored["reconstruction_weight"], stored["ada_target"], stored["minibatch_std"], stored["mode_seeking"]
-    del stored["oversample_rare"]
+    del stored["oversample_rare"], stored["oversample_rare_fade"]
     config = TrainConfig.from_json(json.dumps(stored))
     assert config.lecam == 0.0 and config.balanced_batches is False and config.transition == (0, 0)
     assert config.reconstruction_weight == 0.0 and config.ada_target == 0.0 and config.minibatch_std == 0
-    assert config.mode_seeking == 0.0 and config.oversample_rare == 0.0
+    assert config.mode_seeking == 0.0 and config.oversample_rare == 0.0 and config.oversample_rare_fade == 0
 
 
 def test_transition_ramp_against_a_hand_computation() -> None:
