@@ -52,7 +52,7 @@ class TrainConfig:
     ada_target: float | None = None  # ADA's target for E[sign(D(real))], 0: a fixed policy
     mode_seeking: float | None = None  # MSGAN's mode seeking weight on G (gen.losses), 0: off
     oversample_rare: float | None = None  # draw images by colour rarity to this power (gen.train), 0: off
-    oversample_rare_fade: int | None = None  # the rarity weighting fades to none over these iterations, 0: never
+    oversample_rare_fade: int | None = None  # the rarity weighting fades out over these iterations, 0: never
     balanced_batches: bool | None = None  # every class equally likely in a batch
     transition: tuple[int, int] | None = None  # class conditioning ramps 0 -> 1 over these iterations
     loss_options: dict[str, float] | None = None
@@ -137,6 +137,9 @@ class TrainConfig:
             )
         if self.oversample_rare_fade is not None and self.oversample_rare_fade < 0:
             raise GenError("--oversample-rare-fade must be 0 (never) or a number of iterations.")
+        rare = RECIPES[self.preset].oversample_rare if self.oversample_rare is None else self.oversample_rare
+        if self.oversample_rare_fade and not rare:  # nothing to fade: the flag would do nothing
+            raise GenError("--oversample-rare-fade needs --oversample-rare (a weighting to fade out).")
         if self.transition is not None and not 0 <= self.transition[0] <= self.transition[1]:
             raise GenError("--transition START END needs 0 <= START <= END.")
         if self.ada_target is not None and not 0 <= self.ada_target < 1:

@@ -233,6 +233,15 @@ def test_skipped_training_files_are_each_named_with_why(tmp_path: Path) -> None:
     assert len(log.read_text().splitlines()) == 12
 
 
+def test_a_fade_needs_a_rarity_weighting_to_fade() -> None:
+    with pytest.raises(GenError, match="--oversample-rare-fade needs --oversample-rare"):
+        TrainConfig(data="d", out="o", preset="cpu", oversample_rare_fade=100).validate()
+    with pytest.raises(GenError, match="--oversample-rare-fade must be"):
+        TrainConfig(data="d", out="o", oversample_rare=1.0, oversample_rare_fade=-1).validate()
+    TrainConfig(data="d", out="o", oversample_rare=1.0, oversample_rare_fade=100).validate()
+    TrainConfig(data="d", out="o", oversample_rare=1.0, oversample_rare_fade=0).validate()  # never fades
+
+
 def test_ada_needs_a_discriminator_that_scores_realness() -> None:
     with pytest.raises(GenError, match="--ada-target needs"):
         TrainConfig(data="d", out="o", loss="began", ada_target=0.6).validate()
