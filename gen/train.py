@@ -230,7 +230,7 @@ def faded_chances(weighted: torch.Tensor, plain: torch.Tensor, iteration: int, f
     true proportions are what training ends on. ``fade`` 0: the weights never fade."""
     if not fade:
         return weighted
-    share = max(1.0 - iteration / fade, 0.0)
+    share = 1.0 - transition_strength(iteration, (0, fade))  # the same linear ramp, downwards
     return share * weighted / weighted.sum() + (1.0 - share) * plain / plain.sum()
 
 
@@ -916,7 +916,8 @@ class _RealBatches:
             weights = rarity_weights(data.images, data.labels, config.oversample_rare)
             balanced = bool(config.balanced_batches)
             self.chances = weighted_chances(data.labels, weights, balanced)
-            self.plain = weighted_chances(data.labels, torch.ones(len(data.labels)), balanced)
+            if config.oversample_rare_fade:  # what the weighted draw fades into
+                self.plain = weighted_chances(data.labels, torch.ones(len(data.labels)), balanced)
         self.images_on_device, self.labels_on_device = (
             data.images.to(self.device),
             data.labels.to(self.device),

@@ -714,7 +714,7 @@ def test_a_fading_weighted_draw_against_a_hand_computation() -> None:
         assert faded_chances(weighted, plain, iteration, 100).tolist() == pytest.approx(expected)
 
 
-def test_a_faded_draw_ends_on_the_plain_proportions(tmp_path: Path) -> None:
+def test_a_faded_draw_ends_on_the_plain_proportions() -> None:
     """Training's real batches with --oversample-rare-fade: weighted at the start, the plain
     draw from the fade's end on (a rare image back to its own share)."""
     from gen.image_folder import LabelledImages
