@@ -106,6 +106,14 @@ class GeneratorSpec:
     # Stain and light differ from slide to slide, so real smears differ in colour image to image;
     # this gives that variation one direct path instead of the whole network.
     colour_style: bool = False
+    # Slide colour drawn from the training images (``--colour-condition``): the generator holds
+    # every training image's colour (its per-channel mean and standard deviation, six numbers)
+    # in a bank of this many slots per class, 0 for none. Each image it draws takes the colour
+    # of one training image of its class, picked by its noise (the first number's normal
+    # quantile), as six more inputs beside the noise; so the slides' colours, rare stains
+    # included, are drawn as often as they occur in training. The bank's size is the largest
+    # class's image count.
+    colour_bank: int = 0
     kind: Literal["generator"] = "generator"
 
     @property
@@ -166,6 +174,7 @@ MAX_CHANNELS = 4096
 MAX_MINIBATCH_GROUP = 64
 MAX_NOISE_DIM = 4096
 MAX_CLASSES = 10_000
+MAX_COLOUR_BANK = 4_000_000  # colour slots over all classes: 96 MB of float32
 MAX_BLOCKS = 5  # channel widths: the stem and four blocks make the 64x64 images gen trains on
 
 
@@ -210,6 +219,12 @@ def _check_bounds(spec: GeneratorSpec | DiscriminatorSpec) -> None:
         )
     if group and spec.head != "projection":
         raise GenError("the discriminator's minibatch_std needs a projection head (not BEGAN's autoencoder).")
+    bank = getattr(spec, "colour_bank", 0)
+    if not _whole(bank) or bank < 0 or bank * spec.num_classes > MAX_COLOUR_BANK:
+        raise GenError(
+            f"the generator's colour_bank must be 0 (none) or a number of slots per class, at most "
+            f"{MAX_COLOUR_BANK:,} in all, not {bank!r}."
+        )
     noise_dim = getattr(spec, "noise_dim", 1)
     if not _whole(noise_dim) or not 1 <= noise_dim <= MAX_NOISE_DIM:
         raise GenError(f"the generator's noise size must be 1 to {MAX_NOISE_DIM}, not {noise_dim!r}.")

@@ -21,8 +21,10 @@ depends on that image alone and the G phase scores fakes only.
 
 Regularisers any of them can take: LeCam (``lecam``), an auxiliary class head
 (``classifier_weight``), FastGAN's reconstruction of real images by D (``reconstruction_weight``),
-ADA's adaptive augmentation probability (``ada_target``, AdaptiveAugment) and MSGAN's mode
-seeking term on G (``mode_seeking``, mode_seeking_term).
+ADA's adaptive augmentation probability (``ada_target``, AdaptiveAugment), MSGAN's mode
+seeking term on G (``mode_seeking``, mode_seeking_term) and, for a generator that draws each
+image in a training image's colour, a term that holds it to that colour (``colour_condition``,
+colour_condition_term).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gen.diffaugment import diff_augment
-from gen.networks import RECONSTRUCTION_SIZE, split_discriminator_output
+from gen.networks import RECONSTRUCTION_SIZE, colour_statistics, split_discriminator_output
 
 MODE_SEEKING_EPS = 1e-5  # MSGAN's
 
@@ -122,6 +124,7 @@ class GANLoss:
         ada_target: float = 0.0,
         ada_ramp_images: int = 100_000,
         mode_seeking: float = 0.0,
+        colour_condition: float = 0.0,
     ):
         self.generator = generator
         self.discriminator = discriminator
@@ -141,6 +144,7 @@ class GANLoss:
         self.reconstruction: tuple[torch.Tensor, torch.Tensor] | None = None
         self.ada = AdaptiveAugment(ada_target, ada_ramp_images) if ada_target else None
         self.mode_seeking = mode_seeking
+        self.colour_condition = colour_condition
 
     # -- scoring -------------------------------------------------------------------------------
 
@@ -219,6 +223,9 @@ class GANLoss:
             loss = loss + self.classifier_weight * F.cross_entropy(self.logits[-fake.size(0) :], labels)
         if self.mode_seeking:
             loss = loss + self.mode_seeking * mode_seeking_term(fake, noise, labels)
+        if self.colour_condition:
+            generator = getattr(self.generator, "module", self.generator)  # under DistributedDataParallel
+            loss = loss + self.colour_condition * colour_condition_term(fake, generator, noise, labels)
         return Phase(loss, real_scores, fake_scores.detach())
 
     def d_objective(self, real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
@@ -265,6 +272,16 @@ def mode_seeking_term(fake: torch.Tensor, noise: torch.Tensor, labels: torch.Ten
     image_distance = torch.cdist(images, images, p=1)[i, j] / images.size(1)
     noise_distance = torch.cdist(latents, latents, p=1)[i, j] / latents.size(1)
     return 1 / ((image_distance / noise_distance).mean() + MODE_SEEKING_EPS)
+
+
+def colour_condition_term(
+    fake: torch.Tensor, generator: nn.Module, noise: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
+    """How far each fake's colour (colour_statistics) lies from the training image colour it was
+    asked for (``generator.requested_colours``): the mean squared difference over the six
+    numbers, each in units of its spread over the training images (``colour_scale``)."""
+    wanted = generator.requested_colours(noise, labels)
+    return (((colour_statistics(fake) - wanted) / generator.colour_scale) ** 2).mean()
 
 
 def reconstruction_loss(

@@ -18,6 +18,15 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from gen.architecture import CellSpec, DiscriminatorSpec, GeneratorSpec, from_json, to_json
 
+COLOUR_NUMBERS = 6  # an image's colour: its per-channel mean and standard deviation
+
+
+def colour_statistics(images: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) images to (N, 6): each channel's mean, then each channel's standard deviation."""
+    pixels = images.float().flatten(2)
+    return torch.cat([pixels.mean(2), pixels.std(2, correction=0)], 1)
+
+
 # ---------------------------------------------------------------------------------------------
 # Layers
 
@@ -296,7 +305,14 @@ class Generator(nn.Module):
         super().__init__()
         self.spec = spec
         widths, spectral = spec.channels, spec.spectral_norm
-        self.stem = normalised(nn.ConvTranspose2d(spec.noise_dim, widths[0], 4, 1, 0), spectral)
+        inputs = spec.noise_dim + (COLOUR_NUMBERS if spec.colour_bank else 0)
+        self.stem = normalised(nn.ConvTranspose2d(inputs, widths[0], 4, 1, 0), spectral)
+        if spec.colour_bank:  # filled from the training images (fill_colour_bank), saved with G
+            bank = torch.zeros(spec.num_classes, spec.colour_bank, COLOUR_NUMBERS)
+            self.register_buffer("colour_bank", bank)
+            self.register_buffer("colour_counts", torch.ones(spec.num_classes, dtype=torch.long))
+            self.register_buffer("colour_centre", torch.zeros(COLOUR_NUMBERS))
+            self.register_buffer("colour_scale", torch.ones(COLOUR_NUMBERS))
         self.stem_activation = activation(spec.activation)
         self.stages = cell_stages(
             spec, widths[:-1], lambda channels: ClassConditionalBatchNorm(channels, spec.num_classes)
@@ -326,8 +342,36 @@ class Generator(nn.Module):
             nn.init.zeros_(self.colour_style.bias)
         self.output = {"tanh": nn.Tanh, "linear": nn.Identity, "clamp": nn.Hardtanh}[spec.output]()
 
+    @torch.no_grad()
+    def fill_colour_bank(self, colours: torch.Tensor, labels: torch.Tensor) -> None:
+        """Hold the colour of every training image (``colours``: colour_statistics of the images
+        in [-1, 1]) by class: a class of n images fills its first n slots in order; centre and
+        scale standardise the inputs."""
+        colours = colours.to(self.colour_bank)
+        self.colour_centre.copy_(colours.mean(0))
+        self.colour_scale.copy_(colours.std(0, correction=0).clamp_min(1e-6))
+        self.colour_bank.zero_()
+        for label in range(self.spec.num_classes):
+            members = colours[labels.to(colours.device) == label]
+            if len(members) > self.spec.colour_bank:
+                raise ValueError(f"class {label} has {len(members)} images, more than the bank's slots")
+            self.colour_bank[label, : len(members)] = members
+            self.colour_counts[label] = max(len(members), 1)
+
+    def requested_colours(self, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The training-image colour (N, 6) each image is drawn in: of its class's n images, the
+        one at floor(n * Phi(noise[:, 0])), so every training image's colour is equally likely."""
+        counts = self.colour_counts[labels]
+        quantile = torch.special.ndtr(noise[:, 0].float())
+        slots = torch.minimum((quantile * counts).long(), counts - 1)
+        return self.colour_bank[labels, slots]
+
     def forward(self, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        x = self.stem_activation(self.stem(noise[:, :, None, None]))
+        inputs = noise
+        if self.spec.colour_bank:
+            colours = (self.requested_colours(noise, labels) - self.colour_centre) / self.colour_scale
+            inputs = torch.cat([noise, colours.to(noise.dtype)], 1)
+        x = self.stem_activation(self.stem(inputs[:, :, None, None]))
         maps = [x]
         for index, upsample in enumerate(self.upsamples, start=1):
             if self.stages:

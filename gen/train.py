@@ -42,7 +42,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.nn.utils import parametrize
 from tqdm import tqdm
 
-from gen.architecture import DiscriminatorSpec, GeneratorSpec, from_json, preset, to_json
+from gen.architecture import MAX_COLOUR_BANK, DiscriminatorSpec, GeneratorSpec, from_json, preset, to_json
 from gen.checkpoint import (
     atomic_write,
     check_resumable,
@@ -60,7 +60,7 @@ from gen.history import History
 from gen.image_folder import LabelledImages, load_image_folder
 from gen.images import to_uint8, write_grid
 from gen.losses import GANLoss, make_loss
-from gen.networks import Discriminator, Generator, build, set_conditioning
+from gen.networks import Discriminator, Generator, build, colour_statistics, set_conditioning
 from gen.runtime import Distributed, start_distributed, stop_distributed
 from gen.train_config import RunStart, TrainConfig
 
@@ -496,7 +496,7 @@ def _train(
     start_iteration = state["iteration"] if state is not None else 0
     if start_iteration >= config.iterations:
         raise GenError(f"this run already reached iteration {start_iteration}; ask for more with --iters.")
-    networks = _build_networks(config, state, specs, context, inherit)
+    networks = _build_networks(config, state, specs, context, inherit, data)
     if context.is_main and on_start is not None:
         on_start(
             RunStart(
@@ -569,6 +569,14 @@ def _network_specs(
             if discriminator_spec.head != "projection":
                 raise GenError(f"{option} needs a discriminator with a projection head (not BEGAN's).")
             discriminator_spec = dataclasses.replace(discriminator_spec, **change)
+    if state is None and config.colour_condition:  # a slot for every image of the largest class
+        largest = int(torch.bincount(data.labels).max())
+        if largest * generator_spec.num_classes > MAX_COLOUR_BANK:
+            raise GenError(
+                f"--colour-condition holds every training image's colour; {config.data} has more "
+                f"than {MAX_COLOUR_BANK:,} slots' worth (classes x the largest class)."
+            )
+        generator_spec = dataclasses.replace(generator_spec, colour_bank=largest)
     return generator_spec, discriminator_spec
 
 
@@ -619,6 +627,7 @@ def _build_networks(
     specs: tuple[GeneratorSpec, DiscriminatorSpec],
     context: Distributed,
     inherit: dict[str, Any] | None,
+    data: LabelledImages,
 ) -> _Networks:
     """Fresh networks (from ``inherit``'s matching weights, when given), or a checkpoint's, on the device."""
     device = context.device
@@ -627,6 +636,9 @@ def _build_networks(
     if inherit is not None and state is None:
         load_matching_weights(generator, inherit["generator"])
         load_matching_weights(discriminator, inherit["discriminator"])
+    if specs[0].colour_bank and state is None:  # a resumed run's bank comes with its weights
+        colours = [colour_statistics(chunk.float().div(127.5).sub(1)) for chunk in data.images.split(1024)]
+        generator.fill_colour_bank(torch.cat(colours), data.labels)
     generator_ema = copy.deepcopy(generator).eval().requires_grad_(False)
     if inherit is not None and state is None and "generator_ema" in inherit:
         load_matching_weights(generator_ema, inherit["generator_ema"])
@@ -669,6 +681,7 @@ def _build_networks(
         reconstruction_weight=config.reconstruction_weight or 0.0,
         ada_target=config.ada_target or 0.0,
         mode_seeking=config.mode_seeking or 0.0,
+        colour_condition=config.colour_condition or 0.0,
         **(config.loss_options or {}),
     )
     if state is not None:

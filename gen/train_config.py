@@ -51,6 +51,7 @@ class TrainConfig:
     minibatch_std: int | None = None  # D's minibatch standard deviation group size, 0: off
     ada_target: float | None = None  # ADA's target for E[sign(D(real))], 0: a fixed policy
     mode_seeking: float | None = None  # MSGAN's mode seeking weight on G (gen.losses), 0: off
+    colour_condition: float | None = None  # G draws in training images' colours (gen.losses), 0: off
     oversample_rare: float | None = None  # draw images by colour rarity to this power (gen.train), 0: off
     oversample_rare_fade: int | None = None  # the rarity weighting fades out over these iterations, 0: never
     balanced_batches: bool | None = None  # every class equally likely in a batch
@@ -82,6 +83,7 @@ class TrainConfig:
         fields.setdefault("minibatch_std", 0)
         fields.setdefault("ada_target", 0.0)
         fields.setdefault("mode_seeking", 0.0)
+        fields.setdefault("colour_condition", 0.0)
         fields.setdefault("oversample_rare", 0.0)
         fields.setdefault("oversample_rare_fade", 0)
         fields.setdefault("balanced_batches", False)
@@ -126,6 +128,7 @@ class TrainConfig:
             "classifier_weight",
             "reconstruction_weight",
             "mode_seeking",
+            "colour_condition",
             "oversample_rare",
         ):
             value = getattr(self, name)

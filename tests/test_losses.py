@@ -18,6 +18,7 @@ from gen.losses import (
     HingeLoss,
     NonSaturatingLoss,
     WassersteinLoss,
+    colour_condition_term,
     make_loss,
     mode_seeking_term,
 )
@@ -159,6 +160,28 @@ def test_mode_seeking_against_a_hand_computation() -> None:
     apart = fake.clone().requires_grad_(True)
     mode_seeking_term(apart, noise, labels).backward()
     assert float(apart.grad[1, 0, 0, 1]) < 0 < float(apart.grad[0, 0, 0, 1])  # descent moves them apart
+
+
+def test_colour_condition_against_a_hand_computation() -> None:
+    """The term holding G to its images' requested colours: the mean over images and the six
+    numbers of ((colour of the image - requested colour) / scale)^2, weighted in G's phase."""
+    fake = torch.zeros(2, 3, 2, 2)
+    fake[0, 0] = torch.tensor([[1.0, -1.0], [1.0, -1.0]])  # red mean 0, spread 1; the rest 0
+    fake[1] += 0.5  # every channel 0.5, spread 0
+    generator = FixedGenerator(fake.clone())
+    generator.colour_scale = torch.tensor([1.0, 1.0, 1.0, 0.5, 0.5, 0.5])
+    wanted = torch.tensor([[0.0, 0.0, 0.0, 0.5, 0.0, 0.0], [0.5, 0.5, 1.0, 0.0, 0.0, 0.25]])
+    generator.requested_colours = lambda noise, labels: wanted[: len(labels)]
+    # image 0: red spread 1 against 0.5 -> (0.5 / 0.5)^2 = 1; image 1: blue 0.5 against 1 -> 0.25,
+    # blue spread 0 against 0.25 -> (0.25 / 0.5)^2 = 0.25; twelve numbers in all.
+    expected = (1.0 + 0.25 + 0.25) / 12
+    noise, labels = torch.zeros(2, 8), torch.tensor([0, 1])
+    assert float(colour_condition_term(fake, generator, noise, labels)) == pytest.approx(expected)
+    loss = HingeLoss(generator, ScoreIs(), "", torch.Generator().manual_seed(0), colour_condition=2.0)
+    plain = HingeLoss(generator, ScoreIs(), "", torch.Generator().manual_seed(0))
+    with_term = float(loss.g_phase(fake, labels, noise).loss.detach())
+    assert with_term == pytest.approx(float(plain.g_phase(fake, labels, noise).loss.detach()) + 2 * expected)
+    assert phases(HingeLoss, colour_condition=0.0) == phases(HingeLoss)  # off by default
 
 
 def test_weight_clipping_after_the_critic_step() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -18,6 +20,7 @@ from gen.networks import (
     Generator,
     SelfAttention,
     build,
+    colour_statistics,
 )
 
 NUM_CLASSES = 4
@@ -465,6 +468,59 @@ def test_colour_style_starts_as_the_plain_generator_and_shifts_each_image_by_its
     torch.testing.assert_close(got[:, 0], base[:, 0] * scale[:, None, None])
     torch.testing.assert_close(got[:, 1], base[:, 1] + shift[:, None, None])
     torch.testing.assert_close(got[:, 2], base[:, 2])
+
+
+def test_colour_statistics_against_a_hand_computation() -> None:
+    image = torch.zeros(1, 3, 2, 2)
+    image[0, 0] = torch.tensor([[1.0, -1.0], [1.0, -1.0]])  # red: mean 0, spread 1
+    image[0, 1] = 0.5  # green: 0.5, spread 0
+    image[0, 2] = torch.tensor([[0.0, 0.0], [0.0, 1.0]])  # blue: mean 0.25, spread sqrt(3) / 4
+    expected = torch.tensor([[0.0, 0.5, 0.25, 1.0, 0.0, math.sqrt(3) / 4]])
+    torch.testing.assert_close(colour_statistics(image), expected)
+
+
+def test_a_colour_bank_draws_every_training_colour_of_a_class_equally_often() -> None:
+    """``colour_bank``: a class of n images fills n slots; the noise's first number picks slot
+    floor(n * Phi(z_0)), so over many draws each of the class's colours is drawn 1 / n of the time,
+    a class of 3 as much as a class of 1; the bank is saved with the weights; and what G draws
+    depends on the colour it was given."""
+    import dataclasses
+
+    spec, _ = preset("cpu", NUM_CLASSES)
+    spec = dataclasses.replace(spec, colour_bank=3)
+    torch.manual_seed(0)
+    generator = build(spec).eval()
+    colours = torch.arange(4 * 6, dtype=torch.float32).view(4, 6)  # image i's colour: 6i .. 6i + 5
+    labels = torch.tensor([2, 0, 2, 2])  # class 2: images 0, 2, 3; class 0: image 1; 1 and 3: none
+    generator.fill_colour_bank(colours, labels)
+    assert generator.colour_counts.tolist() == [1, 1, 3, 1]
+    torch.testing.assert_close(generator.colour_bank[2], colours[[0, 2, 3]])
+    torch.testing.assert_close(generator.colour_bank[0, 0], colours[1])
+    torch.testing.assert_close(generator.colour_centre, colours.mean(0))
+    # Slots by hand: Phi(-1) = 0.159 -> slot 0 of 3; Phi(0) = 0.5 -> 1; Phi(1) = 0.841 -> 2.
+    noise = torch.zeros(3, spec.noise_dim)
+    noise[:, 0] = torch.tensor([-1.0, 0.0, 1.0])
+    got = generator.requested_colours(noise, torch.tensor([2, 2, 2]))
+    torch.testing.assert_close(got, colours[[0, 2, 3]])
+    only = generator.requested_colours(noise, torch.tensor([0, 0, 0]))  # a class of one image
+    torch.testing.assert_close(only, colours[[1, 1, 1]])
+    # Frequencies: 30,000 draws of class 2, each image a third within five binomial deviations.
+    many = torch.randn(30_000, spec.noise_dim, generator=torch.Generator().manual_seed(1))
+    drawn = generator.requested_colours(many, torch.full((30_000,), 2))[:, 0]
+    shares = torch.stack([(drawn == colours[i, 0]).double().mean() for i in (0, 2, 3)])
+    assert (shares - 1 / 3).abs().max() < 5 * math.sqrt(2 / 9 / 30_000)
+    # Saved with the weights: a fresh generator loaded from them draws the same colours.
+    restored = build(spec).eval()
+    restored.load_state_dict(generator.state_dict())
+    torch.testing.assert_close(restored.requested_colours(noise, torch.tensor([2, 2, 2])), got)
+    # G's image depends on the colour it is given: the same noise with class 2's slots reversed
+    # changes the first and last images (slots 0 and 2 swapped), not the middle one.
+    with torch.no_grad():
+        before = generator(noise, torch.tensor([2, 2, 2]))
+        generator.colour_bank[2] = generator.colour_bank[2].flip(0)
+        after = generator(noise, torch.tensor([2, 2, 2]))
+    torch.testing.assert_close(after[1], before[1])
+    assert (after[[0, 2]] - before[[0, 2]]).abs().amax() > 1e-3
 
 
 def test_a_clamp_output_clips_the_linear_output_in_training_too() -> None:

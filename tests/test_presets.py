@@ -19,6 +19,8 @@ from gen.architecture import BASELINES, PRESETS
 from gen.cli import cli
 from gen.errors import GenError
 from gen.history import COLUMNS
+from gen.image_folder import load_image_folder
+from gen.networks import colour_statistics
 from gen.presets import RECIPES
 from gen.train_config import TrainConfig
 
@@ -111,7 +113,7 @@ def test_every_quality_lever_trains_and_resumes(demo_data: Path, tmp_path: Path)
         "--batch-size", "4", "--lecam", "0.3", "--classifier-weight", "0.5", "--transition", "0", "2",
         "--balanced-batches", "--diffaugment", "color@0.5,translation", "--checkpoint-every", "1",
         "--reconstruction-weight", "1", "--ada-target", "0.6", "--minibatch-std", "2", "--mode-seeking", "1",
-        "--oversample-rare", "1", "--oversample-rare-fade", "2", "--device", "cpu",
+        "--oversample-rare", "1", "--oversample-rare-fade", "2", "--colour-condition", "1", "--device", "cpu",
         "--quiet", "--db", db,
     )  # fmt: skip
     run_gen("train", "--out", str(out), "--iters", "3", "--resume", "--quiet", "--db", db)
@@ -125,6 +127,20 @@ def test_every_quality_lever_trains_and_resumes(demo_data: Path, tmp_path: Path)
     )
     assert (config.reconstruction_weight, config.ada_target, config.mode_seeking) == (1.0, 0.6, 1.0)
     assert config.oversample_rare == 1.0 and config.oversample_rare_fade == 2
+    # The colour bank: a slot per image of the largest class, each class's images' colours in
+    # order (the EMA holds the same bank), kept through the resume.
+    data = load_image_folder(demo_data)
+    counts = torch.bincount(data.labels)
+    assert config.colour_condition == 1.0
+    assert json.loads(state["generator_spec"])["colour_bank"] == int(counts.max())
+    colours = colour_statistics(data.images.float().div(127.5).sub(1))
+    for name in ("generator", "generator_ema"):
+        weights = state[name]
+        assert weights["colour_counts"].tolist() == counts.tolist()
+        for label in range(len(counts)):
+            torch.testing.assert_close(
+                weights["colour_bank"][label, : counts[label]], colours[data.labels == label]
+            )
     spec = json.loads(state["discriminator_spec"])
     assert spec["classifier_head"] is True and spec["reconstruction_head"] is True
     assert config.minibatch_std == 2 and spec["minibatch_std"] == 2

@@ -174,6 +174,7 @@ RETRAIN_SETTINGS = (
     "minibatch_std",
     "ada_target",
     "mode_seeking",
+    "colour_condition",
     "oversample_rare",
     "oversample_rare_fade",
     "balanced_batches",

@@ -118,6 +118,14 @@ def report_skipped_files(skipped: Sequence[str], run_dir: Path) -> None:
     "noise), 0: off [default: the preset's].",
 )
 @click.option(
+    "--colour-condition",
+    type=click.FloatRange(0),
+    metavar="WEIGHT",
+    help="Draw each image in the colour of a training image of its class (per-channel mean and "
+    "spread, picked by the noise, so every slide's stain is as likely as in training) and hold G to "
+    "it with this weight; 0: off [default: the preset's].",
+)
+@click.option(
     "--oversample-rare",
     type=click.FloatRange(0),
     metavar="POWER",
