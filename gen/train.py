@@ -569,12 +569,13 @@ def _network_specs(
             if discriminator_spec.head != "projection":
                 raise GenError(f"{option} needs a discriminator with a projection head (not BEGAN's).")
             discriminator_spec = dataclasses.replace(discriminator_spec, **change)
-    if state is None and config.colour_condition:  # a slot for every image of the largest class
+    # A slot for every image of the largest class (a given architecture's bank is sized here too).
+    if state is None and (config.colour_condition or generator_spec.colour_bank):
         largest = int(torch.bincount(data.labels).max())
         if largest * generator_spec.num_classes > MAX_COLOUR_BANK:
             raise GenError(
-                f"--colour-condition holds every training image's colour; {config.data} has more "
-                f"than {MAX_COLOUR_BANK:,} slots' worth (classes x the largest class)."
+                f"--colour-condition keeps a colour for each of {generator_spec.num_classes} classes x "
+                f"{largest} images (the largest class), more than the {MAX_COLOUR_BANK:,} it allows."
             )
         generator_spec = dataclasses.replace(generator_spec, colour_bank=largest)
     return generator_spec, discriminator_spec
