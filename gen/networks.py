@@ -22,8 +22,9 @@ COLOUR_NUMBERS = 6  # an image's colour: its per-channel mean and standard devia
 
 
 def colour_statistics(images: torch.Tensor) -> torch.Tensor:
-    """(N, 3, H, W) images to (N, 6): each channel's mean, then each channel's standard deviation."""
-    pixels = images.float().flatten(2)
+    """(N, 3, H, W) images to (N, 6): each channel's mean, then each channel's standard deviation
+    (in the images' precision, float32 at least)."""
+    pixels = (images if images.dtype == torch.float64 else images.float()).flatten(2)
     return torch.cat([pixels.mean(2), pixels.std(2, correction=0)], 1)
 
 

@@ -198,8 +198,7 @@ def rarity_weights(
         members = torch.nonzero(labels == label).flatten()
         if len(members) < 2:
             continue
-        pixels = images[members].double().flatten(2)  # one class at a time: memory stays small
-        features = torch.cat([pixels.mean(2), pixels.std(2, correction=0)], 1)
+        features = colour_statistics(images[members].double())  # one class at a time: memory stays small
         spread = features.std(0, correction=0)
         varying = spread > 0
         standard = (features[:, varying] - features[:, varying].mean(0)) / spread[varying]
