@@ -60,6 +60,7 @@ from gen.history import History
 from gen.image_folder import LabelledImages, load_image_folder
 from gen.images import to_uint8, write_grid
 from gen.losses import GANLoss, make_loss
+from gen.metrics.domain import to_model_input
 from gen.networks import Discriminator, Generator, build, colour_statistics, set_conditioning
 from gen.runtime import Distributed, start_distributed, stop_distributed
 from gen.train_config import RunStart, TrainConfig
@@ -637,7 +638,7 @@ def _build_networks(
         load_matching_weights(generator, inherit["generator"])
         load_matching_weights(discriminator, inherit["discriminator"])
     if specs[0].colour_bank and state is None:  # a resumed run's bank comes with its weights
-        colours = [colour_statistics(chunk.float().div(127.5).sub(1)) for chunk in data.images.split(1024)]
+        colours = [colour_statistics(to_model_input(chunk)) for chunk in data.images.split(1024)]
         generator.fill_colour_bank(torch.cat(colours), data.labels)
     generator_ema = copy.deepcopy(generator).eval().requires_grad_(False)
     if inherit is not None and state is None and "generator_ema" in inherit:
@@ -951,7 +952,7 @@ class _RealBatches:
             chances,
         )
         batch_indices = batch_indices[self.mine].to(self.device)
-        real = self.images_on_device[batch_indices].float().div_(127.5).sub_(1)
+        real = to_model_input(self.images_on_device[batch_indices], self.device)
         return real.contiguous(memory_format=MEMORY_FORMAT), self.labels_on_device[batch_indices]
 
 
