@@ -155,6 +155,12 @@ class DiscriminatorSpec:
     # group of consecutive images in the batch vary, then a conv3x3 back to the width; D can then
     # tell a batch of fakes that vary too little from a real batch, which one image cannot show.
     minibatch_std: int = 0
+    # Instance conditioning on colour (IC-GAN, Casanova et al. 2021, on six numbers): the score
+    # gains the inner product of the pooled features with a linear map of an image's colour
+    # (gen.networks.colour_statistics, standardised by the generator's colour bank): a real image's
+    # own colour, the colour a fake was asked for. D then judges whether an image has the colour
+    # it claims, as the projection judges its class; it needs a generator with a colour bank.
+    colour_projection: bool = False
     kind: Literal["discriminator"] = "discriminator"
 
     def encoding(self) -> str:
@@ -219,6 +225,10 @@ def _check_bounds(spec: GeneratorSpec | DiscriminatorSpec) -> None:
         )
     if group and spec.head != "projection":
         raise GenError("the discriminator's minibatch_std needs a projection head (not BEGAN's autoencoder).")
+    if getattr(spec, "colour_projection", False) and spec.head != "projection":
+        raise GenError(
+            "the discriminator's colour_projection needs a projection head (not BEGAN's autoencoder)."
+        )
     bank = getattr(spec, "colour_bank", 0)
     if not _whole(bank) or bank < 0 or bank * spec.num_classes > MAX_COLOUR_BANK:
         raise GenError(

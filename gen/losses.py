@@ -145,6 +145,8 @@ class GANLoss:
         self.ada = AdaptiveAugment(ada_target, ada_ramp_images) if ada_target else None
         self.mode_seeking = mode_seeking
         self.colour_condition = colour_condition
+        spec = getattr(getattr(discriminator, "module", discriminator), "spec", None)  # DDP: in .module
+        self.colour_projection = bool(getattr(spec, "colour_projection", False))
 
     # -- scoring -------------------------------------------------------------------------------
 
@@ -152,11 +154,18 @@ class GANLoss:
         """What D sees: DiffAugment's policy, at ADA's strength when p adapts."""
         return diff_augment(images, self.policy, self.rng, self.ada.p if self.ada else 1.0)
 
-    def score(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """D's score for each augmented image. A D with a class head or a reconstruction head
-        returns more after the score; they are kept in ``logits`` and ``reconstruction``."""
+    def score(
+        self, images: torch.Tensor, labels: torch.Tensor, colours: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """D's score for each augmented image (``colours``: what each claims, for D's colour
+        projection). A D with a class head or a reconstruction head returns more after the
+        score; they are kept in ``logits`` and ``reconstruction``."""
         augmented = self.augment(images)
-        out = self.discriminator(augmented, labels)
+        out = (
+            self.discriminator(augmented, labels)
+            if colours is None
+            else self.discriminator(augmented, labels, colours)
+        )
         score, logits, reconstruction = split_discriminator_output(out, self.reconstruction_weight > 0)
         if logits is not None and self.classifier_weight:
             self.logits = logits.float()
@@ -164,11 +173,28 @@ class GANLoss:
             self.reconstruction = (reconstruction, augmented)
         return score
 
+    def claimed_colours(
+        self, real: torch.Tensor, noise: torch.Tensor, labels: torch.Tensor
+    ) -> torch.Tensor | None:
+        """For D's colour projection, the standardised colours (2N, 6) a batch of real images and
+        the fakes drawn from ``noise`` claim: a real image's own, a fake's requested one. None
+        when D has no colour projection."""
+        if not self.colour_projection:
+            return None
+        generator = getattr(self.generator, "module", self.generator)
+        wanted = generator.requested_colours(noise, labels)
+        return generator.standardised(torch.cat([colour_statistics(real), wanted]))
+
     def _score_pair(
-        self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor, fake_labels: torch.Tensor
+        self,
+        real: torch.Tensor,
+        fake: torch.Tensor,
+        labels: torch.Tensor,
+        fake_labels: torch.Tensor,
+        colours: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(real scores, fake scores) from one forward over both, so batch norm sees both."""
-        scores = self.score(torch.cat([real, fake.to(real.dtype)]), torch.cat([labels, fake_labels]))
+        scores = self.score(torch.cat([real, fake.to(real.dtype)]), torch.cat([labels, fake_labels]), colours)
         real_scores, fake_scores = scores.float().split([real.size(0), fake.size(0)])
         return real_scores, fake_scores
 
@@ -178,12 +204,13 @@ class GANLoss:
         """D's loss on a real batch and fakes of the same labels (G is not differentiated)."""
         with torch.no_grad():
             fake = self.generator(noise, labels)
-        real_scores, fake_scores = self._score_pair(real, fake, labels, labels)
+        colours = self.claimed_colours(real, noise, labels)
+        real_scores, fake_scores = self._score_pair(real, fake, labels, labels, colours)
         logits, reconstruction = self.logits, self.reconstruction  # before the penalty scores again
         if self.ada is not None:
             self.ada.observe(real_scores)
         loss = self.d_objective(real_scores, fake_scores)
-        penalty = self.d_penalty(real, fake, labels)
+        penalty = self.d_penalty(real, fake, labels, colours)
         if penalty is not None:
             loss = loss + penalty
         if self.lecam:
@@ -213,10 +240,12 @@ class GANLoss:
     def g_phase(self, real: torch.Tensor, labels: torch.Tensor, noise: torch.Tensor) -> Phase:
         """G's loss on fakes of ``labels``; ``real`` joins the batch only when D holds batch norm."""
         fake = self.generator(noise, labels)
+        colours = self.claimed_colours(real, noise, labels)
         if self.same_batch_both_phases:
-            real_scores, fake_scores = self._score_pair(real, fake, labels, labels)
+            real_scores, fake_scores = self._score_pair(real, fake, labels, labels, colours)
         else:
-            real_scores, fake_scores = None, self.score(fake, labels).float()
+            fake_colours = None if colours is None else colours[real.size(0) :]
+            real_scores, fake_scores = None, self.score(fake, labels, fake_colours).float()
         real_scores = real_scores.detach() if real_scores is not None else None
         loss = self.g_objective(fake_scores, fake)
         if self.classifier_weight:  # G makes images D's class head files under their label
@@ -234,8 +263,15 @@ class GANLoss:
     def g_objective(self, fake_scores: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def d_penalty(self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
-        """A regulariser added to D's loss (the gradient penalty); None when there is none."""
+    def d_penalty(
+        self,
+        real: torch.Tensor,
+        fake: torch.Tensor,
+        labels: torch.Tensor,
+        colours: torch.Tensor | None = None,
+    ) -> torch.Tensor | None:
+        """A regulariser added to D's loss (the gradient penalty); None when there is none.
+        ``colours``: what the real and fake images claim (claimed_colours), or None."""
         return None
 
     @torch.no_grad()
@@ -346,12 +382,21 @@ class WassersteinLoss(GANLoss):
     def g_objective(self, fake_scores: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         return -fake_scores.mean()
 
-    def d_penalty(self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
+    def d_penalty(
+        self,
+        real: torch.Tensor,
+        fake: torch.Tensor,
+        labels: torch.Tensor,
+        colours: torch.Tensor | None = None,
+    ) -> torch.Tensor | None:
         if not self.penalty:
             return None
         weight = torch.rand(real.size(0), 1, 1, 1, generator=self.rng, device=real.device, dtype=real.dtype)
         between = (weight * real + (1 - weight) * fake.to(real.dtype)).requires_grad_(True)
-        scores = self.score(between, labels).float()
+        if colours is not None:  # an image between a real and a fake claims the colour between theirs
+            real_colours, fake_colours = colours.split(real.size(0))
+            colours = weight.flatten(1) * real_colours + (1 - weight.flatten(1)) * fake_colours
+        scores = self.score(between, labels, colours).float()
         (gradient,) = torch.autograd.grad(scores.sum(), between, create_graph=True)
         return self.penalty * ((gradient.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
 
@@ -377,7 +422,10 @@ class BEGANLoss(GANLoss):
         self.k = 0.0
         self.convergence = 0.0
 
-    def score(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def score(
+        self, images: torch.Tensor, labels: torch.Tensor, colours: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The L1 error of D's reconstruction; an autoencoder has no colour projection."""
         augmented = self.augment(images)
         reconstruction = self.discriminator(augmented, labels)
         return (augmented - reconstruction.to(augmented.dtype)).abs().flatten(1).mean(1)

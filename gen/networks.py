@@ -367,10 +367,14 @@ class Generator(nn.Module):
         slots = torch.minimum((quantile * counts).long(), counts - 1)
         return self.colour_bank[labels, slots]
 
+    def standardised(self, colours: torch.Tensor) -> torch.Tensor:
+        """Colours (N, 6) in units of their spread over the training images, centred on their mean."""
+        return (colours.float() - self.colour_centre) / self.colour_scale
+
     def forward(self, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         inputs = noise
         if self.spec.colour_bank:
-            colours = (self.requested_colours(noise, labels) - self.colour_centre) / self.colour_scale
+            colours = self.standardised(self.requested_colours(noise, labels))
             inputs = torch.cat([noise, colours.to(noise.dtype)], 1)
         x = self.stem_activation(self.stem(inputs[:, :, None, None]))
         maps = [x]
@@ -444,6 +448,9 @@ class Discriminator(nn.Module):
                 self.classifier = normalised(nn.Linear(widths[-1], spec.num_classes), spectral)
             if spec.reconstruction_head:
                 self.reconstructor = ReconstructionDecoder(spec)
+            if spec.colour_projection:
+                colour_map = nn.Linear(COLOUR_NUMBERS, widths[-1], bias=False)
+                self.colour_projection = normalised(colour_map, spectral)
             if spec.minibatch_std:
                 self.minibatch = nn.Sequential(
                     sn_conv(widths[-1] + 1, widths[-1], 3, spectral=spectral), activation(spec.activation)
@@ -460,7 +467,11 @@ class Discriminator(nn.Module):
             maps.append(x)
         return maps
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, images: torch.Tensor, labels: torch.Tensor, colours: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``colours``: the standardised colour (N, 6) each image claims, for a D with a colour
+        projection; without them (curation's realism score) that term is left out."""
         maps = self.feature_maps(images, labels)
         if self.spec.head == "autoencoder":
             return self.decoder(maps[-1], labels)
@@ -473,6 +484,8 @@ class Discriminator(nn.Module):
         projection = (self.projection(labels) * pooled).sum(1)
         if self.conditioning != 1:
             projection = self.conditioning * projection
+        if self.spec.colour_projection and colours is not None:
+            projection = projection + (self.colour_projection(colours.to(pooled.dtype)) * pooled).sum(1)
         score = self.linear(pooled).squeeze(1) + projection
         # One tensor out, so that DistributedDataParallel sees it all: the score, then the class
         # head's logits, then the flattened reconstruction (see split_discriminator_output).

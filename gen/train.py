@@ -570,7 +570,8 @@ def _network_specs(
                 raise GenError(f"{option} needs a discriminator with a projection head (not BEGAN's).")
             discriminator_spec = dataclasses.replace(discriminator_spec, **change)
     # A slot for every image of the largest class (a given architecture's bank is sized here too).
-    if state is None and (config.colour_condition or generator_spec.colour_bank):
+    wants_bank = config.colour_condition or generator_spec.colour_bank or discriminator_spec.colour_projection
+    if state is None and wants_bank:
         largest = int(torch.bincount(data.labels).max())
         if largest * generator_spec.num_classes > MAX_COLOUR_BANK:
             raise GenError(

@@ -184,6 +184,42 @@ def test_colour_condition_against_a_hand_computation() -> None:
     assert phases(HingeLoss, colour_condition=0.0) == phases(HingeLoss)  # off by default
 
 
+def test_d_is_told_each_image_s_colour_a_real_one_its_own_a_fake_the_one_it_was_asked_for() -> None:
+    """With D's colour projection, both phases hand D the standardised colours the batch claims:
+    each real image's own colour_statistics, each fake's requested colour, both as
+    (colour - centre) / scale; without the projection D is told nothing."""
+    import dataclasses
+
+    g_spec, d_spec = preset("cpu", 4)
+    torch.manual_seed(0)
+    generator = build(dataclasses.replace(g_spec, colour_bank=2))
+    discriminator = build(dataclasses.replace(d_spec, colour_projection=True))
+    bank = torch.tensor([[0.1, 0.2, 0.3, 0.4, 0.5, 0.6], [-0.5, 0.0, 0.5, 0.1, 0.1, 0.1]])
+    generator.fill_colour_bank(bank, torch.tensor([1, 1]))
+    real = torch.zeros(2, 3, 64, 64)
+    real[0] = 0.5  # every channel 0.5, spread 0
+    real[1, 2, :32] = 1.0  # blue half 1, half 0: mean 0.5, spread 0.5
+    labels, noise = torch.tensor([1, 1]), torch.zeros(2, g_spec.noise_dim)
+    noise[:, 0] = torch.tensor([-1.0, 1.0])  # slots 0 and 1 of class 1
+    told = []
+    forward = discriminator.forward
+    discriminator.forward = lambda images, labels, colours=None: (
+        told.append(colours) or forward(images, labels, colours)
+    )
+    for both in (False, True):  # G's phase scores the fakes alone, or real and fake together
+        rng = torch.Generator().manual_seed(0)
+        loss = HingeLoss(generator, discriminator, "", rng, same_batch_both_phases=both)
+        loss.d_phase(real, labels, noise)
+        loss.g_phase(real, labels, noise)
+    own = torch.tensor([[0.5, 0.5, 0.5, 0, 0, 0], [0, 0, 0.5, 0, 0, 0.5]])
+    expected = (torch.cat([own, bank]) - bank.mean(0)) / bank.std(0, correction=0)
+    assert len(told) == 4
+    for colours, want in zip(told, (expected, expected[2:], expected, expected), strict=True):
+        torch.testing.assert_close(colours, want)
+    plain = HingeLoss(generator, build(d_spec), "", torch.Generator().manual_seed(0))
+    assert plain.claimed_colours(real, noise, labels) is None
+
+
 def test_weight_clipping_after_the_critic_step() -> None:
     critic = nn.Linear(4, 1)
     with torch.no_grad():

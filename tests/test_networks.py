@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from gen.architecture import BASELINES, PRESETS, CellSpec, preset
+from gen.architecture import BASELINES, PRESETS, CellSpec, preset, to_json
 from gen.diffaugment import POLICIES, diff_augment, parse_policy
 from gen.errors import GenError
 from gen.networks import (
@@ -521,6 +521,31 @@ def test_a_colour_bank_draws_every_training_colour_of_a_class_equally_often() ->
         after = generator(noise, torch.tensor([2, 2, 2]))
     torch.testing.assert_close(after[1], before[1])
     assert (after[[0, 2]] - before[[0, 2]]).abs().amax() > 1e-3
+
+
+def test_a_colour_projection_adds_the_features_inner_product_with_the_claimed_colour() -> None:
+    """``colour_projection``: D's score gains <W c, pooled features> for the colour c an image
+    claims (W a spectrally normalised linear map, no bias), on top of the class projection;
+    without colours (curation's realism score) the term is left out, as it is at c = 0."""
+    import dataclasses
+
+    _, spec = preset("cpu", NUM_CLASSES)
+    torch.manual_seed(0)
+    discriminator = build(dataclasses.replace(spec, colour_projection=True)).eval()
+    images, labels = torch.rand(3, 3, 64, 64) * 2 - 1, torch.tensor([0, 2, 3])
+    colours = torch.randn(3, 6, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        plain = discriminator(images, labels)
+        claimed = discriminator(images, labels, colours)
+        pooled = discriminator.feature_maps(images, labels)[-1].sum(dim=(2, 3))
+        weight = discriminator.colour_projection.weight  # (features, 6), spectral norm applied
+        torch.testing.assert_close(discriminator(images, labels, torch.zeros(3, 6)), plain)
+    expected = plain + ((colours @ weight.T) * pooled).sum(1)
+    torch.testing.assert_close(claimed, expected, rtol=1e-4, atol=1e-3)
+    assert (claimed - plain).abs().min() > 1e-3  # the colour moves every score
+    assert parametrize.is_parametrized(discriminator.colour_projection, "weight")  # spectral norm
+    with pytest.raises(GenError, match="colour_projection needs a projection head"):
+        build(to_json(dataclasses.replace(spec, colour_projection=True, head="autoencoder")))
 
 
 def test_a_clamp_output_clips_the_linear_output_in_training_too() -> None:

@@ -748,6 +748,26 @@ def test_a_faded_draw_ends_on_the_plain_proportions() -> None:
         assert abs(rare_share(iteration) - expected) < deviations, iteration
 
 
+def test_a_given_discriminator_with_a_colour_projection_gets_a_colour_bank(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """D's colour projection needs the colours G was asked for: a given architecture whose D has
+    one trains with a generator bank of a slot per image of the largest class, held in G and the
+    EMA; the gradient penalty (WGAN-GP) scores its in-between images with in-between colours."""
+    generator_spec, discriminator_spec = preset("tiny", len(CLASS_NAMES))
+    architecture = (generator_spec, dataclasses.replace(discriminator_spec, colour_projection=True))
+    for name in ("tiny", "wgan-gp"):
+        out = tmp_path / name
+        train(config(data_dir, out, preset=name, iterations=2), progress=False, architecture=architecture)
+        state = load_checkpoint(out / "checkpoint-0000002.pt")
+        assert json.loads(state["discriminator_spec"])["colour_projection"] is True
+        assert json.loads(state["generator_spec"])["colour_bank"] == 8  # 8 phantoms per class
+        for network in ("generator", "generator_ema"):
+            assert state[network]["colour_counts"].tolist() == [8] * len(CLASS_NAMES)
+        assert any(key.startswith("colour_projection") for key in state["discriminator"])
+        assert all(math.isfinite(row["d_loss"]) for row in read_history(out / "history.csv"))
+
+
 def test_old_settings_resume_with_the_new_levers_off() -> None:
     stored = json.loads(TrainConfig(data="d", out="o").to_json())
     del stored["lecam"], stored["balanced_batches"], stored["transition"]
