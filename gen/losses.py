@@ -24,7 +24,8 @@ Regularisers any of them can take: LeCam (``lecam``), an auxiliary class head
 ADA's adaptive augmentation probability (``ada_target``, AdaptiveAugment), MSGAN's mode
 seeking term on G (``mode_seeking``, mode_seeking_term) and, for a generator that draws each
 image in a training image's colour, a term that holds it to that colour (``colour_condition``,
-colour_condition_term).
+colour_condition_term). A discriminator with a colour projection is told the colour each image
+claims in both phases (claimed_colours).
 """
 
 from __future__ import annotations
