@@ -175,16 +175,18 @@ class GANLoss:
         return score
 
     def claimed_colours(
-        self, real: torch.Tensor, noise: torch.Tensor, labels: torch.Tensor
+        self, real: torch.Tensor | None, noise: torch.Tensor, labels: torch.Tensor
     ) -> torch.Tensor | None:
-        """For D's colour projection, the standardised colours (2N, 6) a batch of real images and
-        the fakes drawn from ``noise`` claim: a real image's own, a fake's requested one. None
-        when D has no colour projection."""
+        """For D's colour projection, the standardised colours a batch of real images (their
+        own; none when ``real`` is None) and then the fakes drawn from ``noise`` (the requested
+        ones) claim, in the order D scores them. None when D has no colour projection."""
         if not self.colour_projection:
             return None
         generator = getattr(self.generator, "module", self.generator)
-        wanted = generator.requested_colours(noise, labels)
-        return generator.standardised(torch.cat([colour_statistics(real), wanted]))
+        colours = generator.requested_colours(noise, labels)
+        if real is not None:
+            colours = torch.cat([colour_statistics(real), colours])
+        return generator.standardised(colours)
 
     def _score_pair(
         self,
@@ -241,12 +243,11 @@ class GANLoss:
     def g_phase(self, real: torch.Tensor, labels: torch.Tensor, noise: torch.Tensor) -> Phase:
         """G's loss on fakes of ``labels``; ``real`` joins the batch only when D holds batch norm."""
         fake = self.generator(noise, labels)
-        colours = self.claimed_colours(real, noise, labels)
+        colours = self.claimed_colours(real if self.same_batch_both_phases else None, noise, labels)
         if self.same_batch_both_phases:
             real_scores, fake_scores = self._score_pair(real, fake, labels, labels, colours)
         else:
-            fake_colours = None if colours is None else colours[real.size(0) :]
-            real_scores, fake_scores = None, self.score(fake, labels, fake_colours).float()
+            real_scores, fake_scores = None, self.score(fake, labels, colours).float()
         real_scores = real_scores.detach() if real_scores is not None else None
         loss = self.g_objective(fake_scores, fake)
         if self.classifier_weight:  # G makes images D's class head files under their label
