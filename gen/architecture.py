@@ -114,6 +114,11 @@ class GeneratorSpec:
     # included, are drawn as often as they occur in training. The bank's size is the largest
     # class's image count.
     colour_bank: int = 0
+    # The class at the stem too: a one-hot label beside the noise (and colour) into the 4x4
+    # stem, so the class shapes the cell from the first layer, not only through the batch norms'
+    # gains. A colour given at the stem without it takes over which kind of cell is drawn
+    # (docs/benchmarks.md, "where the basophils go").
+    stem_label: bool = False
     kind: Literal["generator"] = "generator"
 
     @property
@@ -201,7 +206,15 @@ def _check_bounds(spec: GeneratorSpec | DiscriminatorSpec) -> None:
         if typing.get_origin(hint) is Literal and value not in typing.get_args(hint):
             choices = ", ".join(map(str, typing.get_args(hint)))
             raise GenError(f"the {spec.kind}'s {field.name} must be one of {choices}, not {value!r}.")
-    switches = ("spectral_norm", "skip_excitation", "colour_style", "classifier_head", "reconstruction_head")
+    switches = (
+        "spectral_norm",
+        "skip_excitation",
+        "colour_style",
+        "stem_label",
+        "classifier_head",
+        "reconstruction_head",
+        "colour_projection",
+    )
     for name in switches:
         value = getattr(spec, name, False)
         if not isinstance(value, bool):

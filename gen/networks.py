@@ -302,11 +302,14 @@ EXCITATION_SPAN = 3  # a map at resolution r gates the one at 8r (three upsampli
 
 
 class Generator(nn.Module):
+    conditioning = 1.0  # scales the stem's one-hot label (set_conditioning)
+
     def __init__(self, spec: GeneratorSpec):
         super().__init__()
         self.spec = spec
         widths, spectral = spec.channels, spec.spectral_norm
         inputs = spec.noise_dim + (COLOUR_NUMBERS if spec.colour_bank else 0)
+        inputs += spec.num_classes if spec.stem_label else 0
         self.stem = normalised(nn.ConvTranspose2d(inputs, widths[0], 4, 1, 0), spectral)
         if spec.colour_bank:  # filled from the training images (fill_colour_bank), saved with G
             bank = torch.zeros(spec.num_classes, spec.colour_bank, COLOUR_NUMBERS)
@@ -372,11 +375,13 @@ class Generator(nn.Module):
         return (colours.float() - self.colour_centre) / self.colour_scale
 
     def forward(self, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        inputs = noise
+        inputs = [noise]
         if self.spec.colour_bank:
-            colours = self.standardised(self.requested_colours(noise, labels))
-            inputs = torch.cat([noise, colours.to(noise.dtype)], 1)
-        x = self.stem_activation(self.stem(inputs[:, :, None, None]))
+            inputs.append(self.standardised(self.requested_colours(noise, labels)).to(noise.dtype))
+        if self.spec.stem_label:
+            one_hot = nn.functional.one_hot(labels, self.spec.num_classes).to(noise.dtype)
+            inputs.append(self.conditioning * one_hot)
+        x = self.stem_activation(self.stem(torch.cat(inputs, 1)[:, :, None, None]))
         maps = [x]
         for index, upsample in enumerate(self.upsamples, start=1):
             if self.stages:
@@ -598,12 +603,12 @@ class AutoencoderDecoder(nn.Module):
 
 def set_conditioning(network: nn.Module, strength: float) -> None:
     """Scale every class signal of a network by ``strength`` in [0, 1]: the generator's
-    conditional batch norms and the discriminator's projection term. Transitional
+    conditional batch norms, its stem's one-hot label and the discriminator's projection term. Transitional
     conditioning (Shahbazi et al., ICLR 2022) trains from 0 (unconditional) and ramps to 1, so
     that a few hundred images per class do not collapse the classes early; sampling always
     runs at 1, the value every network starts with."""
     for module in network.modules():
-        if isinstance(module, ClassConditionalBatchNorm | Discriminator):
+        if isinstance(module, ClassConditionalBatchNorm | Generator | Discriminator):
             module.conditioning = strength
 
 

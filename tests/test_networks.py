@@ -576,3 +576,36 @@ def test_a_clamp_output_clips_the_linear_output_in_training_too() -> None:
     # d(sum)/d(bias_c) counts channel c's pixels strictly inside the bounds.
     inside = ((linear > -1) & (linear < 1)).sum(dim=(0, 2, 3)).to(bias_gradient.dtype)
     torch.testing.assert_close(bias_gradient, inside)
+
+
+def test_a_stem_label_feeds_the_one_hot_class_to_the_stem_scaled_by_the_conditioning() -> None:
+    """``stem_label``: the stem's input is [noise, one-hot label], so its 4x4 map is the plain
+    stem's map of the noise plus the weight's column of the image's class; set_conditioning
+    scales the one-hot with the batch norms' class signal (0 leaves the class out)."""
+    import dataclasses
+
+    from gen.networks import set_conditioning
+
+    spec, _ = preset("tiny", NUM_CLASSES)
+    torch.manual_seed(0)
+    generator = build(dataclasses.replace(spec, stem_label=True)).eval()
+    weight = generator.stem.weight  # (noise + classes, width, 4, 4), spectral norm applied
+    assert weight.shape[0] == spec.noise_dim + NUM_CLASSES
+    maps = []
+    generator.stem.register_forward_hook(lambda module, inputs, output: maps.append(output))
+    noise, labels = torch.randn(3, spec.noise_dim), torch.tensor([0, 2, 3])
+    from_noise = (
+        torch.einsum("ni,iohw->nohw", noise, weight[: spec.noise_dim]) + generator.stem.bias[:, None, None]
+    )
+    with torch.no_grad():
+        generator(noise, labels)
+        set_conditioning(generator, 0.5)
+        generator(noise, labels)
+        set_conditioning(generator, 0.0)
+        generator(noise, labels)
+    class_columns = weight[spec.noise_dim + labels]
+    torch.testing.assert_close(maps[0], from_noise + class_columns, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(maps[1], from_noise + 0.5 * class_columns, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(maps[2], from_noise, rtol=1e-4, atol=1e-4)
+    with pytest.raises(GenError, match="stem_label must be true or false"):
+        build({**to_json(spec), "stem_label": "yes"})
