@@ -64,7 +64,8 @@ cutout=cpu:diffaugment=translation+cutout,lecam=cpu:lecam=0.3,transition=cpu:tra
 balanced=cpu:balanced_batches=true,classhead=cpu:classifier_weight=0.5,\
 fastgan=cpu:g.skip_excitation=true:reconstruction_weight=1,mbstd=cpu:minibatch_std=4,\
 modeseeking=cpu:mode_seeking=1,rare=cpu:oversample_rare=1,rarefade=cpu:oversample_rare=1:oversample_rare_fade=1000,\
-colourcond=cpu:colour_condition=1,colourproj=cpu:d.colour_projection=true,tanh=cpu:g.output=tanh,zeropad=cpu:padding=zeros,ema0=cpu:ema_decay=0
+colourcond=cpu:colour_condition=1,colourproj=cpu:d.colour_projection=true,\
+stemlabel=cpu:g.stem_label=true:colour_condition=1:d.colour_projection=true,histmatch=cpu:histogram_matching=50,tanh=cpu:g.output=tanh,zeropad=cpu:padding=zeros,ema0=cpu:ema_decay=0
 bench-quality: bench-quality-seeds bench-quality-ablations bench-quality-long
 
 bench-quality-seeds: install

@@ -60,6 +60,7 @@ class Recipe:
     ada_target: float = 0.0
     mode_seeking: float = 0.0
     colour_condition: float = 0.0
+    histogram_matching: float = 0.0
     oversample_rare: float = 0.0
     oversample_rare_fade: int = 0
     balanced_batches: bool = False

@@ -684,6 +684,7 @@ def _build_networks(
         ada_target=config.ada_target or 0.0,
         mode_seeking=config.mode_seeking or 0.0,
         colour_condition=config.colour_condition or 0.0,
+        histogram_matching=config.histogram_matching or 0.0,
         **(config.loss_options or {}),
     )
     if state is not None:

@@ -52,6 +52,7 @@ class TrainConfig:
     ada_target: float | None = None  # ADA's target for E[sign(D(real))], 0: a fixed policy
     mode_seeking: float | None = None  # MSGAN's mode seeking weight on G (gen.losses), 0: off
     colour_condition: float | None = None  # G draws in training images' colours (gen.losses), 0: off
+    histogram_matching: float | None = None  # G's per-class pixel distributions (gen.losses), 0: off
     oversample_rare: float | None = None  # draw images by colour rarity to this power (gen.train), 0: off
     oversample_rare_fade: int | None = None  # the rarity weighting fades out over these iterations, 0: never
     balanced_batches: bool | None = None  # every class equally likely in a batch
@@ -84,6 +85,7 @@ class TrainConfig:
         fields.setdefault("ada_target", 0.0)
         fields.setdefault("mode_seeking", 0.0)
         fields.setdefault("colour_condition", 0.0)
+        fields.setdefault("histogram_matching", 0.0)
         fields.setdefault("oversample_rare", 0.0)
         fields.setdefault("oversample_rare_fade", 0)
         fields.setdefault("balanced_batches", False)
@@ -129,6 +131,7 @@ class TrainConfig:
             "reconstruction_weight",
             "mode_seeking",
             "colour_condition",
+            "histogram_matching",
             "oversample_rare",
         ):
             value = getattr(self, name)

@@ -19,6 +19,7 @@ from gen.losses import (
     NonSaturatingLoss,
     WassersteinLoss,
     colour_condition_term,
+    histogram_matching_term,
     make_loss,
     mode_seeking_term,
 )
@@ -182,6 +183,44 @@ def test_colour_condition_against_a_hand_computation() -> None:
     with_term = float(loss.g_phase(fake, labels, noise).loss.detach())
     assert with_term == pytest.approx(float(plain.g_phase(fake, labels, noise).loss.detach()) + 2 * expected)
     assert phases(HingeLoss, colour_condition=0.0) == phases(HingeLoss)  # off by default
+
+
+def test_histogram_matching_against_a_hand_computation() -> None:
+    """The term matching each class's pixel values to the real batch's, channel by channel: both
+    sorted, the mean |k-th fake - k-th real| per class and channel, averaged over them; weighted
+    in G's phase; its gradient moves each fake pixel toward the real value of its rank."""
+    fake = torch.zeros(4, 2, 1, 2)
+    real = torch.zeros(4, 2, 1, 2)
+    labels = torch.tensor([0, 1, 0, 1])
+    # Class 0 (images 0 and 2), channel 0: fake values 3, 0, 1, 2 (sorted 0 1 2 3) against real
+    # 0, 0, 2, 6 (sorted 0 0 2 6): |0| + |1| + |0| + |3| = 4 over 4 values -> 1. Channel 1: all 0.
+    fake[0, 0, 0] = torch.tensor([3.0, 0.0])
+    fake[2, 0, 0] = torch.tensor([1.0, 2.0])
+    real[0, 0, 0] = torch.tensor([6.0, 0.0])
+    real[2, 0, 0] = torch.tensor([0.0, 2.0])
+    # Class 1 (images 1 and 3), channel 1: fake 1, 1, 1, 1 against real 1, 1, 1, 5 -> 4 / 4 = 1;
+    # channel 0: all 0. The same values in another order cost nothing: only how often counts.
+    fake[1, 1, 0] = torch.tensor([1.0, 1.0])
+    fake[3, 1, 0] = torch.tensor([1.0, 1.0])
+    real[1, 1, 0] = torch.tensor([1.0, 5.0])
+    real[3, 1, 0] = torch.tensor([1.0, 1.0])
+    expected = (1.0 + 0.0 + 0.0 + 1.0) / 4
+    assert float(histogram_matching_term(fake, real, labels)) == pytest.approx(expected)
+    shuffled = fake.clone()
+    shuffled[0, 0, 0], shuffled[2, 0, 0] = fake[2, 0, 0].flip(0), fake[0, 0, 0]
+    assert float(histogram_matching_term(shuffled, real, labels)) == pytest.approx(expected)
+    assert float(histogram_matching_term(real, real, labels)) == 0.0
+    pulled = fake.clone().requires_grad_(True)
+    histogram_matching_term(pulled, real, labels).backward()
+    assert float(pulled.grad[0, 0, 0, 0]) < 0  # the largest (3) is pulled up toward real's 6
+    assert float(pulled.grad[2, 0, 0, 0]) > 0  # 1, ranked second, is pulled down toward real's 0
+    generator = FixedGenerator(fake.clone())
+    loss = HingeLoss(generator, ScoreIs(), "", torch.Generator().manual_seed(0), histogram_matching=3.0)
+    plain = HingeLoss(generator, ScoreIs(), "", torch.Generator().manual_seed(0))
+    noise = torch.zeros(4, 8)
+    with_term = float(loss.g_phase(real, labels, noise).loss.detach())
+    assert with_term == pytest.approx(float(plain.g_phase(real, labels, noise).loss.detach()) + 3 * expected)
+    assert phases(HingeLoss, histogram_matching=0.0) == phases(HingeLoss)  # off by default
 
 
 def test_d_is_told_each_image_s_colour_a_real_one_its_own_a_fake_the_one_it_was_asked_for() -> None:

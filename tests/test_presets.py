@@ -113,7 +113,8 @@ def test_every_quality_lever_trains_and_resumes(demo_data: Path, tmp_path: Path)
         "--batch-size", "4", "--lecam", "0.3", "--classifier-weight", "0.5", "--transition", "0", "2",
         "--balanced-batches", "--diffaugment", "color@0.5,translation", "--checkpoint-every", "1",
         "--reconstruction-weight", "1", "--ada-target", "0.6", "--minibatch-std", "2", "--mode-seeking", "1",
-        "--oversample-rare", "1", "--oversample-rare-fade", "2", "--colour-condition", "1", "--device", "cpu",
+        "--oversample-rare", "1", "--oversample-rare-fade", "2", "--colour-condition", "1",
+        "--histogram-matching", "2", "--device", "cpu",
         "--quiet", "--db", db,
     )  # fmt: skip
     run_gen("train", "--out", str(out), "--iters", "3", "--resume", "--quiet", "--db", db)
@@ -131,7 +132,7 @@ def test_every_quality_lever_trains_and_resumes(demo_data: Path, tmp_path: Path)
     # order (the EMA holds the same bank), kept through the resume.
     data = load_image_folder(demo_data)
     counts = torch.bincount(data.labels)
-    assert config.colour_condition == 1.0
+    assert config.colour_condition == 1.0 and config.histogram_matching == 2.0
     assert json.loads(state["generator_spec"])["colour_bank"] == int(counts.max())
     colours = colour_statistics(data.images.float().div(127.5).sub(1))
     for name in ("generator", "generator_ema"):

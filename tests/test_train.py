@@ -773,11 +773,12 @@ def test_old_settings_resume_with_the_new_levers_off() -> None:
     del stored["lecam"], stored["balanced_batches"], stored["transition"]
     del stored["reconstruction_weight"], stored["ada_target"], stored["minibatch_std"], stored["mode_seeking"]
     del stored["oversample_rare"], stored["oversample_rare_fade"], stored["colour_condition"]
+    del stored["histogram_matching"]
     config = TrainConfig.from_json(json.dumps(stored))
     assert config.lecam == 0.0 and config.balanced_batches is False and config.transition == (0, 0)
     assert config.reconstruction_weight == 0.0 and config.ada_target == 0.0 and config.minibatch_std == 0
     assert config.mode_seeking == 0.0 and config.oversample_rare == 0.0 and config.oversample_rare_fade == 0
-    assert config.colour_condition == 0.0
+    assert config.colour_condition == 0.0 and config.histogram_matching == 0.0
 
 
 def test_transition_ramp_against_a_hand_computation() -> None:

@@ -175,6 +175,7 @@ RETRAIN_SETTINGS = (
     "ada_target",
     "mode_seeking",
     "colour_condition",
+    "histogram_matching",
     "oversample_rare",
     "oversample_rare_fade",
     "balanced_batches",

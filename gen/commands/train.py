@@ -126,6 +126,14 @@ def report_skipped_files(skipped: Sequence[str], run_dir: Path) -> None:
     "it with this weight; 0: off [default: the preset's].",
 )
 @click.option(
+    "--histogram-matching",
+    type=click.FloatRange(0),
+    metavar="WEIGHT",
+    help="Hold the pixel values G draws for each class, channel by channel, to those of the real "
+    "images of that class in the batch (the 1-D earth mover's distance between the two, by "
+    "sorting), with this weight; 0: off [default: the preset's].",
+)
+@click.option(
     "--oversample-rare",
     type=click.FloatRange(0),
     metavar="POWER",
