@@ -335,10 +335,9 @@ def histogram_matching_term(fake: torch.Tensor, real: torch.Tensor, labels: torc
     histogram loss). Each fake pixel is pulled, with the same force however near, to the real
     value of its rank, so a background drawn a few levels too widely narrows to the real one;
     the adversarial loss says where in the image a value goes, this term how often it occurs."""
-    distances = []
+    channels, distances = fake.size(1), []
     for label in labels.unique():
         members = labels == label
-        channels = fake.size(1)
         fake_values = fake[members].float().transpose(0, 1).reshape(channels, -1).sort(1).values
         real_values = real[members].float().transpose(0, 1).reshape(channels, -1).sort(1).values
         distances.append((fake_values - real_values).abs().mean())

@@ -603,10 +603,10 @@ class AutoencoderDecoder(nn.Module):
 
 def set_conditioning(network: nn.Module, strength: float) -> None:
     """Scale every class signal of a network by ``strength`` in [0, 1]: the generator's
-    conditional batch norms, its stem's one-hot label and the discriminator's projection term. Transitional
-    conditioning (Shahbazi et al., ICLR 2022) trains from 0 (unconditional) and ramps to 1, so
-    that a few hundred images per class do not collapse the classes early; sampling always
-    runs at 1, the value every network starts with."""
+    conditional batch norms and its stem's one-hot label, the discriminator's projection term.
+    Transitional conditioning (Shahbazi et al., ICLR 2022) trains from 0 (unconditional) and
+    ramps to 1, so that a few hundred images per class do not collapse the classes early;
+    sampling always runs at 1, the value every network starts with."""
     for module in network.modules():
         if isinstance(module, ClassConditionalBatchNorm | Generator | Discriminator):
             module.conditioning = strength
