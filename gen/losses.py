@@ -244,7 +244,8 @@ class GANLoss:
         ).mean()
 
     def g_phase(self, real: torch.Tensor, labels: torch.Tensor, noise: torch.Tensor) -> Phase:
-        """G's loss on fakes of ``labels``; ``real`` joins the batch only when D holds batch norm."""
+        """G's loss on fakes of ``labels``; ``real`` joins D's batch only when D holds batch norm
+        (the histogram term compares the fakes with it either way)."""
         fake = self.generator(noise, labels)
         colours = self.claimed_colours(real if self.same_batch_both_phases else None, noise, labels)
         if self.same_batch_both_phases:
