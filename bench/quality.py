@@ -451,9 +451,9 @@ def write_sample_grid(
     if args.curated is not None:
         settings = CurationSettings(keep_best=args.curated, classifier_epochs=args.settings.classifier_epochs)
         curator = Curator(states[ours], settings, device, train_dir=args.data, progress=False)
-    names = ["real", *runs]
+    names = ["real", *(model.split("=", 1)[0] for model in runs)]  # "LABEL=PRESET:..." by its label
     if curator is not None:
-        names.insert(names.index(ours) + 1, f"{ours} curated")
+        names.insert(2, f"{names[1]} curated")
     indices = list(range(GRID_COLUMNS))
     rows = []
     for label in range(len(sets.class_names)):
