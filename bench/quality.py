@@ -109,6 +109,12 @@ def sets_classes(folder: Path) -> list[str]:
     return sorted(entry.name for entry in folder.iterdir() if entry.is_dir())
 
 
+def model_label(model: str) -> str:
+    """How the sample grid names a --models entry: a preset by itself, an ablation by its LABEL."""
+    head = model.split(":", 1)[0]
+    return head.split("=", 1)[0] if "=" in head else model
+
+
 def variant(model: str) -> tuple[str, dict[str, Any]]:
     """A --models entry: a preset, or an ablation LABEL=PRESET:SETTING=VALUE:... whose settings
     (TrainConfig fields, ``g.FIELD`` or ``d.FIELD`` for the generator's or discriminator's spec,
@@ -451,9 +457,9 @@ def write_sample_grid(
     if args.curated is not None:
         settings = CurationSettings(keep_best=args.curated, classifier_epochs=args.settings.classifier_epochs)
         curator = Curator(states[ours], settings, device, train_dir=args.data, progress=False)
-    names = ["real", *(model.split("=", 1)[0] for model in runs)]  # "LABEL=PRESET:..." by its label
+    names = ["real", *map(model_label, runs)]
     if curator is not None:
-        names.insert(2, f"{names[1]} curated")
+        names.insert(2, f"{model_label(ours)} curated")  # ours is the first model
     indices = list(range(GRID_COLUMNS))
     rows = []
     for label in range(len(sets.class_names)):
