@@ -114,6 +114,11 @@ class GeneratorSpec:
     # included, are drawn as often as they occur in training. The bank's size is the largest
     # class's image count.
     colour_bank: int = 0
+    # Which pixels a colour is measured on (gen.networks.colour_statistics): "image", all of
+    # them; "border", the outer eighth of each side, where a centred cell rarely reaches, so the
+    # colour is the slide's stain and light more than the cell's kind (a basophil's dark granules
+    # raise its whole image's spread, and G then reads the class from the colour).
+    colour_region: Literal["image", "border"] = "image"
     # The class at the stem too: a one-hot label beside the noise (and colour) into the 4x4
     # stem, so the class shapes the cell from the first layer, not only through the batch norms'
     # gains. A colour given at the stem without it takes over which kind of cell is drawn

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gen.diffaugment import diff_augment
-from gen.networks import RECONSTRUCTION_SIZE, colour_statistics, split_discriminator_output
+from gen.networks import RECONSTRUCTION_SIZE, split_discriminator_output
 
 MODE_SEEKING_EPS = 1e-5  # MSGAN's
 
@@ -188,7 +188,7 @@ class GANLoss:
         generator = getattr(self.generator, "module", self.generator)
         colours = generator.requested_colours(noise, labels)
         if real is not None:
-            colours = torch.cat([colour_statistics(real), colours])
+            colours = torch.cat([generator.colours_of(real), colours])
         return generator.standardised(colours)
 
     def _score_pair(
@@ -321,11 +321,11 @@ def mode_seeking_term(fake: torch.Tensor, noise: torch.Tensor, labels: torch.Ten
 def colour_condition_term(
     fake: torch.Tensor, generator: nn.Module, noise: torch.Tensor, labels: torch.Tensor
 ) -> torch.Tensor:
-    """How far each fake's colour (colour_statistics) lies from the training image colour it was
+    """How far each fake's colour (``generator.colours_of``) lies from the training image colour it was
     asked for (``generator.requested_colours``): the mean squared difference over the six
     numbers, each in units of its spread over the training images (``colour_scale``)."""
     wanted = generator.requested_colours(noise, labels)
-    return (((colour_statistics(fake) - wanted) / generator.colour_scale) ** 2).mean()
+    return (((generator.colours_of(fake) - wanted) / generator.colour_scale) ** 2).mean()
 
 
 def histogram_matching_term(fake: torch.Tensor, real: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -21,10 +21,22 @@ from gen.architecture import CellSpec, DiscriminatorSpec, GeneratorSpec, from_js
 COLOUR_NUMBERS = 6  # an image's colour: its per-channel mean and standard deviation
 
 
-def colour_statistics(images: torch.Tensor) -> torch.Tensor:
+BORDER_FRACTION = 8  # colour_region "border": the outer 1/8 of each side (8 pixels at 64)
+
+
+def colour_statistics(images: torch.Tensor, region: str = "image") -> torch.Tensor:
     """(N, 3, H, W) images to (N, 6): each channel's mean, then each channel's standard deviation
-    (in the images' precision, float32 at least)."""
-    pixels = (images if images.dtype == torch.float64 else images.float()).flatten(2)
+    (in the images' precision, float32 at least), over every pixel (``region`` "image") or over
+    the frame of width H // BORDER_FRACTION along the four edges ("border")."""
+    pixels = images if images.dtype == torch.float64 else images.float()
+    if region == "border":
+        height, width = pixels.shape[-2:]
+        inside = torch.zeros(height, width, dtype=torch.bool, device=pixels.device)
+        band = max(height // BORDER_FRACTION, 1)
+        inside[band:-band, band:-band] = True
+        pixels = pixels[..., ~inside]
+    else:
+        pixels = pixels.flatten(2)
     return torch.cat([pixels.mean(2), pixels.std(2, correction=0)], 1)
 
 
@@ -348,8 +360,8 @@ class Generator(nn.Module):
 
     @torch.no_grad()
     def fill_colour_bank(self, colours: torch.Tensor, labels: torch.Tensor) -> None:
-        """Hold the colour of every training image (``colours``: colour_statistics of the images
-        in [-1, 1]) by class: a class of n images fills its first n slots in order; centre and
+        """Hold the colour of every training image (``colours``: colours_of the images in [-1, 1])
+        by class: a class of n images fills its first n slots in order; centre and
         scale standardise the inputs."""
         colours = colours.to(self.colour_bank)
         self.colour_centre.copy_(colours.mean(0))
@@ -369,6 +381,10 @@ class Generator(nn.Module):
         quantile = torch.special.ndtr(noise[:, 0].float())
         slots = torch.minimum((quantile * counts).long(), counts - 1)
         return self.colour_bank[labels, slots]
+
+    def colours_of(self, images: torch.Tensor) -> torch.Tensor:
+        """Images' colours (N, 6) as the bank holds them (colour_statistics over the spec's region)."""
+        return colour_statistics(images, self.spec.colour_region)
 
     def standardised(self, colours: torch.Tensor) -> torch.Tensor:
         """Colours (N, 6) in units of their spread over the training images, centred on their mean."""

@@ -639,7 +639,7 @@ def _build_networks(
         load_matching_weights(generator, inherit["generator"])
         load_matching_weights(discriminator, inherit["discriminator"])
     if specs[0].colour_bank and state is None:  # a resumed run's bank comes with its weights
-        colours = [colour_statistics(to_model_input(chunk)) for chunk in data.images.split(1024)]
+        colours = [generator.colours_of(to_model_input(chunk)) for chunk in data.images.split(1024)]
         generator.fill_colour_bank(torch.cat(colours), data.labels)
     generator_ema = copy.deepcopy(generator).eval().requires_grad_(False)
     if inherit is not None and state is None and "generator_ema" in inherit:

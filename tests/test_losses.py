@@ -23,7 +23,7 @@ from gen.losses import (
     make_loss,
     mode_seeking_term,
 )
-from gen.networks import build
+from gen.networks import build, colour_statistics
 from gen.presets import LOSS_NAMES, RECIPES
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -171,6 +171,7 @@ def test_colour_condition_against_a_hand_computation() -> None:
     fake[1] += 0.5  # every channel 0.5, spread 0
     generator = FixedGenerator(fake.clone())
     generator.colour_scale = torch.tensor([1.0, 1.0, 1.0, 0.5, 0.5, 0.5])
+    generator.colours_of = colour_statistics
     wanted = torch.tensor([[0.0, 0.0, 0.0, 0.5, 0.0, 0.0], [0.5, 0.5, 1.0, 0.0, 0.0, 0.25]])
     generator.requested_colours = lambda noise, labels: wanted[: len(labels)]
     # image 0: red spread 1 against 0.5 -> (0.5 / 0.5)^2 = 1; image 1: blue 0.5 against 1 -> 0.25,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -9,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from gen.architecture import BASELINES, PRESETS, CellSpec, preset, to_json
+from gen.architecture import BASELINES, PRESETS, CellSpec, from_json, preset, to_json
 from gen.diffaugment import POLICIES, diff_augment, parse_policy
 from gen.errors import GenError
 from gen.networks import (
@@ -477,6 +478,23 @@ def test_colour_statistics_against_a_hand_computation() -> None:
     image[0, 2] = torch.tensor([[0.0, 0.0], [0.0, 1.0]])  # blue: mean 0.25, spread sqrt(3) / 4
     expected = torch.tensor([[0.0, 0.5, 0.25, 1.0, 0.0, math.sqrt(3) / 4]])
     torch.testing.assert_close(colour_statistics(image), expected)
+
+
+def test_a_border_colour_is_measured_on_the_frame_of_an_eighth_of_each_side_alone() -> None:
+    """colour_region "border": the 28 pixels of an 8x8 image's one-pixel frame, not the 36 inside
+    it; a generator whose spec asks for it measures (and banks) colours there."""
+    image = torch.zeros(1, 3, 8, 8)
+    image[0, :, 1:-1, 1:-1] = 1.0  # the inside: ignored
+    image[0, 0, 0, :] = 1.0  # red: 8 of the 28 frame pixels at 1 -> mean 2/7, spread sqrt(10)/7
+    image[0, 1] = -1.0  # green: -1 everywhere -> mean -1, spread 0
+    expected = torch.tensor([[2 / 7, -1.0, 0.0, math.sqrt(10) / 7, 0.0, 0.0]])
+    torch.testing.assert_close(colour_statistics(image, "border"), expected)
+    assert float(colour_statistics(image)[0, 2]) == pytest.approx(36 / 64)  # the whole image's blue
+    g_spec, _ = preset("cpu", 4)
+    generator = build(dataclasses.replace(g_spec, colour_bank=1, colour_region="border"))
+    torch.testing.assert_close(generator.colours_of(image), expected)
+    with pytest.raises(GenError, match="colour_region"):
+        from_json(to_json(dataclasses.replace(g_spec, colour_region="middle")))
 
 
 def test_a_colour_bank_draws_every_training_colour_of_a_class_equally_often() -> None:
